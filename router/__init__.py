@@ -1,0 +1,1 @@
+"""return-router: Amazon Pay return URLs for iOS and Android apps."""

@@ -1,0 +1,1 @@
+"""Build, parse, validate and match Apple app-site-association and Android assetlinks files."""
