@@ -1,0 +1,1 @@
+"""Persistence: one Store protocol, an embedded SQLite backend and a PostgreSQL backend."""
