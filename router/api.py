@@ -1,0 +1,260 @@
+"""The /v1 JSON endpoints: the merchant API (bearer token) and the app API (ref + session id)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .button import ButtonSigner
+from .checkout import PAYMENT_INTENTS, SESSION_ID_RE, Busy, CheckoutService, NewCheckout, Outcome, UnknownRef
+from .money import AmountError, normalize_amount
+from .openapi import OPENAPI
+from .routing import Flow, RouteTable, host_pattern_matches, normalize_host
+from .store.base import (
+    AUTHORIZED,
+    CANCELED,
+    COMPLETED,
+    CREATED,
+    DECLINED,
+    EXPIRED,
+    FAILED,
+    PENDING,
+    Checkout,
+    SessionConflict,
+)
+
+MAX_BODY = 16 * 1024
+RETURN_URL_KEYS = {Flow.SUCCESS: "checkoutResultReturnUrl", Flow.CANCEL: "checkoutCancelUrl",
+                   Flow.ERROR: "checkoutErrorUrl"}
+# App API: the HTTP status and error code for a checkout that did not end in a payment.
+UNPAID = {
+    DECLINED: (402, "payment_declined", "Amazon Pay declined the payment."),
+    CANCELED: (409, "checkout_canceled", "The buyer canceled the checkout."),
+    EXPIRED: (410, "checkout_expired", "The checkout expired before it was completed."),
+    FAILED: (422, "finalize_failed", "Amazon Pay refused to complete the checkout."),
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, dict(headers or {})
+
+
+def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None,
+                   **extra: Any) -> JSONResponse:
+    body = {"error": {"code": code, "message": message}, **extra}
+    return JSONResponse(body, status_code=status, headers={"cache-control": "no-store", **(headers or {})})
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def checkout_json(c: Checkout, *, merchant: bool) -> dict[str, Any]:
+    """The checkout as the merchant backend (everything) or the app (what the buyer needs) sees it."""
+    body: dict[str, Any] = {
+        "ref": c.ref,
+        "merchantReference": c.merchant_reference,
+        "state": c.state,
+        "chargeAmount": {"amount": c.amount, "currencyCode": c.currency},
+        "checkoutSessionId": c.checkout_session_id,
+        "chargeId": c.charge_id,
+        "chargePermissionId": c.charge_permission_id,
+        "reasonCode": c.reason_code,
+        "buyer": dict(c.result) if c.result else None,
+        "expiresAt": iso(c.expires_at),
+    }
+    if merchant:
+        body |= {
+            "paymentIntent": c.payment_intent,
+            "canHandlePendingAuthorization": c.can_handle_pending,
+            "totalOrderAmount": ({"amount": c.total_order_amount, "currencyCode": c.currency}
+                                 if c.total_order_amount else None),
+            "createdAt": iso(c.created_at),
+            "updatedAt": iso(c.updated_at),
+        }
+    return body
+
+
+def return_urls(table: RouteTable, ref: str, request_host: str, scheme: str) -> dict[str, str]:
+    """The three return URLs for the app's Amazon Pay button: first route of each flow, `ref` added."""
+    urls = {}
+    for flow, key in RETURN_URL_KEYS.items():
+        route = table.first(flow)
+        assert route is not None  # config guarantees one route per flow
+        host = route.host
+        if host.startswith("*"):
+            host = request_host if host_pattern_matches(host, request_host) else host.replace("*.", "www.")
+        urls[key] = f"{scheme}://{host}{route.path}?{urlencode({'ref': ref})}"
+    return urls
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    if "application/json" not in request.headers.get("content-type", ""):
+        raise ApiError(415, "unsupported_media_type", "send Content-Type: application/json")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes")
+        chunks.append(chunk)
+    try:
+        data = json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return data
+
+
+def parse_new_checkout(data: Mapping[str, Any]) -> NewCheckout:
+    allowed = {"merchantReference", "chargeAmount", "paymentIntent", "canHandlePendingAuthorization",
+               "totalOrderAmount", "supplementaryData"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)[:200]}")
+    reference = data.get("merchantReference")
+    if not isinstance(reference, str) or not 1 <= len(reference) <= 128 or not reference.isprintable():
+        raise ApiError(400, "invalid_merchant_reference", "merchantReference must be 1-128 printable characters")
+    amount, currency = _money(data.get("chargeAmount"), "chargeAmount")
+    intent = data.get("paymentIntent")
+    if intent not in PAYMENT_INTENTS:
+        raise ApiError(400, "invalid_payment_intent", f"paymentIntent must be one of {', '.join(PAYMENT_INTENTS)}")
+    pending = data.get("canHandlePendingAuthorization", False)
+    if not isinstance(pending, bool):
+        raise ApiError(400, "invalid_field", "canHandlePendingAuthorization must be true or false")
+    total = None
+    if data.get("totalOrderAmount") is not None:
+        total, total_currency = _money(data["totalOrderAmount"], "totalOrderAmount")
+        if total_currency != currency:
+            raise ApiError(400, "currency_mismatch", "totalOrderAmount must use the chargeAmount currency")
+    supplementary = data.get("supplementaryData")
+    if supplementary is not None and (not isinstance(supplementary, str) or len(supplementary) > 2048):
+        raise ApiError(400, "invalid_field", "supplementaryData must be a string of at most 2048 characters")
+    return NewCheckout(reference, amount, currency, str(intent), pending, total, supplementary)
+
+
+def _money(value: Any, field: str) -> tuple[str, str]:
+    if not isinstance(value, dict):
+        raise ApiError(400, "invalid_amount", f"{field} must be {{\"amount\": \"14.00\", \"currencyCode\": \"USD\"}}")
+    try:
+        return normalize_amount(value.get("amount"), value.get("currencyCode"))
+    except AmountError as exc:
+        raise ApiError(400, "invalid_amount", f"{field}: {exc}") from None
+
+
+def outcome_response(outcome: Outcome) -> JSONResponse:
+    """The app API's answer for a finalize attempt or a state read."""
+    c = outcome.checkout
+    body = checkout_json(c, merchant=False)
+    if outcome.error is not None:
+        return error_response(503, "amazon_unavailable", "Amazon Pay could not be reached; try again shortly.",
+                              {"retry-after": "5"}, checkout=body)
+    if c.state in (COMPLETED, AUTHORIZED):
+        return JSONResponse(body, headers={"cache-control": "no-store"})
+    if c.state == PENDING:
+        return JSONResponse(body, status_code=202, headers={"cache-control": "no-store", "retry-after": "5"})
+    if c.state == CREATED:
+        return JSONResponse(body, status_code=200, headers={"cache-control": "no-store"})
+    status, code, message = UNPAID[c.state]
+    return error_response(status, code, message, checkout=body)
+
+
+class Api:
+    def __init__(self, service: CheckoutService, table: RouteTable, api_token: str | None,
+                 button: ButtonSigner | None, https_only: bool = True) -> None:
+        self.service = service
+        self.table = table
+        self.api_token = api_token
+        self.button = button
+        self.https_only = https_only
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/checkouts", self.guard(self.create_checkout), methods=["POST"]),
+            Route("/v1/checkouts/{ref}", self.guard(self.read_checkout), methods=["GET"]),
+            Route("/v1/checkout-sessions/{session_id}/finalize", self.guard(self.finalize), methods=["POST"]),
+            Route("/v1/checkout-sessions/{session_id}", self.guard(self.read_session), methods=["GET"]),
+            Route("/v1/openapi.json", self.openapi, methods=["GET"]),
+        ]
+
+    def guard(self, handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                response: Response = await handler(request)
+                return response
+            except ApiError as exc:
+                return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return endpoint
+
+    def authorize(self, request: Request) -> None:
+        if self.api_token is None:
+            raise ApiError(401, "unauthorized", "the merchant API is disabled: set [merchant] api_token_env")
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_token.encode()):
+            raise ApiError(401, "unauthorized", "missing or wrong bearer token", {"www-authenticate": "Bearer"})
+
+    async def create_checkout(self, request: Request) -> Response:
+        self.authorize(request)
+        new = parse_new_checkout(await read_json(request))
+        checkout = await self.service.register(new)
+        scheme = "https" if self.https_only else request.url.scheme
+        host = normalize_host(request.headers.get("host", ""))
+        urls = return_urls(self.table, checkout.ref, host, scheme)
+        body: dict[str, Any] = {"ref": checkout.ref, "returnUrls": urls, "expiresAt": iso(checkout.expires_at),
+                                "checkout": checkout_json(checkout, merchant=True)}
+        if self.button is not None:
+            body["button"] = self.button.sign(checkout, urls)
+        return JSONResponse(body, status_code=201, headers={"cache-control": "no-store"})
+
+    async def read_checkout(self, request: Request) -> Response:
+        self.authorize(request)
+        checkout = await self.service.get(request.path_params["ref"])
+        if checkout is None:
+            raise ApiError(404, "unknown_ref", "no checkout with this ref")
+        return JSONResponse(checkout_json(checkout, merchant=True), headers={"cache-control": "no-store"})
+
+    async def finalize(self, request: Request) -> Response:
+        session_id = self.session_id(request)
+        ref = (await read_json(request)).get("ref")
+        if not isinstance(ref, str):
+            raise ApiError(400, "missing_ref", "the body must be {\"ref\": \"…\"}")
+        try:
+            outcome = await self.service.finalize(ref, session_id)
+        except UnknownRef:
+            raise ApiError(404, "unknown_ref", "no checkout with this ref") from None
+        except SessionConflict:
+            raise ApiError(409, "session_conflict", "this ref belongs to another checkout session") from None
+        except Busy:
+            raise ApiError(503, "in_progress", "the payment is still being confirmed; retry shortly",
+                           {"retry-after": "2"}) from None
+        return outcome_response(outcome)
+
+    async def read_session(self, request: Request) -> Response:
+        session_id = self.session_id(request)
+        ref = request.query_params.get("ref", "")
+        checkout = await self.service.get(ref)
+        if checkout is None or checkout.checkout_session_id != session_id:
+            raise ApiError(404, "unknown_checkout", "no checkout with this ref and session id")
+        checkout = await self.service.refresh_pending(checkout)
+        return outcome_response(Outcome(checkout))
+
+    @staticmethod
+    def session_id(request: Request) -> str:
+        session_id = str(request.path_params["session_id"])
+        if not SESSION_ID_RE.match(session_id):
+            raise ApiError(400, "invalid_session_id", "the checkout session id is malformed")
+        return session_id
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(OPENAPI)

@@ -1,0 +1,144 @@
+"""Serving apple-app-site-association and assetlinks.json: precomputed bytes behind a raw ASGI fast path.
+
+The files are built once per set of matching host patterns from the same route table the router
+uses, so the paths the apps claim and the paths the router handles cannot drift apart. Requests for
+them never reach Starlette's routing: Apple's and Google's verifiers (and a CDN in front) get the
+same bytes, a strong ETag and no cookies, redirects or HTML, as fast as a bare ASGI app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from well_known import build_aasa, build_assetlinks, dumps
+
+from .config import Settings, claims_for
+from .routing import RouteTable, normalize_host
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+AASA_PATHS = frozenset({"/.well-known/apple-app-site-association", "/apple-app-site-association"})
+ASSETLINKS_PATH = "/.well-known/assetlinks.json"
+CACHE_CONTROL = b"public, max-age=300"  # minutes, so a fix reaches Apple's CDN and devices soon
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A finished response: status 200 headers, the 304 headers and the body."""
+
+    body: bytes
+    etag: bytes
+    headers: list[tuple[bytes, bytes]]
+    not_modified_headers: list[tuple[bytes, bytes]]
+
+    @classmethod
+    def json(cls, body: bytes) -> Prepared:
+        etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
+        common = [(b"etag", etag), (b"cache-control", CACHE_CONTROL), (b"x-content-type-options", b"nosniff")]
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        return cls(body, etag, headers + common, common)
+
+
+def _error(status: int, code: str, message: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"cache-control", b"no-store")]
+    return status, headers, body
+
+
+class AssociationFiles:
+    """The association files for any Host, computed once per distinct set of host patterns."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.table: RouteTable = settings.route_table
+        self._by_patterns: dict[tuple[str, tuple[str, ...]], Prepared | None] = {}
+        self._by_host: dict[tuple[str, str], Prepared | None] = {}
+        for pattern in {r.host for r in self.table.routes}:  # warm the cache at start-up
+            if not pattern.startswith("*"):
+                self.get("aasa", pattern)
+                self.get("assetlinks", pattern)
+
+    def get(self, kind: str, host: str) -> Prepared | None:
+        """The prepared file of `kind` ("aasa" or "assetlinks") for `host`, or None (not served there)."""
+        found = self._by_host.get((kind, host))
+        if found is not None:
+            return found
+        patterns = self.table.host_patterns(host)
+        key = (kind, patterns)
+        if key not in self._by_patterns:
+            self._by_patterns[key] = self._build(kind, host) if patterns else None
+        prepared = self._by_patterns[key]
+        if len(self._by_host) < 4096:  # any Host header can arrive: keep the memo bounded
+            self._by_host[(kind, host)] = prepared
+        return prepared
+
+    def _build(self, kind: str, host: str) -> Prepared | None:
+        claims = claims_for(self.table.paths_for_host(host))
+        ios, android = self.settings.ios, self.settings.android
+        if kind == "aasa" and ios is not None:
+            doc: Any = build_aasa(
+                ios.app_ids, claims,
+                webcredentials_apps=ios.app_ids if ios.webcredentials else (),
+                appclips_apps=ios.appclips,
+            )
+        elif kind == "assetlinks" and android is not None:
+            doc = build_assetlinks(android.package, android.sha256_cert_fingerprints, claims,
+                                   dynamic_rules=android.dynamic_rules)
+        else:
+            return None
+        return Prepared.json(dumps(doc))
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
+    """RFC 9110 If-None-Match: weak comparison against any listed tag, or "*"."""
+    for candidate in if_none_match.split(b","):
+        candidate = candidate.strip().removeprefix(b"W/")
+        if candidate == b"*" or candidate == etag:
+            return True
+    return False
+
+
+class AssociationMiddleware:
+    """Answers the association paths before anything else; passes every other request on."""
+
+    def __init__(self, app: ASGIApp, files: AssociationFiles) -> None:
+        self.app = app
+        self.files = files
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or (path not in AASA_PATHS and path != ASSETLINKS_PATH):
+            await self.app(scope, receive, send)
+            return
+        status, headers, body = self.respond(scope, "aasa" if path in AASA_PATHS else "assetlinks")
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    def respond(self, scope: Scope, kind: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        if scope["method"] not in ("GET", "HEAD"):
+            status, headers, body = _error(405, "method_not_allowed", "use GET or HEAD")
+            return status, [*headers, (b"allow", b"GET, HEAD")], body
+        host = normalize_host((_header(scope, b"host") or b"").decode("latin-1"))
+        prepared = self.files.get(kind, host) if host else None
+        if prepared is None:
+            return _error(404, "not_found", "no association file is configured for this host")
+        if_none_match = _header(scope, b"if-none-match")
+        if if_none_match is not None and etag_matches(if_none_match, prepared.etag):
+            return 304, prepared.not_modified_headers, b""
+        return 200, prepared.headers, prepared.body

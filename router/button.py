@@ -1,0 +1,54 @@
+"""The signed Amazon Pay button payload for a registered checkout (Amazon's generateButtonSignature).
+
+The app hands `payloadJSON` and `signature` to the Amazon Pay button as they are: the signature
+covers these exact bytes, so nobody re-serializes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+from .amazon_pay.signing import sign
+from .store.base import Checkout
+
+
+class ButtonSigner:
+    def __init__(self, store_id: str, public_key_id: str, private_key: RSAPrivateKey, algorithm: str) -> None:
+        self.store_id = store_id
+        self.public_key_id = public_key_id
+        self._private_key = private_key
+        self.algorithm = algorithm
+
+    def __repr__(self) -> str:
+        return f"ButtonSigner(store_id={self.store_id!r}, public_key_id={self.public_key_id!r})"
+
+    def payload(self, checkout: Checkout, urls: dict[str, str]) -> dict[str, Any]:
+        details: dict[str, Any] = {
+            "paymentIntent": checkout.payment_intent,
+            "canHandlePendingAuthorization": checkout.can_handle_pending,
+            "chargeAmount": {"amount": checkout.amount, "currencyCode": checkout.currency},
+        }
+        if checkout.total_order_amount is not None:
+            details["totalOrderAmount"] = {"amount": checkout.total_order_amount, "currencyCode": checkout.currency}
+        return {
+            "webCheckoutDetails": {
+                "checkoutMode": "ProcessOrder",
+                "checkoutResultReturnUrl": urls["checkoutResultReturnUrl"],
+                "checkoutCancelUrl": urls["checkoutCancelUrl"],
+            },
+            "storeId": self.store_id,
+            "chargePermissionType": "OneTime",
+            "paymentDetails": details,
+            "merchantMetadata": {"merchantReferenceId": checkout.merchant_reference[:256]},
+        }
+
+    def sign(self, checkout: Checkout, urls: dict[str, str]) -> dict[str, str]:
+        payload_json = json.dumps(self.payload(checkout, urls), separators=(",", ":"), ensure_ascii=False)
+        digest = hashlib.sha256(payload_json.encode()).hexdigest()
+        signature = sign(self._private_key, self.algorithm, f"{self.algorithm}\n{digest}")
+        return {"payloadJSON": payload_json, "signature": signature, "publicKeyId": self.public_key_id,
+                "algorithm": self.algorithm}

@@ -1,0 +1,405 @@
+"""The finalize orchestrator: registering checkouts, finalizing each exactly once, reconciling.
+
+Exactly once rests on three things: the session id is bound to the ref once (store), one caller at a
+time holds the finalize lease (store), and the idempotency key is derived from ref + session id, so
+a retry after a crash, a lost lease or a timeout gets Amazon's saved response instead of a second
+charge. Callers that lose the race wait for the holder's result instead of calling Amazon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import base64
+import hashlib
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from .amazon_pay.errors import AmazonPayError
+from .amazon_pay.models import Charge, CheckoutSession, FinalizeResult
+from .events import event_for
+from .redact import mask
+from .store.base import (
+    AUTHORIZED,
+    CANCELED,
+    COMPLETED,
+    CREATED,
+    DECLINED,
+    EXPIRED,
+    FAILED,
+    FINAL_STATES,
+    PENDING,
+    Checkout,
+    LeaseLost,
+    NotFound,
+    SessionConflict,
+    Store,
+)
+
+log = logging.getLogger("router.checkout")
+
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{7,99}$")
+REF_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
+PAYMENT_INTENTS = ("Confirm", "Authorize", "AuthorizeWithCapture")
+DECLINE_REASONS = {"Declined", "HardDeclined", "SoftDeclined", "AmazonRejected", "PaymentMethodNotAllowed",
+                   "MFAFailed", "ProcessingFailure", "TransactionAmountExceeded"}
+
+
+class AmazonPay(Protocol):
+    """What the orchestrator needs from the Amazon Pay client."""
+
+    async def finalize_checkout_session(
+        self, checkout_session_id: str, payload: Mapping[str, Any], idempotency_key: str
+    ) -> FinalizeResult: ...
+
+    async def get_checkout_session(self, checkout_session_id: str) -> CheckoutSession: ...
+
+    async def get_charge(self, charge_id: str) -> Charge: ...
+
+
+class UnknownRef(Exception):
+    pass
+
+
+class Busy(Exception):
+    """Another holder is still finalizing after the wait budget; the caller asks to refresh."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The checkout after a finalize attempt; `error` is set when Amazon could not be reached."""
+
+    checkout: Checkout
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class NewCheckout:
+    merchant_reference: str
+    amount: str
+    currency: str
+    payment_intent: str
+    can_handle_pending: bool
+    total_order_amount: str | None = None
+    supplementary_data: str | None = None
+
+
+def idempotency_key(ref: str, checkout_session_id: str) -> str:
+    """32 characters of [A-Za-z0-9_-], the same for every attempt at one ref + session."""
+    digest = hashlib.sha256(f"finalize\x00{ref}\x00{checkout_session_id}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:32]
+
+
+def finalize_payload(checkout: Checkout) -> dict[str, Any]:
+    """The finalize body: built only from stored fields, so every retry sends identical bytes."""
+    payload: dict[str, Any] = {
+        "chargeAmount": {"amount": checkout.amount, "currencyCode": checkout.currency},
+        "paymentIntent": checkout.payment_intent,
+        "canHandlePendingAuthorization": checkout.can_handle_pending,
+    }
+    if checkout.total_order_amount is not None:
+        payload["totalOrderAmount"] = {"amount": checkout.total_order_amount, "currencyCode": checkout.currency}
+    if checkout.supplementary_data is not None:
+        payload["supplementaryData"] = checkout.supplementary_data
+    return payload
+
+
+def state_of_session(session: CheckoutSession) -> str | None:
+    """Our state for what Amazon says about a session; None while it is still Open."""
+    if session.state == "Completed":
+        return COMPLETED
+    if session.state == "Canceled":
+        return state_of_reason(session.reason_code)
+    return None
+
+
+def state_of_reason(reason_code: str | None) -> str:
+    if reason_code == "BuyerCanceled":
+        return CANCELED
+    if reason_code in ("Expired", "ExpiredUnused", "TransactionTimedOut"):
+        return EXPIRED
+    if reason_code in DECLINE_REASONS:
+        return DECLINED
+    return FAILED
+
+
+def state_of_charge(charge: Charge) -> str | None:
+    """Our state for a charge after a pending authorization; None while still pending."""
+    if charge.state in ("Authorized", "Captured", "CaptureInitiated"):
+        return AUTHORIZED
+    if charge.state == "Declined":
+        return DECLINED
+    if charge.state == "Canceled":
+        return state_of_reason(charge.reason_code) if charge.reason_code != "BuyerCanceled" else CANCELED
+    return None
+
+
+def buyer_summary(session: CheckoutSession) -> dict[str, Any]:
+    """What the buyer's page and the app need: no more than that is stored."""
+    return {
+        "buyerName": session.buyer_name,
+        "maskedEmail": _mask_email(session.buyer_email),
+        "paymentDescriptor": session.payment_descriptor,
+        "billingAddress": _address_summary(session.billing_address),
+    }
+
+
+def _mask_email(email: str | None) -> str | None:
+    if not email or "@" not in email:
+        return None
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def _address_summary(address: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not address:
+        return None
+    keys = ("name", "city", "stateOrRegion", "postalCode", "countryCode")
+    return {k: address[k] for k in keys if address.get(k)}
+
+
+class CheckoutService:
+    def __init__(
+        self,
+        store: Store,
+        amazon: AmazonPay,
+        *,
+        ttl_seconds: float = 24 * 3600,
+        lease_seconds: float = 90.0,
+        wait_seconds: float = 45.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.amazon = amazon
+        self.ttl_seconds = ttl_seconds
+        self.lease_seconds = lease_seconds
+        self.wait_seconds = wait_seconds
+        self.clock = clock
+        self.owner = f"{uuid.uuid4().hex[:12]}"
+        self._inflight: dict[str, asyncio.Future[Outcome]] = {}
+
+    # --- merchant ---------------------------------------------------------------------------------
+
+    async def register(self, new: NewCheckout) -> Checkout:
+        now = self.clock()
+        checkout = Checkout(
+            ref=secrets.token_urlsafe(24),  # 192 bits: unguessable, URL-safe
+            merchant_reference=new.merchant_reference,
+            amount=new.amount,
+            currency=new.currency,
+            payment_intent=new.payment_intent,
+            can_handle_pending=new.can_handle_pending,
+            total_order_amount=new.total_order_amount,
+            supplementary_data=new.supplementary_data,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + self.ttl_seconds,
+        )
+        await self.store.create_checkout(checkout)
+        return checkout
+
+    async def get(self, ref: str) -> Checkout | None:
+        if not REF_RE.match(ref):
+            return None
+        return await self.store.get_checkout(ref)
+
+    # --- the buyer's return ----------------------------------------------------------------------
+
+    async def finalize(self, ref: str, checkout_session_id: str) -> Outcome:
+        """Finalize once; every concurrent or later caller gets the same stored result.
+
+        Raises UnknownRef, SessionConflict, or Busy (someone else still holds the lease).
+        """
+        checkout = await self._bind(ref, checkout_session_id)
+        deadline = time.monotonic() + self.wait_seconds
+        delay = 0.02
+        while True:
+            if checkout.state != CREATED:
+                return Outcome(checkout)
+            if checkout.expires_at <= self.clock():
+                return Outcome(await self._settle(checkout, None, EXPIRED, {"reason_code": "Expired"}))
+            inflight = self._inflight.get(ref)
+            if inflight is not None:
+                return await asyncio.shield(inflight)
+            leased = await self.store.try_lease(ref, self.owner, self.clock(), self.lease_seconds)
+            if leased is not None:
+                return await self._lead(leased)
+            if time.monotonic() > deadline:
+                raise Busy(ref)
+            await asyncio.sleep(delay)  # another instance holds the lease: poll the store
+            delay = min(delay * 2, 0.5)
+            found = await self.store.get_checkout(ref)
+            if found is None:
+                raise UnknownRef(ref)
+            checkout = found
+
+    async def _bind(self, ref: str, checkout_session_id: str) -> Checkout:
+        existing = await self.get(ref)
+        if existing is None:
+            raise UnknownRef(ref)
+        if existing.state == CANCELED and existing.checkout_session_id is None:
+            await self._reopen(existing)
+        try:
+            return await self.store.bind_session(ref, checkout_session_id, self.clock())
+        except NotFound:
+            raise UnknownRef(ref) from None
+
+    async def _reopen(self, checkout: Checkout) -> None:
+        """The buyer canceled on Amazon's page, then paid after all: the payment wins over the cancel."""
+        with contextlib.suppress(LeaseLost):
+            await self.store.transition(checkout.ref, owner=None, now=self.clock(), state=CREATED)
+
+    async def _lead(self, checkout: Checkout) -> Outcome:
+        """Holder of the lease: call Amazon, store the result, and share it with local waiters."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._inflight[checkout.ref] = future
+        try:
+            outcome = await self._call_amazon(checkout)
+            future.set_result(outcome)
+            return outcome
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[checkout.ref]
+
+    async def _call_amazon(self, checkout: Checkout) -> Outcome:
+        session_id = checkout.checkout_session_id
+        assert session_id is not None
+        key = idempotency_key(checkout.ref, session_id)
+        try:
+            result = await self.amazon.finalize_checkout_session(session_id, finalize_payload(checkout), key)
+        except AmazonPayError as exc:
+            log.warning("finalize %s for ref %s failed: status=%s reason=%s request=%s", mask(session_id),
+                        mask(checkout.ref), exc.status, exc.reason_code, exc.request_id)
+            return await self._reconcile(checkout, exc)
+        session = result.session
+        fields = self._session_fields(session)
+        if result.http_status == 202:
+            return Outcome(await self._settle(checkout, self.owner, PENDING, fields))
+        state = state_of_session(session) or COMPLETED
+        return Outcome(await self._settle(checkout, self.owner, state, fields))
+
+    async def _reconcile(self, checkout: Checkout, error: AmazonPayError) -> Outcome:
+        """Amazon refused or could not be reached: read the session back before deciding."""
+        session_id = checkout.checkout_session_id
+        assert session_id is not None
+        try:
+            session = await self.amazon.get_checkout_session(session_id)
+        except AmazonPayError as exc:
+            if exc.status == 404:  # no such session: unbind, so a genuine return can still bind
+                changes = {"checkout_session_id": None, "reason_code": exc.reason_code}
+                await self.store.transition(checkout.ref, owner=self.owner, now=self.clock(), state=CREATED,
+                                            changes=changes)
+                return Outcome(checkout, error="unknown_session")
+            await self.store.release_lease(checkout.ref, self.owner)
+            return Outcome(checkout, error="amazon_unavailable")
+        state = state_of_session(session)
+        fields = self._session_fields(session)
+        if state == COMPLETED and session.charge_id:
+            return await self._after_completed_session(checkout, session, fields)
+        if state is not None:
+            return Outcome(await self._settle(checkout, self.owner, state, fields))
+        if error.status is not None and 400 <= error.status < 500 and error.status not in (408, 425, 429):
+            fields["reason_code"] = error.reason_code
+            return Outcome(await self._settle(checkout, self.owner, FAILED, fields))
+        await self.store.release_lease(checkout.ref, self.owner)
+        return Outcome(checkout, error="amazon_unavailable")
+
+    async def _after_completed_session(
+        self, checkout: Checkout, session: CheckoutSession, fields: dict[str, Any]
+    ) -> Outcome:
+        """Already finalized at Amazon (e.g. we crashed after its answer): pending or completed."""
+        assert session.charge_id is not None
+        try:
+            charge = await self.amazon.get_charge(session.charge_id)
+        except AmazonPayError:
+            return Outcome(await self._settle(checkout, self.owner, COMPLETED, fields))
+        charge_state = state_of_charge(charge)
+        state = PENDING if charge_state is None else COMPLETED if charge_state == AUTHORIZED else charge_state
+        return Outcome(await self._settle(checkout, self.owner, state, fields))
+
+    @staticmethod
+    def _session_fields(session: CheckoutSession) -> dict[str, Any]:
+        return {
+            "charge_id": session.charge_id,
+            "charge_permission_id": session.charge_permission_id,
+            "reason_code": session.reason_code,
+            "result": buyer_summary(session),
+        }
+
+    async def _settle(self, checkout: Checkout, owner: str | None, state: str, changes: Mapping[str, Any]) -> Checkout:
+        """Store the new state and its event in one transaction."""
+        now = self.clock()
+        after = replace(checkout, state=state, **dict(changes))
+        event = event_for(after, now)
+        log.info("checkout %s: %s → %s", mask(checkout.ref), checkout.state, state)
+        return await self.store.transition(checkout.ref, owner=owner, now=now, state=state,
+                                           changes=changes, events=[event] if event else [])
+
+    # --- cancel, pending, reconciliation ---------------------------------------------------------
+
+    async def cancel(self, ref: str) -> Checkout | None:
+        """The buyer came back through the cancel URL: record it unless the payment went through."""
+        checkout = await self.get(ref)
+        if checkout is None or checkout.state != CREATED:
+            return checkout
+        try:
+            return await self._settle(checkout, None, CANCELED, {"reason_code": "BuyerCanceled"})
+        except LeaseLost:  # a finalize is running right now: its result wins
+            return await self.store.get_checkout(ref)
+
+    async def refresh_pending(self, checkout: Checkout) -> Checkout:
+        """Ask Amazon whether a pending authorization has settled; store and report if so."""
+        if checkout.state != PENDING or checkout.charge_id is None:
+            return checkout
+        leased = await self.store.try_lease(checkout.ref, self.owner, self.clock(), self.lease_seconds)
+        if leased is None:
+            return checkout
+        try:
+            charge = await self.amazon.get_charge(checkout.charge_id)
+        except AmazonPayError:
+            await self.store.release_lease(checkout.ref, self.owner)
+            return checkout
+        state = state_of_charge(charge)
+        if state is None:
+            await self.store.release_lease(checkout.ref, self.owner)
+            return leased
+        return await self._settle(leased, self.owner, state, {"reason_code": charge.reason_code})
+
+    async def resume(self, checkout: Checkout) -> Checkout:
+        """Finish a bound checkout whose holder died (reconciler): same key, Amazon's saved answer."""
+        if checkout.state != CREATED or checkout.checkout_session_id is None:
+            return checkout
+        if checkout.expires_at <= self.clock():
+            return await self._settle(checkout, None, EXPIRED, {"reason_code": "Expired"})
+        leased = await self.store.try_lease(checkout.ref, self.owner, self.clock(), self.lease_seconds)
+        if leased is None:
+            return checkout
+        return (await self._lead(leased)).checkout
+
+    async def expire(self, checkout: Checkout) -> Checkout:
+        """An unbound checkout past its window: Amazon has canceled any session by now."""
+        if checkout.state != CREATED or checkout.expires_at > self.clock():
+            return checkout
+        try:
+            return await self._settle(checkout, None, EXPIRED, {"reason_code": "Expired"})
+        except LeaseLost:
+            return checkout
+
+
+def is_final(checkout: Checkout) -> bool:
+    return checkout.state in FINAL_STATES
+
+
+__all__ = [
+    "Busy", "CheckoutService", "NewCheckout", "Outcome", "SessionConflict", "UnknownRef",
+    "finalize_payload", "idempotency_key",
+]

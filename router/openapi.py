@@ -1,0 +1,119 @@
+"""The OpenAPI 3.1 description of the /v1 endpoints, served at /v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_MONEY = {
+    "type": "object",
+    "required": ["amount", "currencyCode"],
+    "properties": {"amount": {"type": "string", "example": "14.00"}, "currencyCode": {"type": "string", "example": "USD"}},
+}
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "object", "required": ["code", "message"],
+                  "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+        "checkout": {"$ref": "#/components/schemas/Checkout"},
+    },
+}
+_CHECKOUT = {
+    "type": "object",
+    "properties": {
+        "ref": {"type": "string"},
+        "merchantReference": {"type": "string"},
+        "state": {"type": "string", "enum": ["created", "pending", "completed", "authorized", "declined",
+                                             "canceled", "expired", "failed"]},
+        "chargeAmount": {"$ref": "#/components/schemas/Money"},
+        "checkoutSessionId": {"type": ["string", "null"]},
+        "chargeId": {"type": ["string", "null"]},
+        "chargePermissionId": {"type": ["string", "null"]},
+        "reasonCode": {"type": ["string", "null"]},
+        "buyer": {"type": ["object", "null"], "properties": {
+            "buyerName": {"type": ["string", "null"]}, "maskedEmail": {"type": ["string", "null"]},
+            "paymentDescriptor": {"type": ["string", "null"]}, "billingAddress": {"type": ["object", "null"]}}},
+        "expiresAt": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def _json(schema: str) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, **_json("Error")}
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "return-router", "version": "1",
+             "description": "Register Amazon Pay checkouts (merchant backend) and finalize them (app)."},
+    "components": {
+        "securitySchemes": {"merchantToken": {"type": "http", "scheme": "bearer"}},
+        "schemas": {"Money": _MONEY, "Error": _ERROR, "Checkout": _CHECKOUT},
+    },
+    "paths": {
+        "/v1/checkouts": {"post": {
+            "summary": "Register a checkout; returns the ref and the three return URLs for the button.",
+            "security": [{"merchantToken": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["merchantReference", "chargeAmount", "paymentIntent"],
+                "additionalProperties": False,
+                "properties": {
+                    "merchantReference": {"type": "string", "maxLength": 128},
+                    "chargeAmount": {"$ref": "#/components/schemas/Money"},
+                    "paymentIntent": {"type": "string", "enum": ["Confirm", "Authorize", "AuthorizeWithCapture"]},
+                    "canHandlePendingAuthorization": {"type": "boolean", "default": False},
+                    "totalOrderAmount": {"$ref": "#/components/schemas/Money"},
+                    "supplementaryData": {"type": "string", "maxLength": 2048},
+                }}}}},
+            "responses": {
+                "201": {"description": "Registered", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "ref": {"type": "string"}, "expiresAt": {"type": "string", "format": "date-time"},
+                        "returnUrls": {"type": "object", "properties": {
+                            "checkoutResultReturnUrl": {"type": "string"}, "checkoutCancelUrl": {"type": "string"},
+                            "checkoutErrorUrl": {"type": "string"}}},
+                        "button": {"type": "object", "properties": {
+                            "payloadJSON": {"type": "string"}, "signature": {"type": "string"},
+                            "publicKeyId": {"type": "string"}, "algorithm": {"type": "string"}}},
+                        "checkout": {"$ref": "#/components/schemas/Checkout"}}}}}},
+                "400": _error("Invalid body"), "401": _error("Missing or wrong token"),
+                "413": _error("Body too large"), "415": _error("Not JSON"),
+            },
+        }},
+        "/v1/checkouts/{ref}": {"get": {
+            "summary": "Read a checkout and its result.",
+            "security": [{"merchantToken": []}],
+            "parameters": [{"name": "ref", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "The checkout", **_json("Checkout")},
+                          "401": _error("Missing or wrong token"), "404": _error("Unknown ref")},
+        }},
+        "/v1/checkout-sessions/{checkoutSessionId}/finalize": {"post": {
+            "summary": "Finalize the checkout session once (the app calls this after the return URL opened it).",
+            "parameters": [{"name": "checkoutSessionId", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["ref"], "properties": {"ref": {"type": "string"}}}}}},
+            "responses": {
+                "200": {"description": "Completed", **_json("Checkout")},
+                "202": {"description": "Authorization pending; poll the GET endpoint", **_json("Checkout")},
+                "400": _error("Malformed id or body"), "402": _error("Declined"), "404": _error("Unknown ref"),
+                "409": _error("Canceled, or the ref belongs to another session"), "410": _error("Expired"),
+                "422": _error("Amazon Pay refused the finalize"), "503": _error("Amazon Pay unreachable or busy"),
+            },
+        }},
+        "/v1/checkout-sessions/{checkoutSessionId}": {"get": {
+            "summary": "Read the current state (poll while pending).",
+            "parameters": [
+                {"name": "checkoutSessionId", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "ref", "in": "query", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "Final or created", **_json("Checkout")},
+                          "202": {"description": "Pending", **_json("Checkout")},
+                          "402": _error("Declined"), "404": _error("Unknown"), "409": _error("Canceled"),
+                          "410": _error("Expired"), "422": _error("Failed")},
+        }},
+    },
+}
