@@ -6,13 +6,12 @@ covers these exact bytes, so nobody re-serializes them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from .amazon_pay.signing import sign
+from .amazon_pay.signing import sign_payload
 from .store.base import Checkout
 
 
@@ -48,7 +47,6 @@ class ButtonSigner:
 
     def sign(self, checkout: Checkout, urls: dict[str, str]) -> dict[str, str]:
         payload_json = json.dumps(self.payload(checkout, urls), separators=(",", ":"), ensure_ascii=False)
-        digest = hashlib.sha256(payload_json.encode()).hexdigest()
-        signature = sign(self._private_key, self.algorithm, f"{self.algorithm}\n{digest}")
+        signature = sign_payload(self._private_key, self.algorithm, payload_json)
         return {"payloadJSON": payload_json, "signature": signature, "publicKeyId": self.public_key_id,
                 "algorithm": self.algorithm}

@@ -28,7 +28,7 @@ SESSION_ID_PARAMS = ("amazonCheckoutSessionId", "CheckoutSessionId", "checkoutSe
 
 _HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 # RFC 3986 path characters, without the AASA wildcards "*" and "?".
-_PATH_RE = re.compile(r"^(/[A-Za-z0-9\-._~!$&'()+,;=:@%]*)+$")
+_PATH_RE = re.compile(r"^(/[A-Za-z0-9\-._~!$&'()+,;=:@]*)+$")
 _APP_STORE_ID_RE = re.compile(r"^[0-9]{1,12}$")
 _PACKAGE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
 

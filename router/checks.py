@@ -1,0 +1,46 @@
+"""`return-router check`: validate what a config will serve, and optionally what a deployed host serves."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from well_known import Problem, check_host, validate_aasa, validate_assetlinks
+
+from .association import AssociationFiles
+from .config import Settings
+
+
+async def check_settings(settings: Settings, *, remote: bool, out: TextIO) -> list[Problem]:
+    """Print one line per host and problem; return the errors found (warnings are printed only)."""
+    files = AssociationFiles(settings)
+    table = settings.route_table
+    errors: list[Problem] = []
+    hosts = sorted({r.host for r in table.routes})
+    for host in hosts:
+        probe = host.replace("*.", "x.") if host != "*" else "any.invalid"
+        paths = ", ".join(f"{r.path} ({r.flow.value})" for r in table.paths_for_host(probe))
+        out.write(f"{host}: {paths}\n")
+        for kind, validate in (("aasa", validate_aasa), ("assetlinks", validate_assetlinks)):
+            prepared = files.get(kind, probe)
+            if prepared is not None:
+                errors += _report(f"{host} {kind}", validate(prepared.body), out)
+    if remote:
+        ios, android = settings.ios, settings.android
+        for host in hosts:
+            if host.startswith("*"):
+                out.write(f"{host}: skipped remote check (wildcard; check each real host)\n")
+                continue
+            problems = await check_host(
+                host,
+                expected_app_ids=ios.app_ids if ios else (),
+                expected_package=android.package if android else None,
+            )
+            errors += _report(f"{host} remote", problems, out)
+    out.write("ok\n" if not errors else f"{len(errors)} error(s)\n")
+    return errors
+
+
+def _report(label: str, problems: list[Problem], out: TextIO) -> list[Problem]:
+    for problem in problems:
+        out.write(f"{label}: {problem.severity}: {problem.where}: {problem.message}\n")
+    return [p for p in problems if p.severity == "error"]

@@ -1,0 +1,93 @@
+"""The built-in demo: any Host, embedded SQLite, the Amazon Pay emulator in-process, a landing page.
+
+The landing page runs each scenario through the real path: it registers a checkout with the
+orchestrator, creates a session in the emulator like the Amazon Pay button would, and redirects the
+browser to the return URL the way Amazon does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from .checkout import CheckoutService, NewCheckout
+from .config import AndroidSettings, IosSettings, MerchantSettings, Settings, StorageSettings
+from .pages import DemoView, page_response, render_demo
+from .routing import Flow, RouteTable
+from .routing import Route as ReturnRoute
+
+# Scenario name on the landing page → (emulator scenario, fault options, where Amazon sends the buyer)
+SCENARIOS: dict[str, tuple[str, dict[str, Any], Flow]] = {
+    "completed": ("completed", {}, Flow.SUCCESS),
+    "pending-then-authorized": ("pending-then-authorized", {}, Flow.SUCCESS),
+    "pending-then-declined": ("pending-then-declined", {}, Flow.SUCCESS),
+    "declined": ("declined", {}, Flow.SUCCESS),
+    "expired": ("expired", {}, Flow.SUCCESS),
+    "buyer-canceled": ("buyer-canceled", {}, Flow.CANCEL),
+    "amazon-error": ("completed", {"fail_first_n": 1000, "fail_status": 503}, Flow.SUCCESS),
+}
+AMOUNTS = {"JPY": "1000", "USD": "14.00"}
+
+
+def demo_settings(db_path: str) -> Settings:
+    return Settings(
+        routes=(
+            ReturnRoute("*", "/amazon-pay/result", Flow.SUCCESS),
+            ReturnRoute("*", "/amazon-pay/cancel", Flow.CANCEL),
+            ReturnRoute("*", "/amazon-pay/error", Flow.ERROR),
+        ),
+        ios=IosSettings(app_ids=("ABCDE12345.com.example.shop",), app_store_id="1234567890"),
+        android=AndroidSettings(
+            package="com.example.shop",
+            sha256_cert_fingerprints=(
+                "14:6D:E9:83:C5:73:06:50:D8:EE:B9:95:2F:34:FC:64:16:A0:83:42:E6:1D:BE:A8:8A:04:96:B2:3F:CF:44:E5",
+            ),
+        ),
+        merchant=MerchantSettings(name="Demo Shop", shop_url=None),
+        storage=StorageSettings(url=f"sqlite:///{db_path}"),
+        source="<built-in demo>",
+        demo=True,
+    )
+
+
+class Demo:
+    def __init__(self, service: CheckoutService, table: RouteTable, emulator: Starlette) -> None:
+        self.service = service
+        self.table = table
+        self.emulator = httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator),
+                                          base_url="http://amazon-pay-emulator.invalid")
+
+    def routes(self) -> list[Route]:
+        return [Route("/", self.landing, methods=["GET", "HEAD"]),
+                Route("/demo/start", self.start, methods=["POST"])]
+
+    async def landing(self, request: Request) -> Response:
+        view = DemoView(scenarios=tuple(SCENARIOS), currencies=tuple(AMOUNTS))
+        return page_response(request, render_demo(view, request), status=200)
+
+    async def start(self, request: Request) -> Response:
+        form = await request.form()
+        scenario = str(form.get("scenario", ""))
+        currency = str(form.get("currency", "JPY"))
+        if scenario not in SCENARIOS or currency not in AMOUNTS:
+            return RedirectResponse("/", status_code=303)
+        emulator_scenario, faults, flow = SCENARIOS[scenario]
+        pending = scenario.startswith("pending")
+        checkout = await self.service.register(NewCheckout(
+            merchant_reference=f"demo-{scenario}", amount=AMOUNTS[currency], currency=currency,
+            payment_intent="AuthorizeWithCapture", can_handle_pending=pending))
+        body = {"chargeAmount": {"amount": checkout.amount, "currencyCode": currency},
+                "paymentIntent": checkout.payment_intent, "scenario": emulator_scenario, **faults}
+        answer = await self.emulator.post("/_emulator/checkout-sessions", json=body)
+        answer.raise_for_status()
+        session_id = answer.json()["checkoutSessionId"]
+        route = self.table.first(flow)
+        assert route is not None
+        query = {"ref": checkout.ref, "amazonCheckoutSessionId": session_id}
+        return RedirectResponse(f"{route.path}?{urlencode(query)}", status_code=303)

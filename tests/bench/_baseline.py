@@ -1,0 +1,19 @@
+"""Baselines for the benchmarks: a raw ASGI app returning fixed bytes, and a bare Starlette page."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+BODY = Path(os.environ.get("BENCH_BODY_FILE", "/dev/null")).read_bytes()
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode()),
+           (b"etag", b'"baseline"'), (b"cache-control", b"public, max-age=300")]
+
+
+async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The least an ASGI server can do: the same bytes for every request."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": BODY})

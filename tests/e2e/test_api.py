@@ -1,0 +1,157 @@
+"""The merchant API and the app API over real sockets, against the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from .conftest import TOKEN, Emulator, Router
+
+
+def finalize(router: Router, session_id: str, ref: str) -> httpx.Response:
+    return httpx.post(f"{router.url}/v1/checkout-sessions/{session_id}/finalize", json={"ref": ref}, timeout=60)
+
+
+def test_register_returns_ref_and_return_urls(router: Router) -> None:
+    body = router.register()
+    assert len(body["ref"]) >= 22  # at least 128 bits
+    urls = body["returnUrls"]
+    assert set(urls) == {"checkoutResultReturnUrl", "checkoutCancelUrl", "checkoutErrorUrl"}
+    result = urlsplit(urls["checkoutResultReturnUrl"])
+    assert (result.scheme, result.netloc, result.path) == ("https", "pay.example.com", "/amazon-pay/result")
+    assert parse_qs(result.query) == {"ref": [body["ref"]]}
+    assert urlsplit(urls["checkoutCancelUrl"]).path == "/amazon-pay/cancel"
+    assert body["checkout"]["state"] == "created"
+    assert "button" not in body  # no store_id configured
+
+
+def test_merchant_api_needs_the_token(router: Router) -> None:
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": f"Basic {TOKEN}"}):
+        answer = httpx.post(f"{router.url}/v1/checkouts", json={}, headers=headers)
+        assert answer.status_code == 401
+        assert answer.json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"merchantReference": "o", "chargeAmount": {"amount": "10.5", "currencyCode": "JPY"},
+      "paymentIntent": "Confirm"}, "invalid_amount"),
+    ({"merchantReference": "o", "chargeAmount": {"amount": "14.001", "currencyCode": "USD"},
+      "paymentIntent": "Confirm"}, "invalid_amount"),
+    ({"merchantReference": "o", "chargeAmount": {"amount": "-1", "currencyCode": "USD"},
+      "paymentIntent": "Confirm"}, "invalid_amount"),
+    ({"merchantReference": "o", "chargeAmount": {"amount": "1", "currencyCode": "XXX"},
+      "paymentIntent": "Confirm"}, "invalid_amount"),
+    ({"merchantReference": "o", "chargeAmount": {"amount": "1", "currencyCode": "USD"},
+      "paymentIntent": "Pay"}, "invalid_payment_intent"),
+    ({"chargeAmount": {"amount": "1", "currencyCode": "USD"}, "paymentIntent": "Confirm"},
+     "invalid_merchant_reference"),
+    ({"merchantReference": "o", "chargeAmount": {"amount": "1", "currencyCode": "USD"},
+      "paymentIntent": "Confirm", "extra": 1}, "unknown_field"),
+])
+def test_register_rejects_bad_bodies(router: Router, body: dict[str, object], code: str) -> None:
+    answer = httpx.post(f"{router.url}/v1/checkouts", json=body, headers={"authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == code
+
+
+def test_register_rejects_malformed_and_huge_bodies(router: Router) -> None:
+    auth = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
+    assert httpx.post(f"{router.url}/v1/checkouts", content=b"{nope", headers=auth).status_code == 400
+    assert httpx.post(f"{router.url}/v1/checkouts", content=b"[]", headers=auth).status_code == 400
+    huge = b'{"merchantReference": "' + b"x" * 20000 + b'"}'
+    assert httpx.post(f"{router.url}/v1/checkouts", content=huge, headers=auth).status_code == 413
+    plain = {"authorization": f"Bearer {TOKEN}", "content-type": "text/plain"}
+    assert httpx.post(f"{router.url}/v1/checkouts", content=b"{}", headers=plain).status_code == 415
+
+
+def test_jpy_amounts_are_whole(router: Router) -> None:
+    body = router.register(amount="1000", currency="JPY")
+    assert body["checkout"]["chargeAmount"] == {"amount": "1000", "currencyCode": "JPY"}
+
+
+def test_app_finalizes_once_and_reads_back(router: Router, emulator: Emulator) -> None:
+    ref = router.register()["ref"]
+    session_id = emulator.create_session()
+    first = finalize(router, session_id, ref)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["state"] == "completed" and body["chargeId"] and body["chargePermissionId"]
+    assert body["buyer"]["maskedEmail"].count("*") >= 3
+    again = finalize(router, session_id, ref)
+    assert again.json() == body
+    read = httpx.get(f"{router.url}/v1/checkout-sessions/{session_id}", params={"ref": ref})
+    assert read.status_code == 200 and read.json()["state"] == "completed"
+    assert len(emulator.requests("finalizeCheckoutSession")) == 1
+    merchant = httpx.get(f"{router.url}/v1/checkouts/{ref}", headers={"authorization": f"Bearer {TOKEN}"})
+    assert merchant.json()["state"] == "completed" and merchant.json()["paymentIntent"] == "AuthorizeWithCapture"
+
+
+def test_app_pending_then_authorized(router: Router, emulator: Emulator) -> None:
+    ref = router.register(pending=True)["ref"]
+    session_id = emulator.create_session(scenario="pending-then-authorized")
+    first = finalize(router, session_id, ref)
+    assert first.status_code == 202 and first.json()["state"] == "pending"
+    read = httpx.get(f"{router.url}/v1/checkout-sessions/{session_id}", params={"ref": ref})
+    assert read.status_code == 200 and read.json()["state"] == "authorized"
+
+
+@pytest.mark.parametrize(("scenario", "status", "code"), [
+    ("declined", 402, "payment_declined"),
+    ("expired", 410, "checkout_expired"),
+    ("buyer-canceled", 409, "checkout_canceled"),
+])
+def test_app_unpaid_outcomes(router: Router, emulator: Emulator, scenario: str, status: int, code: str) -> None:
+    ref = router.register()["ref"]
+    session_id = emulator.create_session(scenario=scenario)
+    answer = finalize(router, session_id, ref)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["code"] == code
+    assert answer.json()["checkout"]["state"] in ("declined", "expired", "canceled")
+
+
+def test_app_errors(router: Router, emulator: Emulator) -> None:
+    ref = router.register()["ref"]
+    session_id = emulator.create_session()
+    assert finalize(router, session_id, "x" * 30).status_code == 404
+    assert finalize(router, "bad id!", ref).status_code in (400, 404)
+    assert finalize(router, "<script>", ref).status_code in (400, 404)
+    other = emulator.create_session()
+    assert finalize(router, session_id, ref).status_code == 200
+    conflict = finalize(router, other, ref)
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "session_conflict"
+    no_ref = httpx.post(f"{router.url}/v1/checkout-sessions/{session_id}/finalize", json={})
+    assert no_ref.status_code == 400
+    unknown = httpx.get(f"{router.url}/v1/checkout-sessions/{session_id}", params={"ref": "nope"})
+    assert unknown.status_code == 404
+
+
+def test_amazon_unavailable_is_a_retryable_503(router: Router, emulator: Emulator) -> None:
+    ref = router.register()["ref"]
+    session_id = emulator.create_session(fail_first_n=4, fail_status=503)
+    answer = finalize(router, session_id, ref)
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "amazon_unavailable"
+    assert answer.headers["retry-after"]
+    later = finalize(router, session_id, ref)  # faults used up: the same key now succeeds
+    assert later.status_code == 200 and later.json()["state"] == "completed"
+    keys = {r["idempotencyKey"] for r in emulator.requests("finalizeCheckoutSession")}
+    assert len(keys) == 1
+
+
+async def test_fifty_concurrent_finalizes_reach_amazon_once(router: Router, emulator: Emulator) -> None:
+    ref = router.register()["ref"]
+    session_id = emulator.create_session(latency_ms=300)
+    async with httpx.AsyncClient(timeout=60) as client:
+        answers = await asyncio.gather(*(
+            client.post(f"{router.url}/v1/checkout-sessions/{session_id}/finalize", json={"ref": ref})
+            for _ in range(50)))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.text for a in answers}) == 1
+    assert len(emulator.requests("finalizeCheckoutSession")) == 1
+
+
+def test_openapi_document(router: Router) -> None:
+    doc = httpx.get(f"{router.url}/v1/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    assert "/v1/checkout-sessions/{checkoutSessionId}/finalize" in doc["paths"]
