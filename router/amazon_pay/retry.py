@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -21,7 +22,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    if re.fullmatch(r"\d{1,9}(\.\d{1,6})?", text):  # delta-seconds (fractions tolerated, for fast tests)
         return float(text)
     try:
         when = parsedate_to_datetime(text)

@@ -154,16 +154,21 @@ def canonical_request(
     collapse_whitespace: bool = False,
 ) -> str:
     names = signed_header_list(signed_header_names)
-    return "\n".join(
-        [
-            method.upper(),
-            canonical_uri(path),
-            canonical_query(query),
-            canonical_headers(headers, names, collapse_whitespace=collapse_whitespace),
-            ";".join(names),
-            hashlib.sha256(body).hexdigest(),
-        ]
+    return assemble_canonical_request(
+        method,
+        canonical_uri(path),
+        canonical_query(query),
+        canonical_headers(headers, names, collapse_whitespace=collapse_whitespace),
+        names,
+        hashlib.sha256(body).hexdigest(),
     )
+
+
+def assemble_canonical_request(
+    method: str, uri: str, query: str, headers_block: str, signed_names: Sequence[str], body_sha256: str
+) -> str:
+    """Join already-canonical parts (the emulator builds SDK-specific variants of some parts)."""
+    return "\n".join([method.upper(), uri, query, headers_block, ";".join(signed_names), body_sha256])
 
 
 def string_to_sign(algorithm: str, canonical_request: str) -> str:
