@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -115,7 +115,12 @@ class AmazonPayClient:
         self._sleep = sleep
         self._rand = rand
         self._auth = AmazonPayAuth(
-            config.public_key_id, config.private_key, config.region, config.algorithm, clock=self._clock
+            config.public_key_id,
+            config.private_key,
+            config.region,
+            config.algorithm,
+            clock=self._clock,
+            path_prefix=urlsplit(base_url(config)).path,
         )
         self._base = base_url(config) + config.api_path_prefix
         policy = config.retry

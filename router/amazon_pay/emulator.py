@@ -109,6 +109,9 @@ def release_environment(public_key_id: str, path_environment: str | None) -> str
 def _incoming(request: Request, body: bytes) -> IncomingRequest:
     raw_path = request.scope.get("raw_path")
     path = raw_path.decode("latin-1") if raw_path else quote(request.url.path)
+    root = request.scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        path = path[len(root) :]  # mounted under a prefix: Amazon's surface starts below it
     headers: dict[str, list[str]] = {}
     for name, value in request.headers.raw:
         headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
@@ -166,6 +169,7 @@ class Emulator:
             "fault": False,
         }
         headers: dict[str, str] = {}
+        self._describe_early(entry, incoming)
         try:
             status, body = await self._handle(incoming, entry, headers)
         except ApiError as exc:
@@ -208,6 +212,15 @@ class Emulator:
             fingerprint,
             lambda: self.state.finalize(operation.object_id, incoming.body, environment),
         )
+
+    def _describe_early(self, entry: JSON, incoming: IncomingRequest) -> None:
+        """Name the operation and ids in the log even when authentication will fail."""
+        try:
+            operation = resolve_operation(incoming.method, incoming.raw_path)
+        except ApiError:
+            return
+        entry["operation"] = operation.name
+        self._describe(entry, operation, self.state.session_of(operation.name, operation.object_id))
 
     @staticmethod
     def _describe(entry: JSON, operation: Operation, session: Session | None) -> None:

@@ -247,6 +247,7 @@ class AmazonPayAuth(httpx.Auth):
         algorithm: str = ALGORITHM_V2,
         *,
         clock: Callable[[], datetime] = _now,
+        path_prefix: str = "",
     ) -> None:
         if not public_key_id or not isinstance(public_key_id, str):
             raise ValueError("public_key_id must be a non-empty string")
@@ -256,6 +257,9 @@ class AmazonPayAuth(httpx.Auth):
         self._region = normalize_region(region)
         self._algorithm = algorithm
         self._clock = clock
+        # An endpoint override may add a path prefix (a proxy, a mounted emulator); like the Node SDK,
+        # the canonical URI is the API path only (/v2/…, /sandbox/v2/…), which is what reaches Amazon.
+        self._path_prefix = path_prefix.rstrip("/")
 
     def __repr__(self) -> str:
         return (
@@ -278,6 +282,8 @@ class AmazonPayAuth(httpx.Auth):
         if IDEMPOTENCY_HEADER in request.headers:
             names.append(IDEMPOTENCY_HEADER)
         path = request.url.raw_path.decode("ascii").partition("?")[0]
+        if self._path_prefix and path.startswith(self._path_prefix + "/"):
+            path = path[len(self._path_prefix) :]
         canonical = canonical_request(
             request.method, path, request.url.params.multi_items(), request.headers, names, request.content
         )

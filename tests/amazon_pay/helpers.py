@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -14,15 +14,21 @@ SANDBOX_KEY_ID = "SANDBOX-AHTESTKEY0000000000000"
 LIVE_KEY_ID = "LIVE-AHTESTKEY00000000000000000"
 LEGACY_KEY_ID = "AHLEGACYTESTKEY000000000000"
 FAST_RETRY = RetryPolicy(
-    max_attempts=4, base_delay=0.01, max_delay=0.05, jitter=False, connect_timeout=2, read_timeout=5, deadline=10
+    max_attempts=4,
+    base_delay=0.01,
+    max_delay=0.05,
+    jitter=False,
+    connect_timeout=2,
+    read_timeout=5,
+    deadline=10,
 )
 ORDER = {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}, "paymentIntent": "AuthorizeWithCapture"}
 
 
 @dataclass(frozen=True)
 class KeyPair:
-    private_pem: bytes
-    public_pem: bytes
+    private_pem: bytes = field(repr=False)
+    public_pem: bytes = field(repr=False)
 
     @property
     def private_key(self) -> RSAPrivateKey:
@@ -43,7 +49,10 @@ def make_config(keys: KeyPair, url: str | None, **overrides: Any) -> ClientConfi
 
 def create_session(url: str, **spec: Any) -> str:
     """A checkout session in the emulator (test API); returns its id."""
-    body = {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}, "paymentIntent": "AuthorizeWithCapture"}
+    body = {
+        "chargeAmount": {"amount": "14.00", "currencyCode": "USD"},
+        "paymentIntent": "AuthorizeWithCapture",
+    }
     body.update(spec)
     response = httpx.post(f"{url}/_emulator/checkout-sessions", json=body)
     assert response.status_code == 201, response.text

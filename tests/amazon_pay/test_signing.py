@@ -47,10 +47,12 @@ HEADER_BLOCK = (
     "x-amz-pay-host:pay-api.amazon.eu\nx-amz-pay-region:EU\n\n"
     "accept;content-type;x-amz-pay-date;x-amz-pay-host;x-amz-pay-region\n" + EMPTY_BODY_SHA256
 )
-NONUNRESERVED = "@#$%^&+=/,?><`\";:\\|][{} "
+NONUNRESERVED = '@#$%^&+=/,?><`";:\\|][{} '
 NONUNRESERVED_Q = "%40%23%24%25%5E%26%2B%3D%2F%2C%3F%3E%3C%60%22%3B%3A%5C%7C%5D%5B%7B%7D%20"
 
-FINALIZE_BODY = b'{"chargeAmount":{"amount":"14.00","currencyCode":"USD"},"paymentIntent":"AuthorizeWithCapture"}'
+FINALIZE_BODY = (
+    b'{"chargeAmount":{"amount":"14.00","currencyCode":"USD"},"paymentIntent":"AuthorizeWithCapture"}'
+)
 FINALIZE_PATH = "/v2/checkoutSessions/bd504926-f659-4ad7-a1a9-9a747aaf5275/finalize"
 
 
@@ -63,7 +65,13 @@ def java(method: str, path: str, query: object) -> tuple[str, str]:
     ("method", "path", "query", "prefix", "digest"),
     [
         ("GET", "/", None, "GET\n/\n\n", "bb49552975c396f1e49d5510e1555b8b0627dc491bc61aaefdb561f202ad8020"),
-        ("GET", "/\u1234", None, "GET\n/%E1%88%B4\n\n", "77f6544c8fb336d430895659da1e30415a1558b4b013f4d7926bb3a6275f701d"),
+        (
+            "GET",
+            "/\u1234",
+            None,
+            "GET\n/%E1%88%B4\n\n",
+            "77f6544c8fb336d430895659da1e30415a1558b4b013f4d7926bb3a6275f701d",
+        ),
         (
             "POST",
             "/",
@@ -130,7 +138,9 @@ def test_button_payload_vector() -> None:
 def test_button_payload_signature_verifies(keys: KeyPair) -> None:
     payload = '{"storeId":"amzn1.application-oa2-client.x"}'
     signature = sign_payload(keys.private_key, ALGORITHM_V2, payload)
-    assert verify(keys.private_key.public_key(), ALGORITHM_V2, string_to_sign(ALGORITHM_V2, payload), signature)
+    assert verify(
+        keys.private_key.public_key(), ALGORITHM_V2, string_to_sign(ALGORITHM_V2, payload), signature
+    )
 
 
 def node_finalize_headers(date: str) -> dict[str, str]:
@@ -161,7 +171,9 @@ def test_node_finalize_vector() -> None:
     assert string_to_sign(ALGORITHM_V2, request) == (
         "AMZN-PAY-RSASSA-PSS-V2\nf5fa05d8893df30e48926180f5caba8cbdb87dd9f9a8cfcaa5756e3d80b6445f"
     )
-    legacy = canonical_request("POST", "/sandbox" + FINALIZE_PATH, None, headers, list(headers), FINALIZE_BODY)
+    legacy = canonical_request(
+        "POST", "/sandbox" + FINALIZE_PATH, None, headers, list(headers), FINALIZE_BODY
+    )
     assert string_to_sign(ALGORITHM_V2, legacy).endswith(
         "\n51f0b7aaccbe7037b4796b7194582126af41016a2a2c06f8fd2181e99a89557b"
     )
@@ -236,7 +248,10 @@ def test_dates() -> None:
 
 def test_authorization_header_round_trip() -> None:
     value = authorization_header(ALGORITHM_V2, "SANDBOX-K", ["x-amz-pay-date", "Accept"], "c2ln")
-    assert value == "AMZN-PAY-RSASSA-PSS-V2 PublicKeyId=SANDBOX-K, SignedHeaders=accept;x-amz-pay-date, Signature=c2ln"
+    assert (
+        value
+        == "AMZN-PAY-RSASSA-PSS-V2 PublicKeyId=SANDBOX-K, SignedHeaders=accept;x-amz-pay-date, Signature=c2ln"
+    )
     parsed = parse_authorization_header(value)
     assert (parsed.algorithm, parsed.public_key_id, parsed.signed_headers, parsed.signature) == (
         ALGORITHM_V2,
@@ -248,8 +263,12 @@ def test_authorization_header_round_trip() -> None:
         parse_authorization_header("AMZN-PAY-RSASSA-PSS PublicKeyId=a, SignedHeaders=b")
 
 
-@pytest.mark.parametrize(("algorithm", "salt", "other_salt"), [(ALGORITHM_V2, 32, 20), (ALGORITHM_V1, 20, 32)])
-def test_signature_uses_the_labelled_salt_only(keys: KeyPair, algorithm: str, salt: int, other_salt: int) -> None:
+@pytest.mark.parametrize(
+    ("algorithm", "salt", "other_salt"), [(ALGORITHM_V2, 32, 20), (ALGORITHM_V1, 20, 32)]
+)
+def test_signature_uses_the_labelled_salt_only(
+    keys: KeyPair, algorithm: str, salt: int, other_salt: int
+) -> None:
     sts = string_to_sign(algorithm, "canonical")
     raw = base64.b64decode(sign(keys.private_key, algorithm, sts), validate=True)
     public = keys.private_key.public_key()
@@ -278,7 +297,9 @@ def test_verify_rejects_garbage_and_other_keys(keys: KeyPair, other_keys: KeyPai
 @settings(max_examples=15, deadline=None)
 @given(body=st.binary(max_size=200), region=st.sampled_from(["us", "de", "jp"]))
 def test_auth_signs_what_it_sends(keys: KeyPair, body: bytes, region: str) -> None:
-    auth = AmazonPayAuth("SANDBOX-K", keys.private_key, region, clock=lambda: datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC))
+    auth = AmazonPayAuth(
+        "SANDBOX-K", keys.private_key, region, clock=lambda: datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    )
     request = httpx.Request("POST", "https://127.0.0.1:8443/v2/x%20y?b=2&a=1", content=body)
     request.headers["x-amz-pay-idempotency-key"] = "abc123"
     signed = next(auth.auth_flow(request))
@@ -297,7 +318,9 @@ def test_auth_signs_what_it_sends(keys: KeyPair, body: bytes, region: str) -> No
     expected = canonical_request(
         "POST", "/v2/x y", {"a": "1", "b": "2"}, signed.headers, parsed.signed_headers, body
     )
-    assert verify(keys.private_key.public_key(), ALGORITHM_V2, string_to_sign(ALGORITHM_V2, expected), parsed.signature)
+    assert verify(
+        keys.private_key.public_key(), ALGORITHM_V2, string_to_sign(ALGORITHM_V2, expected), parsed.signature
+    )
 
 
 def test_auth_host_omits_default_port_and_repr_hides_key(keys: KeyPair) -> None:
