@@ -71,7 +71,8 @@ def send(
         hashlib.sha256(body).hexdigest(),
     )
     sts = f"{label}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    authorization = f"{label} PublicKeyId={key_id}, SignedHeaders={';'.join(names)}, Signature={pss_sign(keys, sts, salt)}"
+    signature = pss_sign(keys, sts, salt)
+    authorization = f"{label} PublicKeyId={key_id}, SignedHeaders={';'.join(names)}, Signature={signature}"
     target = url + path + (f"?{query}" if query else "")
     request = httpx.Request(method, target, headers={**headers, "authorization": authorization}, content=body)
     with httpx.Client() as client:
