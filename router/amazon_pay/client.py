@@ -109,6 +109,7 @@ class AmazonPayClient:
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        max_connections: int = 10,
     ) -> None:
         self._config = config
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -124,8 +125,12 @@ class AmazonPayClient:
         )
         self._base = base_url(config) + config.api_path_prefix
         policy = config.retry
+        # A small pool: httpx's pool slows down sharply with ~100 open connections (see the bench), and
+        # Amazon throttles per merchant long before 10 parallel connections are saturated.
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.AsyncClient(
             transport=transport,
+            limits=limits,
             timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout),
             headers={
                 "user-agent": USER_AGENT,
