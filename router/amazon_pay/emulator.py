@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ REQUEST_ID_HEADER = "x-amz-pay-request-id"
 _API_PATH = re.compile(r"^/(?:(?P<env>sandbox|live)/)?(?P<version>v\d+)(?P<rest>/.*)?$")
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+LOG_LIMIT = 10_000
 
 
 def _utcnow() -> datetime:
@@ -133,7 +135,7 @@ class Emulator:
         self.max_future_skew = max_future_skew
         self.clock = clock
         self.state = EmulatorState(clock)
-        self.log: list[JSON] = []
+        self.log: deque[JSON] = deque(maxlen=LOG_LIMIT)  # bounded: a long-running demo must not grow
 
     async def create_session(self, request: Request) -> Response:
         try:
@@ -147,7 +149,7 @@ class Emulator:
         return JSONResponse({"checkoutSessionId": session.session_id}, 201)
 
     async def requests(self, request: Request) -> Response:
-        return JSONResponse({"requests": self.log})
+        return JSONResponse({"requests": list(self.log)})
 
     async def reset(self, request: Request) -> Response:
         self.state.reset()

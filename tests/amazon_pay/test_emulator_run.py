@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from router.amazon_pay import AmazonPayClient
+from router.amazon_pay import AmazonPayClient, create_emulator_app
 from router.amazon_pay.emulator import parse_public_key_args, run
 from tests.amazon_pay.helpers import ORDER, KeyPair, make_config
-from tests.support import free_port
+from tests.support import free_port, serve_app
 
 
 def test_key_args_accept_public_and_private_pem_files(keys: KeyPair, tmp_path: Path) -> None:
@@ -135,3 +135,14 @@ async def test_run_serves_https(keys: KeyPair, https_emulator: tuple[str, ssl.SS
     async with AmazonPayClient(make_config(keys, url), transport=transport) as client:
         result = await client.finalize_checkout_session(session_id, ORDER, "tls-1")
     assert result.http_status == 200 and result.session.state == "Completed"
+
+
+def test_reset_forgets_sessions_keys_and_log(keys: KeyPair) -> None:
+    app = create_emulator_app({"SANDBOX-A": keys.private_key.public_key()})
+    with serve_app(app) as url:
+        created = httpx.post(f"{url}/_emulator/checkout-sessions", json=ORDER).json()["checkoutSessionId"]
+        httpx.get(f"{url}/v2/checkoutSessions/{created}")  # unsigned: logged as a 400
+        assert len(httpx.get(f"{url}/_emulator/requests").json()["requests"]) == 1
+        assert httpx.post(f"{url}/_emulator/reset").json() == {"reset": True}
+        assert httpx.get(f"{url}/_emulator/requests").json()["requests"] == []
+        assert not app.state.emulator.state.sessions

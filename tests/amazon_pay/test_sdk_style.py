@@ -87,7 +87,8 @@ def finalize_path(session_id: str, prefix: str = "/v2") -> str:
     return f"{prefix}/checkoutSessions/{session_id}/finalize"
 
 
-def test_node_sdk_style(keys: KeyPair, emulator_url: str) -> None:
+@pytest.mark.parametrize("region", ["na", "NA", "us"])
+def test_node_sdk_style(keys: KeyPair, emulator_url: str, region: str) -> None:
     session_id = create_session(emulator_url)
     headers = {
         "accept": "application/json",
@@ -96,7 +97,7 @@ def test_node_sdk_style(keys: KeyPair, emulator_url: str) -> None:
         "x-amz-pay-date": now_iso(),
         "x-amz-pay-host": host_of(emulator_url),
         "x-amz-pay-idempotency-key": uuid.uuid4().hex,
-        "x-amz-pay-region": "na",
+        "x-amz-pay-region": region,
     }
     response = send(keys, emulator_url, "POST", finalize_path(session_id), headers, list(headers), body=BODY)
     assert response.status_code == 200, response.text
