@@ -1,0 +1,41 @@
+"""Pure retry arithmetic: backoff delays and Retry-After parsing (no clocks or sleeps of its own)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from .models import RetryPolicy
+
+
+def backoff_delay(policy: RetryPolicy, attempt: int, rand: Callable[[], float]) -> float:
+    """Delay after failed attempt `attempt` (1-based): base * 2**(attempt-1), capped; jitter: 50-100 %."""
+    delay: float = min(policy.max_delay, policy.base_delay * 2.0 ** (attempt - 1))
+    return delay * (0.5 + 0.5 * rand()) if policy.jitter else delay
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None when absent or invalid."""
+    if not value:
+        return None
+    text = value.strip()
+    if re.fullmatch(r"\d{1,9}(\.\d{1,6})?", text):  # delta-seconds (fractions tolerated, for fast tests)
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - now).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def next_delay(
+    policy: RetryPolicy, attempt: int, retry_after: float | None, rand: Callable[[], float]
+) -> float:
+    """Retry-After, when the server gave one, replaces the computed backoff."""
+    return retry_after if retry_after is not None else backoff_delay(policy, attempt, rand)
