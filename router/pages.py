@@ -196,8 +196,8 @@ class PageView:
             raise ValueError(f"unknown page kind {self.kind!r}; expected one of {', '.join(PAGE_KINDS)}")
         if self.status is None:
             object.__setattr__(self, "status", DEFAULT_STATUS[self.kind])
-        elif not 200 <= self.status <= 599:
-            raise ValueError(f"status must be an HTTP status 200..599, got {self.status}")
+        elif not (200 <= self.status <= 299 or 400 <= self.status <= 599):
+            raise ValueError(f"status of a page must be 2xx, 4xx or 5xx, got {self.status}")
         if (self.amount is None) != (self.currency is None):
             raise ValueError("amount and currency must be given together")
         if self.amount is not None and self.currency is not None:
