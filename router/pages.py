@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 import router
-from router.i18n import Catalog, Locale, detect_locale, load_catalogs, translator
+from router.i18n import Catalog, Locale, detect_locale, is_locale, load_catalogs, translator
 from router.platform import Platform, detect_platform
 
 PageKind = Literal[
@@ -405,15 +405,19 @@ DEMO_SCENARIOS: tuple[DemoScenario, ...] = get_args(DemoScenario)
 DEMO_AMOUNTS: Mapping[str, str] = MappingProxyType({"JPY": "1000", "USD": "14.00"})
 
 
+_MAX_DEMO_FORM_BYTES = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class DemoChoice:
     scenario: DemoScenario
     currency: str
     amount: str
+    locale: Locale | None = None  # the language the demo page was shown in, to carry into the flow
 
 
-def parse_demo_choice(scenario: str | None, currency: str | None) -> DemoChoice:
-    """Validate the demo form (``scenario``, ``currency``); a clear ValueError for anything else."""
+def parse_demo_choice(scenario: str | None, currency: str | None, lang: str | None = None) -> DemoChoice:
+    """Validate the demo form fields (``scenario``, ``currency``, optional ``lang``); ValueError otherwise."""
     for known in DEMO_SCENARIOS:
         if scenario == known:
             break
@@ -423,7 +427,20 @@ def parse_demo_choice(scenario: str | None, currency: str | None) -> DemoChoice:
     if currency is None or currency not in DEMO_AMOUNTS:
         expected = ", ".join(DEMO_AMOUNTS)
         raise ValueError(f"unknown demo currency {str(currency)[:10]!r}; expected one of {expected}")
-    return DemoChoice(known, currency, DEMO_AMOUNTS[currency])
+    locale = lang if lang is not None and is_locale(lang) else None
+    return DemoChoice(known, currency, DEMO_AMOUNTS[currency], locale)
+
+
+def parse_demo_form(body: bytes) -> DemoChoice:
+    """Parse the demo page's ``application/x-www-form-urlencoded`` POST body (no python-multipart needed)."""
+    if len(body) > _MAX_DEMO_FORM_BYTES:
+        raise ValueError(f"demo form body is larger than {_MAX_DEMO_FORM_BYTES} bytes")
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError("demo form body is not URL-encoded ASCII") from None
+    fields = dict(parse_qsl(text, keep_blank_values=True, max_num_fields=10))
+    return parse_demo_choice(fields.get("scenario"), fields.get("currency"), fields.get("lang"))
 
 
 @dataclass(frozen=True, slots=True)

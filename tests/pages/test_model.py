@@ -31,6 +31,7 @@ from router.pages import (
     intent_url,
     mask_email,
     parse_demo_choice,
+    parse_demo_form,
     render_demo,
     render_page,
     security_headers,
@@ -459,3 +460,22 @@ def test_parse_demo_choice() -> None:
         parse_demo_choice("<script>", "JPY")
     with pytest.raises(ValueError, match="unknown demo currency"):
         parse_demo_choice("completed", None)
+
+
+def test_parse_demo_form() -> None:
+    choice = parse_demo_form(b"scenario=buyer-canceled&lang=ja&currency=JPY")
+    assert (choice.scenario, choice.currency, choice.amount, choice.locale) == (
+        "buyer-canceled",
+        "JPY",
+        "1000",
+        "ja",
+    )
+    assert parse_demo_form(b"scenario=completed&currency=USD&lang=fr").locale is None
+    with pytest.raises(ValueError, match="unknown demo scenario"):
+        parse_demo_form(b"currency=USD")
+    with pytest.raises(ValueError, match="larger than"):
+        parse_demo_form(b"scenario=completed&currency=USD&x=" + b"a" * 2000)
+    with pytest.raises(ValueError, match="ASCII"):
+        parse_demo_form("scenario=完了".encode())
+    with pytest.raises(ValueError):
+        parse_demo_form(b"&".join([b"a=1"] * 20))
