@@ -31,6 +31,39 @@ import router
 from router.i18n import Catalog, Locale, detect_locale, is_locale, load_catalogs, translator
 from router.platform import Platform, detect_platform
 
+__all__ = [
+    "DEFAULT_REFRESH_SECONDS",
+    "DEFAULT_STATUS",
+    "DEMO_AMOUNTS",
+    "DEMO_SCENARIOS",
+    "PAGE_KINDS",
+    "AppLinks",
+    "DemoChoice",
+    "DemoScenario",
+    "DemoView",
+    "Locale",
+    "PageKind",
+    "PageView",
+    "Platform",
+    "alternate_host_url",
+    "build_context",
+    "build_demo_context",
+    "demo_response",
+    "detect_locale",
+    "detect_platform",
+    "format_amount",
+    "get_environment",
+    "intent_url",
+    "mask_email",
+    "page_response",
+    "parse_demo_choice",
+    "parse_demo_form",
+    "render_demo",
+    "render_page",
+    "security_headers",
+    "templates_dir",
+]
+
 PageKind = Literal[
     "success", "pending", "declined", "canceled", "expired",
     "error", "not_found", "conflict", "bad_request", "unavailable",
@@ -55,6 +88,7 @@ _TONES: Mapping[PageKind, str] = MappingProxyType({
 _ANDROID_PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
 _APP_STORE_ID = re.compile(r"^[0-9]{1,15}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::[0-9]{1,5})?$")
 _CURRENCY_SYMBOLS: Mapping[str, str] = MappingProxyType({"JPY": "¥", "USD": "$", "EUR": "€", "GBP": "£"})
 _ZERO_DECIMAL_CURRENCIES = frozenset({"JPY"})
 _MAX_TEXT = 300  # free text shown to the buyer (reason, names) is cut to this many characters
@@ -106,7 +140,8 @@ def intent_url(url: str, package: str, fallback_url: str) -> str:
     if not _ANDROID_PACKAGE.match(package):
         raise ValueError(f"not an Android package name: {package[:80]!r}")
     _http_url("fallback_url", fallback_url)
-    target = urlunsplit(("", parts.netloc, parts.path or "/", parts.query, ""))
+    host = parts.netloc.rpartition("@")[2]  # never carry user:password into an intent
+    target = urlunsplit(("", host, parts.path or "/", parts.query, ""))
     fallback = quote(fallback_url, safe="")
     extras = f"scheme={parts.scheme};package={package};S.browser_fallback_url={fallback}"
     return f"intent:{target}#Intent;{extras};end"
@@ -114,6 +149,8 @@ def intent_url(url: str, package: str, fallback_url: str) -> str:
 
 def alternate_host_url(url: str, host: str) -> str:
     """The same URL on another host, e.g. the associated subdomain an iOS "Open in app" tap must use."""
+    if not _HOST.match(host):
+        raise ValueError(f"not a host name: {host[:80]!r}")
     parts = urlsplit(_http_url("url", url))
     return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
 
@@ -380,17 +417,20 @@ def render_page(view: PageView, locale: Locale, platform: Platform, current_url:
     return get_environment().get_template("page.html").render(context)
 
 
-def page_response(view: PageView, request: Request, app_links: AppLinks | None = None) -> HTMLResponse:
+def page_response(
+    view: PageView, request: Request, app_links: AppLinks | None = None, *, current_url: str | None = None
+) -> HTMLResponse:
     """Render ``view`` for this request's language and platform, with the security headers.
 
     ``app_links``, when given, replaces ``view.app_links`` (handy when the flow built the view
-    before it knew the request's alternate-host URL).
+    before it knew the request's alternate-host URL). ``current_url`` overrides ``request.url``,
+    e.g. with the public https URL when a TLS-terminating proxy makes the request look like http.
     """
     if app_links is not None:
         view = replace(view, app_links=app_links)
     locale = detect_locale(request.headers.get("accept-language"), request.query_params.get("lang"))
     platform = detect_platform(request.headers.get("user-agent"))
-    html = render_page(view, locale, platform, str(request.url))
+    html = render_page(view, locale, platform, current_url or str(request.url))
     return HTMLResponse(html, status_code=view.http_status, headers=_page_headers(locale))
 
 
@@ -447,7 +487,7 @@ def parse_demo_form(body: bytes) -> DemoChoice:
 class DemoView:
     """The demo landing page at ``/``: one POST form per scenario to ``action``."""
 
-    merchant_name: str = "return-router demo shop"
+    merchant_name: str = "Demo Shop"
     action: str = "/demo/start"
     scenarios: tuple[DemoScenario, ...] = DEMO_SCENARIOS
 
@@ -471,6 +511,7 @@ def render_demo(view: DemoView, locale: Locale, current_url: str) -> str:
 
 
 def demo_response(view: DemoView, request: Request) -> HTMLResponse:
+    """The demo landing page in the request's language, with the security headers."""
     locale = detect_locale(request.headers.get("accept-language"), request.query_params.get("lang"))
     html = render_demo(view, locale, str(request.url))
     return HTMLResponse(html, headers=_page_headers(locale))

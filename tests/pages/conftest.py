@@ -36,6 +36,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 OPEN_HOST = "open.shop.example"  # the alternate associated host for iOS "Open in app"
+PUBLIC_HOST = "pay.shop.example"  # the public host in front of a (pretend) TLS-terminating proxy
 
 
 async def _page(request: Request) -> Response:
@@ -53,7 +54,14 @@ async def _page(request: Request) -> Response:
         ios_open_url=alternate_host_url(str(request.url), OPEN_HOST),
         android_package=ANDROID_PACKAGE,
     )
-    return page_response(sample_view(kind, **overrides), request, links)
+    # ?public=1 plays a TLS-terminating proxy: the flow passes the public https URL explicitly.
+    public = (
+        request.url.replace(scheme="https", netloc=PUBLIC_HOST)
+        if request.query_params.get("public")
+        else None
+    )
+    current_url = str(public) if public else None
+    return page_response(sample_view(kind, **overrides), request, links, current_url=current_url)
 
 
 async def _demo(request: Request) -> Response:

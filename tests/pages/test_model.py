@@ -166,6 +166,22 @@ def test_alternate_host_url() -> None:
     assert alternate_host_url(CURRENT + "#x", "open.shop.example") == (
         "https://open.shop.example/amazon-pay/result?ref=r1&amazonCheckoutSessionId=0123-4567-89ab-cdef"
     )
+    assert (
+        alternate_host_url("http://127.0.0.1:8000/r", "open.localhost:8001") == "http://open.localhost:8001/r"
+    )
+
+
+@pytest.mark.parametrize(
+    "host", ["", "evil.example/path", "a b", "user@evil.example", "-x.example", "x.example:"]
+)
+def test_alternate_host_url_rejects_non_hosts(host: str) -> None:
+    with pytest.raises(ValueError, match="not a host name"):
+        alternate_host_url(CURRENT, host)
+
+
+def test_intent_url_drops_userinfo() -> None:
+    url = intent_url("https://user:secret@pay.example/r", "com.a.b", "https://f.example")
+    assert url.startswith("intent://pay.example/r#Intent;") and "secret" not in url
 
 
 # ---------------------------------------------------------------- model validation
