@@ -35,6 +35,7 @@ def app_factory() -> Starlette:
     """For uvicorn workers: the config path travels in an environment variable."""
     from .app import create_app
 
+    quiet_logs()  # worker processes configure logging anew
     path = os.environ.get(CONFIG_ENV)
     return create_app(_load_or_exit(path) if path else demo_settings(_demo_db()))
 
@@ -174,8 +175,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class RedactQuery(logging.Filter):
+    """Access log lines keep the path but not the query: it carries refs and session ids."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, path, version, status = record.args
+            if isinstance(path, str) and "?" in path:
+                record.args = (client, method, path.split("?", 1)[0] + "?…", version, status)
+        return True
+
+
+def quiet_logs() -> None:
+    """Third-party loggers that would write full URLs (with session ids) stay at WARNING."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").addFilter(RedactQuery())
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_logs()
     args = parser().parse_args(argv)
     return int(args.func(args))
 

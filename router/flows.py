@@ -1,0 +1,161 @@
+"""The success / cancel / error handlers for buyers who return through a browser."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .checkout import SESSION_ID_RE, Busy, CheckoutService, Outcome, UnknownRef
+from .config import SESSION_ID_PARAMS, Settings
+from .metrics import METRICS
+from .pages import AppLinks, PageKind, PageView, alternate_host_url, page_response
+from .redact import mask
+from .routing import Flow, normalize_host
+from .store.base import (
+    AUTHORIZED,
+    CANCELED,
+    COMPLETED,
+    CREATED,
+    DECLINED,
+    EXPIRED,
+    FAILED,
+    PENDING,
+    Checkout,
+    SessionConflict,
+)
+
+log = logging.getLogger("router.flows")
+
+MAX_QUERY = 2048
+PAGE_OF_STATE: dict[str, PageKind] = {
+    COMPLETED: "success", AUTHORIZED: "success", PENDING: "pending", DECLINED: "declined",
+    CANCELED: "canceled", EXPIRED: "expired", FAILED: "error", CREATED: "error",
+}
+
+
+class BadReturn(Exception):
+    """The return URL is malformed; the message is safe to show (it never echoes input)."""
+
+
+def session_and_ref(query: str) -> tuple[str, str]:
+    """Extract (session id, ref) from a return URL's query; BadReturn when missing, repeated or malformed."""
+    if len(query) > MAX_QUERY:
+        raise BadReturn("The address is too long.")
+    params = parse_qs(query, keep_blank_values=True, max_num_fields=50)
+    found = [value for name in SESSION_ID_PARAMS for value in params.get(name, [])]
+    refs = params.get("ref", [])
+    if len(set(found)) > 1 or len(refs) > 1:
+        raise BadReturn("The address names more than one checkout.")
+    if not found or not found[0]:
+        raise BadReturn("The address has no Amazon Pay checkout session.")
+    if not refs or not refs[0]:
+        raise BadReturn("The address has no order reference.")
+    if not SESSION_ID_RE.match(found[0]):
+        raise BadReturn("The Amazon Pay checkout session in the address is not valid.")
+    return found[0], refs[0]
+
+
+class Flows:
+    def __init__(self, service: CheckoutService, settings: Settings) -> None:
+        self.service = service
+        self.settings = settings
+        self.table = settings.route_table
+        self.scheme = "https"
+        self.shop_url = settings.merchant.shop_url
+
+    async def dispatch(self, request: Request) -> Response:
+        route = self.table.match(request.headers.get("host", ""), request.url.path)
+        if route is None:
+            return self.error_page(request, "not_found")
+        METRICS.inc("return_router_returns_total", flow=route.flow.value)
+        if route.flow is Flow.SUCCESS:
+            return await self.success(request)
+        if route.flow is Flow.CANCEL:
+            return await self.cancel(request)
+        # Amazon sent the buyer to the error URL: nothing was charged; a plain, honest page.
+        return self.page(request, PageView(kind="error", merchant_name=self.settings.merchant.name, status=200,
+                                           return_url=self.shop_url))
+
+    async def success(self, request: Request) -> Response:
+        try:
+            session_id, ref = session_and_ref(request.url.query)
+        except BadReturn as exc:
+            return self.error_page(request, "bad_request", reason=str(exc))
+        try:
+            outcome = await self.service.finalize(ref, session_id)
+        except UnknownRef:
+            return self.error_page(request, "not_found")
+        except SessionConflict:
+            log.warning("return for %s with another session %s", mask(ref), mask(session_id))
+            return self.error_page(request, "conflict")
+        except Busy:
+            return self.page(request, PageView(kind="pending", merchant_name=self.settings.merchant.name,
+                                               refresh_seconds=3))
+        if outcome.checkout.state == PENDING:
+            outcome = Outcome(await self.service.refresh_pending(outcome.checkout))
+        return self.page(request, self.result_view(outcome))
+
+    async def cancel(self, request: Request) -> Response:
+        refs = parse_qs(request.url.query[:MAX_QUERY], max_num_fields=50).get("ref", [])
+        checkout = await self.service.cancel(refs[0]) if len(refs) == 1 else None
+        if checkout is not None and checkout.state != CANCELED:  # paid meanwhile: say what is true
+            return self.page(request, self.result_view(Outcome(checkout)))
+        return self.page(request, PageView(kind="canceled", merchant_name=self.settings.merchant.name,
+                                           return_url=self.shop_url, **_order(checkout)))
+
+    def result_view(self, outcome: Outcome) -> PageView:
+        checkout = outcome.checkout
+        name = self.settings.merchant.name
+        if outcome.error is not None:
+            return PageView(kind="unavailable", merchant_name=name, refresh_seconds=10, **_order(checkout))
+        kind = PAGE_OF_STATE[checkout.state]
+        buyer = checkout.result or {}
+        return PageView(
+            kind=kind,
+            merchant_name=name,
+            buyer_name=buyer.get("buyerName") if kind == "success" else None,
+            buyer_email=buyer.get("maskedEmail") if kind == "success" else None,
+            payment_descriptor=buyer.get("paymentDescriptor") if kind == "success" else None,
+            return_url=self.shop_url,
+            reason=checkout.reason_code if kind == "error" else None,
+            **_order(checkout),
+        )
+
+    def page(self, request: Request, view: PageView) -> Response:
+        current = self.current_url(request)
+        return page_response(view, request, self.app_links(current), current_url=current)
+
+    def error_page(self, request: Request, kind: PageKind, *, status: int | None = None,
+                   reason: str | None = None) -> Response:
+        view = PageView(kind=kind, merchant_name=self.settings.merchant.name, status=status, reason=reason,
+                        return_url=self.shop_url, refresh_seconds=10 if kind == "unavailable" else None)
+        return page_response(view, request, current_url=self.current_url(request))
+
+    def current_url(self, request: Request) -> str:
+        """The public URL of this page (https; the demo keeps the scheme it was reached with)."""
+        scheme = request.url.scheme if self.settings.demo else self.scheme
+        host = normalize_host(request.headers.get("host", "")) or "localhost"
+        if self.settings.demo and request.url.port:
+            host = f"{host}:{request.url.port}"
+        return urlunsplit((scheme, host, request.url.path, request.url.query[:MAX_QUERY], ""))
+
+    def app_links(self, current_url: str) -> AppLinks:
+        ios, android = self.settings.ios, self.settings.android
+        open_host = ios.open_in_app_host if ios else None
+        here = urlsplit(current_url).hostname
+        return AppLinks(
+            app_store_id=ios.app_store_id if ios else None,
+            ios_open_url=alternate_host_url(current_url, open_host) if open_host and open_host != here else None,
+            android_package=android.package if android else None,
+            play_store_url=android.play_store_url if android else None,
+        )
+
+
+def _order(checkout: Checkout | None) -> dict[str, str | None]:
+    if checkout is None:
+        return {}
+    return {"merchant_reference": checkout.merchant_reference, "amount": checkout.amount,
+            "currency": checkout.currency}
