@@ -110,6 +110,8 @@ def _applinks(value: Any, where: str) -> list[Problem]:
     details = value.get("details")
     if "details" not in value:
         problems.append(error(where, "missing 'details' (an array)"))
+    elif isinstance(details, Mapping):
+        problems.append(warning(child(where, "details"), "oldest form keyed by app ID; use an array"))
     elif not isinstance(details, list):
         problems.append(error(child(where, "details"), f"must be an array, not {kind(details)}"))
     else:
@@ -253,9 +255,6 @@ def _component(value: Any, where: str, variables: set[str]) -> list[Problem]:
         if key in value and not isinstance(value[key], bool):
             problems.append(error(child(where, key), f"must be true or false, not {kind(value[key])}"))
     problems += _query(value.get("?"), child(where, "?")) if "?" in value else []
-    path = value.get("/")
-    if isinstance(path, str) and path and path[0] not in "/*?$":
-        problems.append(warning(child(where, "/"), f"{path!r} never matches: paths start with '/'"))
     for key in ("/", "#", "?"):
         problems += _undefined_variables(value.get(key), child(where, key), variables)
     return problems

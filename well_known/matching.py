@@ -2,10 +2,17 @@
 
 Apple: details are tried in order; within a detail the first matching component (or legacy
 path) decides, an `exclude` match blocks the app. A component matches when every part it
-specifies matches the whole of that URL part; an unspecified part is `*` and also matches an
-absent one. A `"?"` string matches the whole query; a `"?"` dictionary requires each named item
-to be present with a matching value (other items are ignored). `percentEncoded: false` compares
-percent-decoded text. Malformed entries never match (`validate_aasa` reports them).
+specifies matches the whole of that URL part; an unspecified part is `*`; an absent part reads
+as the empty string. A `"?"` string matches the whole query; a `"?"` dictionary constrains only
+the named items. `percentEncoded: false` decodes the URL (never the pattern). Malformed entries
+never match (`validate_aasa` reports them).
+
+Where the reference is silent we follow swcutil observations published by a third-party project
+(blazingly-aasa `docs/parity.md`, not an Apple rule): the leading slash of a path pattern is
+optional, trailing slashes are insignificant (`/buy` matches `/buy/`), a missing query item
+reads as empty, every occurrence of a repeated item must match, and a non-string value in a
+`"?"` dictionary makes the whole dictionary ignored. We do NOT make `/x/*` match `/x` (the
+reference records that it does not).
 """
 
 from __future__ import annotations
@@ -74,9 +81,7 @@ def aasa_match(doc: Mapping[str, Any], url: str, app_id: str | None = None) -> M
     applinks = doc.get("applinks")
     if not isinstance(applinks, Mapping):
         return None
-    details = applinks.get("details")
-    if not isinstance(details, list):
-        return None
+    details = _details(applinks)
     first_exclusion: Match | None = None
     for index, detail in enumerate(details):
         if not isinstance(detail, Mapping):
@@ -102,18 +107,30 @@ def aasa_opens(doc: Mapping[str, Any], url: str, app_id: str | None = None) -> b
 def aasa_app_ids(doc: Mapping[str, Any]) -> set[str]:
     """All app IDs listed in `applinks.details` (modern `appIDs` and legacy `appID`)."""
     applinks = doc.get("applinks")
-    details = applinks.get("details") if isinstance(applinks, Mapping) else None
-    if not isinstance(details, list):
-        return set()
+    details = _details(applinks) if isinstance(applinks, Mapping) else []
     return {i for d in details if isinstance(d, Mapping) for i in _app_ids(d)}
 
 
 def _app_ids(detail: Mapping[str, Any]) -> tuple[str, ...]:
-    ids = detail.get("appIDs")
-    if isinstance(ids, list):
-        return tuple(i for i in ids if isinstance(i, str))
+    listed = detail.get("appIDs")
+    ids = [i for i in listed if isinstance(i, str)] if isinstance(listed, list) else []
     single = detail.get("appID")
-    return (single,) if isinstance(single, str) else ()
+    if isinstance(single, str) and single not in ids:
+        ids.append(single)
+    return tuple(ids)
+
+
+def _details(applinks: Mapping[str, Any]) -> list[Any]:
+    """`details` as a list; the oldest form, a dictionary keyed by app ID, is converted."""
+    details = applinks.get("details")
+    if isinstance(details, list):
+        return details
+    if isinstance(details, Mapping):
+        return [
+            {**value, "appID": app_id} if isinstance(value, Mapping) else value
+            for app_id, value in details.items()
+        ]
+    return []
 
 
 def _detail_match(
@@ -149,7 +166,8 @@ def _legacy_match(paths: list[Any], parts: UrlParts, detail_index: int, ids: tup
             continue
         exclude = entry.startswith("NOT ")
         pattern = entry[4:] if exclude else entry
-        if compile_glob(pattern, substitution=False).fullmatch(parts.path):
+        glob = compile_glob(_strip_slashes(pattern), substitution=False)
+        if glob.fullmatch(_strip_slashes(parts.path)):
             return Match(detail_index, index, exclude, legacy=True, app_ids=ids)
     return None
 
@@ -180,13 +198,16 @@ def _component_matches(
 ) -> bool:
     decode = (lambda s: s) if options.percent_encoded else unquote
 
-    def glob_ok(pattern: object, text: str | None) -> bool:
+    def glob_ok(pattern: object, text: str | None, *, path: bool = False) -> bool:
         if not isinstance(pattern, str):
             return False
+        text = decode(text or "")
+        if path:
+            pattern, text = _strip_slashes(pattern), _strip_slashes(text)
         glob = compile_glob(pattern, variables, case_sensitive=options.case_sensitive)
-        return glob.fullmatch(decode(text or ""))
+        return glob.fullmatch(text)
 
-    if "/" in component and not glob_ok(component["/"], parts.path):
+    if "/" in component and not glob_ok(component["/"], parts.path, path=True):
         return False
     if "#" in component and not glob_ok(component["#"], parts.fragment):
         return False
@@ -195,8 +216,31 @@ def _component_matches(
     query = component["?"]
     if isinstance(query, Mapping):
         items = [(decode(n), decode(v)) for n, v in query_items(parts.query)]
-        return _items_match(query, items, options, variables)
+        return _apple_items_match(query, items, options, variables)
     return glob_ok(query, parts.query)
+
+
+def _strip_slashes(path: str) -> str:
+    """Leading and trailing slash runs are insignificant to Apple's path comparison."""
+    return path.strip("/")
+
+
+def _apple_items_match(
+    wanted: Mapping[Any, Any],
+    items: list[tuple[str, str]],
+    options: _Options,
+    variables: dict[str, list[str]],
+) -> bool:
+    """Each named item must match in every occurrence; a missing item reads as empty."""
+    if not all(isinstance(n, str) and isinstance(p, str) for n, p in wanted.items()):
+        return True  # swcutil ignores the whole dictionary then (observed, see module doc)
+    fold = (lambda s: s) if options.case_sensitive else str.lower
+    for name, pattern in wanted.items():
+        glob = compile_glob(pattern, variables, case_sensitive=options.case_sensitive)
+        values = [v for n, v in items if fold(n) == fold(name)] or [""]
+        if not all(glob.fullmatch(v) for v in values):
+            return False
+    return True
 
 
 def query_items(query: str | None) -> list[tuple[str, str]]:
@@ -211,45 +255,23 @@ def query_items(query: str | None) -> list[tuple[str, str]]:
     return pairs
 
 
-def _items_match(
-    wanted: Mapping[Any, Any],
-    items: list[tuple[str, str]],
-    options: _Options,
-    variables: dict[str, list[str]] | None,
-) -> bool:
-    """Every wanted name must be present with a value matching its pattern (any repeat may)."""
-    fold = (lambda s: s) if options.case_sensitive else str.lower
-    for name, pattern in wanted.items():
-        if not isinstance(name, str) or not isinstance(pattern, str):
-            return False
-        glob = compile_glob(
-            pattern,
-            variables,
-            case_sensitive=options.case_sensitive,
-            substitution=variables is not None,
-        )
-        if not any(fold(n) == fold(name) and glob.fullmatch(v) for n, v in items):
-            return False
-    return True
-
-
 def android_dynamic_match(components: Sequence[Mapping[str, Any]], url: str) -> bool:
     """Android 15 `dynamic_app_link_components`: first matching component decides, no match
-    means excluded. Android compares decoded path, query values and fragment, case-sensitively.
+    means excluded. Compares the decoded path, query values and fragment case-sensitively; a
+    `"?"` entry needs its item present (first occurrence counts); extra items are allowed.
     Raises ValueError for malformed rules, which Android discards as a whole."""
     problems = dynamic_component_problems(components, "dynamic_app_link_components")
     bad = [p for p in problems if p.severity == "error"]
     if bad:
         raise ValueError(f"malformed dynamic rules, Android ignores them: {bad[0]}")
     parts = split_url(url)
-    options = _Options(case_sensitive=True, percent_encoded=True)
     for component in components:
-        if _android_component_matches(component, parts, options):
+        if _android_component_matches(component, parts):
             return component.get("exclude") is not True
     return False
 
 
-def _android_component_matches(component: Mapping[str, Any], parts: UrlParts, options: _Options) -> bool:
+def _android_component_matches(component: Mapping[str, Any], parts: UrlParts) -> bool:
     def ok(key: str, text: str | None) -> bool:
         pattern = component.get(key)
         if pattern is None:
@@ -262,4 +284,9 @@ def _android_component_matches(component: Mapping[str, Any], parts: UrlParts, op
     if wanted is None:
         return True
     items = [(unquote_plus(n), unquote_plus(v)) for n, v in query_items(parts.query)]
-    return _items_match(wanted, items, options, None)
+    for name, pattern in wanted.items():
+        # Uri.getQueryParameter semantics: the item must be present; its first value counts.
+        value = next((v for n, v in items if n == name), None)
+        if value is None or not compile_glob(pattern, substitution=False).fullmatch(value):
+            return False
+    return True
