@@ -43,6 +43,8 @@ def _check_path(path: object) -> None:
         raise ValueError(f"claim path {path!r} must start with '/'")
     if "$(" in path:
         raise ValueError(f"claim path {path!r} must not contain '$(': Apple reads it as a variable")
+    if any(segment in (".", "..") for segment in path.split("/")):
+        raise ValueError(f"claim path {path!r} has '.' or '..' segments, which browsers remove")
     if not _PATH_RE.match(path):
         raise ValueError(
             f"claim path {path!r} may only contain unescaped URL path characters "
