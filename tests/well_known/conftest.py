@@ -39,7 +39,9 @@ LEGACY_EXAMPLE: dict[str, Any] = {
     }
 }
 
-FINGERPRINT = "14:6D:E9:83:C5:73:06:50:D8:EE:B9:95:2F:34:FC:64:16:A0:83:42:E6:1D:BE:A8:8A:04:96:B2:3F:CF:44:E5"
+FINGERPRINT = (
+    "14:6D:E9:83:C5:73:06:50:D8:EE:B9:95:2F:34:FC:64:16:A0:83:42:E6:1D:BE:A8:8A:04:96:B2:3F:CF:44:E5"
+)
 
 # §2.4 dynamic rules example.
 ANDROID_COMPONENTS: list[dict[str, Any]] = [

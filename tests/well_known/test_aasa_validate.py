@@ -237,7 +237,12 @@ def test_defaults(level: str) -> None:
     base = "applinks.defaults" if level == "applinks" else "applinks.details[0].defaults"
     assert validate_aasa(with_defaults({"caseSensitive": False, "percentEncoded": True})) == []
     only(validate_aasa(with_defaults({"exclude": True})), "error", f"{base}.exclude", "unknown key")
-    only(validate_aasa(with_defaults({"caseSensitive": "no"})), "error", f"{base}.caseSensitive", "true or false")
+    only(
+        validate_aasa(with_defaults({"caseSensitive": "no"})),
+        "error",
+        f"{base}.caseSensitive",
+        "true or false",
+    )
     only(validate_aasa(with_defaults([])), "error", base, "must be an object")
 
 

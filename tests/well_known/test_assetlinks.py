@@ -32,7 +32,14 @@ def only(problems: list[Problem], severity: str, where: str, text: str) -> None:
 # fingerprints
 @pytest.mark.parametrize(
     "value",
-    [FINGERPRINT, LOWER, f"  {LOWER}\n", FINGERPRINT.replace(":", ""), f"SHA256: {FINGERPRINT}", f"sha-256:{LOWER}"],
+    [
+        FINGERPRINT,
+        LOWER,
+        f"  {LOWER}\n",
+        FINGERPRINT.replace(":", ""),
+        f"SHA256: {FINGERPRINT}",
+        f"sha-256:{LOWER}",
+    ],
 )
 def test_normalize_fingerprint_accepts_common_spellings(value: str) -> None:
     assert normalize_fingerprint(value) == FINGERPRINT
@@ -66,7 +73,11 @@ def test_build_without_claims_is_the_play_console_statement() -> None:
     assert build_assetlinks("com.example", [LOWER]) == [
         {
             "relation": [RELATION],
-            "target": {"namespace": "android_app", "package_name": "com.example", "sha256_cert_fingerprints": [FINGERPRINT]},
+            "target": {
+                "namespace": "android_app",
+                "package_name": "com.example",
+                "sha256_cert_fingerprints": [FINGERPRINT],
+            },
         }
     ]
 
@@ -83,7 +94,9 @@ def test_build_with_claims_adds_dynamic_rules_claiming_exactly_them() -> None:
     assert not android_dynamic_match(components, "https://h/r")
     assert not android_dynamic_match(components, "https://h/other")
     assert validate_assetlinks(dumps(statements)) == []
-    assert "relation_extensions" not in build_assetlinks("com.example", [OTHER], claims, dynamic_rules=False)[0]
+    assert (
+        "relation_extensions" not in build_assetlinks("com.example", [OTHER], claims, dynamic_rules=False)[0]
+    )
 
 
 @pytest.mark.parametrize(
@@ -128,7 +141,9 @@ def test_json_strictness() -> None:
         ({"extra": 1}, "$[0].extra", "unknown key"),
     ],
 )
-def test_statement_problems(android_example: list[dict[str, Any]], patch: dict[str, Any], where: str, text: str) -> None:
+def test_statement_problems(
+    android_example: list[dict[str, Any]], patch: dict[str, Any], where: str, text: str
+) -> None:
     android_example[0].update(patch)
     del android_example[0]["relation_extensions"]
     problems = validate_assetlinks(android_example)
@@ -150,11 +165,21 @@ def test_missing_relation_and_target() -> None:
         ({"package_name": "nodots"}, "$[0].target.package_name", "not an application id"),
         ({"sha256_cert_fingerprints": []}, "$[0].target.sha256_cert_fingerprints", "non-empty array"),
         ({"sha256_cert_fingerprints": [LOWER]}, "$[0].target.sha256_cert_fingerprints[0]", "upper case"),
-        ({"sha256_cert_fingerprints": ["AB:CD"]}, "$[0].target.sha256_cert_fingerprints[0]", "32 colon-separated"),
-        ({"sha256_cert_fingerprint": [FINGERPRINT]}, "$[0].target.sha256_cert_fingerprint", "unknown target key"),
+        (
+            {"sha256_cert_fingerprints": ["AB:CD"]},
+            "$[0].target.sha256_cert_fingerprints[0]",
+            "32 colon-separated",
+        ),
+        (
+            {"sha256_cert_fingerprint": [FINGERPRINT]},
+            "$[0].target.sha256_cert_fingerprint",
+            "unknown target key",
+        ),
     ],
 )
-def test_android_target(android_example: list[dict[str, Any]], target: dict[str, Any], where: str, text: str) -> None:
+def test_android_target(
+    android_example: list[dict[str, Any]], target: dict[str, Any], where: str, text: str
+) -> None:
     android_example[0]["target"].update(target)
     problems = validate_assetlinks(android_example)
     assert any(p.where == where and text in p.message for p in problems), problems
@@ -162,13 +187,21 @@ def test_android_target(android_example: list[dict[str, Any]], target: dict[str,
 
 def test_duplicate_fingerprint_warns(android_example: list[dict[str, Any]]) -> None:
     android_example[0]["target"]["sha256_cert_fingerprints"].append(FINGERPRINT)
-    only(validate_assetlinks(android_example), "warning", "$[0].target.sha256_cert_fingerprints[1]", "duplicate")
+    only(
+        validate_assetlinks(android_example),
+        "warning",
+        "$[0].target.sha256_cert_fingerprints[1]",
+        "duplicate",
+    )
 
 
 def test_web_targets() -> None:
     def web(site: Any) -> list[dict[str, Any]]:
         return [
-            {"relation": ["delegate_permission/common.get_login_creds"], "target": {"namespace": "web", "site": site}},
+            {
+                "relation": ["delegate_permission/common.get_login_creds"],
+                "target": {"namespace": "web", "site": site},
+            },
             build_assetlinks("com.example", [FINGERPRINT])[0],
         ]
 
@@ -179,7 +212,12 @@ def test_web_targets() -> None:
 
 
 def test_no_app_link_statement_warns() -> None:
-    doc = [{"relation": ["delegate_permission/common.get_login_creds"], "target": {"namespace": "web", "site": "https://e.com"}}]
+    doc = [
+        {
+            "relation": ["delegate_permission/common.get_login_creds"],
+            "target": {"namespace": "web", "site": "https://e.com"},
+        }
+    ]
     only(validate_assetlinks(doc), "warning", "$", "no android_app statement")
 
 

@@ -129,7 +129,9 @@ def test_case_sensitivity_and_defaults_hierarchy() -> None:
     doc = {
         "applinks": {
             "defaults": {"caseSensitive": True},
-            "details": [{"appIDs": [APP], "defaults": {"caseSensitive": False}, "components": [{"/": "/help/*"}]}],
+            "details": [
+                {"appIDs": [APP], "defaults": {"caseSensitive": False}, "components": [{"/": "/help/*"}]}
+            ],
         }
     }
     assert aasa_opens(doc, url)
@@ -172,7 +174,9 @@ def test_substitution_variables() -> None:
         ("https://h/WWDC/news/", None, None),  # case-sensitive
     ],
 )
-def test_legacy_not_example(legacy_example: dict[str, Any], url: str, opens: bool | None, index: int | None) -> None:
+def test_legacy_not_example(
+    legacy_example: dict[str, Any], url: str, opens: bool | None, index: int | None
+) -> None:
     match = aasa_match(legacy_example, url)
     if opens is None:
         assert match is None

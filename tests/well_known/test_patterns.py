@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import pytest
 from hypothesis import given
@@ -12,7 +12,7 @@ from well_known.patterns import compile_glob, referenced_variables
 def reference_match(pattern: str, text: str) -> bool:
     """Obviously-correct (exponential without the cache) definition of `*` and `?`."""
 
-    @lru_cache(maxsize=None)
+    @cache
     def go(i: int, j: int) -> bool:
         if i == len(pattern):
             return j == len(text)

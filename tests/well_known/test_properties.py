@@ -85,9 +85,7 @@ def android_claimed(claims: list[PathClaim], url: Url) -> bool:
         found = url.values(name)
         return bool(found) and found[0] != ""
 
-    return any(
-        c.path == url.path and (not c.query_items or any(map(item_ok, c.query_items))) for c in claims
-    )
+    return any(c.path == url.path and (not c.query_items or any(map(item_ok, c.query_items))) for c in claims)
 
 
 def documents(claims: list[PathClaim]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
