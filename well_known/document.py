@@ -40,10 +40,11 @@ def load(source: Source) -> Loaded:
     if isinstance(source, str):
         return _load_bytes(source.encode("utf-8", "surrogatepass"))
     try:
-        size = len(dumps(source))
+        raw = dumps(source)
     except (TypeError, ValueError, RecursionError) as exc:
         return Loaded(problems=[error(ROOT, f"not serialisable as JSON: {exc}")])
-    return Loaded(value=source, usable=True, size=size)
+    # Validate what would be served: the round trip turns tuples into lists, keys into strings.
+    return Loaded(value=json.loads(raw), usable=True, size=len(raw))
 
 
 def _load_bytes(raw: bytes) -> Loaded:
