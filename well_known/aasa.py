@@ -112,12 +112,26 @@ def _applinks(value: Any, where: str) -> list[Problem]:
         problems.append(error(where, "missing 'details' (an array)"))
     elif isinstance(details, Mapping):
         problems.append(warning(child(where, "details"), "oldest form keyed by app ID; use an array"))
+        problems += _keyed_details(details, child(where, "details"))
     elif not isinstance(details, list):
         problems.append(error(child(where, "details"), f"must be an array, not {kind(details)}"))
     else:
         for index, detail in enumerate(details):
             problems += _detail(detail, child(child(where, "details"), index), names)
     problems += _legacy_apps(value, where, details if isinstance(details, list) else [])
+    return problems
+
+
+def _keyed_details(details: Mapping[str, Any], where: str) -> list[Problem]:
+    problems: list[Problem] = []
+    for app_id, entry in details.items():
+        at = child(where, app_id)
+        if not is_valid_app_id(app_id):
+            problems.append(error(at, f"{app_id!r} is not TEAMID.bundle.id"))
+        if not isinstance(entry, Mapping) or "paths" not in entry:
+            problems.append(error(at, "must be an object with 'paths'"))
+        else:
+            problems += _paths(entry["paths"], child(at, "paths"))
     return problems
 
 

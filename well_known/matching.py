@@ -4,8 +4,8 @@ Apple: details are tried in order; within a detail the first matching component 
 path) decides, an `exclude` match blocks the app. A component matches when every part it
 specifies matches the whole of that URL part; an unspecified part is `*`; an absent part reads
 as the empty string. A `"?"` string matches the whole query; a `"?"` dictionary constrains only
-the named items. `percentEncoded: false` decodes the URL (never the pattern). Malformed entries
-never match (`validate_aasa` reports them).
+the named items. `percentEncoded: false` decodes the URL (never the pattern). Malformed
+components never match (`validate_aasa` reports them), except as noted for `"?"` below.
 
 Where the reference is silent we follow swcutil observations published by a third-party project
 (blazingly-aasa `docs/parity.md`, not an Apple rule): the leading slash of a path pattern is

@@ -94,8 +94,11 @@ def test_applinks_shape() -> None:
     only(validate_aasa({"applinks": []}), "error", "applinks", "must be an object")
     only(validate_aasa({"applinks": {}}), "error", "applinks", "missing 'details'")
     only(validate_aasa({"applinks": {"details": "x"}}), "error", "applinks.details", "must be an array")
-    dict_form = {"applinks": {"details": {APP: {"paths": ["*"]}}}}
+    dict_form: dict[str, Any] = {"applinks": {"details": {APP: {"paths": ["*"]}}}}
     only(validate_aasa(dict_form), "warning", "applinks.details", "oldest form")
+    dict_form["applinks"]["details"] = {"nope": {"paths": [1]}}
+    problems = errors(validate_aasa(dict_form))
+    assert [p.where for p in problems] == ["applinks.details.nope", "applinks.details.nope.paths[0]"]
     doc = good()
     doc["applinks"]["detail"] = []
     only(validate_aasa(doc), "warning", "applinks.detail", "unknown key")
