@@ -1,0 +1,200 @@
+"""Check a deployed host the way Apple's CDN and Android's verifier fetch it: no redirects,
+HTTP 200, `Content-Type: application/json`, a valid document listing the expected apps."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .aasa import validate_aasa
+from .assetlinks import HANDLE_ALL_URLS, validate_assetlinks
+from .document import load
+from .matching import aasa_app_ids
+from .problems import Problem, error, warning
+
+AASA_PATH = "/.well-known/apple-app-site-association"
+ASSETLINKS_PATH = "/.well-known/assetlinks.json"
+MAX_FETCH_BYTES = 1024 * 1024  # far above both limits; stops a runaway body
+USER_AGENT = "return-router-well-known-check/1"
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    url: str
+    body: bytes | None  # None when the response is unusable (problems say why)
+    problems: list[Problem]
+
+
+async def check_host(
+    host: str,
+    *,
+    scheme: str = "https",
+    timeout: float = 10,
+    transport: httpx.AsyncBaseTransport | None = None,
+    expected_app_ids: Sequence[str] = (),
+    expected_package: str | None = None,
+) -> list[Problem]:
+    """Fetch both association files from `host` (optionally `host:port`) and report problems.
+
+    Also fetches `host.` (trailing dot) for DNS names and warns when it serves different bytes.
+    Problems about HTTP carry the URL as `where`; document problems prefix it to the JSON path.
+    """
+    _check_host_syntax(host, scheme)
+    async with httpx.AsyncClient(
+        transport=transport,
+        timeout=timeout,
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+    ) as client:
+        aasa, links = await asyncio.gather(
+            _fetch(client, f"{scheme}://{host}{AASA_PATH}"),
+            _fetch(client, f"{scheme}://{host}{ASSETLINKS_PATH}"),
+        )
+        problems = _port_warning(host, scheme)
+        problems += aasa.problems + _document_problems(aasa, validate_aasa)
+        problems += _expect_app_ids(aasa, expected_app_ids)
+        problems += links.problems + _document_problems(links, validate_assetlinks)
+        problems += _expect_package(links, expected_package)
+        dotted = _trailing_dot(host)
+        if dotted is not None:
+            problems += await _compare_trailing_dot(client, scheme, dotted, (aasa, links))
+    return problems
+
+
+def _check_host_syntax(host: str, scheme: str) -> None:
+    if scheme not in ("https", "http"):
+        raise ValueError(f"scheme must be 'https' or 'http', not {scheme!r}")
+    if not isinstance(host, str) or not host or any(c in host for c in "/?#@ \t\r\n\\"):
+        raise ValueError(f"host must be a bare host name (optionally :port), got {host!r}")
+
+
+def _port_warning(host: str, scheme: str) -> list[Problem]:
+    if scheme == "https" and _split_port(host)[1] is not None:
+        return [warning(host, "Apple and Google fetch from port 443 only; host names cannot carry a port")]
+    return []
+
+
+def _split_port(host: str) -> tuple[str, str | None]:
+    if host.startswith("["):  # [v6]:port
+        name, _, rest = host[1:].partition("]")
+        return name, rest[1:] if rest.startswith(":") else None
+    if host.count(":") == 1:
+        name, port = host.split(":")
+        return name, port
+    return host, None
+
+
+def _trailing_dot(host: str) -> str | None:
+    """`example.com.:port` for a DNS name; None for IP literals or names already ending in '.'."""
+    name, port = _split_port(host)
+    try:
+        ipaddress.ip_address(name)
+        return None
+    except ValueError:
+        pass
+    if name.endswith(".") or "." not in name:
+        return None
+    return f"{name}.:{port}" if port else f"{name}."
+
+
+async def _fetch(client: httpx.AsyncClient, url: str) -> _Fetched:
+    try:
+        async with client.stream("GET", url) as response:
+            problems = _status_problems(url, response)
+            if problems:
+                return _Fetched(url, None, problems)
+            problems += _content_type_problems(url, response.headers.get("content-type"))
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_FETCH_BYTES:
+                    return _Fetched(url, None, [error(url, f"body exceeds {MAX_FETCH_BYTES} bytes")])
+            return _Fetched(url, bytes(body), problems)
+    except httpx.TimeoutException:
+        return _Fetched(url, None, [error(url, "timed out")])
+    except httpx.HTTPError as exc:
+        return _Fetched(url, None, [error(url, f"request failed: {type(exc).__name__}: {exc}")])
+
+
+def _status_problems(url: str, response: httpx.Response) -> list[Problem]:
+    status = response.status_code
+    if response.is_redirect or 300 <= status < 400:
+        target = response.headers.get("location", "?")
+        return [error(url, f"HTTP {status} redirect to {target}: Apple and Google never follow redirects")]
+    if status != 200:
+        return [error(url, f"HTTP {status}: must answer 200 directly")]
+    return []
+
+
+def _content_type_problems(url: str, header: str | None) -> list[Problem]:
+    if header is None:
+        return [error(url, "no Content-Type; must be application/json")]
+    media, _, params = header.partition(";")
+    if media.strip().lower() != "application/json":
+        return [error(url, f"Content-Type is {media.strip()!r}; must be application/json")]
+    charset = params.strip().lower().removeprefix("charset=").strip('"')
+    if params.strip() and charset not in ("utf-8", "utf8"):
+        return [warning(url, f"Content-Type parameters {params.strip()!r}; the file must be UTF-8")]
+    return []
+
+
+def _document_problems(fetched: _Fetched, validate: Callable[[bytes], list[Problem]]) -> list[Problem]:
+    if fetched.body is None:
+        return []
+    return [Problem(p.severity, f"{fetched.url} {p.where}", p.message) for p in validate(fetched.body)]
+
+
+def _parsed(fetched: _Fetched) -> Any:
+    if fetched.body is None:
+        return None
+    loaded = load(fetched.body)
+    return loaded.value if loaded.usable else None
+
+
+def _expect_app_ids(fetched: _Fetched, expected: Sequence[str]) -> list[Problem]:
+    doc = _parsed(fetched)
+    if not expected or doc is None:  # unusable documents are reported already
+        return []
+    listed = aasa_app_ids(doc) if isinstance(doc, dict) else set()
+    return [
+        error(fetched.url, f"app ID {app_id} is not listed in applinks.details")
+        for app_id in expected
+        if app_id not in listed
+    ]
+
+
+def _expect_package(fetched: _Fetched, package: str | None) -> list[Problem]:
+    doc = _parsed(fetched)
+    if package is None or doc is None:
+        return []
+    for statement in doc if isinstance(doc, list) else []:
+        target = statement.get("target") if isinstance(statement, dict) else None
+        relation = statement.get("relation") if isinstance(statement, dict) else None
+        if (
+            isinstance(target, dict)
+            and target.get("package_name") == package
+            and isinstance(relation, list)
+            and HANDLE_ALL_URLS in relation
+        ):
+            return []
+    return [error(fetched.url, f"no {HANDLE_ALL_URLS} statement for package {package}")]
+
+
+async def _compare_trailing_dot(
+    client: httpx.AsyncClient, scheme: str, dotted: str, originals: tuple[_Fetched, _Fetched]
+) -> list[Problem]:
+    paths = (AASA_PATH, ASSETLINKS_PATH)
+    fetched = await asyncio.gather(*(_fetch(client, f"{scheme}://{dotted}{p}") for p in paths))
+    problems: list[Problem] = []
+    for original, again in zip(originals, fetched, strict=True):
+        if original.body is None:
+            continue
+        if again.body != original.body:
+            why = again.problems[0].message if again.problems else "different bytes"
+            problems.append(warning(again.url, f"trailing-dot host does not serve the same file ({why})"))
+    return problems
