@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from .checkout import CheckoutService, NewCheckout
 from .config import AndroidSettings, IosSettings, MerchantSettings, Settings, StorageSettings
-from .pages import DemoView, page_response, render_demo
+from .pages import DemoView, demo_response, parse_demo_form
 from .routing import Flow, RouteTable
 from .routing import Route as ReturnRoute
 
@@ -32,7 +32,6 @@ SCENARIOS: dict[str, tuple[str, dict[str, Any], Flow]] = {
     "buyer-canceled": ("buyer-canceled", {}, Flow.CANCEL),
     "amazon-error": ("completed", {"fail_first_n": 1000, "fail_status": 503}, Flow.SUCCESS),
 }
-AMOUNTS = {"JPY": "1000", "USD": "14.00"}
 
 
 def demo_settings(db_path: str) -> Settings:
@@ -68,21 +67,19 @@ class Demo:
                 Route("/demo/start", self.start, methods=["POST"])]
 
     async def landing(self, request: Request) -> Response:
-        view = DemoView(scenarios=tuple(SCENARIOS), currencies=tuple(AMOUNTS))
-        return page_response(request, render_demo(view, request), status=200)
+        return demo_response(DemoView(), request)
 
     async def start(self, request: Request) -> Response:
-        form = await request.form()
-        scenario = str(form.get("scenario", ""))
-        currency = str(form.get("currency", "JPY"))
-        if scenario not in SCENARIOS or currency not in AMOUNTS:
+        try:
+            choice = parse_demo_form(await request.body())
+        except ValueError:
             return RedirectResponse("/", status_code=303)
-        emulator_scenario, faults, flow = SCENARIOS[scenario]
-        pending = scenario.startswith("pending")
+        emulator_scenario, faults, flow = SCENARIOS[choice.scenario]
+        pending = choice.scenario.startswith("pending")
         checkout = await self.service.register(NewCheckout(
-            merchant_reference=f"demo-{scenario}", amount=AMOUNTS[currency], currency=currency,
+            merchant_reference=f"demo-{choice.scenario}", amount=choice.amount, currency=choice.currency,
             payment_intent="AuthorizeWithCapture", can_handle_pending=pending))
-        body = {"chargeAmount": {"amount": checkout.amount, "currencyCode": currency},
+        body = {"chargeAmount": {"amount": checkout.amount, "currencyCode": checkout.currency},
                 "paymentIntent": checkout.payment_intent, "scenario": emulator_scenario, **faults}
         answer = await self.emulator.post("/_emulator/checkout-sessions", json=body)
         answer.raise_for_status()
@@ -90,4 +87,6 @@ class Demo:
         route = self.table.first(flow)
         assert route is not None
         query = {"ref": checkout.ref, "amazonCheckoutSessionId": session_id}
+        if choice.locale:
+            query["lang"] = choice.locale
         return RedirectResponse(f"{route.path}?{urlencode(query)}", status_code=303)

@@ -65,6 +65,8 @@ class RouteTable:
     def match(self, host: str, path: str) -> Route | None:
         """The route for this request, or None (unknown host or unknown path on a known host)."""
         host = normalize_host(host)
+        if path not in self._by_path and len(path) > 1 and path.endswith("/"):
+            path = path[:-1]  # iOS opens the app for "/result/" too: serve the same flow here
         for route in self._by_path.get(path, ()):
             if host_pattern_matches(route.host, host):
                 return route

@@ -54,3 +54,10 @@ def test_paths_for_host_lists_each_path_once() -> None:
 def test_first_route_of_each_flow() -> None:
     assert TABLE.first(Flow.SUCCESS) == Route("pay.example.com", "/amazon-pay/result", Flow.SUCCESS)
     assert TABLE.first(Flow.ERROR) == Route("*.example.com", "/amazon-pay/result", Flow.ERROR)
+
+
+def test_trailing_slash_is_the_same_return_path() -> None:
+    # iOS ignores a trailing slash when it matches the AASA, so the browser fallback must too.
+    route = TABLE.match("pay.example.com", "/amazon-pay/result/")
+    assert route is not None and route.flow is Flow.SUCCESS
+    assert TABLE.match("pay.example.com", "/amazon-pay/result//") is None
