@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,6 +52,7 @@ class Backend:
 
     name: str
     url: str
+    schema: str | None = None  # postgres only
 
     def make(self) -> Store:
         return open_store(self.url)
@@ -58,24 +62,50 @@ class Backend:
         await store.open()
         return store
 
+    async def execute(self, sql: str) -> None:
+        """Run raw SQL on the test database, behind the store's back."""
+        if self.name == "sqlite":
+            with contextlib.closing(sqlite3.connect(self.url.removeprefix("sqlite:///"))) as conn, conn:
+                conn.execute(sql)
+            return
+        settings = {"search_path": self.schema} if self.schema else None
+        conn = await asyncpg.connect(PG_DSN, timeout=5, server_settings=settings)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Backend]:
-    if request.param == "sqlite":
-        yield Backend("sqlite", f"sqlite:///{tmp_path / 'data' / 'store.db'}")
-        return
+
+@contextlib.asynccontextmanager
+async def postgres_backend(dsn: str = PG_DSN) -> AsyncIterator[Backend]:
+    """A fresh schema on the test server (skips the test if none answers), dropped afterwards."""
     problem = await postgres_problem()
     if problem:
         pytest.skip(problem)
     schema = f"rr_test_{secrets.token_hex(6)}"
     try:
-        yield Backend("postgres", with_query(PG_DSN, schema=schema))
+        yield Backend("postgres", with_query(dsn, schema=schema), schema)
     finally:
         conn = await asyncpg.connect(PG_DSN, timeout=5)
         try:
             await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         finally:
             await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "sqlite":
+        yield Backend("sqlite", f"sqlite:///{tmp_path / 'data' / 'store.db'}")
+        return
+    async with postgres_backend() as pg:
+        yield pg
+
+
+@pytest.fixture
+async def pg_backend() -> AsyncIterator[Backend]:
+    async with postgres_backend() as pg:
+        yield pg
 
 
 @pytest.fixture

@@ -209,7 +209,9 @@ async def test_failed_insert_of_an_event_rolls_back_the_transition(store: Store)
     await store.create_checkout(checkout("x2"))
     await store.transition("x1", owner=None, now=2000.0, state=PENDING, events=[event("same")])
     with pytest.raises(StoreError):
-        await store.transition("x2", owner=None, now=2001.0, state=COMPLETED, events=[event("new"), event("same")])
+        await store.transition(
+            "x2", owner=None, now=2001.0, state=COMPLETED, events=[event("new"), event("same")]
+        )
     loaded = await store.get_checkout("x2")
     assert loaded is not None and loaded.state == CREATED and loaded.version == 0
     assert await store.get_event("new") is None
@@ -219,7 +221,9 @@ async def test_transition_to_a_session_bound_elsewhere_conflicts(store: Store) -
     await store.create_checkout(checkout("s1", checkout_session_id="sess-1"))
     await store.create_checkout(checkout("s2"))
     with pytest.raises(SessionConflict):
-        await store.transition("s2", owner=None, now=1.0, state=PENDING, changes={"checkout_session_id": "sess-1"})
+        await store.transition(
+            "s2", owner=None, now=1.0, state=PENDING, changes={"checkout_session_id": "sess-1"}
+        )
     with pytest.raises(SessionConflict):
         await store.create_checkout(checkout("s3", checkout_session_id="sess-1"))
 
@@ -229,7 +233,9 @@ async def test_list_checkouts_filters_and_order(store: Store) -> None:
     await store.create_checkout(checkout("new", state=PENDING, updated_at=30.0, checkout_session_id="s-new"))
     await store.create_checkout(checkout("mid", state=CREATED, updated_at=20.0, checkout_session_id="s-mid"))
     await store.create_checkout(checkout("unbound", state=PENDING, updated_at=5.0))
-    await store.create_checkout(checkout("done", state=COMPLETED, updated_at=1.0, checkout_session_id="s-done"))
+    await store.create_checkout(
+        checkout("done", state=COMPLETED, updated_at=1.0, checkout_session_id="s-done")
+    )
     await store.create_checkout(checkout("leased", state=PENDING, updated_at=2.0, checkout_session_id="s-l"))
     await store.try_lease("leased", "w", now=100.0, ttl=50.0)
 
@@ -238,7 +244,11 @@ async def test_list_checkouts_filters_and_order(store: Store) -> None:
 
     assert refs(await store.list_checkouts([PENDING, CREATED], now=100.0)) == ["old", "mid", "new"]
     assert refs(await store.list_checkouts([PENDING], now=150.0)) == ["leased", "old", "new"]  # lease expired
-    assert refs(await store.list_checkouts([PENDING], now=100.0, bound_only=False)) == ["unbound", "old", "new"]
+    assert refs(await store.list_checkouts([PENDING], now=100.0, bound_only=False)) == [
+        "unbound",
+        "old",
+        "new",
+    ]
     assert refs(await store.list_checkouts([PENDING, CREATED], now=100.0, limit=2)) == ["old", "mid"]
     assert refs(await store.list_checkouts([COMPLETED], now=100.0)) == ["done"]
     assert await store.list_checkouts([], now=100.0) == []

@@ -85,7 +85,10 @@ async def test_failed_retry_then_park_then_redeliver(store: Store) -> None:
     stored = await store.get_event("a1")
     assert stored is not None
     assert (stored.status, stored.attempts, stored.next_attempt_at, stored.last_error) == (
-        "pending", 1, 160.0, "HTTP 500"
+        "pending",
+        1,
+        160.0,
+        "HTTP 500",
     )
     assert await store.claim_events("w1", now=159.0, lease_ttl=30.0, limit=10) == []  # not due; a2 blocked
     assert ids(await store.claim_events("w2", now=160.0, lease_ttl=30.0, limit=10)) == ["a1"]
