@@ -216,7 +216,11 @@ class SQLiteStore:
     def _connect(self) -> Conn:
         if self.path != MEMORY:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        # check_same_thread=False: access is serialised by the one executor thread anyway; this only
+        # lets an instrumented subclass (the benchmark) hop threads differently.
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file; a no-op once set
