@@ -1,0 +1,256 @@
+"""Checkout rules, identical on both backends."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.store.base import (
+    AUTHORIZED,
+    CANCELED,
+    COMPLETED,
+    CREATED,
+    PENDING,
+    STATES,
+    DuplicateRef,
+    LeaseLost,
+    NotFound,
+    SessionConflict,
+    Store,
+    StoreError,
+)
+from tests.store.conftest import checkout, event
+
+
+async def test_create_and_get_round_trip_every_field(store: Store) -> None:
+    original = checkout(
+        "r-full",
+        can_handle_pending=False,
+        created_at=0.1 + 0.2,  # not representable exactly in decimal: must survive as the same double
+        expires_at=1e-300,
+        updated_at=1_700_000_000.123456789,
+        total_order_amount="15.00",
+        supplementary_data='{"k": "v"}',
+        checkout_session_id="sess-full",
+        charge_id="ch",
+        charge_permission_id="cp",
+        reason_code="rc",
+        result={"buyer": {"name": "Jörg 山田", "email": "j***@example.com"}, "n": [1, 2.5, True, None]},
+        lease_owner="o",
+        lease_until=1.5,
+        version=7,
+        state=PENDING,
+    )
+    await store.create_checkout(original)
+    loaded = await store.get_checkout("r-full")
+    assert loaded == original
+    assert loaded is not None
+    assert loaded.can_handle_pending is False
+    assert isinstance(loaded.created_at, float) and loaded.created_at == 0.1 + 0.2
+
+    await store.create_checkout(checkout("r-true"))
+    loaded = await store.get_checkout("r-true")
+    assert loaded is not None and loaded.can_handle_pending is True and loaded.result is None
+
+
+async def test_get_unknown_is_none(store: Store) -> None:
+    assert await store.get_checkout("nope") is None
+
+
+async def test_duplicate_ref(store: Store) -> None:
+    await store.create_checkout(checkout("dup", amount="1.00"))
+    with pytest.raises(DuplicateRef):
+        await store.create_checkout(checkout("dup", amount="2.00"))
+    loaded = await store.get_checkout("dup")
+    assert loaded is not None and loaded.amount == "1.00"
+
+
+async def test_create_rejects_bad_input(store: Store) -> None:
+    with pytest.raises(ValueError, match="state"):
+        await store.create_checkout(checkout("bad", state="paid"))
+    with pytest.raises(ValueError, match="JSON"):
+        await store.create_checkout(checkout("bad", result={"x": float("nan")}))
+    assert await store.get_checkout("bad") is None
+
+
+async def test_bind_once_same_pair_noop_and_conflicts(store: Store) -> None:
+    await store.create_checkout(checkout("a"))
+    await store.create_checkout(checkout("b"))
+    bound = await store.bind_session("a", "sess-a", now=1100.0)
+    assert bound.checkout_session_id == "sess-a" and bound.updated_at == 1100.0
+
+    again = await store.bind_session("a", "sess-a", now=1200.0)
+    assert again == bound  # a no-op: not even updated_at moves
+
+    with pytest.raises(SessionConflict):  # the ref is bound to another session
+        await store.bind_session("a", "sess-other", now=1300.0)
+    with pytest.raises(SessionConflict):  # the session is bound to another ref
+        await store.bind_session("b", "sess-a", now=1300.0)
+    with pytest.raises(NotFound):
+        await store.bind_session("missing", "sess-x", now=1300.0)
+
+    b = await store.get_checkout("b")
+    assert b is not None and b.checkout_session_id is None
+    assert await store.get_checkout("a") == bound
+
+
+async def test_lease_is_exclusive_until_it_expires(store: Store) -> None:
+    await store.create_checkout(checkout("l"))
+    leased = await store.try_lease("l", "w1", now=2000.0, ttl=30.0)
+    assert leased is not None and leased.lease_owner == "w1" and leased.lease_until == 2030.0
+    assert leased.version == 0  # a lease is not a transition
+
+    assert await store.try_lease("l", "w2", now=2010.0, ttl=30.0) is None
+    assert await store.try_lease("l", "w1", now=2010.0, ttl=30.0) is None  # not re-entrant either
+    assert await store.try_lease("l", "w2", now=2029.999, ttl=30.0) is None
+
+    taken = await store.try_lease("l", "w2", now=2030.0, ttl=30.0)  # lease_until <= now: expired
+    assert taken is not None and taken.lease_owner == "w2" and taken.lease_until == 2060.0
+
+
+async def test_lease_only_in_created_or_pending(store: Store) -> None:
+    for state in STATES:
+        await store.create_checkout(checkout(f"s-{state}", state=state))
+        leased = await store.try_lease(f"s-{state}", "w", now=2000.0, ttl=10.0)
+        assert (leased is not None) == (state in (CREATED, PENDING)), state
+    assert await store.try_lease("unknown", "w", now=2000.0, ttl=10.0) is None
+
+
+async def test_release_lease_only_by_its_owner(store: Store) -> None:
+    await store.create_checkout(checkout("rl"))
+    await store.try_lease("rl", "w1", now=2000.0, ttl=30.0)
+    await store.release_lease("rl", "w2")
+    assert await store.try_lease("rl", "w2", now=2001.0, ttl=30.0) is None
+    await store.release_lease("rl", "w1")
+    loaded = await store.get_checkout("rl")
+    assert loaded is not None and loaded.lease_owner is None and loaded.lease_until is None
+    assert await store.try_lease("rl", "w2", now=2002.0, ttl=30.0) is not None
+    await store.release_lease("missing", "w1")  # nothing to release: no error
+
+
+async def test_transition_with_owner(store: Store) -> None:
+    await store.create_checkout(checkout("t"))
+    await store.try_lease("t", "w1", now=2000.0, ttl=30.0)
+    done = await store.transition(
+        "t",
+        owner="w1",
+        now=2005.0,
+        state=COMPLETED,
+        changes={"charge_id": "ch-1", "result": {"ok": True, "x": 0.5}, "expires_at": 9999.5},
+        events=[event("e1"), event("e2")],
+    )
+    assert done.state == COMPLETED and done.version == 1 and done.updated_at == 2005.0
+    assert done.charge_id == "ch-1" and done.result == {"ok": True, "x": 0.5} and done.expires_at == 9999.5
+    assert done.lease_owner is None and done.lease_until is None
+    assert done.charge_permission_id is None  # untouched fields stay as they were
+    assert await store.get_checkout("t") == done
+    stored = [await store.get_event("e1"), await store.get_event("e2")]
+    assert [e.ref for e in stored if e] == ["t", "t"]
+    assert stored[0] and stored[1] and stored[0].seq < stored[1].seq
+
+
+async def test_transition_clears_a_field_with_none_and_bumps_version_each_time(store: Store) -> None:
+    await store.create_checkout(checkout("v", reason_code="Old"))
+    first = await store.transition("v", owner=None, now=2000.0, state=PENDING, changes={"reason_code": None})
+    assert first.reason_code is None and first.version == 1
+    second = await store.transition("v", owner=None, now=2001.0, state=AUTHORIZED)
+    assert second.version == 2 and second.state == AUTHORIZED
+
+
+async def test_transition_lease_lost_writes_nothing(store: Store) -> None:
+    await store.create_checkout(checkout("ll"))
+    await store.try_lease("ll", "w1", now=2000.0, ttl=10.0)
+    await store.try_lease("ll", "w2", now=2010.0, ttl=10.0)  # w1's lease expired and w2 took it
+    with pytest.raises(LeaseLost):
+        await store.transition("ll", owner="w1", now=2011.0, state=COMPLETED, events=[event("lost")])
+    assert await store.get_event("lost") is None
+    loaded = await store.get_checkout("ll")
+    assert loaded is not None and loaded.state == CREATED and loaded.version == 0
+    assert loaded.lease_owner == "w2"
+
+    await store.release_lease("ll", "w2")
+    with pytest.raises(LeaseLost):  # an owner that holds nothing
+        await store.transition("ll", owner="w2", now=2012.0, state=COMPLETED)
+
+
+async def test_transition_by_owner_after_expiry_if_nobody_took_over(store: Store) -> None:
+    await store.create_checkout(checkout("late"))
+    await store.try_lease("late", "w1", now=2000.0, ttl=10.0)
+    done = await store.transition("late", owner="w1", now=2100.0, state=COMPLETED)
+    assert done.state == COMPLETED
+
+
+async def test_transition_without_owner(store: Store) -> None:
+    await store.create_checkout(checkout("free"))
+    await store.try_lease("free", "w1", now=2000.0, ttl=10.0)
+    with pytest.raises(LeaseLost):  # someone holds an unexpired lease
+        await store.transition("free", owner=None, now=2005.0, state=CANCELED, events=[event("c1")])
+    assert await store.get_event("c1") is None
+    canceled = await store.transition("free", owner=None, now=2010.0, state=CANCELED, events=[event("c1")])
+    assert canceled.state == CANCELED and canceled.version == 1
+    assert await store.get_event("c1") is not None
+
+
+async def test_transition_errors(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.transition("missing", owner=None, now=1.0, state=CANCELED)
+    with pytest.raises(NotFound):
+        await store.transition("missing", owner="w", now=1.0, state=CANCELED)
+    await store.create_checkout(checkout("e"))
+    with pytest.raises(ValueError, match="state"):
+        await store.transition("e", owner=None, now=1.0, state="paid")
+    with pytest.raises(ValueError, match="amount"):
+        await store.transition("e", owner=None, now=1.0, state=CANCELED, changes={"amount": "0"})
+    loaded = await store.get_checkout("e")
+    assert loaded is not None and loaded.version == 0
+
+
+async def test_failed_insert_of_an_event_rolls_back_the_transition(store: Store) -> None:
+    await store.create_checkout(checkout("x1"))
+    await store.create_checkout(checkout("x2"))
+    await store.transition("x1", owner=None, now=2000.0, state=PENDING, events=[event("same")])
+    with pytest.raises(StoreError):
+        await store.transition(
+            "x2", owner=None, now=2001.0, state=COMPLETED, events=[event("new"), event("same")]
+        )
+    loaded = await store.get_checkout("x2")
+    assert loaded is not None and loaded.state == CREATED and loaded.version == 0
+    assert await store.get_event("new") is None
+
+
+async def test_transition_to_a_session_bound_elsewhere_conflicts(store: Store) -> None:
+    await store.create_checkout(checkout("s1", checkout_session_id="sess-1"))
+    await store.create_checkout(checkout("s2"))
+    with pytest.raises(SessionConflict):
+        await store.transition(
+            "s2", owner=None, now=1.0, state=PENDING, changes={"checkout_session_id": "sess-1"}
+        )
+    with pytest.raises(SessionConflict):
+        await store.create_checkout(checkout("s3", checkout_session_id="sess-1"))
+
+
+async def test_list_checkouts_filters_and_order(store: Store) -> None:
+    await store.create_checkout(checkout("old", state=PENDING, updated_at=10.0, checkout_session_id="s-old"))
+    await store.create_checkout(checkout("new", state=PENDING, updated_at=30.0, checkout_session_id="s-new"))
+    await store.create_checkout(checkout("mid", state=CREATED, updated_at=20.0, checkout_session_id="s-mid"))
+    await store.create_checkout(checkout("unbound", state=PENDING, updated_at=5.0))
+    await store.create_checkout(
+        checkout("done", state=COMPLETED, updated_at=1.0, checkout_session_id="s-done")
+    )
+    await store.create_checkout(checkout("leased", state=PENDING, updated_at=2.0, checkout_session_id="s-l"))
+    await store.try_lease("leased", "w", now=100.0, ttl=50.0)
+
+    def refs(items: list) -> list[str]:
+        return [c.ref for c in items]
+
+    assert refs(await store.list_checkouts([PENDING, CREATED], now=100.0)) == ["old", "mid", "new"]
+    assert refs(await store.list_checkouts([PENDING], now=150.0)) == ["leased", "old", "new"]  # lease expired
+    assert refs(await store.list_checkouts([PENDING], now=100.0, bound_only=False)) == [
+        "unbound",
+        "old",
+        "new",
+    ]
+    assert refs(await store.list_checkouts([PENDING, CREATED], now=100.0, limit=2)) == ["old", "mid"]
+    assert refs(await store.list_checkouts([COMPLETED], now=100.0)) == ["done"]
+    assert await store.list_checkouts([], now=100.0) == []
+    with pytest.raises(ValueError):
+        await store.list_checkouts(["bogus"], now=100.0)

@@ -1,0 +1,91 @@
+"""Schema migrations: applied once, safe when instances start together, refuse a newer schema."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from router.store import open_store
+from router.store.base import Store, StoreError, StoreUnavailable
+from router.store.migrations import LATEST_VERSION, MIGRATIONS
+from tests.store.conftest import PG_DSN, Backend, checkout
+
+
+async def versions(store: Store) -> list[int]:
+    return await store.schema_versions()  # type: ignore[attr-defined,no-any-return]
+
+
+async def test_open_twice_is_idempotent(backend: Backend) -> None:
+    first = await backend.opened()
+    await first.open()  # opening an open store is a no-op
+    await first.create_checkout(checkout("kept"))
+    await first.close()
+    await first.close()
+    second = await backend.opened()
+    try:
+        assert await versions(second) == [m.version for m in MIGRATIONS] == [LATEST_VERSION]
+        assert await second.get_checkout("kept") is not None
+        await second.ping()
+    finally:
+        await second.close()
+
+
+async def test_instances_starting_together(backend: Backend) -> None:
+    stores = [backend.make() for _ in range(6)]
+    await asyncio.gather(*(store.open() for store in stores))
+    try:
+        for store in stores:
+            assert await versions(store) == [LATEST_VERSION]
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_newer_schema_is_refused(backend: Backend, store: Store) -> None:
+    await backend.execute("INSERT INTO schema_migrations (version, name) VALUES (99, 'from the future')")
+    newer = backend.make()
+    with pytest.raises(StoreError, match="newer"):
+        await newer.open()
+    with pytest.raises(StoreUnavailable):  # not left half-open
+        await newer.get_checkout("x")
+
+
+async def test_sqlite_file_and_parents_created_in_wal_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store("sqlite:///deep/er/store.db")  # relative to the working directory
+    await store.open()
+    await store.close()
+    path = tmp_path / "deep" / "er" / "store.db"
+    assert path.is_file()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_sqlite_memory(tmp_path: Path) -> None:
+    store = open_store("sqlite:///:memory:")
+    await store.open()
+    try:
+        await store.create_checkout(checkout("m"))
+        assert await store.get_checkout("m") is not None
+    finally:
+        await store.close()
+
+
+async def test_postgres_tables_live_in_the_requested_schema(pg_backend: Backend) -> None:
+    store = await pg_backend.opened()
+    await store.close()
+    conn = await asyncpg.connect(PG_DSN, timeout=5)
+    try:
+        rows = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+            pg_backend.schema,
+        )
+    finally:
+        await conn.close()
+    assert [row["table_name"] for row in rows] == ["checkouts", "outbox", "schema_migrations"]
