@@ -1,0 +1,95 @@
+"""Webhooks: events delivered per second from the SQLite outbox vs plain signed POSTs, same receiver.
+
+The receiver is the raw ASGI baseline app in its own uvicorn process. The baseline sends the same
+bodies, signed the same way, with the same client and the same number in flight, but without the
+store: the ratio is what the durable outbox (claim, lease, record) costs per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+
+from router.events import event_for
+from router.store import open_store
+from router.store.base import COMPLETED, Checkout, NewEvent, OutboxEvent, Store
+from router.webhooks import WebhookWorker, post_event
+
+from ._load import server_process
+
+EVENTS = int(os.environ.get("BENCH_WEBHOOK_EVENTS", "2000"))
+BATCHES = (20, 100)
+SECRET = "whsec_bench_secret"
+
+
+def make_events(count: int, now: float) -> list[tuple[Checkout, NewEvent]]:
+    """`count` completed checkouts and the event announcing each, as the orchestrator builds them."""
+    pairs = []
+    for i in range(count):
+        checkout = Checkout(ref=f"bench_{i:06d}_abcdefghijklmnop", merchant_reference=f"order-{i}",
+                            amount="14.00", currency="USD", payment_intent="AuthorizeWithCapture",
+                            can_handle_pending=True, created_at=now, expires_at=now + 3600, updated_at=now)
+        event = event_for(replace(checkout, state=COMPLETED), now)
+        assert event is not None
+        pairs.append((checkout, event))
+    return pairs
+
+
+async def fill(store: Store, pairs: list[tuple[Checkout, NewEvent]], now: float) -> None:
+    """Write each checkout and its event the way the orchestrator does (one transaction per change)."""
+    for checkout, event in pairs:
+        await store.create_checkout(checkout)
+        await store.transition(checkout.ref, owner=None, now=now, state=COMPLETED, events=[event])
+
+
+async def outbox_run(db: Path, url: str, batch: int) -> tuple[float, int]:
+    """Seconds to deliver EVENTS events from a fresh outbox, and how many were delivered."""
+    store = open_store(f"sqlite:///{db}")
+    await store.open()
+    try:
+        now = time.time()
+        await fill(store, make_events(EVENTS, now), now)
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=batch)) as client:
+            worker = WebhookWorker(store, url, SECRET, client=client, batch=batch)
+            started = time.perf_counter()
+            delivered = 0
+            while (n := await worker.run_once()) > 0:
+                delivered += n
+            return time.perf_counter() - started, delivered
+    finally:
+        await store.close()
+
+
+async def baseline_run(url: str, batch: int) -> tuple[float, int]:
+    """Seconds to POST the same kind of bodies, signed, `batch` at a time, without any store."""
+    events = [OutboxEvent(id=e.id, ref=c.ref, type=e.type, created=e.created, body=e.body, seq=i)
+              for i, (c, e) in enumerate(make_events(EVENTS, time.time()))]
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=batch)) as client:
+        started = time.perf_counter()
+        ok = 0
+        for i in range(0, len(events), batch):
+            results = await asyncio.gather(*(post_event(client, url, SECRET, e, int(time.time()), 10.0)
+                                             for e in events[i:i + batch]))
+            ok += sum(r.ok for r in results)
+        return time.perf_counter() - started, ok
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, server_process(["tests.bench._baseline:raw_app"]) as base:
+        url = base + "/hooks"
+        print("| what | events | events/s | vs baseline |\n|---|---:|---:|---:|")
+        for batch in BATCHES:
+            outbox_s, delivered = asyncio.run(outbox_run(Path(tmp) / f"outbox-{batch}.db", url, batch))
+            plain_s, ok = asyncio.run(baseline_run(url, batch))
+            outbox_rate, plain_rate = delivered / outbox_s, ok / plain_s
+            print(f"| outbox → receiver (SQLite, batch {batch}) | {delivered} | {outbox_rate:,.0f} | "
+                  f"{outbox_rate / plain_rate:.2f}x |")
+            print(f"| plain signed POSTs ({batch} in flight) | {ok} | {plain_rate:,.0f} | 1.00x |")
+        print(f"\n({EVENTS} events per run; receiver: raw ASGI app, 1 uvicorn worker in its own process)")
+

@@ -1,0 +1,208 @@
+"""Webhook fixtures: a real receiver on a real socket, a clock the test moves, and the real stores."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from router.events import event_for
+from router.store.base import CREATED, Checkout, NewEvent, Store
+from router.webhooks import verify_signature
+from tests.support import free_port, serve_app
+
+SECRET = "whsec_test_k3y_that_must_never_be_logged"
+START = 1_800_000_000.0
+
+
+class Clock:
+    """A clock the test advances; shared with the receiver thread, which checks signatures by it."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Received:
+    event_id: str
+    event_type: str
+    headers: dict[str, str]
+    body: bytes
+    signature_ok: bool
+    status: int
+
+
+@dataclass
+class Receiver:
+    """A merchant backend: records every request; can be told to fail or to be slow.
+
+    `fail_times[event_id] = n` fails that event's first n receptions with `fail_status`;
+    `status` answers every request; `delay` holds every answer that long (seconds).
+    """
+
+    clock: Clock
+    secret: str = SECRET
+    status: int = 200
+    fail_status: int = 500
+    delay: float = 0.0
+    fail_times: dict[str, int] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+    inflight: dict[str, int] = field(default_factory=dict)
+    max_inflight_per_event: int = 0
+    max_inflight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    url: str = ""
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/hooks", self.endpoint, methods=["POST"])])
+
+    async def endpoint(self, request: Request) -> Response:
+        body = await request.body()
+        event_id = request.headers.get("return-router-event-id", "")
+        with self.lock:
+            self.inflight[event_id] = self.inflight.get(event_id, 0) + 1
+            self.max_inflight_per_event = max(self.max_inflight_per_event, self.inflight[event_id])
+            self.max_inflight = max(self.max_inflight, sum(self.inflight.values()))
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            with self.lock:
+                status = self.status
+                if self.fail_times.get(event_id, 0) > 0:
+                    self.fail_times[event_id] -= 1
+                    status = self.fail_status
+                signature = request.headers.get("return-router-signature", "")
+                self.received.append(Received(
+                    event_id=event_id,
+                    event_type=request.headers.get("return-router-event-type", ""),
+                    headers=dict(request.headers),
+                    body=body,
+                    signature_ok=verify_signature(self.secret, body, signature, now=self.clock()),
+                    status=status,
+                ))
+            return JSONResponse({"received": True}, status_code=status)
+        finally:
+            with self.lock:
+                self.inflight[event_id] -= 1
+
+    def ids(self, *, ok_only: bool = False) -> list[str]:
+        with self.lock:
+            return [r.event_id for r in self.received if not ok_only or 200 <= r.status < 300]
+
+
+@contextlib.contextmanager
+def serve_on_port(app: Any, port: int) -> Iterator[str]:
+    """Like tests.support.serve_app, on a chosen port: a receiver that was down comes back there."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def receiver(clock: Clock) -> Iterator[Receiver]:
+    rec = Receiver(clock)
+    with serve_app(rec.app(), lifespan="off") as base:
+        rec.url = base + "/hooks"
+        yield rec
+
+
+@pytest.fixture
+def down_url() -> str:
+    """A URL where nothing listens (connection refused)."""
+    return f"http://127.0.0.1:{free_port()}/hooks"
+
+
+# --- the stores ----------------------------------------------------------------------------------
+
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite"])
+async def store_factory(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[StoreFactory]:
+    """Opens stores on one database, as separate processes would (two workers, one database)."""
+    from tests.webhooks._fake_store import FakeDb, FakeStore  # temporary, until the real stores land
+
+    db = FakeDb()
+    opened: list[Store] = []
+
+    def make() -> Store:
+        store = FakeStore(db)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(store_factory: StoreFactory) -> Store:
+    store = store_factory()
+    await store.open()
+    return store
+
+
+# --- writing events the way the orchestrator does -------------------------------------------------
+
+_counter = iter(range(1, 1_000_000))
+
+
+def new_ref() -> str:
+    return f"ref_{next(_counter):06d}_abcdefghijklmnop"
+
+
+async def add_checkout(store: Store, now: float, ref: str | None = None) -> Checkout:
+    checkout = Checkout(ref=ref or new_ref(), merchant_reference="order-1", amount="14.00", currency="USD",
+                        payment_intent="AuthorizeWithCapture", can_handle_pending=True, created_at=now,
+                        expires_at=now + 3600, state=CREATED, updated_at=now)
+    await store.create_checkout(checkout)
+    return checkout
+
+
+async def add_event(store: Store, now: float, state: str = "completed", ref: str | None = None) -> NewEvent:
+    """Move a checkout (new unless `ref` is given) to `state`, writing its event in the same transaction."""
+    checkout = await store.get_checkout(ref) if ref else None
+    if checkout is None:
+        checkout = await add_checkout(store, now, ref)
+    after = replace(checkout, state=state)
+    event = event_for(after, now)
+    assert event is not None
+    await store.transition(checkout.ref, owner=None, now=now, state=state, events=[event])
+    return event
