@@ -223,7 +223,7 @@ class _Reader:
             checkout=self.checkout(data),
             source=self.source,
         )
-        if ios is not None and routes:
+        if ios is not None and routes and not self.problems:  # needs valid app ids and routes
             self.check_aasa_sizes(settings)
         return settings
 

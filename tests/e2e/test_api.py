@@ -93,8 +93,14 @@ def test_app_pending_then_authorized(router: Router, emulator: Emulator) -> None
     session_id = emulator.create_session(scenario="pending-then-authorized")
     first = finalize(router, session_id, ref)
     assert first.status_code == 202 and first.json()["state"] == "pending"
-    read = httpx.get(f"{router.url}/v1/checkout-sessions/{session_id}", params={"ref": ref})
-    assert read.status_code == 200 and read.json()["state"] == "authorized"
+    states = []
+    for _ in range(5):  # the app polls; the emulator settles the charge on its second get_charge
+        read = httpx.get(f"{router.url}/v1/checkout-sessions/{session_id}", params={"ref": ref})
+        states.append((read.status_code, read.json()["state"]))
+        if read.status_code != 202:
+            break
+    assert states[0] == (202, "pending") and states[-1] == (200, "authorized"), states
+    assert len(emulator.requests("finalizeCheckoutSession")) == 1
 
 
 @pytest.mark.parametrize(("scenario", "status", "code"), [
