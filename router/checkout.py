@@ -9,8 +9,8 @@ charge. Callers that lose the race wait for the holder's result instead of calli
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import base64
+import contextlib
 import hashlib
 import logging
 import re

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from starlette.requests import Request
@@ -154,7 +155,8 @@ class Flows:
         )
 
 
-def _order(checkout: Checkout | None) -> dict[str, str | None]:
+def _order(checkout: Checkout | None) -> dict[str, Any]:
+    """The order lines a page shows (reference and amount), when the checkout is known."""
     if checkout is None:
         return {}
     return {"merchant_reference": checkout.merchant_reference, "amount": checkout.amount,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from threading import Lock
+from typing import ClassVar
 
 
 class Metrics:
-    HELP = {
+    HELP: ClassVar[dict[str, str]] = {
         "return_router_returns_total": "Buyer returns served, by flow and the page shown.",
         "return_router_finalize_total": "Finalize outcomes, by resulting state or error.",
         "return_router_api_requests_total": "App and merchant API requests, by endpoint and status.",

@@ -7,7 +7,10 @@ from typing import Any
 _MONEY = {
     "type": "object",
     "required": ["amount", "currencyCode"],
-    "properties": {"amount": {"type": "string", "example": "14.00"}, "currencyCode": {"type": "string", "example": "USD"}},
+    "properties": {
+        "amount": {"type": "string", "example": "14.00"},
+        "currencyCode": {"type": "string", "example": "USD"},
+    },
 }
 _ERROR = {
     "type": "object",

@@ -9,10 +9,10 @@ so the apps and the router can never disagree about which URLs are return URLs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Flow(str, Enum):
+class Flow(StrEnum):
     SUCCESS = "success"
     CANCEL = "cancel"
     ERROR = "error"

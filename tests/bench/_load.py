@@ -117,8 +117,10 @@ async def _builtin(url: str, host: str | None, seconds: float, connections: int)
 def compare(name: str, subject: LoadResult, baseline: LoadResult, baseline_name: str) -> str:
     """A markdown table row pair with the ratio subject/baseline."""
     ratio = subject.requests_per_s / baseline.requests_per_s
-    return (f"| {name} | {subject.requests_per_s:,.0f} | {subject.p50_ms:.2f} | {subject.p99_ms:.2f} | {ratio:.2f}x |\n"
-            f"| {baseline_name} | {baseline.requests_per_s:,.0f} | {baseline.p50_ms:.2f} | {baseline.p99_ms:.2f} | 1.00x |")
+    def row(label: str, r: LoadResult, times: float) -> str:
+        return f"| {label} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {times:.2f}x |"
+
+    return row(name, subject, ratio) + "\n" + row(baseline_name, baseline, 1.0)
 
 
 TABLE_HEAD = "| what | requests/s | p50 ms | p99 ms | vs baseline |\n|---|---:|---:|---:|---:|"

@@ -13,7 +13,9 @@ app_store_id = "1234567890"
 
 [android]
 package = "com.example.shop"
-sha256_cert_fingerprints = ["14:6D:E9:83:C5:73:06:50:D8:EE:B9:95:2F:34:FC:64:16:A0:83:42:E6:1D:BE:A8:8A:04:96:B2:3F:CF:44:E5"]
+sha256_cert_fingerprints = [
+  "14:6D:E9:83:C5:73:06:50:D8:EE:B9:95:2F:34:FC:64:16:A0:83:42:E6:1D:BE:A8:8A:04:96:B2:3F:CF:44:E5",
+]
 
 [[routes]]
 host = "pay.example.com"
