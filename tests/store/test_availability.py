@@ -11,7 +11,7 @@ import pytest
 
 from router.store import open_store
 from router.store.base import StoreUnavailable
-from tests.store.conftest import PG_DSN, checkout, postgres_backend
+from tests.store.conftest import PG_DSN, checkout, postgres_backend, postgres_problem
 from tests.store.tcp_proxy import TcpProxy
 from tests.support import free_port
 
@@ -95,3 +95,13 @@ async def test_sqlite_not_a_database(tmp_path: Path) -> None:
         await store.open()
     with pytest.raises(StoreUnavailable, match="not open"):
         await store.get_checkout("x")
+
+
+async def test_postgres_turned_away_is_unavailable() -> None:
+    problem = await postgres_problem()
+    if problem:
+        pytest.skip(problem)
+    target = urlsplit(PG_DSN)
+    store = open_store(target._replace(path="/rr_no_such_database").geturl())
+    with pytest.raises(StoreUnavailable, match="does not exist"):
+        await store.open()
