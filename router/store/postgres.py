@@ -58,6 +58,13 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
 )
 
+# At connect time anything the server or driver says means there is no store to serve from.
+_CANNOT_CONNECT: tuple[type[BaseException], ...] = (
+    *_UNAVAILABLE,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
 _INSERT_CHECKOUT = """
 INSERT INTO checkouts (
     ref, merchant_reference, amount, currency, payment_intent, can_handle_pending, created_at, expires_at,
@@ -245,7 +252,8 @@ class PostgresStore:
         settings = {"search_path": self.schema} if self.schema else None
         try:
             pool = await asyncpg.create_pool(self._dsn, server_settings=settings, **self._pool_options)
-        except _UNAVAILABLE as exc:
+        except _CANNOT_CONNECT as exc:
+            # Refused, timed out, or turned away (bad password, unknown database).
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
         self._pool = pool
         try:

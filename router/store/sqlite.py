@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -223,7 +224,7 @@ class SQLiteStore:
         )
         try:
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file; a no-op once set
+            self._enable_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             self._write(conn, _migrate)
@@ -231,6 +232,20 @@ class SQLiteStore:
             conn.close()
             raise
         return conn
+
+    def _enable_wal(self, conn: Conn) -> None:
+        """Switch the file to WAL (persistent; a no-op once set). The switch needs an exclusive lock and
+        SQLite answers "locked" at once instead of calling the busy handler, so wait here ourselves when
+        several workers start together."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.005)
 
     # --- lifecycle -------------------------------------------------------------------------------
 

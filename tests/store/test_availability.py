@@ -11,7 +11,7 @@ import pytest
 
 from router.store import open_store
 from router.store.base import StoreUnavailable
-from tests.store.conftest import PG_DSN, checkout, postgres_backend
+from tests.store.conftest import PG_DSN, checkout, postgres_backend, postgres_problem
 from tests.store.tcp_proxy import TcpProxy
 from tests.support import free_port
 
@@ -32,8 +32,10 @@ async def test_postgres_outage_then_recovery() -> None:
     target = urlsplit(PG_DSN)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
     port = await proxy.start()
-    proxied = PG_DSN.replace(target.netloc, f"{target.netloc.rsplit('@', 1)[0]}@127.0.0.1:{port}")
-    assert "@" in target.netloc  # the replacement above keeps the user
+    userinfo = target.netloc.rpartition("@")[0]
+    proxied = target._replace(
+        netloc=f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
+    ).geturl()
     try:
         async with postgres_backend(proxied) as backend:
             store = await backend.opened()
@@ -93,3 +95,13 @@ async def test_sqlite_not_a_database(tmp_path: Path) -> None:
         await store.open()
     with pytest.raises(StoreUnavailable, match="not open"):
         await store.get_checkout("x")
+
+
+async def test_postgres_turned_away_is_unavailable() -> None:
+    problem = await postgres_problem()
+    if problem:
+        pytest.skip(problem)
+    target = urlsplit(PG_DSN)
+    store = open_store(target._replace(path="/rr_no_such_database").geturl())
+    with pytest.raises(StoreUnavailable, match="does not exist"):
+        await store.open()

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from router.store.base import PENDING, OutboxEvent, Store
+from router.store.migrations import LATEST_VERSION
 from tests.store.conftest import Backend, checkout, event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,19 +38,17 @@ async def test_fifty_leases_across_five_stores_one_winner(backend: Backend, stor
     assert sum(r is not None for r in results) == 1
 
 
-async def test_two_processes_lease_each_ref_once(backend: Backend, store: Store) -> None:
-    refs = [f"p{i:03d}" for i in range(150)]
-    for ref in refs:
-        await store.create_checkout(checkout(ref))
+def run_racers(url: str, *args_per_racer: list[str]) -> list[object]:
+    """Start one _race_worker per args, release them together, return what each printed (JSON)."""
     racers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.store._race_worker", backend.url, owner, *refs],
+            [sys.executable, "-m", "tests.store._race_worker", url, *args],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        for owner in ("proc-a", "proc-b")
+        for args in args_per_racer
     ]
     try:
         for racer in racers:
@@ -62,14 +61,27 @@ async def test_two_processes_lease_each_ref_once(backend: Backend, store: Store)
     finally:
         for racer in racers:
             racer.kill()
-    assert [racer.returncode for racer in racers] == [0, 0]
-    won = [set(json.loads(output)) for output in outputs]
+    assert [racer.returncode for racer in racers] == [0] * len(racers)
+    return [json.loads(output) for output in outputs]
+
+
+async def test_two_processes_lease_each_ref_once(backend: Backend, store: Store) -> None:
+    refs = [f"p{i:03d}" for i in range(150)]
+    for ref in refs:
+        await store.create_checkout(checkout(ref))
+    outputs = run_racers(backend.url, ["proc-a", *refs], ["proc-b", *refs])
+    won = [set(output) for output in outputs]  # type: ignore[call-overload]
     assert won[0].isdisjoint(won[1])
     assert won[0] | won[1] == set(refs)
     for owner, mine in zip(("proc-a", "proc-b"), won, strict=True):
         for ref in sorted(mine)[:5]:
             loaded = await store.get_checkout(ref)
             assert loaded is not None and loaded.lease_owner == owner
+
+
+async def test_processes_starting_together_on_a_fresh_database(backend: Backend) -> None:
+    outputs = run_racers(backend.url, *(["starter"] for _ in range(4)))
+    assert outputs == [[LATEST_VERSION]] * 4
 
 
 async def test_two_stores_never_claim_one_event_twice(backend: Backend, store: Store) -> None:
@@ -91,13 +103,22 @@ async def test_two_stores_never_claim_one_event_twice(backend: Backend, store: S
 
     other = await backend.opened()
     try:
+        # A first round side by side (25 heads, 20 asked for: both get some), then drain the rest.
+        first = await asyncio.gather(
+            store.claim_events("w1", now=5.0, lease_ttl=3600.0, limit=10),
+            other.claim_events("w2", now=5.0, lease_ttl=3600.0, limit=10),
+        )
+        assert all(first)
+        for owner, batch in zip(("w1", "w2"), first, strict=True):
+            claims.extend((owner, claimed) for claimed in batch)
+        for (owner, claimed), worker_store in zip(claims, [store] * 10 + [other] * 10, strict=True):
+            await worker_store.event_delivered(claimed.id, owner, now=6.0)
         await asyncio.wait_for(asyncio.gather(worker(store, "w1"), worker(other, "w2")), timeout=30)
     finally:
         await other.close()
 
     counts = Counter(claimed.id for _, claimed in claims)
     assert len(counts) == total and set(counts.values()) == {1}
-    assert {owner for owner, _ in claims} == {"w1", "w2"}  # both really took part
     for ref in refs:  # and every ref's events went out in order
         order = [claimed.id for _, claimed in claims if claimed.ref == ref]
         assert order == [f"{ref}-{n}" for n in range(3)]
