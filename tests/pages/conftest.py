@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, async_playwright
+from playwright.async_api import Browser, BrowserContext
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
@@ -26,15 +25,6 @@ from router.pages import (
 from tests.pages.samples import ANDROID_PACKAGE, APP_STORE_ID, HOSTILE, sample_view
 from tests.support import serve_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 OPEN_HOST = "open.shop.example"  # the alternate associated host for iOS "Open in app"
 PUBLIC_HOST = "pay.shop.example"  # the public host in front of a (pretend) TLS-terminating proxy
 
@@ -99,16 +89,6 @@ def page_app() -> Starlette:
 def page_server() -> Iterator[str]:
     with serve_app(page_app()) as base_url:
         yield base_url
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium package to run browser tests")
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 class Contexts:

@@ -1,0 +1,174 @@
+"""Buyers returning through a browser: routing, finalize exactly once, the page that tells the truth."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from router.app import create_app
+from router.config import Settings
+from tests.support import serve_app
+
+from .conftest import HOST, TOKEN, Emulator, Router
+
+SUCCESS = "/amazon-pay/result"
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+          "Version/17.5 Mobile/15E148 Safari/604.1")
+
+
+def result_url(ref: str, session_id: str, name: str = "amazonCheckoutSessionId", **extra: str) -> str:
+    return f"{SUCCESS}?{urlencode({'ref': ref, name: session_id, **extra})}"
+
+
+@pytest.mark.parametrize("name", ["amazonCheckoutSessionId", "CheckoutSessionId", "checkoutSessionId"])
+def test_success_page_with_either_parameter_name(router: Router, emulator: Emulator, name: str) -> None:
+    ref = router.register(amount="1000", currency="JPY")["ref"]
+    session_id = emulator.create_session(amount="1000", currency="JPY")
+    page = router.get(result_url(ref, session_id, name))
+    assert page.status_code == 200
+    assert "Thank you for your order" in page.text
+    assert "¥1,000" in page.text and "order-1" in page.text
+    visible = re.sub(r"<[^>]*>", " ", page.text)  # links carry it (open in app, language); text never
+    assert session_id not in visible
+    assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
+    assert page.headers["x-robots-tag"] == "noindex"
+    assert len(emulator.requests("finalizeCheckoutSession")) == 1
+
+
+def test_japanese_page(router: Router, emulator: Emulator) -> None:
+    ref = router.register()["ref"]
+    session_id = emulator.create_session()
+    page = router.get(result_url(ref, session_id), **{"accept-language": "ja-JP,ja;q=0.9"})
+    assert page.status_code == 200 and 'lang="ja"' in page.text
+    english = router.get(result_url(ref, session_id, lang="en"), **{"accept-language": "ja-JP"})
+    assert "Thank you for your order" in english.text
+
+
+def test_refresh_renders_from_the_store(router: Router, emulator: Emulator) -> None:
+    ref = router.register()["ref"]
+    session_id = emulator.create_session()
+    pages = [router.get(result_url(ref, session_id)) for _ in range(3)]
+    assert all("Thank you for your order" in p.text for p in pages)
+    assert len(emulator.requests("finalizeCheckoutSession")) == 1
+
+
+@pytest.mark.parametrize(("scenario", "title"), [
+    ("declined", "Payment not completed"),
+    ("expired", "This checkout has expired"),
+    ("buyer-canceled", "Payment canceled"),
+])
+def test_unpaid_scenarios_say_so(router: Router, emulator: Emulator, scenario: str, title: str) -> None:
+    ref = router.register()["ref"]
+    page = router.get(result_url(ref, emulator.create_session(scenario=scenario)))
+    assert page.status_code == 200 and title in page.text
+    assert "Thank you for your order" not in page.text
+
+
+def test_pending_page_refreshes_itself_until_final(router: Router, emulator: Emulator) -> None:
+    ref = router.register(pending=True)["ref"]
+    session_id = emulator.create_session(scenario="pending-then-declined")
+    first = router.get(result_url(ref, session_id))
+    assert "Confirming your payment" in first.text
+    assert 'http-equiv="refresh"' in first.text and "<script" not in first.text
+    later = router.get(result_url(ref, session_id))
+    assert "Payment not completed" in later.text and 'http-equiv="refresh"' not in later.text
+
+
+def test_amazon_unreachable_then_recovered(router: Router, emulator: Emulator) -> None:
+    ref = router.register()["ref"]
+    session_id = emulator.create_session(fail_first_n=4, fail_status=500)
+    first = router.get(result_url(ref, session_id))
+    assert first.status_code == 503 and "Temporarily unavailable" in first.text
+    assert "Traceback" not in first.text
+    second = router.get(result_url(ref, session_id))
+    assert second.status_code == 200 and "Thank you for your order" in second.text
+
+
+def test_cancel_records_and_a_later_payment_still_wins(router: Router, emulator: Emulator) -> None:
+    body = router.register()
+    ref = body["ref"]
+    cancel = router.get(f"/amazon-pay/cancel?ref={ref}")
+    assert cancel.status_code == 200 and "Payment canceled" in cancel.text
+    assert "https://shop.example.com/cart" in cancel.text
+    state = httpx.get(f"{router.url}/v1/checkouts/{ref}", headers={"authorization": f"Bearer {TOKEN}"})
+    assert state.json()["state"] == "canceled" and state.json()["reasonCode"] == "BuyerCanceled"
+    # The buyer tried again in the app and paid: the payment is finalized, not refused.
+    paid = router.get(result_url(ref, emulator.create_session()))
+    assert "Thank you for your order" in paid.text
+    late_cancel = router.get(f"/amazon-pay/cancel?ref={ref}").text  # a stale cancel tab tells the truth
+    assert "Thank you for your order" in late_cancel and "Payment canceled" not in late_cancel
+
+
+def test_error_url_and_unknown_paths(router: Router) -> None:
+    error = router.get("/amazon-pay/error?ref=x")
+    assert error.status_code == 200 and "Something went wrong" in error.text
+    unknown = router.get("/amazon-pay/other")
+    assert unknown.status_code == 404 and "Page not found" in unknown.text
+    other_host = router.get(SUCCESS, host="evil.example.net")
+    assert other_host.status_code == 404
+
+
+def test_unknown_ref_and_conflict(router: Router, emulator: Emulator) -> None:
+    assert router.get(result_url("A" * 32, emulator.create_session())).status_code == 404
+    ref = router.register()["ref"]
+    assert router.get(result_url(ref, emulator.create_session())).status_code == 200
+    conflict = router.get(result_url(ref, emulator.create_session()))
+    assert conflict.status_code == 409 and "This checkout cannot continue" in conflict.text
+
+
+@pytest.mark.parametrize("query", [
+    "",
+    "ref=abc",
+    "amazonCheckoutSessionId=abcdefgh-1234",
+    "ref=abcdefghabcdefghabcdefgh&amazonCheckoutSessionId=a&amazonCheckoutSessionId=b",
+    "ref=a&ref=b&amazonCheckoutSessionId=abcdefgh-1234",
+    "ref=abcdefghabcdefghabcdefgh&amazonCheckoutSessionId=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    "ref=abcdefghabcdefghabcdefgh&amazonCheckoutSessionId=" + "x" * 5000,
+    "ref=abcdefghabcdefghabcdefgh&amazonCheckoutSessionId=%FF%FE%00",
+])
+def test_hostile_queries_get_a_clear_4xx(router: Router, query: str) -> None:
+    page = router.get(f"{SUCCESS}?{query}")
+    assert 400 <= page.status_code < 500, page.status_code
+    assert "<script>alert" not in page.text and "Traceback" not in page.text
+    assert page.headers["content-type"].startswith("text/html")
+
+
+def test_hostile_host_header_and_path(router: Router) -> None:
+    for host in ("<script>.example", "a" * 300, "pay.example.com:99999", ""):
+        answer = router.get(SUCCESS, host=host)
+        assert answer.status_code in (400, 404) and "<script>." not in answer.text
+    assert router.get("/%2e%2e/%2e%2e/etc/passwd").status_code == 404
+
+
+def test_ios_page_offers_the_smart_banner_and_no_same_host_button(router: Router, emulator: Emulator) -> None:
+    ref = router.register()["ref"]
+    page = router.get(result_url(ref, emulator.create_session()), **{"user-agent": IPHONE})
+    assert 'name="apple-itunes-app"' in page.text and "app-id=1234567890" in page.text
+
+
+async def test_fifty_concurrent_browser_returns_finalize_once(router: Router, emulator: Emulator) -> None:
+    ref = router.register()["ref"]
+    session_id = emulator.create_session(latency_ms=300)
+    async with httpx.AsyncClient(timeout=60, headers={"host": HOST}) as client:
+        pages = await asyncio.gather(*(client.get(router.url + result_url(ref, session_id)) for _ in range(50)))
+    assert all(p.status_code == 200 and "Thank you for your order" in p.text for p in pages)
+    assert len(emulator.requests("finalizeCheckoutSession")) == 1
+
+
+def test_restart_renders_from_the_store(make_settings: Callable[..., Settings], emulator: Emulator) -> None:
+    settings = make_settings()
+    with serve_app(create_app(settings, background=False)) as url:
+        router = Router(url)
+        ref = router.register()["ref"]
+        session_id = emulator.create_session()
+        assert "Thank you for your order" in router.get(result_url(ref, session_id)).text
+    with serve_app(create_app(settings, background=False)) as url:  # a new process-like instance, same file
+        again = Router(url).get(result_url(ref, session_id))
+        assert again.status_code == 200 and "Thank you for your order" in again.text
+    assert len(emulator.requests("finalizeCheckoutSession")) == 1
+    assert len(emulator.requests()) == 1  # not even a read: the stored result was enough
