@@ -1,0 +1,79 @@
+"""The return-router command as a new user runs it: real processes on real ports."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from tests.bench._load import wait_for_port
+from tests.router.conftest import BASE_CONFIG
+from tests.support import free_port
+
+
+@contextlib.contextmanager
+def running(*args: str, cwd: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "router.cli", *args, "--port", str(port)], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc)  # type: ignore[arg-type]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=15)[0].decode()
+        assert "Traceback" not in output, output
+
+
+def test_serve_without_config_is_the_demo(tmp_path: Path) -> None:
+    with running("serve", cwd=tmp_path) as url:
+        assert httpx.get(url + "/healthz").json() == {"status": "ok"}
+        assert httpx.get(url + "/readyz").status_code == 200
+        aasa = httpx.get(url + "/.well-known/apple-app-site-association", headers={"host": "any.example"})
+        assert aasa.status_code == 200 and aasa.headers["content-type"] == "application/json"
+        landing = httpx.get(url + "/")
+        assert landing.status_code == 200 and 'action="/demo/start"' in landing.text
+        start = httpx.post(url + "/demo/start", content=b"scenario=completed&currency=USD&lang=en",
+                           headers={"content-type": "application/x-www-form-urlencoded"}, follow_redirects=True)
+        assert start.status_code == 200 and "Thank you for your order" in start.text
+        assert "return_router_returns_total" in httpx.get(url + "/metrics").text
+
+
+def test_serve_refuses_a_bad_config_naming_every_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BASE_CONFIG.replace('flow = "error"', 'flow = "eror"').replace("ABCDE12345.", "X."))
+    result = subprocess.run([sys.executable, "-m", "router.cli", "serve", "--config", str(bad)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"{bad}: routes[2].flow: must be one of success, cancel, error" in result.stderr
+    assert f"{bad}: ios.app_ids[0]:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_with_config_and_two_workers(tmp_path: Path) -> None:
+    config = tmp_path / "rr.toml"
+    config.write_text(BASE_CONFIG + '\n[storage]\nurl = "sqlite:///rr.db"\n')
+    with running("serve", "--config", str(config), "--workers", "2", cwd=tmp_path) as url:
+        for _ in range(6):
+            answer = httpx.get(url + "/.well-known/assetlinks.json", headers={"host": "pay.example.com"})
+            assert answer.status_code == 200
+        assert httpx.get(url + "/.well-known/assetlinks.json", headers={"host": "x.test"}).status_code == 404
+    assert (tmp_path / "rr.db").exists()
+
+
+def test_keygen_and_emulator(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "router.cli", "keygen", "--out", "k"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    assert (tmp_path / "k-private.pem").stat().st_mode & 0o077 == 0
+    again = subprocess.run([sys.executable, "-m", "router.cli", "keygen", "--out", "k"], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "not overwriting" in again.stderr
+    with running("emulator", "--public-key", f"SANDBOX-K={tmp_path / 'k-public.pem'}", cwd=tmp_path) as url:
+        answer = httpx.get(url + "/v2/checkoutSessions/abc", headers={
+            "authorization": "AMZN-PAY-RSASSA-PSS-V2 PublicKeyId=SANDBOX-OTHER, SignedHeaders=x-amz-pay-date, "
+                             "Signature=AAAA", "x-amz-pay-date": "20250101T000000Z"})
+        assert answer.status_code == 401 and answer.json()["reasonCode"] == "UnauthorizedAccess"

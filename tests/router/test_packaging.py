@@ -1,0 +1,40 @@
+"""A non-editable install works: the wheel carries the templates and the example config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_wheel_installs_and_runs_from_another_directory(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("return_router-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "router/templates/page.html" in names and "router/templates/messages/ja.json" in names
+    assert "router/example.toml" in names and "well_known/aasa.py" in names
+    assert not any(name.startswith("tests/") for name in names)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
+                    str(wheel)], check=True, capture_output=True)
+    script = (
+        "import router, router.pages as p\n"
+        "from router.pages import PageView, render_page, detect_platform\n"
+        "assert router.__file__.startswith(%r), router.__file__\n"
+        "assert str(p.templates_dir()).startswith(%r), p.templates_dir()\n"
+        "html = render_page(PageView(kind='success', merchant_name='Shop'), 'ja', detect_platform(None), "
+        "'https://pay.example.com/r')\n"
+        "assert 'lang=\"ja\"' in html\n"
+        "print('ok')\n"
+    ) % (str(site), str(site))
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+    example = subprocess.run([sys.executable, "-m", "router.cli", "config", "example"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)
+    assert example.returncode == 0 and "[[routes]]" in example.stdout
