@@ -1,0 +1,21 @@
+"""Baseline for the flows benchmark: a bare Starlette route rendering the same page template."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from router.pages import PageView, detect_platform, render_page
+
+VIEW = PageView(kind="canceled", merchant_name="Example Shop", merchant_reference="order-1", amount="14.00",
+                currency="USD", return_url="https://shop.example.com/cart")
+
+
+async def page(request: Request) -> Response:
+    html = render_page(VIEW, "en", detect_platform(request.headers.get("user-agent")), str(request.url))
+    return HTMLResponse(html)
+
+
+app = Starlette(routes=[Route("/{path:path}", page)])
