@@ -24,7 +24,8 @@ from router.webhooks import WebhookWorker, post_event
 from ._load import server_process
 
 EVENTS = int(os.environ.get("BENCH_WEBHOOK_EVENTS", "2000"))
-BATCHES = (20, 100)
+BATCHES = (5, 20, 100)
+ROUNDS = 2
 SECRET = "whsec_bench_secret"
 
 
@@ -85,11 +86,17 @@ def main() -> None:
         url = base + "/hooks"
         print("| what | events | events/s | vs baseline |\n|---|---:|---:|---:|")
         for batch in BATCHES:
-            outbox_s, delivered = asyncio.run(outbox_run(Path(tmp) / f"outbox-{batch}.db", url, batch))
-            plain_s, ok = asyncio.run(baseline_run(url, batch))
-            outbox_rate, plain_rate = delivered / outbox_s, ok / plain_s
-            print(f"| outbox → receiver (SQLite, batch {batch}) | {delivered} | {outbox_rate:,.0f} | "
+            outbox_rate, plain_rate = 0.0, 0.0
+            for run in range(ROUNDS):  # interleaved, best of each, to share the machine's noise fairly
+                db = Path(tmp) / f"outbox-{batch}-{run}.db"
+                seconds, delivered = asyncio.run(outbox_run(db, url, batch))
+                assert delivered == EVENTS, f"only {delivered} of {EVENTS} delivered"
+                outbox_rate = max(outbox_rate, delivered / seconds)
+                seconds, ok = asyncio.run(baseline_run(url, batch))
+                assert ok == EVENTS, f"only {ok} of {EVENTS} plain POSTs succeeded"
+                plain_rate = max(plain_rate, ok / seconds)
+            print(f"| outbox → receiver (SQLite, batch {batch}) | {EVENTS} | {outbox_rate:,.0f} | "
                   f"{outbox_rate / plain_rate:.2f}x |")
-            print(f"| plain signed POSTs ({batch} in flight) | {ok} | {plain_rate:,.0f} | 1.00x |")
-        print(f"\n({EVENTS} events per run; receiver: raw ASGI app, 1 uvicorn worker in its own process)")
-
+            print(f"| plain signed POSTs ({batch} in flight) | {EVENTS} | {plain_rate:,.0f} | 1.00x |")
+        print(f"\n({EVENTS} events per run, best of {ROUNDS} interleaved runs; receiver: raw ASGI app, "
+              "1 uvicorn worker in its own process; same httpx client settings on both sides)")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +21,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from router.events import event_for
+from router.store import open_store
 from router.store.base import CREATED, Checkout, NewEvent, Store
 from router.webhooks import verify_signature
+from tests.store.conftest import postgres_backend
 from tests.support import free_port, serve_app
 
 SECRET = "whsec_test_k3y_that_must_never_be_logged"
@@ -55,7 +59,8 @@ class Receiver:
     """A merchant backend: records every request; can be told to fail or to be slow.
 
     `fail_times[event_id] = n` fails that event's first n receptions with `fail_status`;
-    `status` answers every request; `delay` holds every answer that long (seconds).
+    `status` answers every request; `delay` holds every answer that long (seconds, or at random up
+    to it with `random_delay`).
     """
 
     clock: Clock
@@ -63,6 +68,7 @@ class Receiver:
     status: int = 200
     fail_status: int = 500
     delay: float = 0.0
+    random_delay: bool = False  # hold each answer a random time up to `delay` (desynchronises workers)
     fail_times: dict[str, int] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     inflight: dict[str, int] = field(default_factory=dict)
@@ -83,7 +89,7 @@ class Receiver:
             self.max_inflight = max(self.max_inflight, sum(self.inflight.values()))
         try:
             if self.delay:
-                await asyncio.sleep(self.delay)
+                await asyncio.sleep(random.uniform(0, self.delay) if self.random_delay else self.delay)
             with self.lock:
                 status = self.status
                 if self.fail_times.get(event_id, 0) > 0:
@@ -154,29 +160,37 @@ def down_url() -> str:
 StoreFactory = Callable[[], Store]
 
 
-@pytest.fixture(params=["sqlite"])
-async def store_factory(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[StoreFactory]:
-    """Opens stores on one database, as separate processes would (two workers, one database)."""
-    from tests.webhooks._fake_store import FakeDb, FakeStore  # temporary, until the real stores land
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    """Unopened stores on one fresh database, as separate processes would have (two workers, one outbox).
 
-    db = FakeDb()
+    SQLite: a real file under tmp_path. PostgreSQL: a fresh schema on the test server, dropped after
+    (skipped with the reason when the server does not answer), the store tests' way.
+    """
     opened: list[Store] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'outbox.db'}"
+        else:
+            url = (await stack.enter_async_context(postgres_backend())).url
 
-    def make() -> Store:
-        store = FakeStore(db)
-        opened.append(store)
-        return store
+        def make() -> Store:
+            store = open_store(url)
+            opened.append(store)
+            return store
 
-    yield make
-    for store in opened:
-        await store.close()
+        try:
+            yield make
+        finally:
+            for store in opened:
+                await store.close()
 
 
 @pytest.fixture
 async def store(store_factory: StoreFactory) -> Store:
     store = store_factory()
     await store.open()
-    return store
+    return store  # closed by store_factory
 
 
 # --- writing events the way the orchestrator does -------------------------------------------------
