@@ -82,6 +82,7 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
         runtime.reconciler = Reconciler(service)
         if settings.merchant.webhook_url and settings.merchant.webhook_secret:
             runtime.webhooks = WebhookWorker(store, settings.merchant.webhook_url, settings.merchant.webhook_secret)
+            service.on_event = runtime.webhooks.notify
     table = settings.route_table
     flows = Flows(service, settings)
     api = Api(service, table, settings.merchant.api_token, button, https_only=not settings.demo)
@@ -134,6 +135,8 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
             runtime.stop.set()
             await asyncio.gather(*runtime.tasks, return_exceptions=True)
             await amazon.aclose()
+            if runtime.webhooks is not None:
+                await runtime.webhooks.aclose()
             await store.close()
 
     app = Starlette(

@@ -182,6 +182,7 @@ class CheckoutService:
         self.wait_seconds = wait_seconds
         self.clock = clock
         self.owner = f"{uuid.uuid4().hex[:12]}"
+        self.on_event: Callable[[], None] | None = None  # e.g. wake the webhook worker at once
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
 
     # --- merchant ---------------------------------------------------------------------------------
@@ -338,11 +339,13 @@ class CheckoutService:
     async def _settle(self, checkout: Checkout, owner: str | None, state: str, changes: Mapping[str, Any]) -> Checkout:
         """Store the new state and its event in one transaction."""
         now = self.clock()
-        after = replace(checkout, state=state, **dict(changes))
-        event = event_for(after, now)
+        event = event_for(replace(checkout, state=state, **dict(changes)), now)
         log.info("checkout %s: %s → %s", mask(checkout.ref), checkout.state, state)
-        return await self.store.transition(checkout.ref, owner=owner, now=now, state=state,
-                                           changes=changes, events=[event] if event else [])
+        after = await self.store.transition(checkout.ref, owner=owner, now=now, state=state,
+                                            changes=changes, events=[event] if event else [])
+        if event is not None and self.on_event is not None:
+            self.on_event()
+        return after
 
     # --- cancel, pending, reconciliation ---------------------------------------------------------
 

@@ -37,7 +37,8 @@ async def prepare(router: str, emulator: str, n: int) -> list[str]:
         refs = [(await client.post(f"{router}/v1/checkouts", json=body, headers=auth)).json()["ref"] for _ in range(n)]
         ids = [(await client.post(f"{emulator}/_emulator/checkout-sessions", json=session)).json()["checkoutSessionId"]
                for _ in range(n)]
-    return [f"/amazon-pay/result?{urlencode({'ref': r, 'amazonCheckoutSessionId': s})}" for r, s in zip(refs, ids, strict=True)]
+    pairs = zip(refs, ids, strict=True)
+    return [f"/amazon-pay/result?{urlencode({'ref': r, 'amazonCheckoutSessionId': s})}" for r, s in pairs]
 
 
 async def returns(router: str, paths: list[str]) -> LoadResult:

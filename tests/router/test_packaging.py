@@ -23,17 +23,18 @@ def test_wheel_installs_and_runs_from_another_directory(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
                     str(wheel)], check=True, capture_output=True)
     script = (
-        "import router, router.pages as p\n"
+        "import sys, router, router.pages as p\n"
+        "site = sys.argv[1]\n"
         "from router.pages import PageView, render_page, detect_platform\n"
-        "assert router.__file__.startswith(%r), router.__file__\n"
-        "assert str(p.templates_dir()).startswith(%r), p.templates_dir()\n"
+        "assert router.__file__.startswith(site), router.__file__\n"
+        "assert str(p.templates_dir()).startswith(site), p.templates_dir()\n"
         "html = render_page(PageView(kind='success', merchant_name='Shop'), 'ja', detect_platform(None), "
         "'https://pay.example.com/r')\n"
         "assert 'lang=\"ja\"' in html\n"
         "print('ok')\n"
-    ) % (str(site), str(site))
+    )
     env = {**os.environ, "PYTHONPATH": str(site)}
-    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-c", script, str(site)], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
     example = subprocess.run([sys.executable, "-m", "router.cli", "config", "example"], cwd=tmp_path, env=env,
                              capture_output=True, text=True)
