@@ -34,7 +34,8 @@ def test_wheel_installs_and_runs_from_another_directory(tmp_path: Path) -> None:
         "print('ok')\n"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
-    run = subprocess.run([sys.executable, "-c", script, str(site)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-c", script, str(site)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
     example = subprocess.run([sys.executable, "-m", "router.cli", "config", "example"], cwd=tmp_path, env=env,
                              capture_output=True, text=True)
