@@ -20,14 +20,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.contextmanager
-def serve_app(app: Any, host: str = "127.0.0.1", **config: Any) -> Iterator[str]:
+def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> Iterator[str]:
     """Run an ASGI app under uvicorn in a background thread; yield its base URL (http://host:port).
 
-    The socket is bound before the thread starts, so the URL is valid the moment it is yielded.
+    The socket is bound before the thread starts, so the URL is valid the moment it is yielded. A
+    given `port` lets a server that was stopped come back at the same address.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     port = sock.getsockname()[1]
     config.setdefault("log_level", "warning")
     config.setdefault("lifespan", "on")

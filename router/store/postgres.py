@@ -34,6 +34,7 @@ from router.store.base import (
     StoreUnavailable,
 )
 from router.store.records import (
+    CHECKOUT_COLUMNS,
     check_state,
     checkout_from_row,
     checkout_values,
@@ -72,28 +73,6 @@ INSERT INTO checkouts (
     charge_permission_id, reason_code, result, lease_owner, lease_until, version)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb, $18, $19, $20)"""
 
-_INSERT_ORDER = (
-    "ref",
-    "merchant_reference",
-    "amount",
-    "currency",
-    "payment_intent",
-    "can_handle_pending",
-    "created_at",
-    "expires_at",
-    "state",
-    "updated_at",
-    "total_order_amount",
-    "supplementary_data",
-    "checkout_session_id",
-    "charge_id",
-    "charge_permission_id",
-    "reason_code",
-    "result",
-    "lease_owner",
-    "lease_until",
-    "version",
-)
 
 _TRY_LEASE = """
 UPDATE checkouts SET lease_owner = $2, lease_until = $4
@@ -303,7 +282,7 @@ class PostgresStore:
     async def create_checkout(self, checkout: Checkout) -> None:
         values = checkout_values(checkout)
         try:
-            await self._fetch(_INSERT_CHECKOUT, *(values[name] for name in _INSERT_ORDER))
+            await self._fetch(_INSERT_CHECKOUT, *(values[name] for name in CHECKOUT_COLUMNS))
         except asyncpg.UniqueViolationError as exc:
             raise _unique(exc) from exc
 

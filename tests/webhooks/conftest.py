@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -114,26 +111,9 @@ class Receiver:
             return [r.event_id for r in self.received if not ok_only or 200 <= r.status < 300]
 
 
-@contextlib.contextmanager
-def serve_on_port(app: Any, port: int) -> Iterator[str]:
-    """Like tests.support.serve_app, on a chosen port: a receiver that was down comes back there."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+def serve_on_port(app: Any, port: int) -> contextlib.AbstractContextManager[str]:
+    """A receiver that was down comes back at the same address."""
+    return serve_app(app, port=port, lifespan="off")
 
 
 @pytest.fixture
