@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from .amazon_pay.errors import AmazonPayError
 from .amazon_pay.models import Charge, CheckoutSession, FinalizeResult
 from .events import event_for
-from .redact import mask
+from .redact import mask, mask_email
 from .store.base import (
     AUTHORIZED,
     CANCELED,
@@ -144,17 +144,10 @@ def buyer_summary(session: CheckoutSession) -> dict[str, Any]:
     """What the buyer's page and the app need: no more than that is stored."""
     return {
         "buyerName": session.buyer_name,
-        "maskedEmail": _mask_email(session.buyer_email),
+        "maskedEmail": mask_email(session.buyer_email) if session.buyer_email else None,
         "paymentDescriptor": session.payment_descriptor,
         "billingAddress": _address_summary(session.billing_address),
     }
-
-
-def _mask_email(email: str | None) -> str | None:
-    if not email or "@" not in email:
-        return None
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}"
 
 
 def _address_summary(address: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -30,6 +30,7 @@ from starlette.responses import HTMLResponse
 import router
 from router.i18n import Catalog, Locale, detect_locale, is_locale, load_catalogs, translator
 from router.platform import Platform, detect_platform
+from router.redact import mask_email
 
 __all__ = [
     "DEFAULT_REFRESH_SECONDS",
@@ -103,14 +104,6 @@ def _http_url(name: str, value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{name} must be an absolute http(s) URL, got {value[:80]!r}")
     return value
-
-
-def mask_email(email: str) -> str:
-    """``"jane.doe@example.com"`` → ``"j***@example.com"``: enough for the buyer to recognise it."""
-    local, at, domain = email.strip().rpartition("@")
-    if not at or not local or not domain:
-        return "***"
-    return f"{local[0]}***@{domain}"
 
 
 def format_amount(amount: str, currency: str) -> str:

@@ -10,3 +10,11 @@ def mask(value: str | None) -> str:
     if len(value) < 12:
         return "…"
     return f"{value[:4]}…{value[-4:]}"
+
+
+def mask_email(email: str) -> str:
+    """"jane.doe@example.com" → "j***@example.com": enough for the buyer to recognise it."""
+    local, at, domain = email.strip().rpartition("@")
+    if not at or not local or not domain:
+        return "***"
+    return f"{local[0]}***@{domain}"
