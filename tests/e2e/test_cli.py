@@ -6,6 +6,7 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -77,3 +78,43 @@ def test_keygen_and_emulator(tmp_path: Path) -> None:
             "authorization": "AMZN-PAY-RSASSA-PSS-V2 PublicKeyId=SANDBOX-OTHER, SignedHeaders=x-amz-pay-date, "
                              "Signature=AAAA", "x-amz-pay-date": "20250101T000000Z"})
         assert answer.status_code == 401 and answer.json()["reasonCode"] == "UnauthorizedAccess"
+
+
+def test_events_list_and_redeliver(tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    from router.events import event_for
+    from router.store import open_store
+    from router.store.base import COMPLETED, Checkout
+
+    config = tmp_path / "rr.toml"
+    config.write_text(BASE_CONFIG + f'\n[storage]\nurl = "sqlite:///{tmp_path}/ev.db"\n')
+
+    async def park_one() -> str:
+        store = open_store(f"sqlite:///{tmp_path}/ev.db")
+        await store.open()
+        try:
+            checkout = Checkout(ref="r" * 32, merchant_reference="o", amount="1", currency="JPY",
+                                payment_intent="Confirm", can_handle_pending=False, created_at=1.0, expires_at=9e9)
+            await store.create_checkout(checkout)
+            event = event_for(replace(checkout, state=COMPLETED), 2.0)
+            assert event is not None
+            await store.transition(checkout.ref, owner=None, now=2.0, state=COMPLETED, events=[event])
+            claimed = await store.claim_events("w", 3.0, 60, 10)
+            await store.event_failed(claimed[0].id, "w", 3.0, "HTTP 500", None)
+            return event.id
+        finally:
+            await store.close()
+
+    event_id = asyncio.run(park_one())
+    cli = [sys.executable, "-m", "router.cli", "events"]
+    listed = subprocess.run([*cli, "list", "--failed", "--config", str(config)], capture_output=True, text=True)
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["id"], r["status"], r["last_error"]) for r in rows] == [(event_id, "failed", "HTTP 500")]
+    assert "r" * 32 not in listed.stdout  # refs are masked
+    again = subprocess.run([*cli, "redeliver", "--all-failed", "--config", str(config)], capture_output=True,
+                           text=True)
+    assert again.returncode == 0 and "queued 1 event(s)" in again.stdout
+    none = subprocess.run([*cli, "redeliver", "--config", str(config)], capture_output=True, text=True)
+    assert none.returncode == 2

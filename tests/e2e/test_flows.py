@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
 
 from router.app import create_app
-from router.config import Settings
+from router.config import Settings, load
 from tests.support import serve_app
 
-from .conftest import HOST, TOKEN, Emulator, Router
+from .conftest import HOST, TOKEN, Emulator, Router, router_config_text
 
 SUCCESS = "/amazon-pay/result"
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
@@ -172,3 +173,29 @@ def test_restart_renders_from_the_store(make_settings: Callable[..., Settings], 
         assert again.status_code == 200 and "Thank you for your order" in again.text
     assert len(emulator.requests("finalizeCheckoutSession")) == 1
     assert len(emulator.requests()) == 1  # not even a read: the stored result was enough
+
+
+ANDROID = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/126.0.0.0 Mobile Safari/537.36")
+
+
+def test_open_in_app_actions_per_platform(tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path]) -> None:
+    text = router_config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path}/o.db").replace(
+        'app_store_id = "1234567890"', 'app_store_id = "1234567890"\nopen_in_app_host = "open.example.com"')
+    (tmp_path / "o.toml").write_text(text)
+    settings = load(tmp_path / "o.toml", env={"RR_TEST_TOKEN": TOKEN})
+    with serve_app(create_app(settings, background=False)) as url:
+        router = Router(url)
+        ref = router.register()["ref"]
+        path = result_url(ref, emulator.create_session())
+        ios = router.get(path, **{"user-agent": IPHONE}).text
+        assert f'href="https://open.example.com{path.replace("&", "&amp;")}' in ios
+        android = router.get(path, **{"user-agent": ANDROID}).text
+        assert "intent://pay.example.com/amazon-pay/result?" in android
+        assert "package=com.example.shop" in android and "S.browser_fallback_url=" in android
+        desktop = router.get(path, **{"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"}).text
+        assert "intent://" not in desktop and "apps.apple.com" not in desktop
+        # The open-in-app host itself serves the same return path and association file.
+        assert router.get(path, host="open.example.com").status_code == 200
+        assert router.get("/.well-known/apple-app-site-association", host="open.example.com").status_code == 200
+    assert len(emulator.requests("finalizeCheckoutSession")) == 1
