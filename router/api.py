@@ -14,7 +14,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .button import ButtonSigner
-from .checkout import PAYMENT_INTENTS, SESSION_ID_RE, Busy, CheckoutService, NewCheckout, Outcome, UnknownRef
+from .checkout import (
+    PAYMENT_INTENTS,
+    SESSION_ID_RE,
+    UNKNOWN_SESSION,
+    Busy,
+    CheckoutService,
+    NewCheckout,
+    Outcome,
+    UnknownRef,
+)
 from .money import AmountError, normalize_amount
 from .openapi import OPENAPI
 from .routing import Flow, RouteTable, host_pattern_matches, normalize_host
@@ -156,6 +165,9 @@ def outcome_response(outcome: Outcome) -> JSONResponse:
     """The app API's answer for a finalize attempt or a state read."""
     c = outcome.checkout
     body = checkout_json(c, merchant=False)
+    if outcome.error == UNKNOWN_SESSION:
+        return error_response(404, "unknown_session", "Amazon Pay does not know this checkout session.",
+                              checkout=body)
     if outcome.error is not None:
         return error_response(503, "amazon_unavailable", "Amazon Pay could not be reached; try again shortly.",
                               {"retry-after": "5"}, checkout=body)

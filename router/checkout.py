@@ -63,6 +63,10 @@ class AmazonPay(Protocol):
     async def get_charge(self, charge_id: str) -> Charge: ...
 
 
+UNKNOWN_SESSION = "unknown_session"  # Outcome.error: Amazon has no such session (the id was unbound again)
+AMAZON_UNAVAILABLE = "amazon_unavailable"  # Outcome.error: no answer we can act on; retry later
+
+
 class UnknownRef(Exception):
     pass
 
@@ -292,9 +296,9 @@ class CheckoutService:
                 changes = {"checkout_session_id": None, "reason_code": exc.reason_code}
                 await self.store.transition(checkout.ref, owner=self.owner, now=self.clock(), state=CREATED,
                                             changes=changes)
-                return Outcome(checkout, error="unknown_session")
+                return Outcome(checkout, error=UNKNOWN_SESSION)
             await self.store.release_lease(checkout.ref, self.owner)
-            return Outcome(checkout, error="amazon_unavailable")
+            return Outcome(checkout, error=AMAZON_UNAVAILABLE)
         state = state_of_session(session)
         fields = self._session_fields(session)
         if state == COMPLETED and session.charge_id:
@@ -305,7 +309,7 @@ class CheckoutService:
             fields["reason_code"] = error.reason_code
             return Outcome(await self._settle(checkout, self.owner, FAILED, fields))
         await self.store.release_lease(checkout.ref, self.owner)
-        return Outcome(checkout, error="amazon_unavailable")
+        return Outcome(checkout, error=AMAZON_UNAVAILABLE)
 
     async def _after_completed_session(
         self, checkout: Checkout, session: CheckoutSession, fields: dict[str, Any]

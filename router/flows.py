@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .checkout import SESSION_ID_RE, Busy, CheckoutService, Outcome, UnknownRef
+from .checkout import SESSION_ID_RE, UNKNOWN_SESSION, Busy, CheckoutService, Outcome, UnknownRef
 from .config import SESSION_ID_PARAMS, Settings
 from .metrics import METRICS
 from .pages import AppLinks, PageKind, PageView, alternate_host_url, page_response
@@ -110,6 +110,9 @@ class Flows:
     def result_view(self, outcome: Outcome) -> PageView:
         checkout = outcome.checkout
         name = self.settings.merchant.name
+        if outcome.error == UNKNOWN_SESSION:
+            return PageView(kind="bad_request", merchant_name=name, return_url=self.shop_url,
+                            reason="Amazon Pay does not know the checkout session in the address.")
         if outcome.error is not None:
             return PageView(kind="unavailable", merchant_name=name, refresh_seconds=10, **_order(checkout))
         kind = PAGE_OF_STATE[checkout.state]

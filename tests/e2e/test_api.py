@@ -161,3 +161,11 @@ def test_openapi_document(router: Router) -> None:
     doc = httpx.get(f"{router.url}/v1/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     assert "/v1/checkout-sessions/{checkoutSessionId}/finalize" in doc["paths"]
+
+
+def test_a_session_amazon_does_not_know_does_not_block_the_ref(router: Router, emulator: Emulator) -> None:
+    ref = router.register()["ref"]
+    bogus = finalize(router, "00000000-0000-4000-8000-000000000000", ref)
+    assert bogus.status_code == 404 and bogus.json()["error"]["code"] == "unknown_session"
+    real = finalize(router, emulator.create_session(), ref)  # the genuine return still binds and pays
+    assert real.status_code == 200 and real.json()["state"] == "completed"
