@@ -260,7 +260,14 @@ class CheckoutService:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._inflight[checkout.ref] = future
         try:
-            outcome = await self._call_amazon(checkout)
+            try:
+                outcome = await self._call_amazon(checkout)
+            except LeaseLost:
+                # Amazon took longer than the lease and another caller took over with the same key:
+                # its stored result is ours too (the buyer paid once; never show them an error).
+                log.warning("finalize lease on %s ran out mid-call; taking the new holder's result",
+                            mask(checkout.ref))
+                outcome = await self._await_result(checkout.ref)
             future.set_result(outcome)
             return outcome
         except BaseException as exc:
@@ -269,6 +276,21 @@ class CheckoutService:
             raise
         finally:
             del self._inflight[checkout.ref]
+
+    async def _await_result(self, ref: str) -> Outcome:
+        """Poll the store until the current lease holder has stored a result; Busy after wait_seconds."""
+        deadline = time.monotonic() + self.wait_seconds
+        delay = 0.02
+        while True:
+            found = await self.store.get_checkout(ref)
+            if found is None:
+                raise UnknownRef(ref)
+            if found.state != CREATED:
+                return Outcome(found)
+            if time.monotonic() > deadline:
+                raise Busy(ref)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     async def _call_amazon(self, checkout: Checkout) -> Outcome:
         session_id = checkout.checkout_session_id
