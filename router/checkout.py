@@ -275,7 +275,8 @@ class CheckoutService:
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
         finally:
-            del self._inflight[checkout.ref]
+            if self._inflight.get(checkout.ref) is future:
+                del self._inflight[checkout.ref]
 
     async def _await_result(self, ref: str) -> Outcome:
         """Poll the store until the current lease holder has stored a result; Busy after wait_seconds."""
@@ -399,6 +400,8 @@ class CheckoutService:
     async def resume(self, checkout: Checkout) -> Checkout:
         """Finish a bound checkout whose holder died (reconciler): same key, Amazon's saved answer."""
         if checkout.state != CREATED or checkout.checkout_session_id is None:
+            return checkout
+        if checkout.ref in self._inflight:  # not abandoned: this process is still waiting on Amazon
             return checkout
         if checkout.expires_at <= self.clock():
             return await self._settle(checkout, None, EXPIRED, {"reason_code": "Expired"})
