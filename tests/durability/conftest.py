@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -42,6 +42,8 @@ from router.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
 from tests.router.conftest import BASE_CONFIG
 from tests.store.conftest import postgres_backend
 from tests.support import free_port, serve_app
+
+from .proxy import ThreadedProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_ID = "SANDBOX-DURABILITYKEY"
@@ -71,6 +73,25 @@ def sqlite_url(tmp_path: Path) -> str:
 def db_url(request: pytest.FixtureRequest) -> str:
     """Both backends: a SQLite file shared by every process, and a PostgreSQL schema."""
     return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+
+
+def via_proxy(url: str, proxy: ThreadedProxy) -> str:
+    """The PostgreSQL URL `url`, reaching the server through `proxy`."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}"))
+
+
+@pytest.fixture
+def pg_proxy(pg_url: str) -> Iterator[ThreadedProxy]:
+    """A proxy in front of the test's PostgreSQL server, listening."""
+    parts = urlsplit(pg_url)
+    proxy = ThreadedProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
 
 
 def with_store(url: str, fn: Callable[[Store], Awaitable[T]]) -> T:

@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import pytest
 
 from router.checkout import idempotency_key
 
-from .conftest import LEASE_SECONDS, Emulator, Launcher, in_background, page_kind, stored_checkout, stored_events
+from .conftest import (
+    LEASE_SECONDS,
+    Emulator,
+    Launcher,
+    in_background,
+    page_kind,
+    stored_checkout,
+    stored_events,
+    via_proxy,
+)
 from .proxy import ThreadedProxy
-
-
-def via_proxy(url: str, proxy: ThreadedProxy) -> str:
-    parts = urlsplit(url)
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}"))
-
-
-@pytest.fixture
-def pg_proxy(pg_url: str) -> Iterator[ThreadedProxy]:
-    parts = urlsplit(pg_url)
-    proxy = ThreadedProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.close()
 
 
 def assert_replayed_once(emulator: Emulator, ref: str, session_id: str) -> list[dict[str, object]]:
@@ -95,3 +84,20 @@ def test_killed_after_amazon_answered_before_storing(
     assert stored.charge_id == emulator.charges(session_id)[0].charge_id
     assert [e.type for e in stored_events(pg_url) if e.ref == ref] == ["checkout.completed"]
     assert b.checkout(ref)["state"] == "completed"
+
+
+def test_holder_outlived_by_its_lease_still_answers(launch: Launcher, emulator: Emulator, db_url: str) -> None:
+    """Amazon is slower than the lease: B takes over and finishes; A's buyer still gets the result."""
+    a, b = launch(db_url, name="a"), launch(db_url, name="b")
+    ref = a.register()
+    session_id = emulator.create_session(latency_ms=3500, latency_first_n=1)  # outlasts A's 2 s lease
+    a_answer = in_background(lambda: a.buyer_return(ref, session_id))
+    emulator.wait_for(lambda: emulator.calls(session_id) >= 1, "A's finalize to reach Amazon")
+    b_page = b.buyer_return(ref, session_id)  # after A's lease ran out; B's call is answered at once
+    assert (b_page.status_code, page_kind(b_page)) == (200, "success")
+    a_page = a_answer()
+    assert isinstance(a_page, httpx.Response)
+    assert (a_page.status_code, page_kind(a_page)) == (200, "success")  # not an error page: it was paid
+    assert_replayed_once(emulator, ref, session_id)
+    assert stored_checkout(db_url, ref).state == "completed"
+    assert [e.type for e in stored_events(db_url) if e.ref == ref] == ["checkout.completed"]
