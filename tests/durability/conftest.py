@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,7 +58,7 @@ T = TypeVar("T")
 
 
 @pytest.fixture
-async def pg_url() -> Any:
+async def pg_url() -> AsyncIterator[str]:
     """A fresh PostgreSQL schema (dropped afterwards); skips when no server answers."""
     async with postgres_backend() as backend:
         yield backend.url
@@ -169,8 +169,11 @@ def emulator(key_files: tuple[Path, Path]) -> Iterator[Emulator]:
 # --- return-router processes -----------------------------------------------------------------------
 
 
-def config_text(emulator_url: str, private_key: Path, db_url: str, *, webhook_url: str | None = None,
-                lease_seconds: float = LEASE_SECONDS, interval: float = 0.3, resume_after: float = 1.0) -> str:
+def config_text(
+    emulator_url: str, private_key: Path, db_url: str, *, webhook_url: str | None = None,
+    lease_seconds: float = LEASE_SECONDS, interval: float = 0.3, resume_after: float = 1.0,
+) -> str:
+    """A router config with test timings: short lease, a reconciler that looks often."""
     webhook = (f'webhook_url = "{webhook_url}"\nwebhook_secret_env = "RR_TEST_WEBHOOK_SECRET"\n'
                if webhook_url else "")
     return BASE_CONFIG + f"""

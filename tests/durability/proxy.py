@@ -41,7 +41,7 @@ class ThreadedProxy:
 
     def freeze(self) -> None:
         """Hold all traffic from now on; connections stay open."""
-        self._call(self._set_flowing(False))
+        self._call(self._freeze())
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -50,12 +50,9 @@ class ThreadedProxy:
         self._thread.join(timeout=5)
         self._loop.close()
 
-    async def _set_flowing(self, flowing: bool) -> None:
+    async def _freeze(self) -> None:
         assert self._flowing is not None, "start() first"
-        if flowing:
-            self._flowing.set()
-        else:
-            self._flowing.clear()
+        self._flowing.clear()
 
     async def _start(self) -> int:
         self._flowing = self._flowing or asyncio.Event()

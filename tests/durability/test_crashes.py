@@ -27,7 +27,7 @@ def assert_replayed_once(emulator: Emulator, ref: str, session_id: str) -> list[
     assert len(finalizes) == 2, finalizes
     assert {f["idempotencyKey"] for f in finalizes} == {idempotency_key(ref, session_id)}
     assert [f["status"] for f in finalizes] == [200, 200]
-    assert [f["bodySha256"] for f in finalizes][0] == finalizes[1]["bodySha256"]  # identical request
+    assert finalizes[0]["bodySha256"] == finalizes[1]["bodySha256"]  # byte-identical request
     assert len(emulator.charges(session_id)) == 1
     return finalizes
 
@@ -86,7 +86,9 @@ def test_killed_after_amazon_answered_before_storing(
     assert b.checkout(ref)["state"] == "completed"
 
 
-def test_holder_outlived_by_its_lease_still_answers(launch: Launcher, emulator: Emulator, db_url: str) -> None:
+def test_holder_outlived_by_its_lease_still_answers(
+    launch: Launcher, emulator: Emulator, db_url: str
+) -> None:
     """Amazon is slower than the lease: B takes over and finishes; A's buyer still gets the result."""
     a, b = launch(db_url, name="a"), launch(db_url, name="b")
     ref = a.register()

@@ -6,14 +6,16 @@ from typing import Any
 
 import httpx
 
-from .conftest import HOST, Emulator, Launcher, RouterProcess, page_kind, return_path, storm, stored_checkout
+from .conftest import HOST, Emulator, Launcher, RouterProcess, page_kind, return_path, stored_checkout, storm
+
+Request = tuple[str, str, dict[str, Any]]
 
 CALLERS = 50
 
 
-def returns_for(routers: list[RouterProcess], ref: str, session_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+def returns_for(routers: list[RouterProcess], ref: str, session_id: str) -> list[Request]:
     """50 requests spread over the routers, alternating the browser return and the app API finalize."""
-    requests: list[tuple[str, str, dict[str, Any]]] = []
+    requests: list[Request] = []
     for i in range(CALLERS):
         router = routers[i % len(routers)]
         if (i // len(routers)) % 2 == 0:

@@ -42,7 +42,9 @@ def assert_unavailable(router: RouterProcess, ref: str, session_id: str) -> None
     assert httpx.get(f"{router.url}/healthz").status_code == 200  # the process itself is fine
 
 
-def assert_recovers(router: RouterProcess, emulator: Emulator, db_url: str, ref: str, session_id: str) -> None:
+def assert_recovers(
+    router: RouterProcess, emulator: Emulator, db_url: str, ref: str, session_id: str
+) -> None:
     page = router.buyer_return(ref, session_id)
     assert (page.status_code, page_kind(page)) == (200, "success")
     assert len(emulator.requests("finalizeCheckoutSession", session_id)) == 1
@@ -74,7 +76,8 @@ def test_postgres_lost_while_storing_amazons_answer(
     ref = router.register()
     session_id = emulator.create_session(latency_ms=1000, latency_first_n=1)
     with httpx.Client(timeout=60) as client:
-        answer = in_background(lambda: client.get(router.url + return_path(ref, session_id), headers={"host": HOST}))
+        url = router.url + return_path(ref, session_id)
+        answer = in_background(lambda: client.get(url, headers={"host": HOST}))
         emulator.wait_for(lambda: emulator.calls(session_id) >= 1, "the finalize to reach Amazon")
         pg_proxy.stop()  # the database goes away while Amazon is answering
         page = answer()
