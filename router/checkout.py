@@ -395,7 +395,10 @@ class CheckoutService:
         if state is None:
             await self.store.release_lease(checkout.ref, self.owner)
             return leased
-        return await self._settle(leased, self.owner, state, {"reason_code": charge.reason_code})
+        try:
+            return await self._settle(leased, self.owner, state, {"reason_code": charge.reason_code})
+        except LeaseLost:  # Amazon outlasted our lease and another refresher went ahead: report the store
+            return await self.store.get_checkout(checkout.ref) or leased
 
     async def resume(self, checkout: Checkout) -> Checkout:
         """Finish a bound checkout whose holder died (reconciler): same key, Amazon's saved answer."""
