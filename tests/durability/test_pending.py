@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .conftest import Emulator, Launcher, Receiver, stored_checkout, stored_events, wait_until
+import time
+
+import httpx
+
+from .conftest import Emulator, Launcher, Receiver, in_background, stored_checkout, stored_events, wait_until
 
 
 def test_pending_authorization_survives_restart(
@@ -33,3 +37,27 @@ def test_pending_authorization_survives_restart(
     wait_until(lambda: len(receiver.received()) == 2, "both webhooks to arrive")
     assert [(d.event_id, d.body["type"]) for d in receiver.received()] == [(e.id, e.type) for e in events]
     assert all(d.signature_ok for d in receiver.received())
+
+
+def test_pending_refresh_outlived_by_its_lease(launch: Launcher, emulator: Emulator, sqlite_url: str) -> None:
+    """A slow getCharge outlives the refresher's lease; another refresher goes ahead: no 500 for anyone."""
+    a = launch(sqlite_url, name="a", interval=60)  # the reconcilers stay out of the way: apps poll
+    b = launch(sqlite_url, name="b", interval=60)
+    ref = a.register(pending=True)
+    # Amazon's first two calls (the finalize and A's getCharge) take 3.5 s: more than the 2 s lease.
+    session_id = emulator.create_session(scenario="pending-then-authorized", pending_polls=1,
+                                         latency_ms=3500, latency_first_n=2)
+    assert a.finalize(ref, session_id).status_code == 202
+    read = f"/v1/checkout-sessions/{session_id}?ref={ref}"
+    a_read = in_background(lambda: httpx.get(a.url + read, timeout=30))
+    emulator.wait_for(lambda: emulator.calls(session_id) >= 2, "A's getCharge to reach Amazon")
+    lease_until = stored_checkout(sqlite_url, ref).lease_until
+    assert lease_until is not None
+    time.sleep(max(0.0, lease_until - time.time()) + 0.3)
+    b_read = httpx.get(b.url + read, timeout=30)  # takes the expired lease, polls, releases it
+    assert b_read.status_code == 202
+    a_answer = a_read()
+    assert isinstance(a_answer, httpx.Response)
+    assert a_answer.status_code in (200, 202), a_answer.text  # what is stored; never a 500
+    final = httpx.get(b.url + read, timeout=30)
+    assert (final.status_code, final.json()["state"]) == (200, "authorized")
