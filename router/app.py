@@ -79,7 +79,8 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
                               lease_seconds=settings.checkout.lease_seconds)
     runtime = Runtime(settings, store, amazon, service, emulator)
     if background:
-        runtime.reconciler = Reconciler(service)
+        runtime.reconciler = Reconciler(service, interval=settings.checkout.reconcile_interval_seconds,
+                                        resume_after=settings.checkout.resume_after_seconds)
         if settings.merchant.webhook_url and settings.merchant.webhook_secret:
             runtime.webhooks = WebhookWorker(store, settings.merchant.webhook_url, settings.merchant.webhook_secret)
             service.on_event = runtime.webhooks.notify

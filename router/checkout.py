@@ -258,7 +258,14 @@ class CheckoutService:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._inflight[checkout.ref] = future
         try:
-            outcome = await self._call_amazon(checkout)
+            try:
+                outcome = await self._call_amazon(checkout)
+            except LeaseLost:
+                # Amazon took longer than the lease and another caller took over with the same key:
+                # its stored result is ours too (the buyer paid once; never show them an error).
+                log.warning("finalize lease on %s ran out mid-call; taking the new holder's result",
+                            mask(checkout.ref))
+                outcome = await self._await_result(checkout.ref)
             future.set_result(outcome)
             return outcome
         except BaseException as exc:
@@ -266,7 +273,23 @@ class CheckoutService:
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
         finally:
-            del self._inflight[checkout.ref]
+            if self._inflight.get(checkout.ref) is future:
+                del self._inflight[checkout.ref]
+
+    async def _await_result(self, ref: str) -> Outcome:
+        """Poll the store until the current lease holder has stored a result; Busy after wait_seconds."""
+        deadline = time.monotonic() + self.wait_seconds
+        delay = 0.02
+        while True:
+            found = await self.store.get_checkout(ref)
+            if found is None:
+                raise UnknownRef(ref)
+            if found.state != CREATED:
+                return Outcome(found)
+            if time.monotonic() > deadline:
+                raise Busy(ref)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     async def _call_amazon(self, checkout: Checkout) -> Outcome:
         session_id = checkout.checkout_session_id
@@ -372,11 +395,16 @@ class CheckoutService:
         if state is None:
             await self.store.release_lease(checkout.ref, self.owner)
             return leased
-        return await self._settle(leased, self.owner, state, {"reason_code": charge.reason_code})
+        try:
+            return await self._settle(leased, self.owner, state, {"reason_code": charge.reason_code})
+        except LeaseLost:  # Amazon outlasted our lease and another refresher went ahead: report the store
+            return await self.store.get_checkout(checkout.ref) or leased
 
     async def resume(self, checkout: Checkout) -> Checkout:
         """Finish a bound checkout whose holder died (reconciler): same key, Amazon's saved answer."""
         if checkout.state != CREATED or checkout.checkout_session_id is None:
+            return checkout
+        if checkout.ref in self._inflight:  # not abandoned: this process is still waiting on Amazon
             return checkout
         if checkout.expires_at <= self.clock():
             return await self._settle(checkout, None, EXPIRED, {"reason_code": "Expired"})

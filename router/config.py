@@ -91,6 +91,8 @@ class StorageSettings:
 class CheckoutSettings:
     ttl_seconds: float = 24 * 3600  # Amazon cancels unconfirmed sessions after 24 hours
     lease_seconds: float = 90.0  # a finalize holder that dies loses the lease after this long
+    reconcile_interval_seconds: float = 2.0  # how often the reconciler looks for work
+    resume_after_seconds: float = 15.0  # a bound, unfinished checkout untouched this long is resumed
 
 
 @dataclass(frozen=True)
@@ -459,14 +461,21 @@ class _Reader:
         return StorageSettings(url=url)
 
     def checkout(self, data: Mapping[str, Any]) -> CheckoutSettings:
-        section = self.table(data, "checkout", {"ttl_hours", "lease_seconds"}) or {}
+        allowed = {"ttl_hours", "lease_seconds", "reconcile_interval_seconds", "resume_after_seconds"}
+        section = self.table(data, "checkout", allowed) or {}
         ttl = self.positive(section, "checkout", "ttl_hours", float)
         lease = self.positive(section, "checkout", "lease_seconds", float)
+        interval = self.positive(section, "checkout", "reconcile_interval_seconds", float)
+        resume = self.positive(section, "checkout", "resume_after_seconds", float)
         if ttl is not None and ttl > 24 * 30:
             self.fail("checkout.ttl_hours", "must be at most 720 (Amazon deletes sessions after 30 days)")
+        if interval is not None and interval > 3600:
+            self.fail("checkout.reconcile_interval_seconds", "must be at most 3600 (pending payments wait)")
         return CheckoutSettings(
             ttl_seconds=ttl * 3600 if ttl else CheckoutSettings.ttl_seconds,
             lease_seconds=lease or CheckoutSettings.lease_seconds,
+            reconcile_interval_seconds=interval or CheckoutSettings.reconcile_interval_seconds,
+            resume_after_seconds=resume or CheckoutSettings.resume_after_seconds,
         )
 
 
