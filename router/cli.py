@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -18,8 +19,10 @@ from starlette.applications import Starlette
 
 from .config import ConfigError, Settings, load
 from .demo import demo_settings
+from .redact import mask
 
 CONFIG_ENV = "RETURN_ROUTER_CONFIG"
+ROUTE_WORD = re.compile(r"[a-z.-]+")  # "checkout-sessions", "apple-app-site-association": not identifiers
 
 
 def _load_or_exit(path: str) -> Settings:
@@ -175,14 +178,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-class RedactQuery(logging.Filter):
-    """Access log lines keep the path but not the query: it carries refs and session ids."""
+def redact_path(path: str) -> str:
+    """"/v1/checkout-sessions/<id>/finalize?ref=…" → "/v1/checkout-sessions/bd50…5275/finalize?…"."""
+    path, query = path.split("?", 1) if "?" in path else (path, None)
+    segments = [mask(s) if len(s) >= 16 and not ROUTE_WORD.fullmatch(s) else s for s in path.split("/")]
+    return "/".join(segments) + ("?…" if query is not None else "")
+
+
+class RedactAccessLog(logging.Filter):
+    """Access log lines keep the route but not the refs and session ids in the path and query."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and len(record.args) == 5:
             client, method, path, version, status = record.args
-            if isinstance(path, str) and "?" in path:
-                record.args = (client, method, path.split("?", 1)[0] + "?…", version, status)
+            if isinstance(path, str):
+                record.args = (client, method, redact_path(path), version, status)
         return True
 
 
@@ -190,7 +200,7 @@ def quiet_logs() -> None:
     """Third-party loggers that would write full URLs (with session ids) stay at WARNING."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
-    logging.getLogger("uvicorn.access").addFilter(RedactQuery())
+    logging.getLogger("uvicorn.access").addFilter(RedactAccessLog())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,9 @@ def test_pending_authorization_survives_restart(
     session_id = emulator.create_session(scenario="pending-then-authorized", pending_polls=3)
     answer = router.finalize(ref, session_id)
     assert answer.status_code == 202 and answer.json()["state"] == "pending"
+    # Let checkout.pending go out first: a worker killed while holding an event's delivery lease leaves
+    # it to the next worker only once that lease expires (tests/durability/test_webhooks.py covers that).
+    wait_until(lambda: len(receiver.received()) == 1, "the pending webhook to arrive")
     router.kill()
 
     assert stored_checkout(db_url, ref).state == "pending"

@@ -17,7 +17,7 @@ from tests.support import free_port
 
 
 @contextlib.contextmanager
-def running(*args: str, cwd: Path) -> Iterator[str]:
+def running(*args: str, cwd: Path, output: list[str] | None = None) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "router.cli", *args, "--port", str(port)], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -26,8 +26,10 @@ def running(*args: str, cwd: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
-        output = proc.communicate(timeout=15)[0].decode()
-        assert "Traceback" not in output, output
+        printed = proc.communicate(timeout=15)[0].decode()
+        assert "Traceback" not in printed, printed
+        if output is not None:
+            output.append(printed)
 
 
 def test_serve_without_config_is_the_demo(tmp_path: Path) -> None:
@@ -118,3 +120,22 @@ def test_events_list_and_redeliver(tmp_path: Path) -> None:
     assert again.returncode == 0 and "queued 1 event(s)" in again.stdout
     none = subprocess.run([*cli, "redeliver", "--config", str(config)], capture_output=True, text=True)
     assert none.returncode == 2
+
+
+def test_access_log_hides_session_ids_and_refs() -> None:
+    from router.cli import redact_path
+
+    path = "/v1/checkout-sessions/bd504926-f659-4ad7-a1a9-9a747aaf5275/finalize"
+    assert redact_path(path) == "/v1/checkout-sessions/bd50…5275/finalize"
+    assert redact_path("/amazon-pay/result?ref=abc&amazonCheckoutSessionId=x") == "/amazon-pay/result?…"
+    assert redact_path("/.well-known/apple-app-site-association") == "/.well-known/apple-app-site-association"
+
+
+def test_served_logs_never_show_a_full_session_id(tmp_path: Path) -> None:
+    session_id = "bd504926-f659-4ad7-a1a9-9a747aaf5275"
+    output: list[str] = []
+    with running("serve", cwd=tmp_path, output=output) as url:
+        httpx.post(f"{url}/v1/checkout-sessions/{session_id}/finalize", json={"ref": "r" * 32})
+        httpx.get(f"{url}/amazon-pay/result", params={"ref": "r" * 32, "amazonCheckoutSessionId": session_id})
+    assert session_id not in output[0] and "r" * 32 not in output[0]
+    assert "/v1/checkout-sessions/bd50…5275/finalize" in output[0]
