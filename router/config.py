@@ -14,16 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
 from well_known import PathClaim, build_aasa, dumps, is_valid_app_id, normalize_fingerprint
 
+from .amazon_pay.keys import load_private_key
+from .amazon_pay.signing import ALGORITHM_V1, ALGORITHM_V2, normalize_region
 from .routing import Flow, Route, RouteTable, normalize_host
 
 AASA_MAX_BYTES = 128 * 1024
-ALGORITHMS = ("AMZN-PAY-RSASSA-PSS", "AMZN-PAY-RSASSA-PSS-V2")
-REGIONS = {"na": "na", "us": "na", "eu": "eu", "uk": "eu", "de": "eu", "jp": "jp"}
+ALGORITHMS = (ALGORITHM_V1, ALGORITHM_V2)
 SESSION_ID_PARAMS = ("amazonCheckoutSessionId", "CheckoutSessionId", "checkoutSessionId")
 
 _HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
@@ -369,9 +367,10 @@ class _Reader:
         p = "amazon_pay"
         key_id = self.get(section, p, "public_key_id", str, "", required=True)
         pem = self.private_key(section)
-        region_raw = self.get(section, p, "region", str, "na")
-        region = REGIONS.get(region_raw.lower())
-        if region is None:
+        region = None
+        try:
+            region = normalize_region(self.get(section, p, "region", str, "na"))
+        except ValueError:
             self.fail(f"{p}.region", "must be one of na, eu, jp (us, uk, de accepted)")
         environment = self.get(section, p, "environment", str)
         if environment is not None and environment.lower() not in ("live", "sandbox"):
@@ -426,8 +425,11 @@ class _Reader:
                 self.fail("amazon_pay.private_key_file", f"cannot read {file_name}: {exc.strerror}")
                 return b""
             key = "amazon_pay.private_key_file"
-        if pem and not _load_key_ok(pem):
-            self.fail(key, "is not an RSA private key in PEM (PKCS#1 or PKCS#8)")
+        if pem:
+            try:
+                load_private_key(pem)
+            except ValueError as exc:
+                self.fail(key, f"is not a usable RSA private key: {exc}")
         return pem
 
     def merchant(self, data: Mapping[str, Any]) -> MerchantSettings:
@@ -481,11 +483,3 @@ class _Reader:
 
 _KIND_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
                list: "a list", dict: "a table"}
-
-
-def _load_key_ok(pem: bytes) -> bool:
-    try:
-        return isinstance(load_pem_private_key(pem, password=None), RSAPrivateKey)
-    except (ValueError, TypeError):
-        return False
-

@@ -129,7 +129,7 @@ def test_amazon_pay_section(write_config: Write, tmp_path: Path) -> None:
         assert any(f": {key}: " in p for p in found), (key, found)
     (tmp_path / "notakey.pem").write_text("hello")
     found = problems(write_config(BASE_CONFIG + section.replace("key.pem", "notakey.pem")))
-    assert any("is not an RSA private key" in p for p in found)
+    assert any("amazon_pay.private_key_file: is not a usable RSA private key" in p for p in found), found
 
 
 def test_open_in_app_host_mirrors_every_return_path(write_config: Write) -> None:
