@@ -21,9 +21,7 @@ from .routing import RouteTable, normalize_host
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 AASA_PATHS = frozenset({"/.well-known/apple-app-site-association", "/apple-app-site-association"})
 ASSETLINKS_PATH = "/.well-known/assetlinks.json"
@@ -62,6 +60,7 @@ class AssociationFiles:
         self.table: RouteTable = settings.route_table
         self._by_patterns: dict[tuple[str, tuple[str, ...]], Prepared | None] = {}
         self._by_host: dict[tuple[str, str], Prepared | None] = {}
+        self._by_raw_host: dict[tuple[str, bytes], Prepared | None] = {}
         for pattern in {r.host for r in self.table.routes}:  # warm the cache at start-up
             if not pattern.startswith("*"):
                 self.get("aasa", pattern)
@@ -81,6 +80,16 @@ class AssociationFiles:
             self._by_host[(kind, host)] = prepared
         return prepared
 
+    def get_raw(self, kind: str, raw_host: bytes) -> Prepared | None:
+        """`get` keyed by the Host header's bytes as sent, so the hot path skips normalizing."""
+        key = (kind, raw_host)
+        if key in self._by_raw_host:
+            return self._by_raw_host[key]
+        prepared = self.get(kind, normalize_host(raw_host.decode("latin-1")))
+        if len(self._by_raw_host) < 4096:  # any Host header can arrive: keep the memo bounded
+            self._by_raw_host[key] = prepared
+        return prepared
+
     def _build(self, kind: str, host: str) -> Prepared | None:
         claims = claims_for(self.table.paths_for_host(host))
         ios, android = self.settings.ios, self.settings.android
@@ -98,11 +107,7 @@ class AssociationFiles:
         return Prepared.json(dumps(doc))
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
+PATH_KIND = {path: "aasa" for path in AASA_PATHS} | {ASSETLINKS_PATH: "assetlinks"}
 
 
 def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
@@ -114,31 +119,27 @@ def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
     return False
 
 
-class AssociationMiddleware:
-    """Answers the association paths before anything else; passes every other request on."""
+def respond(files: AssociationFiles, scope: Scope, kind: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body for an association path; pure apart from the files' memo."""
+    if scope["method"] not in ("GET", "HEAD"):
+        status, headers, body = _error(405, "method_not_allowed", "use GET or HEAD")
+        return status, [*headers, (b"allow", b"GET, HEAD")], body
+    host = if_none_match = None
+    for key, value in scope["headers"]:  # one pass: the two headers this answer depends on
+        if key == b"host":
+            host = bytes(value)
+        elif key == b"if-none-match":
+            if_none_match = bytes(value)
+    prepared = files.get_raw(kind, host) if host else None
+    if prepared is None:
+        return _error(404, "not_found", "no association file is configured for this host")
+    if if_none_match is not None and etag_matches(if_none_match, prepared.etag):
+        return 304, prepared.not_modified_headers, b""
+    return 200, prepared.headers, prepared.body
 
-    def __init__(self, app: ASGIApp, files: AssociationFiles) -> None:
-        self.app = app
-        self.files = files
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or (path not in AASA_PATHS and path != ASSETLINKS_PATH):
-            await self.app(scope, receive, send)
-            return
-        status, headers, body = self.respond(scope, "aasa" if path in AASA_PATHS else "assetlinks")
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
-
-    def respond(self, scope: Scope, kind: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        if scope["method"] not in ("GET", "HEAD"):
-            status, headers, body = _error(405, "method_not_allowed", "use GET or HEAD")
-            return status, [*headers, (b"allow", b"GET, HEAD")], body
-        host = normalize_host((_header(scope, b"host") or b"").decode("latin-1"))
-        prepared = self.files.get(kind, host) if host else None
-        if prepared is None:
-            return _error(404, "not_found", "no association file is configured for this host")
-        if_none_match = _header(scope, b"if-none-match")
-        if if_none_match is not None and etag_matches(if_none_match, prepared.etag):
-            return 304, prepared.not_modified_headers, b""
-        return 200, prepared.headers, prepared.body
+async def serve(files: AssociationFiles, scope: Scope, send: Send) -> None:
+    """Answer an association path (scope["path"] in PATH_KIND) directly, without any routing."""
+    status, headers, body = respond(files, scope, PATH_KIND[scope["path"]])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})

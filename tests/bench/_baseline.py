@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 BODY = Path(os.environ.get("BENCH_BODY_FILE", "/dev/null")).read_bytes()
-HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode()),
-           (b"etag", b'"baseline"'), (b"cache-control", b"public, max-age=300")]
+# The same response headers as the subject (name → value), so both put the same bytes on the wire.
+HEADERS = [(k.encode(), v.encode()) for k, v in json.loads(os.environ.get("BENCH_HEADERS", "{}")).items()]
 
 
 async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
