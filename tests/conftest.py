@@ -9,6 +9,8 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, async_playwright
 
+from router.amazon_pay import generate_key_pair
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -29,3 +31,13 @@ async def browser() -> AsyncIterator[Browser]:
         chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         await chromium.close()
+
+
+@pytest.fixture(scope="session")
+def key_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An RSA key pair on disk (private.pem, public.pem): the merchant's Amazon Pay key in tests."""
+    directory = tmp_path_factory.mktemp("keys")
+    private_pem, public_pem = generate_key_pair()
+    (directory / "private.pem").write_bytes(private_pem)
+    (directory / "public.pem").write_bytes(public_pem)
+    return directory / "private.pem", directory / "public.pem"

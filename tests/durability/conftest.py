@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from router.amazon_pay import create_emulator_app, generate_key_pair
+from router.amazon_pay import create_emulator_app
 from router.amazon_pay.emulator import Emulator as EmulatorCore
 from router.amazon_pay.emulator_state import Charge
 from router.amazon_pay.keys import load_public_key
@@ -148,15 +148,6 @@ class Emulator:
 
     def wait_for(self, predicate: Callable[[], bool], what: str, timeout: float = 15) -> None:
         wait_until(predicate, what, timeout)
-
-
-@pytest.fixture(scope="session")
-def key_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("durability-keys")
-    private_pem, public_pem = generate_key_pair()
-    (directory / "private.pem").write_bytes(private_pem)
-    (directory / "public.pem").write_bytes(public_pem)
-    return directory / "private.pem", directory / "public.pem"
 
 
 @pytest.fixture

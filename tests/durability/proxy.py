@@ -1,10 +1,5 @@
-"""A TCP forwarder on its own thread and event loop, for cutting a router off its database.
-
-`stop()` drops the listener and every open connection (a crashed server); `start()` listens on the
-same port again. `freeze()` keeps connections open but holds every byte (a hung network): nothing a
-client sends from then on reaches the server, and `stop()` discards what was held, so a client that
-dies while frozen has written nothing. The methods are blocking calls, so synchronous tests drive it.
-"""
+"""tests.store.tcp_proxy.TcpProxy on its own thread and event loop, driven by blocking calls, so
+synchronous tests can cut a router (a separate process) off its database."""
 
 from __future__ import annotations
 
@@ -14,34 +9,35 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from tests.store.tcp_proxy import TcpProxy
+
 T = TypeVar("T")
 
 
 class ThreadedProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
+        self._proxy = TcpProxy(target_host, target_port)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
         self._thread.start()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._flowing: asyncio.Event | None = None
+
+    @property
+    def port(self) -> int:
+        return self._proxy.port
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
 
     def start(self) -> int:
         """Listen on 127.0.0.1 (the same port as before when restarted); return the port."""
-        return self._call(self._start())
+        return self._call(self._proxy.start())
 
     def stop(self) -> None:
-        self._call(self._stop())
+        self._call(self._proxy.stop())
 
     def freeze(self) -> None:
         """Hold all traffic from now on; connections stay open."""
-        self._call(self._freeze())
+        self._call(self._proxy.freeze())
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -49,46 +45,3 @@ class ThreadedProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
-
-    async def _freeze(self) -> None:
-        assert self._flowing is not None, "start() first"
-        self._flowing.clear()
-
-    async def _start(self) -> int:
-        self._flowing = self._flowing or asyncio.Event()
-        self._flowing.set()  # a restarted proxy forwards again
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.port
-
-    async def _stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in self._writers:
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._writers.clear()
-
-    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        try:
-            server_reader, server_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            client_writer.transport.abort()
-            return
-        self._writers.update((client_writer, server_writer))
-        for reader, writer in ((client_reader, server_writer), (server_reader, client_writer)):
-            task = asyncio.create_task(self._pump(reader, writer))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        assert self._flowing is not None
-        with contextlib.suppress(OSError, asyncio.CancelledError):
-            while data := await reader.read(65536):
-                await self._flowing.wait()
-                writer.write(data)
-                await writer.drain()
-        writer.transport.abort()  # one side closed (or died): the other sees it, as on a real network

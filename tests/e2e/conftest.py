@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from router.amazon_pay import create_emulator_app, generate_key_pair
+from router.amazon_pay import create_emulator_app
 from router.amazon_pay.keys import load_public_key
 from router.app import create_app
 from router.config import Settings, load
@@ -37,15 +37,6 @@ class Emulator:
     def requests(self, operation: str | None = None) -> list[dict[str, Any]]:
         log = httpx.get(f"{self.url}/_emulator/requests").json()["requests"]
         return [r for r in log if operation is None or r.get("operation") == operation]
-
-
-@pytest.fixture(scope="session")
-def key_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("keys")
-    private_pem, public_pem = generate_key_pair()
-    (directory / "private.pem").write_bytes(private_pem)
-    (directory / "public.pem").write_bytes(public_pem)
-    return directory / "private.pem", directory / "public.pem"
 
 
 @pytest.fixture

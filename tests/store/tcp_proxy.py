@@ -1,4 +1,4 @@
-"""A TCP forwarder the tests can cut and restore, to simulate a database server going away."""
+"""A TCP forwarder the tests can cut, freeze and restore, to simulate a database server going away."""
 
 from __future__ import annotations
 
@@ -7,31 +7,44 @@ import contextlib
 
 
 class TcpProxy:
+    """`stop()` drops the listener and every open connection (a crashed server); `start()` listens on
+    the same port again. `freeze()` keeps connections open but holds every byte (a hung network):
+    nothing a client sends from then on reaches the server, and `stop()` discards what was held."""
+
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing: asyncio.Event | None = None
 
     async def start(self) -> int:
         """Listen on 127.0.0.1 (the same port as before when restarted); return the port."""
+        self._flowing = self._flowing or asyncio.Event()
+        self._flowing.set()  # a restarted proxy forwards again
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
+    async def freeze(self) -> None:
+        """Hold all traffic from now on; connections stay open."""
+        assert self._flowing is not None, "start() first"
+        self._flowing.clear()
+
     async def stop(self) -> None:
         """Stop listening and cut every open connection, as a crashed server would."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         for writer in self._writers:
             writer.transport.abort()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._writers.clear()
+        if server is not None:
+            await server.wait_closed()
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:
@@ -45,10 +58,11 @@ class TcpProxy:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._flowing is not None
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
-        writer.transport.abort()
+        writer.transport.abort()  # one side closed (or died): the other sees it, as on a real network
