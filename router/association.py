@@ -59,7 +59,6 @@ class AssociationFiles:
         self.settings = settings
         self.table: RouteTable = settings.route_table
         self._by_patterns: dict[tuple[str, tuple[str, ...]], Prepared | None] = {}
-        self._by_host: dict[tuple[str, str], Prepared | None] = {}
         self._by_raw_host: dict[tuple[str, bytes], Prepared | None] = {}
         for pattern in {r.host for r in self.table.routes}:  # warm the cache at start-up
             if not pattern.startswith("*"):
@@ -67,18 +66,12 @@ class AssociationFiles:
                 self.get("assetlinks", pattern)
 
     def get(self, kind: str, host: str) -> Prepared | None:
-        """The prepared file of `kind` ("aasa" or "assetlinks") for `host`, or None (not served there)."""
-        found = self._by_host.get((kind, host))
-        if found is not None:
-            return found
+        """The prepared file of `kind` ("aasa" or "assetlinks") for a normalized `host`, or None."""
         patterns = self.table.host_patterns(host)
         key = (kind, patterns)
         if key not in self._by_patterns:
             self._by_patterns[key] = self._build(kind, host) if patterns else None
-        prepared = self._by_patterns[key]
-        if len(self._by_host) < 4096:  # any Host header can arrive: keep the memo bounded
-            self._by_host[(kind, host)] = prepared
-        return prepared
+        return self._by_patterns[key]
 
     def get_raw(self, kind: str, raw_host: bytes) -> Prepared | None:
         """`get` keyed by the Host header's bytes as sent, so the hot path skips normalizing."""
