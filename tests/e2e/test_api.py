@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from .conftest import TOKEN, Emulator, Router
+from router.amazon_pay.keys import load_public_key
+from router.amazon_pay.signing import ALGORITHM_V2, string_to_sign, verify
+from router.app import create_app
+from router.config import Settings
+from tests.support import serve_app
+
+from .conftest import KEY_ID, TOKEN, Emulator, Router
 
 
 def finalize(router: Router, session_id: str, ref: str) -> httpx.Response:
@@ -169,3 +179,31 @@ def test_a_session_amazon_does_not_know_does_not_block_the_ref(router: Router, e
     assert bogus.status_code == 404 and bogus.json()["error"]["code"] == "unknown_session"
     real = finalize(router, emulator.create_session(), ref)  # the genuine return still binds and pays
     assert real.status_code == 200 and real.json()["state"] == "completed"
+
+
+def test_signed_button_payload_when_store_id_is_set(make_settings: Callable[..., Settings],
+                                                    key_files: tuple[Path, Path]) -> None:
+    settings = make_settings('store_id = "amzn1.application-oa2-client.0123456789abcdef"\n')
+    with serve_app(create_app(settings, background=False)) as url:
+        body = Router(url).register(amount="1000", currency="JPY")
+    button = body["button"]
+    assert button["publicKeyId"] == KEY_ID and button["algorithm"] == ALGORITHM_V2
+    payload = json.loads(button["payloadJSON"])
+    assert payload["storeId"] == "amzn1.application-oa2-client.0123456789abcdef"
+    assert payload["webCheckoutDetails"]["checkoutResultReturnUrl"] == body["returnUrls"]["checkoutResultReturnUrl"]
+    assert payload["paymentDetails"]["chargeAmount"] == {"amount": "1000", "currencyCode": "JPY"}
+    public_key = load_public_key(key_files[1].read_bytes())
+    signed = string_to_sign(ALGORITHM_V2, button["payloadJSON"])  # Amazon's button scheme: hash of the JSON
+    assert verify(public_key, ALGORITHM_V2, signed, button["signature"])
+    assert not verify(public_key, ALGORITHM_V2, signed.replace("V2", "V2 "), button["signature"])
+
+
+def test_checkouts_expire(make_settings: Callable[..., Settings], emulator: Emulator) -> None:
+    settings = make_settings("\n[checkout]\nttl_hours = 0.0002\n")  # 0.72 s
+    with serve_app(create_app(settings, background=False)) as url:
+        router = Router(url)
+        ref = router.register()["ref"]
+        time.sleep(1.0)
+        answer = finalize(router, emulator.create_session(), ref)
+        assert answer.status_code == 410 and answer.json()["error"]["code"] == "checkout_expired"
+    assert emulator.requests("finalizeCheckoutSession") == []  # nothing was sent to Amazon
