@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+
+from starlette.types import Scope, Send
 
 from well_known import build_aasa, build_assetlinks, dumps
 
 from .config import Settings, claims_for
 from .routing import RouteTable, normalize_host
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Send = Callable[[Message], Awaitable[None]]
 
 AASA_PATHS = frozenset({"/.well-known/apple-app-site-association", "/apple-app-site-association"})
 ASSETLINKS_PATH = "/.well-known/assetlinks.json"

@@ -33,12 +33,10 @@ from .store.base import (
     DECLINED,
     EXPIRED,
     FAILED,
-    FINAL_STATES,
     PENDING,
     Checkout,
     LeaseLost,
     NotFound,
-    SessionConflict,
     Store,
 )
 
@@ -421,13 +419,3 @@ class CheckoutService:
             return await self._settle(checkout, None, EXPIRED, {"reason_code": "Expired"})
         except LeaseLost:
             return checkout
-
-
-def is_final(checkout: Checkout) -> bool:
-    return checkout.state in FINAL_STATES
-
-
-__all__ = [
-    "Busy", "CheckoutService", "NewCheckout", "Outcome", "SessionConflict", "UnknownRef",
-    "finalize_payload", "idempotency_key",
-]

@@ -77,9 +77,6 @@ class RouteTable:
         host = normalize_host(host)
         return tuple(p for p in self._patterns if host_pattern_matches(p, host))
 
-    def knows_host(self, host: str) -> bool:
-        return bool(self.host_patterns(host))
-
     def paths_for_host(self, host: str) -> list[Route]:
         """Every route that serves on `host`, one per path, in configuration order."""
         host = normalize_host(host)
