@@ -7,30 +7,28 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
-from .amazon_pay import AmazonPayClient, ClientConfig, RetryPolicy, create_emulator_app, generate_key_pair
-from .amazon_pay.keys import load_private_key, load_public_key
-from .api import Api, error_response
-from .association import PATH_KIND, AssociationFiles
-from .association import serve as serve_association
-from .button import ButtonSigner
-from .checkout import CheckoutService
-from .config import Settings
-from .demo import Demo
-from .flows import Flows
-from .metrics import METRICS
-from .reconciler import Reconciler
-from .store import open_store
-from .store.base import Store, StoreUnavailable
-from .webhooks import WebhookWorker
+from router.amazon_pay import AmazonPayClient, ClientConfig, RetryPolicy, create_emulator_app, generate_key_pair
+from router.amazon_pay.keys import load_private_key, load_public_key
+from router.checkout.button import ButtonSigner
+from router.checkout.reconciler import Reconciler
+from router.checkout.service import CheckoutService
+from router.config import Settings
+from router.metrics import METRICS
+from router.store import open_store
+from router.store.base import Store, StoreUnavailable
+from router.web.api import Api, error_response
+from router.web.association import AssociationFiles, AssociationMiddleware
+from router.web.demo import Demo
+from router.web.flows import Flows
+from router.webhooks.worker import WebhookWorker
 
 log = logging.getLogger("router.app")
 
@@ -77,15 +75,16 @@ def build_amazon(settings: Settings) -> tuple[AmazonPayClient, Starlette | None,
 def create_app(settings: Settings, *, background: bool = True) -> Starlette:
     store = open_store(settings.storage.url)
     amazon, emulator, button = build_amazon(settings)
+    webhooks = None
+    if background and settings.merchant.webhook_url and settings.merchant.webhook_secret:
+        webhooks = WebhookWorker(store, settings.merchant.webhook_url, settings.merchant.webhook_secret)
     service = CheckoutService(store, amazon, ttl_seconds=settings.checkout.ttl_seconds,
-                              lease_seconds=settings.checkout.lease_seconds)
-    runtime = Runtime(settings, store, amazon, service, emulator)
+                              lease_seconds=settings.checkout.lease_seconds,
+                              on_event=webhooks.notify if webhooks else None)
+    runtime = Runtime(settings, store, amazon, service, emulator, webhooks)
     if background:
         runtime.reconciler = Reconciler(service, interval=settings.checkout.reconcile_interval_seconds,
                                         resume_after=settings.checkout.resume_after_seconds)
-        if settings.merchant.webhook_url and settings.merchant.webhook_secret:
-            runtime.webhooks = WebhookWorker(store, settings.merchant.webhook_url, settings.merchant.webhook_secret)
-            service.on_event = runtime.webhooks.notify
     table = settings.route_table
     flows = Flows(service, settings)
     api = Api(service, table, settings.merchant.api_token, button, https_only=not settings.demo)
@@ -142,26 +141,11 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
                 await runtime.webhooks.aclose()
             await store.close()
 
-    app = ReturnRouterApp(
-        AssociationFiles(settings),
+    app = Starlette(
         routes=routes,
+        middleware=[Middleware(AssociationMiddleware, files=AssociationFiles(settings))],
         exception_handlers={StoreUnavailable: unavailable, Exception: internal_error},
         lifespan=lifespan,
     )
     app.state.runtime = runtime
     return app
-
-
-class ReturnRouterApp(Starlette):
-    """Starlette with the association files answered first, underneath every middleware and route:
-    Apple's and Google's fetchers (and any CDN) get precomputed bytes at raw-ASGI speed."""
-
-    def __init__(self, association: AssociationFiles, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.association = association
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in PATH_KIND:
-            await serve_association(self.association, scope, send)
-            return
-        await super().__call__(scope, receive, send)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from router.config import Settings
+from router.web.association import AssociationFiles
 from well_known import Problem, check_host, validate_aasa, validate_assetlinks
-
-from .association import AssociationFiles
-from .config import Settings
 
 
 async def check_settings(settings: Settings, *, remote: bool, out: TextIO) -> list[Problem]:

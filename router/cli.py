@@ -17,9 +17,9 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 
-from .config import ConfigError, Settings, load
-from .demo import demo_settings
-from .redact import mask
+from router.config import ConfigError, Settings, load
+from router.redact import mask
+from router.web.demo import demo_settings
 
 CONFIG_ENV = "RETURN_ROUTER_CONFIG"
 ROUTE_WORD = re.compile(r"[a-z.-]+")  # "checkout-sessions", "apple-app-site-association": not identifiers
@@ -36,7 +36,7 @@ def _load_or_exit(path: str) -> Settings:
 
 def app_factory() -> Starlette:
     """For uvicorn workers: the config path travels in an environment variable."""
-    from .app import create_app
+    from router.app import create_app
 
     quiet_logs()  # worker processes configure logging anew
     path = os.environ.get(CONFIG_ENV)
@@ -65,7 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from .amazon_pay.emulator import run
+    from router.amazon_pay.emulator.app import run
 
     try:
         run(args.host, args.port, args.public_key, args.tls_certfile, args.tls_keyfile)
@@ -76,7 +76,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .checks import check_settings
+    from router.checks import check_settings
 
     settings = _load_or_exit(args.config)
     problems = asyncio.run(check_settings(settings, remote=args.remote, out=sys.stdout))
@@ -89,7 +89,7 @@ def cmd_config_example(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from .amazon_pay import generate_key_pair
+    from router.amazon_pay import generate_key_pair
 
     private_pem, public_pem = generate_key_pair()
     private_path, public_path = Path(f"{args.out}-private.pem"), Path(f"{args.out}-public.pem")
@@ -105,8 +105,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    from .store import open_store
-    from .webhooks import list_events, redeliver
+    from router.store import open_store
+    from router.webhooks.admin import list_events, redeliver
 
     settings = _load_or_exit(args.config)
 

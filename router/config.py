@@ -14,21 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from router.amazon_pay.keys import load_private_key
+from router.amazon_pay.signing import ALGORITHM_V1, ALGORITHM_V2, normalize_region
+from router.checkout.model import SESSION_ID_PARAMS
+from router.validators import ANDROID_PACKAGE, APP_STORE_ID, DNS_NAME, is_http_url
+from router.web.routing import Flow, Route, RouteTable, normalize_host
 from well_known import PathClaim, build_aasa, dumps, is_valid_app_id, normalize_fingerprint
-
-from .amazon_pay.keys import load_private_key
-from .amazon_pay.signing import ALGORITHM_V1, ALGORITHM_V2, normalize_region
-from .routing import Flow, Route, RouteTable, normalize_host
 
 AASA_MAX_BYTES = 128 * 1024
 ALGORITHMS = (ALGORITHM_V1, ALGORITHM_V2)
-SESSION_ID_PARAMS = ("amazonCheckoutSessionId", "CheckoutSessionId", "checkoutSessionId")
 
-_HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 # RFC 3986 path characters, without the AASA wildcards "*" and "?".
 _PATH_RE = re.compile(r"^(/[A-Za-z0-9\-._~!$&'()+,;=:@]*)+$")
-_APP_STORE_ID_RE = re.compile(r"^[0-9]{1,12}$")
-_PACKAGE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
 
 
 class ConfigError(Exception):
@@ -243,7 +240,7 @@ class _Reader:
             if not is_valid_app_id(app_id):
                 self.fail(f"ios.appclips[{i}]", f"{app_id!r} is not TEAMID.bundle.id")
         store_id = self.get(section, "ios", "app_store_id", str)
-        if store_id is not None and not _APP_STORE_ID_RE.match(store_id):
+        if store_id is not None and not APP_STORE_ID.fullmatch(store_id):
             self.fail("ios.app_store_id", "must be the numeric App Store id, e.g. \"1234567890\"")
             store_id = None
         open_host = self.host(section.get("open_in_app_host"), "ios.open_in_app_host", wildcard=False)
@@ -261,7 +258,7 @@ class _Reader:
         if section is None:
             return None
         package = self.get(section, "android", "package", str, "", required=True)
-        if package and not _PACKAGE_RE.match(package):
+        if package and not ANDROID_PACKAGE.fullmatch(package):
             self.fail("android.package", f"{package!r} is not an Android application id like com.example.shop")
         raw = self.strings(section, "android", "sha256_cert_fingerprints", required=True)
         if "sha256_cert_fingerprints" in section and not raw:
@@ -292,7 +289,7 @@ class _Reader:
         if wildcard and host == "*":
             return host
         bare = host[2:] if wildcard and host.startswith("*.") else host
-        if ":" in host or "/" in host or not _HOST_RE.match(bare):
+        if ":" in host or "/" in host or not DNS_NAME.fullmatch(bare):
             allowed = 'a host name like "pay.example.com"' + (', "*.example.com" or "*"' if wildcard else "")
             self.fail(key, f"{value!r} is not {allowed} (no scheme, port or path)")
             return None
@@ -382,7 +379,7 @@ class _Reader:
         if algorithm not in ALGORITHMS:
             self.fail(f"{p}.algorithm", f"must be one of {', '.join(ALGORITHMS)}")
         endpoint = self.get(section, p, "endpoint", str)
-        if endpoint is not None and not re.match(r"^https?://[^/\s]+", endpoint):
+        if endpoint is not None and not is_http_url(endpoint):
             self.fail(f"{p}.endpoint", "must be an http:// or https:// URL")
         numbers = {k: self.positive(section, p, k, t) for k, t in
                    (("max_attempts", int), ("connect_timeout", float), ("read_timeout", float),
@@ -437,13 +434,13 @@ class _Reader:
         section = self.table(data, "merchant", allowed) or {}
         p = "merchant"
         webhook_url = self.get(section, p, "webhook_url", str)
-        if webhook_url is not None and not re.match(r"^https?://[^/\s]+", webhook_url):
+        if webhook_url is not None and not is_http_url(webhook_url):
             self.fail(f"{p}.webhook_url", "must be an http:// or https:// URL")
         secret = self.secret(section, p, "webhook_secret_env")
         if webhook_url is not None and "webhook_secret_env" not in section:
             self.fail(f"{p}.webhook_secret_env", "is required with webhook_url: webhooks are always signed")
         shop_url = self.get(section, p, "shop_url", str)
-        if shop_url is not None and not re.match(r"^https?://[^/\s]+", shop_url):
+        if shop_url is not None and not is_http_url(shop_url):
             self.fail(f"{p}.shop_url", "must be an http:// or https:// URL")
         return MerchantSettings(
             name=self.get(section, p, "name", str, "Shop"),

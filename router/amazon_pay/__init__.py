@@ -3,12 +3,12 @@
 Self-contained: nothing here imports the rest of `router`.
 """
 
-from .client import AmazonPayClient, serialize_payload, validate_idempotency_key
-from .emulator import create_emulator_app, run
-from .errors import AmazonPayError, AmazonPayProtocolError, AmazonPayTransportError
-from .keys import generate_key_pair, load_private_key, load_public_key
-from .models import Amount, Charge, CheckoutSession, ClientConfig, FinalizeResult, RetryPolicy, mask_id
-from .signing import (
+from router.amazon_pay.client import AmazonPayClient, serialize_payload, validate_idempotency_key
+from router.amazon_pay.emulator.app import create_emulator_app, run
+from router.amazon_pay.errors import AmazonPayError, AmazonPayProtocolError, AmazonPayTransportError
+from router.amazon_pay.keys import generate_key_pair, load_private_key, load_public_key
+from router.amazon_pay.models import Amount, Charge, CheckoutSession, ClientConfig, FinalizeResult, RetryPolicy, mask_id
+from router.amazon_pay.signing import (
     ALGORITHM_V1,
     ALGORITHM_V2,
     AmazonPayAuth,

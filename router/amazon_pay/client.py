@@ -21,10 +21,10 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from .errors import AmazonPayError, AmazonPayProtocolError, AmazonPayTransportError
-from .models import Charge, CheckoutSession, ClientConfig, FinalizeResult, mask_id
-from .retry import next_delay, parse_retry_after
-from .signing import IDEMPOTENCY_HEADER, REGION_HOSTS, AmazonPayAuth
+from router.amazon_pay.errors import AmazonPayError, AmazonPayProtocolError, AmazonPayTransportError
+from router.amazon_pay.models import Charge, CheckoutSession, ClientConfig, FinalizeResult, mask_id
+from router.amazon_pay.retry import next_delay, parse_retry_after
+from router.amazon_pay.signing import IDEMPOTENCY_HEADER, REGION_HOSTS, AmazonPayAuth
 
 LOGGER = logging.getLogger("router.amazon_pay")
 USER_AGENT = "return-router-amazon-pay/0.1 (Python)"

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from .signing import ALGORITHM_V2, normalize_region, salt_length
+from router.amazon_pay.signing import ALGORITHM_V2, normalize_region, salt_length
 
 Environment = Literal["live", "sandbox"]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from .models import RetryPolicy
+from router.amazon_pay.models import RetryPolicy
 
 
 def backoff_delay(policy: RetryPolicy, attempt: int, rand: Callable[[], float]) -> float:

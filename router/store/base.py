@@ -1,4 +1,7 @@
-"""The Store protocol: what the checkout orchestrator and the webhook worker need from persistence.
+"""The Store protocol: what the checkout service and the webhook worker need from persistence.
+
+It persists the domain's types (router.checkout.model) and raises the domain's errors
+(NotFound, DuplicateRef, SessionConflict, LeaseLost); StoreUnavailable is its own.
 
 Every method is one transaction. Times are Unix seconds (float) passed in by the caller, so the
 backends hold no clock of their own and tests control time.
@@ -10,47 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-# Checkout states. `created` waits for the buyer's return; the others record what Amazon said.
-CREATED = "created"
-PENDING = "pending"  # finalize answered 202: authorization pending at Amazon
-COMPLETED = "completed"  # finalize answered 200, session Completed
-AUTHORIZED = "authorized"  # a pending authorization became Authorized (or Captured)
-DECLINED = "declined"
-CANCELED = "canceled"  # the buyer canceled (cancel URL, or session Canceled/BuyerCanceled)
-EXPIRED = "expired"
-FAILED = "failed"  # Amazon refused the finalize for a reason the buyer cannot fix by retrying
-
-STATES = (CREATED, PENDING, COMPLETED, AUTHORIZED, DECLINED, CANCELED, EXPIRED, FAILED)
-FINAL_STATES = frozenset({COMPLETED, AUTHORIZED, DECLINED, CANCELED, EXPIRED, FAILED})
+from router.checkout.model import Checkout, State
 
 EventStatus = Literal["pending", "delivered", "failed"]
-
-
-@dataclass(frozen=True)
-class Checkout:
-    """A checkout registered by the merchant, and what became of it."""
-
-    ref: str
-    merchant_reference: str
-    amount: str  # decimal string in the currency's exact format ("14.00", "1000")
-    currency: str
-    payment_intent: str  # Confirm | Authorize | AuthorizeWithCapture
-    can_handle_pending: bool
-    created_at: float
-    expires_at: float
-    state: str = CREATED
-    updated_at: float = 0.0
-    total_order_amount: str | None = None
-    supplementary_data: str | None = None
-    checkout_session_id: str | None = None
-    charge_id: str | None = None
-    charge_permission_id: str | None = None
-    reason_code: str | None = None
-    # Buyer-facing summary of Amazon's answer (buyer name, masked email, descriptor, billing address).
-    result: Mapping[str, Any] | None = None
-    lease_owner: str | None = None
-    lease_until: float | None = None
-    version: int = 0
 
 
 # Columns a transition may change (besides `state`, which is always set).
@@ -92,22 +57,6 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached or is locked for too long; the caller answers 503."""
 
 
-class NotFound(StoreError):
-    pass
-
-
-class DuplicateRef(StoreError):
-    pass
-
-
-class SessionConflict(StoreError):
-    """The ref is bound to another checkout session, or the session to another ref."""
-
-
-class LeaseLost(StoreError):
-    """The caller no longer holds the finalize lease (it expired and someone else took it)."""
-
-
 class Store(Protocol):
     async def open(self) -> None:
         """Connect and apply pending schema migrations (safe when several instances start at once)."""
@@ -147,7 +96,7 @@ class Store(Protocol):
         *,
         owner: str | None,
         now: float,
-        state: str,
+        state: State,
         changes: Mapping[str, Any] | None = None,
         events: Sequence[NewEvent] = (),
     ) -> Checkout:
@@ -159,7 +108,7 @@ class Store(Protocol):
         """
 
     async def list_checkouts(
-        self, states: Sequence[str], *, now: float, bound_only: bool = True, limit: int = 100
+        self, states: Sequence[State], *, now: float, bound_only: bool = True, limit: int = 100
     ) -> list[Checkout]:
         """Checkouts in `states` whose lease is free or expired, oldest update first (reconciler)."""
 

@@ -21,18 +21,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import asyncpg.pool
 
+from router.checkout.model import Checkout, CheckoutError, DuplicateRef, LeaseLost, NotFound, SessionConflict
 from router.store import migrations
-from router.store.base import (
-    Checkout,
-    DuplicateRef,
-    LeaseLost,
-    NewEvent,
-    NotFound,
-    OutboxEvent,
-    SessionConflict,
-    StoreError,
-    StoreUnavailable,
-)
+from router.store.base import NewEvent, OutboxEvent, StoreError, StoreUnavailable
 from router.store.records import (
     CHECKOUT_COLUMNS,
     check_state,
@@ -417,7 +408,7 @@ class PostgresStore:
         return int(status.rsplit(" ", 1)[1])
 
 
-def _unique(exc: asyncpg.UniqueViolationError) -> StoreError:
+def _unique(exc: asyncpg.UniqueViolationError) -> StoreError | CheckoutError:
     constraint = exc.constraint_name
     if constraint == "checkouts_pkey":
         return DuplicateRef("a checkout with this ref exists")

@@ -9,7 +9,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from router.store.base import MUTABLE_FIELDS, STATES, Checkout, NewEvent, OutboxEvent
+from router.checkout.model import STATES, Checkout, State
+from router.store.base import MUTABLE_FIELDS, NewEvent, OutboxEvent
 
 CHECKOUT_COLUMNS = (
     "ref",
@@ -117,6 +118,7 @@ def checkout_from_row(row: Row) -> Checkout:
     values = {name: row[name] for name in CHECKOUT_COLUMNS}
     values["can_handle_pending"] = bool(values["can_handle_pending"])
     values["result"] = decode_result(values["result"])
+    values["state"] = State(values["state"])
     for name in ("created_at", "expires_at", "updated_at"):
         values[name] = float(values[name])
     values["lease_until"] = _float_or_none(values["lease_until"])

@@ -22,18 +22,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from router.checkout.model import Checkout, CheckoutError, DuplicateRef, LeaseLost, NotFound, SessionConflict
 from router.store import migrations
-from router.store.base import (
-    Checkout,
-    DuplicateRef,
-    LeaseLost,
-    NewEvent,
-    NotFound,
-    OutboxEvent,
-    SessionConflict,
-    StoreError,
-    StoreUnavailable,
-)
+from router.store.base import NewEvent, OutboxEvent, StoreError, StoreUnavailable
 from router.store.records import (
     check_state,
     checkout_from_row,
@@ -183,7 +174,7 @@ class SQLiteStore:
             raise StoreUnavailable("SQLite store is not open")
         try:
             return fn(self._conn)
-        except StoreError:
+        except (StoreError, CheckoutError):
             raise
         except Exception as exc:
             if _unavailable(exc):
@@ -264,7 +255,7 @@ class SQLiteStore:
     def _open_in_thread(self) -> Conn:
         try:
             return self._connect()
-        except StoreError:
+        except (StoreError, CheckoutError):
             raise
         except Exception as exc:
             if _unavailable(exc):
@@ -440,7 +431,7 @@ def _update_event(conn: Conn, sql: str, params: Mapping[str, Any]) -> None:
             raise NotFound("unknown event id")
 
 
-def _integrity(exc: sqlite3.IntegrityError) -> StoreError:
+def _integrity(exc: sqlite3.IntegrityError) -> StoreError | CheckoutError:
     message = str(exc)
     if "checkouts.ref" in message:
         return DuplicateRef("a checkout with this ref exists")

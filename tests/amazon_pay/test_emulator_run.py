@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from router.amazon_pay import AmazonPayClient, create_emulator_app
-from router.amazon_pay.emulator import parse_public_key_args, run
+from router.amazon_pay.emulator.app import parse_public_key_args, run
 from tests.amazon_pay.helpers import ORDER, KeyPair, make_config
 from tests.support import free_port, serve_app
 
@@ -95,7 +95,7 @@ def https_emulator(keys: KeyPair, tmp_path: Path) -> Iterator[tuple[str, ssl.SSL
     (tmp_path / "pub.pem").write_bytes(keys.public_pem)
     port = free_port()
     code = (
-        "import sys; from router.amazon_pay.emulator import run; "
+        "import sys; from router.amazon_pay.emulator.app import run; "
         "run('127.0.0.1', int(sys.argv[1]), [sys.argv[2]], sys.argv[3], sys.argv[4])"
     )
     args = [

@@ -7,7 +7,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from router.pages import PageView, detect_platform, render_page
+from router.web.pages import PageView
+from router.web.platform import detect_platform
+from router.web.render import render_page
 
 VIEW = PageView(kind="canceled", merchant_name="Example Shop", merchant_reference="order-1", amount="14.00",
                 currency="USD", return_url="https://shop.example.com/cart")

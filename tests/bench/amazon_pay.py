@@ -1,6 +1,6 @@
 """Amazon Pay client: finalize calls/s against the emulator, and the client's own CPU cost per call.
 
-The emulator runs in a subprocess (uvicorn, via `router.amazon_pay.emulator.run`) so the client's
+The emulator runs in a subprocess (uvicorn, via `router.amazon_pay.emulator.app.run`) so the client's
 CPU time is measured alone. Baselines from the same run:
 - throughput: a bare httpx POST of the same bytes to the same URL, unsigned (the emulator answers
   400 MissingHeader without RSA work), at the same concurrency;
@@ -48,7 +48,7 @@ def emulator_process(public_pem: bytes) -> Iterator[str]:
         key_file.write_bytes(public_pem)
         port = free_port()
         code = (
-            "import sys; from router.amazon_pay.emulator import run; "
+            "import sys; from router.amazon_pay.emulator.app import run; "
             "run('127.0.0.1', int(sys.argv[1]), [sys.argv[2]], None, None)"
         )
         proc = subprocess.Popen(

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from router.store.base import COMPLETED, NewEvent
+from router.checkout.model import State
+from router.store.base import NewEvent
 from router.store.sqlite import Conn, SQLiteStore
 from tests.store.conftest import checkout
 
@@ -54,7 +55,7 @@ async def run(store: SQLiteStore, synchronous: str) -> float:
                 ref = f"r{queue.pop()}"
                 await store.try_lease(ref, "w", now=1.0, ttl=30.0)
                 await store.transition(
-                    ref, owner="w", now=2.0, state=COMPLETED, events=[NewEvent(f"e-{ref}", "t", 2.0, b"{}")]
+                    ref, owner="w", now=2.0, state=State.COMPLETED, events=[NewEvent(f"e-{ref}", "t", 2.0, b"{}")]
                 )
                 await store.get_checkout(ref)
 

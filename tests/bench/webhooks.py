@@ -16,10 +16,11 @@ from pathlib import Path
 
 import httpx
 
-from router.events import event_for
+from router.checkout.events import event_for
+from router.checkout.model import Checkout, State
 from router.store import open_store
-from router.store.base import COMPLETED, Checkout, NewEvent, OutboxEvent, Store
-from router.webhooks import WebhookWorker, post_event
+from router.store.base import NewEvent, OutboxEvent, Store
+from router.webhooks.worker import WebhookWorker, post_event
 
 from ._load import server_process
 
@@ -36,7 +37,7 @@ def make_events(count: int, now: float) -> list[tuple[Checkout, NewEvent]]:
         checkout = Checkout(ref=f"bench_{i:06d}_abcdefghijklmnop", merchant_reference=f"order-{i}",
                             amount="14.00", currency="USD", payment_intent="AuthorizeWithCapture",
                             can_handle_pending=True, created_at=now, expires_at=now + 3600, updated_at=now)
-        event = event_for(replace(checkout, state=COMPLETED), now)
+        event = event_for(replace(checkout, state=State.COMPLETED), now)
         assert event is not None
         pairs.append((checkout, event))
     return pairs
@@ -46,7 +47,7 @@ async def fill(store: Store, pairs: list[tuple[Checkout, NewEvent]], now: float)
     """Write each checkout and its event the way the orchestrator does (one transaction per change)."""
     for checkout, event in pairs:
         await store.create_checkout(checkout)
-        await store.transition(checkout.ref, owner=None, now=now, state=COMPLETED, events=[event])
+        await store.transition(checkout.ref, owner=None, now=now, state=State.COMPLETED, events=[event])
 
 
 async def outbox_run(db: Path, url: str, batch: int) -> tuple[float, int]:

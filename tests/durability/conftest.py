@@ -33,12 +33,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from router.amazon_pay import create_emulator_app
-from router.amazon_pay.emulator import Emulator as EmulatorCore
-from router.amazon_pay.emulator_state import Charge
+from router.amazon_pay.emulator.app import Emulator as EmulatorCore
+from router.amazon_pay.emulator.state import Charge
 from router.amazon_pay.keys import load_public_key
+from router.checkout.model import Checkout
 from router.store import open_store
-from router.store.base import Checkout, OutboxEvent, Store
-from router.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
+from router.store.base import OutboxEvent, Store
+from router.webhooks.signature import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
 from tests.router.conftest import BASE_CONFIG
 from tests.store.conftest import postgres_backend
 from tests.support import free_port, serve_app

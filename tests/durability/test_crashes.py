@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from router.checkout import idempotency_key
+from router.checkout.service import idempotency_key
 
 from .conftest import (
     LEASE_SECONDS,

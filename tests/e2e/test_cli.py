@@ -86,9 +86,9 @@ def test_events_list_and_redeliver(tmp_path: Path) -> None:
     import asyncio
     import json
 
-    from router.events import event_for
+    from router.checkout.events import event_for
+    from router.checkout.model import Checkout, State
     from router.store import open_store
-    from router.store.base import COMPLETED, Checkout
 
     config = tmp_path / "rr.toml"
     config.write_text(BASE_CONFIG + f'\n[storage]\nurl = "sqlite:///{tmp_path}/ev.db"\n')
@@ -100,9 +100,9 @@ def test_events_list_and_redeliver(tmp_path: Path) -> None:
             checkout = Checkout(ref="r" * 32, merchant_reference="o", amount="1", currency="JPY",
                                 payment_intent="Confirm", can_handle_pending=False, created_at=1.0, expires_at=9e9)
             await store.create_checkout(checkout)
-            event = event_for(replace(checkout, state=COMPLETED), 2.0)
+            event = event_for(replace(checkout, state=State.COMPLETED), 2.0)
             assert event is not None
-            await store.transition(checkout.ref, owner=None, now=2.0, state=COMPLETED, events=[event])
+            await store.transition(checkout.ref, owner=None, now=2.0, state=State.COMPLETED, events=[event])
             claimed = await store.claim_events("w", 3.0, 60, 10)
             await store.event_failed(claimed[0].id, "w", 3.0, "HTTP 500", None)
             return event.id

@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage
 
 from router.app import create_app
-from router.demo import demo_settings
+from router.web.demo import demo_settings
 from tests.support import serve_app
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

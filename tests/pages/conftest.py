@@ -12,16 +12,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from router.pages import (
-    PAGE_KINDS,
-    AppLinks,
-    DemoView,
-    alternate_host_url,
-    demo_response,
-    page_response,
-    parse_demo_form,
-    security_headers,
-)
+from router.web.demo_page import DemoView, demo_response, parse_demo_form
+from router.web.links import alternate_host_url
+from router.web.pages import PAGE_KINDS, AppLinks
+from router.web.render import page_response, security_headers
 from tests.pages.samples import ANDROID_PACKAGE, APP_STORE_ID, HOSTILE, sample_view
 from tests.support import serve_app
 

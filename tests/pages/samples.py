@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router.pages import AppLinks, PageKind, PageView
+from router.web.pages import AppLinks, PageKind, PageView
 
 # Real User-Agent strings as sent by the named browsers / in-app browsers.
 UA = {

@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 from playwright.async_api import ConsoleMessage, Page, Request, Response
 
-from router.i18n import LOCALES
-from router.pages import DEFAULT_STATUS, DEMO_SCENARIOS, PAGE_KINDS, intent_url, templates_dir
+from router.web.demo_page import DEMO_SCENARIOS
+from router.web.i18n import LOCALES
+from router.web.links import intent_url
+from router.web.pages import DEFAULT_STATUS, PAGE_KINDS
+from router.web.render import templates_dir
 from tests.pages.conftest import OPEN_HOST, Contexts
 from tests.pages.samples import ANDROID_PACKAGE, APP_STORE_ID, HOSTILE, UA
 

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from router.pages import DEFAULT_STATUS, PAGE_KINDS, security_headers
+from router.web.pages import DEFAULT_STATUS, PAGE_KINDS
+from router.web.render import security_headers
 from tests.pages.conftest import PUBLIC_HOST
 from tests.pages.samples import ANDROID_PACKAGE, UA
 

@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.i18n import LOCALES, detect_locale, load_catalog, load_catalogs, translator
-from router.pages import DEMO_SCENARIOS, PAGE_KINDS, templates_dir
+from router.web.demo_page import DEMO_SCENARIOS
+from router.web.i18n import LOCALES, detect_locale, load_catalog, load_catalogs, translator
+from router.web.pages import PAGE_KINDS
+from router.web.render import templates_dir
 
 
 @pytest.mark.parametrize(

@@ -15,29 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import router
-from router.i18n import LOCALES, Locale
-from router.pages import (
-    DEFAULT_REFRESH_SECONDS,
-    DEMO_AMOUNTS,
-    DEMO_SCENARIOS,
-    PAGE_KINDS,
-    AppLinks,
-    DemoView,
-    PageView,
-    alternate_host_url,
-    build_context,
-    format_amount,
-    get_environment,
-    intent_url,
-    mask_email,
-    parse_demo_choice,
-    parse_demo_form,
-    render_demo,
-    render_page,
-    security_headers,
-    templates_dir,
-)
-from router.platform import Platform, detect_platform
+from router.checkout.money import format_amount
+from router.redact import mask_email
+from router.web.demo_page import DEMO_AMOUNTS, DEMO_SCENARIOS, DemoView, parse_demo_choice, parse_demo_form, render_demo
+from router.web.i18n import LOCALES, Locale
+from router.web.links import alternate_host_url, intent_url
+from router.web.pages import DEFAULT_REFRESH_SECONDS, PAGE_KINDS, AppLinks, PageView
+from router.web.platform import Platform, detect_platform
+from router.web.render import build_context, get_environment, render_page, security_headers, templates_dir
 from tests.pages.samples import ANDROID_PACKAGE, APP_STORE_ID, HOSTILE, IOS_OPEN_URL, UA, sample_view
 
 CURRENT = "https://pay.shop.example/amazon-pay/result?ref=r1&amazonCheckoutSessionId=0123-4567-89ab-cdef"

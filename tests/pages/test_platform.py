@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.platform import Platform, detect_platform
+from router.web.platform import Platform, detect_platform
 from tests.pages.samples import UA
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from router.config import ConfigError, load
-from router.routing import Flow
+from router.web.routing import Flow
 
 from .conftest import BASE_CONFIG
 

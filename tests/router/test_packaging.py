@@ -23,9 +23,11 @@ def test_wheel_installs_and_runs_from_another_directory(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
                     str(wheel)], check=True, capture_output=True)
     script = (
-        "import sys, router, router.pages as p\n"
+        "import sys, router, router.web.render as p\n"
         "site = sys.argv[1]\n"
-        "from router.pages import PageView, render_page, detect_platform\n"
+        "from router.web.pages import PageView\n"
+        "from router.web.render import render_page\n"
+        "from router.web.platform import detect_platform\n"
         "assert router.__file__.startswith(site), router.__file__\n"
         "assert str(p.templates_dir()).startswith(site), p.templates_dir()\n"
         "html = render_page(PageView(kind='success', merchant_name='Shop'), 'ja', detect_platform(None), "

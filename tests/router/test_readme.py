@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from router.webhooks import sign_payload
+from router.webhooks.signature import hmac_signature
 
 README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
 SECRET = "whsec-test-secret"
@@ -29,19 +29,19 @@ def test_python_snippet_verifies() -> None:
     namespace: dict[str, Any] = {}
     exec(snippet("python"), namespace)  # our own README
     verify = namespace["verify"]
-    header = sign_payload(SECRET, BODY, int(time.time()))
+    header = hmac_signature(SECRET, BODY, int(time.time()))
     assert verify(SECRET, BODY, header)
     assert not verify(SECRET, BODY + b" ", header)
     assert not verify("other", BODY, header)
-    assert not verify(SECRET, BODY, sign_payload(SECRET, BODY, int(time.time()) - 3600))
+    assert not verify(SECRET, BODY, hmac_signature(SECRET, BODY, int(time.time()) - 3600))
 
 
 def test_node_snippet_verifies() -> None:
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed: the Node snippet cannot be run here")
-    header = sign_payload(SECRET, BODY, int(time.time()))
-    stale = sign_payload(SECRET, BODY, int(time.time()) - 3600)
+    header = hmac_signature(SECRET, BODY, int(time.time()))
+    stale = hmac_signature(SECRET, BODY, int(time.time()) - 3600)
     script = snippet("js") + (
         f"\nconst body = Buffer.from({json.dumps(BODY.decode())});\n"
         f"console.log(JSON.stringify([verify({json.dumps(SECRET)}, body, {json.dumps(header)}),"

@@ -1,4 +1,4 @@
-from router.routing import Flow, Route, RouteTable, host_pattern_matches, normalize_host
+from router.web.routing import Flow, Route, RouteTable, host_pattern_matches, normalize_host
 
 TABLE = RouteTable([
     Route("pay.example.com", "/amazon-pay/result", Flow.SUCCESS),

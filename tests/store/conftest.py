@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from router.checkout.model import Checkout
 from router.store import open_store
-from router.store.base import Checkout, NewEvent, Store
+from router.store.base import NewEvent, Store
 
 PG_DSN = os.environ.get("RETURN_ROUTER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 

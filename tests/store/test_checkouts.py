@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.store.base import (
-    AUTHORIZED,
-    CANCELED,
-    COMPLETED,
-    CREATED,
-    PENDING,
-    STATES,
-    DuplicateRef,
-    LeaseLost,
-    NotFound,
-    SessionConflict,
-    Store,
-    StoreError,
-)
+from router.checkout.model import STATES, DuplicateRef, LeaseLost, NotFound, SessionConflict, State
+from router.store.base import Store, StoreError
 from tests.store.conftest import checkout, event
 
 
@@ -38,7 +26,7 @@ async def test_create_and_get_round_trip_every_field(store: Store) -> None:
         lease_owner="o",
         lease_until=1.5,
         version=7,
-        state=PENDING,
+        state=State.PENDING,
     )
     await store.create_checkout(original)
     loaded = await store.get_checkout("r-full")
@@ -111,7 +99,7 @@ async def test_lease_only_in_created_or_pending(store: Store) -> None:
     for state in STATES:
         await store.create_checkout(checkout(f"s-{state}", state=state))
         leased = await store.try_lease(f"s-{state}", "w", now=2000.0, ttl=10.0)
-        assert (leased is not None) == (state in (CREATED, PENDING)), state
+        assert (leased is not None) == (state in (State.CREATED, State.PENDING)), state
     assert await store.try_lease("unknown", "w", now=2000.0, ttl=10.0) is None
 
 
@@ -134,11 +122,11 @@ async def test_transition_with_owner(store: Store) -> None:
         "t",
         owner="w1",
         now=2005.0,
-        state=COMPLETED,
+        state=State.COMPLETED,
         changes={"charge_id": "ch-1", "result": {"ok": True, "x": 0.5}, "expires_at": 9999.5},
         events=[event("e1"), event("e2")],
     )
-    assert done.state == COMPLETED and done.version == 1 and done.updated_at == 2005.0
+    assert done.state == State.COMPLETED and done.version == 1 and done.updated_at == 2005.0
     assert done.charge_id == "ch-1" and done.result == {"ok": True, "x": 0.5} and done.expires_at == 9999.5
     assert done.lease_owner is None and done.lease_until is None
     assert done.charge_permission_id is None  # untouched fields stay as they were
@@ -150,10 +138,10 @@ async def test_transition_with_owner(store: Store) -> None:
 
 async def test_transition_clears_a_field_with_none_and_bumps_version_each_time(store: Store) -> None:
     await store.create_checkout(checkout("v", reason_code="Old"))
-    first = await store.transition("v", owner=None, now=2000.0, state=PENDING, changes={"reason_code": None})
+    first = await store.transition("v", owner=None, now=2000.0, state=State.PENDING, changes={"reason_code": None})
     assert first.reason_code is None and first.version == 1
-    second = await store.transition("v", owner=None, now=2001.0, state=AUTHORIZED)
-    assert second.version == 2 and second.state == AUTHORIZED
+    second = await store.transition("v", owner=None, now=2001.0, state=State.AUTHORIZED)
+    assert second.version == 2 and second.state == State.AUTHORIZED
 
 
 async def test_transition_lease_lost_writes_nothing(store: Store) -> None:
@@ -161,45 +149,45 @@ async def test_transition_lease_lost_writes_nothing(store: Store) -> None:
     await store.try_lease("ll", "w1", now=2000.0, ttl=10.0)
     await store.try_lease("ll", "w2", now=2010.0, ttl=10.0)  # w1's lease expired and w2 took it
     with pytest.raises(LeaseLost):
-        await store.transition("ll", owner="w1", now=2011.0, state=COMPLETED, events=[event("lost")])
+        await store.transition("ll", owner="w1", now=2011.0, state=State.COMPLETED, events=[event("lost")])
     assert await store.get_event("lost") is None
     loaded = await store.get_checkout("ll")
-    assert loaded is not None and loaded.state == CREATED and loaded.version == 0
+    assert loaded is not None and loaded.state == State.CREATED and loaded.version == 0
     assert loaded.lease_owner == "w2"
 
     await store.release_lease("ll", "w2")
     with pytest.raises(LeaseLost):  # an owner that holds nothing
-        await store.transition("ll", owner="w2", now=2012.0, state=COMPLETED)
+        await store.transition("ll", owner="w2", now=2012.0, state=State.COMPLETED)
 
 
 async def test_transition_by_owner_after_expiry_if_nobody_took_over(store: Store) -> None:
     await store.create_checkout(checkout("late"))
     await store.try_lease("late", "w1", now=2000.0, ttl=10.0)
-    done = await store.transition("late", owner="w1", now=2100.0, state=COMPLETED)
-    assert done.state == COMPLETED
+    done = await store.transition("late", owner="w1", now=2100.0, state=State.COMPLETED)
+    assert done.state == State.COMPLETED
 
 
 async def test_transition_without_owner(store: Store) -> None:
     await store.create_checkout(checkout("free"))
     await store.try_lease("free", "w1", now=2000.0, ttl=10.0)
     with pytest.raises(LeaseLost):  # someone holds an unexpired lease
-        await store.transition("free", owner=None, now=2005.0, state=CANCELED, events=[event("c1")])
+        await store.transition("free", owner=None, now=2005.0, state=State.CANCELED, events=[event("c1")])
     assert await store.get_event("c1") is None
-    canceled = await store.transition("free", owner=None, now=2010.0, state=CANCELED, events=[event("c1")])
-    assert canceled.state == CANCELED and canceled.version == 1
+    canceled = await store.transition("free", owner=None, now=2010.0, state=State.CANCELED, events=[event("c1")])
+    assert canceled.state == State.CANCELED and canceled.version == 1
     assert await store.get_event("c1") is not None
 
 
 async def test_transition_errors(store: Store) -> None:
     with pytest.raises(NotFound):
-        await store.transition("missing", owner=None, now=1.0, state=CANCELED)
+        await store.transition("missing", owner=None, now=1.0, state=State.CANCELED)
     with pytest.raises(NotFound):
-        await store.transition("missing", owner="w", now=1.0, state=CANCELED)
+        await store.transition("missing", owner="w", now=1.0, state=State.CANCELED)
     await store.create_checkout(checkout("e"))
     with pytest.raises(ValueError, match="state"):
         await store.transition("e", owner=None, now=1.0, state="paid")
     with pytest.raises(ValueError, match="amount"):
-        await store.transition("e", owner=None, now=1.0, state=CANCELED, changes={"amount": "0"})
+        await store.transition("e", owner=None, now=1.0, state=State.CANCELED, changes={"amount": "0"})
     loaded = await store.get_checkout("e")
     assert loaded is not None and loaded.version == 0
 
@@ -207,13 +195,13 @@ async def test_transition_errors(store: Store) -> None:
 async def test_failed_insert_of_an_event_rolls_back_the_transition(store: Store) -> None:
     await store.create_checkout(checkout("x1"))
     await store.create_checkout(checkout("x2"))
-    await store.transition("x1", owner=None, now=2000.0, state=PENDING, events=[event("same")])
+    await store.transition("x1", owner=None, now=2000.0, state=State.PENDING, events=[event("same")])
     with pytest.raises(StoreError):
         await store.transition(
-            "x2", owner=None, now=2001.0, state=COMPLETED, events=[event("new"), event("same")]
+            "x2", owner=None, now=2001.0, state=State.COMPLETED, events=[event("new"), event("same")]
         )
     loaded = await store.get_checkout("x2")
-    assert loaded is not None and loaded.state == CREATED and loaded.version == 0
+    assert loaded is not None and loaded.state == State.CREATED and loaded.version == 0
     assert await store.get_event("new") is None
 
 
@@ -222,35 +210,35 @@ async def test_transition_to_a_session_bound_elsewhere_conflicts(store: Store) -
     await store.create_checkout(checkout("s2"))
     with pytest.raises(SessionConflict):
         await store.transition(
-            "s2", owner=None, now=1.0, state=PENDING, changes={"checkout_session_id": "sess-1"}
+            "s2", owner=None, now=1.0, state=State.PENDING, changes={"checkout_session_id": "sess-1"}
         )
     with pytest.raises(SessionConflict):
         await store.create_checkout(checkout("s3", checkout_session_id="sess-1"))
 
 
 async def test_list_checkouts_filters_and_order(store: Store) -> None:
-    await store.create_checkout(checkout("old", state=PENDING, updated_at=10.0, checkout_session_id="s-old"))
-    await store.create_checkout(checkout("new", state=PENDING, updated_at=30.0, checkout_session_id="s-new"))
-    await store.create_checkout(checkout("mid", state=CREATED, updated_at=20.0, checkout_session_id="s-mid"))
-    await store.create_checkout(checkout("unbound", state=PENDING, updated_at=5.0))
+    await store.create_checkout(checkout("old", state=State.PENDING, updated_at=10.0, checkout_session_id="s-old"))
+    await store.create_checkout(checkout("new", state=State.PENDING, updated_at=30.0, checkout_session_id="s-new"))
+    await store.create_checkout(checkout("mid", state=State.CREATED, updated_at=20.0, checkout_session_id="s-mid"))
+    await store.create_checkout(checkout("unbound", state=State.PENDING, updated_at=5.0))
     await store.create_checkout(
-        checkout("done", state=COMPLETED, updated_at=1.0, checkout_session_id="s-done")
+        checkout("done", state=State.COMPLETED, updated_at=1.0, checkout_session_id="s-done")
     )
-    await store.create_checkout(checkout("leased", state=PENDING, updated_at=2.0, checkout_session_id="s-l"))
+    await store.create_checkout(checkout("leased", state=State.PENDING, updated_at=2.0, checkout_session_id="s-l"))
     await store.try_lease("leased", "w", now=100.0, ttl=50.0)
 
     def refs(items: list) -> list[str]:
         return [c.ref for c in items]
 
-    assert refs(await store.list_checkouts([PENDING, CREATED], now=100.0)) == ["old", "mid", "new"]
-    assert refs(await store.list_checkouts([PENDING], now=150.0)) == ["leased", "old", "new"]  # lease expired
-    assert refs(await store.list_checkouts([PENDING], now=100.0, bound_only=False)) == [
+    assert refs(await store.list_checkouts([State.PENDING, State.CREATED], now=100.0)) == ["old", "mid", "new"]
+    assert refs(await store.list_checkouts([State.PENDING], now=150.0)) == ["leased", "old", "new"]  # lease expired
+    assert refs(await store.list_checkouts([State.PENDING], now=100.0, bound_only=False)) == [
         "unbound",
         "old",
         "new",
     ]
-    assert refs(await store.list_checkouts([PENDING, CREATED], now=100.0, limit=2)) == ["old", "mid"]
-    assert refs(await store.list_checkouts([COMPLETED], now=100.0)) == ["done"]
+    assert refs(await store.list_checkouts([State.PENDING, State.CREATED], now=100.0, limit=2)) == ["old", "mid"]
+    assert refs(await store.list_checkouts([State.COMPLETED], now=100.0)) == ["done"]
     assert await store.list_checkouts([], now=100.0) == []
     with pytest.raises(ValueError):
         await store.list_checkouts(["bogus"], now=100.0)

@@ -9,7 +9,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from router.store.base import PENDING, OutboxEvent, Store
+from router.checkout.model import State
+from router.store.base import OutboxEvent, Store
 from router.store.migrations import LATEST_VERSION
 from tests.store.conftest import Backend, checkout, event
 
@@ -89,7 +90,7 @@ async def test_two_stores_never_claim_one_event_twice(backend: Backend, store: S
     for ref in refs:
         await store.create_checkout(checkout(ref))
         for n in range(3):
-            await store.transition(ref, owner=None, now=1.0, state=PENDING, events=[event(f"{ref}-{n}")])
+            await store.transition(ref, owner=None, now=1.0, state=State.PENDING, events=[event(f"{ref}-{n}")])
     total = len(refs) * 3
     claims: list[tuple[str, OutboxEvent]] = []
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.store.base import COMPLETED, PENDING, NewEvent, NotFound, Store
+from router.checkout.model import NotFound, State
+from router.store.base import NewEvent, Store
 from tests.store.conftest import checkout, event
 
 
@@ -12,7 +13,7 @@ async def _emit(store: Store, ref: str, *event_ids: str, now: float = 100.0) -> 
     """Create `ref` if needed and append events to it through transitions (the only way to write them)."""
     if await store.get_checkout(ref) is None:
         await store.create_checkout(checkout(ref))
-    await store.transition(ref, owner=None, now=now, state=PENDING, events=[event(i) for i in event_ids])
+    await store.transition(ref, owner=None, now=now, state=State.PENDING, events=[event(i) for i in event_ids])
 
 
 def ids(events: list) -> list[str]:
@@ -23,7 +24,7 @@ async def test_event_is_stored_exactly(store: Store) -> None:
     body = bytes(range(256))  # not even UTF-8: the exact bytes must come back
     await store.create_checkout(checkout("r"))
     await store.transition(
-        "r", owner=None, now=50.0, state=COMPLETED, events=[NewEvent("ev", "checkout.completed", 49.5, body)]
+        "r", owner=None, now=50.0, state=State.COMPLETED, events=[NewEvent("ev", "checkout.completed", 49.5, body)]
     )
     stored = await store.get_event("ev")
     assert stored is not None

@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from router.events import event_for
+from router.checkout.events import event_for
+from router.checkout.model import Checkout, State
 from router.store import open_store
-from router.store.base import CREATED, Checkout, NewEvent, Store
-from router.webhooks import verify_signature
+from router.store.base import NewEvent, Store
+from router.webhooks.signature import verify_signature
 from tests.store.conftest import postgres_backend
 from tests.support import free_port, serve_app
 
@@ -185,7 +186,7 @@ def new_ref() -> str:
 async def add_checkout(store: Store, now: float, ref: str | None = None) -> Checkout:
     checkout = Checkout(ref=ref or new_ref(), merchant_reference="order-1", amount="14.00", currency="USD",
                         payment_intent="AuthorizeWithCapture", can_handle_pending=True, created_at=now,
-                        expires_at=now + 3600, state=CREATED, updated_at=now)
+                        expires_at=now + 3600, state=State.CREATED, updated_at=now)
     await store.create_checkout(checkout)
     return checkout
 

@@ -11,13 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from router.store.base import OutboxEvent
-from router.webhooks import (
-    DEFAULT_DELAYS,
-    RetrySchedule,
-    describe_exception,
-    describe_status,
-    event_summary,
-)
+from router.webhooks.admin import event_summary
+from router.webhooks.schedule import DEFAULT_DELAYS, RetrySchedule
+from router.webhooks.worker import describe_exception, describe_status
 
 
 def test_default_schedule_grows_to_hours_and_spans_days() -> None:

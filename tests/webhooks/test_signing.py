@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from router.store.base import OutboxEvent
-from router.webhooks import (
+from router.webhooks.signature import (
     USER_AGENT,
+    hmac_signature,
     parse_signature_header,
-    sign_payload,
     verify_signature,
     webhook_headers,
 )
@@ -25,18 +25,18 @@ T = 1_700_000_000
 
 def test_known_vector_matches_an_independent_hmac() -> None:
     expected = hmac.new(SECRET.encode(), f"{T}.".encode() + BODY, hashlib.sha256).hexdigest()
-    assert sign_payload(SECRET, BODY, T) == f"t={T},v1={expected}"
+    assert hmac_signature(SECRET, BODY, T) == f"t={T},v1={expected}"
 
 
 def test_fixed_vector() -> None:
     # Computed outside Python with: printf '1.{}' | openssl dgst -sha256 -hmac key
-    assert sign_payload("key", b"{}", 1) == (
+    assert hmac_signature("key", b"{}", 1) == (
         "t=1,v1=1ba6b8171186efc613e8bcc0cbdab2748f24984d7c5a84faa2637afa0e40d224"
     )
 
 
 def test_good_signature_verifies() -> None:
-    header = sign_payload(SECRET, BODY, T)
+    header = hmac_signature(SECRET, BODY, T)
     assert verify_signature(SECRET, BODY, header, now=T + 10)
 
 
@@ -52,11 +52,11 @@ def test_good_signature_verifies() -> None:
     ],
 )
 def test_bad_signature_fails(secret: str, body: bytes, now: float) -> None:
-    assert not verify_signature(secret, body, sign_payload(SECRET, BODY, T), now=now)
+    assert not verify_signature(secret, body, hmac_signature(SECRET, BODY, T), now=now)
 
 
 def test_tolerance_is_configurable() -> None:
-    header = sign_payload(SECRET, BODY, T)
+    header = hmac_signature(SECRET, BODY, T)
     assert verify_signature(SECRET, BODY, header, now=T + 300)
     assert not verify_signature(SECRET, BODY, header, now=T + 60, tolerance=30)
 
@@ -83,8 +83,8 @@ def test_malformed_header_fails(header: str) -> None:
 
 
 def test_several_v1_values_for_secret_rotation() -> None:
-    old = sign_payload("whsec_old", BODY, T).split(",")[1]
-    new = sign_payload("whsec_new", BODY, T).split(",")[1]
+    old = hmac_signature("whsec_old", BODY, T).split(",")[1]
+    new = hmac_signature("whsec_new", BODY, T).split(",")[1]
     header = f"t={T},{old},{new}"
     assert verify_signature("whsec_old", BODY, header, now=T)
     assert verify_signature("whsec_new", BODY, header, now=T)
@@ -92,7 +92,7 @@ def test_several_v1_values_for_secret_rotation() -> None:
 
 
 def test_unknown_schemes_are_ignored_and_spaces_tolerated() -> None:
-    v1 = sign_payload(SECRET, BODY, T).split(",")[1]
+    v1 = hmac_signature(SECRET, BODY, T).split(",")[1]
     assert verify_signature(SECRET, BODY, f"t={T}, v0=deadbeef, {v1}", now=T)
 
 
@@ -102,17 +102,17 @@ def test_non_hex_signature_does_not_crash() -> None:
 
 def test_sign_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="secret"):
-        sign_payload("", BODY, T)
+        hmac_signature("", BODY, T)
     with pytest.raises(ValueError, match="timestamp"):
-        sign_payload(SECRET, BODY, -1)
+        hmac_signature(SECRET, BODY, -1)
     with pytest.raises(ValueError, match="timestamp"):
-        sign_payload(SECRET, BODY, 1.5)  # type: ignore[arg-type]
+        hmac_signature(SECRET, BODY, 1.5)  # type: ignore[arg-type]
 
 
 @given(body=st.binary(max_size=512), secret=st.text(min_size=1, max_size=40),
        t=st.integers(min_value=0, max_value=2**40), flip=st.integers(min_value=0))
 def test_roundtrip_and_any_flipped_byte_fails(body: bytes, secret: str, t: int, flip: int) -> None:
-    header = sign_payload(secret, body, t)
+    header = hmac_signature(secret, body, t)
     assert verify_signature(secret, body, header, now=t)
     if body:
         i = flip % len(body)

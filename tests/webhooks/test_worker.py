@@ -12,7 +12,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from router.store.base import Store, StoreUnavailable
-from router.webhooks import RetrySchedule, WebhookWorker, list_events, redeliver
+from router.webhooks.admin import list_events, redeliver
+from router.webhooks.schedule import RetrySchedule
+from router.webhooks.worker import WebhookWorker
 from tests.webhooks.conftest import (
     SECRET,
     Clock,
@@ -315,7 +317,7 @@ async def test_run_survives_store_errors(
     event = await add_event(store, clock(), "completed")
     stop = asyncio.Event()
     async with make_worker(flaky, receiver.url, clock) as worker:  # type: ignore[arg-type]
-        with caplog.at_level(logging.WARNING, logger="router.webhooks"):
+        with caplog.at_level(logging.WARNING, logger="router.webhooks.worker"):
             task = asyncio.create_task(worker.run(stop, idle_interval=0.05))
             await eventually(lambda: receiver.ids() == [event.id], timeout=10)
             stop.set()
@@ -331,7 +333,7 @@ async def test_logs_name_the_event_but_never_the_secret_or_body(
     bad = await add_event(store, clock(), "declined")
     receiver.fail_times[bad.id] = 1
     async with make_worker(store, receiver.url, clock) as worker:
-        with caplog.at_level(logging.DEBUG, logger="router.webhooks"):
+        with caplog.at_level(logging.DEBUG, logger="router.webhooks.worker"):
             await worker.run_once()
     text = caplog.text
     assert ok.id in text and bad.id in text and "checkout.declined" in text and "HTTP 500" in text

@@ -1,169 +1,39 @@
-"""Signed webhooks delivered from the durable outbox.
+"""The webhook worker: delivers signed events from the durable outbox.
 
 The orchestrator writes each event into the outbox in the same transaction as the state change; this
 module delivers them: at least once, with a stable event id, in order per checkout, each attempt
 signed at send time with HMAC-SHA256 (the `t=…,v1=…` convention merchants know from Stripe), retried
 with exponential backoff and jitter for days, then parked until an operator redelivers it.
 
-Pure parts (signatures, the retry schedule, headers, error strings) are plain functions; the worker
-holds the I/O: the store, the HTTP client and the clock, all passed in.
+The signature contract is in `signature`, the retry schedule in `schedule`; the worker holds the
+I/O: the store, the HTTP client and the clock, all passed in.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import random
-import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import metadata
-from typing import Any
 
 import httpx
 
-from .redact import mask
-from .store.base import OutboxEvent, Store, StoreError
+from router.checkout.model import CheckoutError
+from router.redact import mask
+from router.store.base import OutboxEvent, Store, StoreError
+from router.validators import is_http_url
+from router.webhooks.schedule import RetrySchedule
+from router.webhooks.signature import webhook_headers
 
-log = logging.getLogger("router.webhooks")
+log = logging.getLogger("router.webhooks.worker")
 
-SIGNATURE_HEADER = "Return-Router-Signature"
-EVENT_ID_HEADER = "Return-Router-Event-Id"
-EVENT_TYPE_HEADER = "Return-Router-Event-Type"
 MAX_ERROR_LENGTH = 120
 # Bytes of a merchant's response we read before giving up on reusing the connection: the status is
 # all we need, and a huge body must not cost memory.
 MAX_RESPONSE_BYTES = 64 * 1024
-EVENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-
-
-def _version() -> str:
-    try:
-        return metadata.version("return-router")
-    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-        return "0+unknown"
-
-
-USER_AGENT = f"return-router/{_version()}"
-
-
-# --- signatures ----------------------------------------------------------------------------------
-
-
-def _digest(secret: str, body: bytes, timestamp: int) -> str:
-    message = str(timestamp).encode() + b"." + body
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def sign_payload(secret: str, body: bytes, timestamp: int) -> str:
-    """The `Return-Router-Signature` value: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "t.body")>`."""
-    if not secret:
-        raise ValueError("webhook secret must not be empty")
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
-        raise ValueError("timestamp must be a non-negative integer (Unix seconds)")
-    return f"t={timestamp},v1={_digest(secret, body, timestamp)}"
-
-
-def parse_signature_header(header: str) -> tuple[int, list[str]] | None:
-    """(timestamp, [v1 signatures]) from a header, or None when it is malformed.
-
-    Unknown schemes (v0=…, v2=…) are ignored so the format can grow; exactly one `t` is required.
-    """
-    timestamp: int | None = None
-    signatures: list[str] = []
-    for part in header.split(","):
-        key, sep, value = part.strip().partition("=")
-        if not sep or not value:
-            return None
-        if key == "t":
-            if timestamp is not None or not value.isascii() or not value.isdigit():
-                return None
-            timestamp = int(value)
-        elif key == "v1":
-            signatures.append(value)
-    if timestamp is None or not signatures:
-        return None
-    return timestamp, signatures
-
-
-def verify_signature(
-    secret: str, body: bytes, header: str, *, tolerance: int = 300, now: float | None = None
-) -> bool:
-    """True when one of the header's v1 signatures matches and its timestamp is within `tolerance`.
-
-    Several v1 values are accepted so a sender can sign with an old and a new secret while the
-    receiver rotates. Every comparison is constant-time; anything malformed fails closed.
-    """
-    if not secret or not isinstance(header, str):
-        return False
-    parsed = parse_signature_header(header)
-    if parsed is None:
-        return False
-    timestamp, candidates = parsed
-    current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance:
-        return False
-    expected = _digest(secret, body, timestamp).encode()
-    matched = False
-    for candidate in candidates:  # no early exit: the time taken does not tell which one matched
-        matched |= hmac.compare_digest(expected, candidate.encode("ascii", "replace"))
-    return matched
-
-
-def webhook_headers(event: OutboxEvent, secret: str, timestamp: int) -> dict[str, str]:
-    """Every header of one delivery attempt of `event`, signed at `timestamp`."""
-    return {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        EVENT_ID_HEADER: event.id,
-        EVENT_TYPE_HEADER: event.type,
-        SIGNATURE_HEADER: sign_payload(secret, event.body, timestamp),
-    }
-
-
-# --- retry schedule ------------------------------------------------------------------------------
-
-DEFAULT_DELAYS = (10.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0)
-
-
-@dataclass(frozen=True)
-class RetrySchedule:
-    """When to try again after a failed attempt.
-
-    `delays[i]` follows the (i+1)-th failed attempt; past the end the last delay repeats. Each delay
-    is spread by ±`jitter` (a fraction) so that events failing together do not retry in lockstep.
-    With the defaults, 16 attempts span about 2.7 days.
-    """
-
-    delays: tuple[float, ...] = DEFAULT_DELAYS
-    max_attempts: int = 16
-    jitter: float = 0.2
-
-    def __post_init__(self) -> None:
-        if not self.delays or any(not d > 0 for d in self.delays):
-            raise ValueError("RetrySchedule.delays must be a non-empty sequence of positive seconds")
-        if self.max_attempts < 1:
-            raise ValueError("RetrySchedule.max_attempts must be at least 1")
-        if not 0 <= self.jitter < 1:
-            raise ValueError("RetrySchedule.jitter must be a fraction in [0, 1)")
-
-    def next_delay(self, attempt: int, rng: random.Random) -> float | None:
-        """Seconds to wait after failed attempt number `attempt` (1-based); None: park the event."""
-        if attempt < 1:
-            raise ValueError("attempt numbers start at 1")
-        if attempt >= self.max_attempts:
-            return None
-        base = self.delays[min(attempt, len(self.delays)) - 1]
-        return base * rng.uniform(1 - self.jitter, 1 + self.jitter)
-
-    def total_span(self) -> float:
-        """Seconds between the first and the last attempt, without jitter."""
-        return sum(self.delays[min(a, len(self.delays)) - 1] for a in range(1, self.max_attempts))
 
 
 # --- one attempt ---------------------------------------------------------------------------------
@@ -239,7 +109,7 @@ class WebhookWorker:
         schedule: RetrySchedule = RetrySchedule(),  # frozen, so one shared default is safe
         rng: random.Random | None = None,
     ) -> None:
-        if not re.match(r"^https?://[^/\s]+", url):
+        if not is_http_url(url):
             raise ValueError("webhook url must be an http:// or https:// URL")
         if not secret:
             raise ValueError("webhook secret must not be empty: webhooks are always signed")
@@ -321,7 +191,7 @@ class WebhookWorker:
             delay = self.schedule.next_delay(attempt, self.rng)
             next_at = None if delay is None else now + delay
             await self.store.event_failed(event.id, self.owner, now, result.error or "failed", next_at)
-        except StoreError as exc:
+        except (StoreError, CheckoutError) as exc:
             # The lease runs out and the event is sent again: at least once, never lost.
             log.warning("webhook %s %s: could not record attempt %d (%s)", event.id, event.type, attempt,
                         type(exc).__name__)
@@ -345,7 +215,7 @@ class WebhookWorker:
             except Exception as exc:
                 failures += 1
                 claimed = 0
-                if isinstance(exc, StoreError):
+                if isinstance(exc, StoreError | CheckoutError):
                     log.warning("webhook worker: store error %s (retrying)", type(exc).__name__)
                 else:
                     log.exception("webhook worker: unexpected error (retrying)")
@@ -372,49 +242,4 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) ->
             waiter.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
 
-
-# --- management (CLI: `return-router events list|redeliver`) ---------------------------------
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def event_summary(event: OutboxEvent) -> dict[str, Any]:
-    """What an operator needs to see of one event: no body, the ref masked."""
-    return {
-        "id": event.id,
-        "type": event.type,
-        "ref": mask(event.ref),
-        "status": event.status,
-        "attempts": event.attempts,
-        "next_attempt_at": _iso(event.next_attempt_at) if event.status == "pending" else None,
-        "last_error": event.last_error,
-        "created": _iso(event.created),
-        "delivered_at": _iso(event.delivered_at),
-    }
-
-
-async def list_events(store: Store, failed_only: bool, *, limit: int = 100) -> list[dict[str, Any]]:
-    """Outbox events for `return-router events list [--failed]`."""
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
-    return [event_summary(e) for e in await store.list_events(failed_only=failed_only, limit=limit)]
-
-
-async def redeliver(store: Store, event_ids: Sequence[str] | None, now: float) -> int:
-    """Queue parked events again (`events redeliver ID...`; None: `--all-failed`); returns how many."""
-    if event_ids is None:
-        return await store.redeliver(None, now)
-    if isinstance(event_ids, str):
-        raise TypeError("event_ids must be a sequence of ids, not one string")
-    bad = [i for i in event_ids if not isinstance(i, str) or not EVENT_ID_RE.match(i)]
-    if bad:
-        raise ValueError(f"not an event id: {str(bad[0])[:40]!r}")
-    unique = list(dict.fromkeys(event_ids))
-    if not unique:
-        return 0
-    return await store.redeliver(unique, now)
 

@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .emulator_auth import ApiError
-from .signing import format_date
+from router.amazon_pay.emulator.auth import ApiError
+from router.amazon_pay.signing import format_date
 
 SCENARIOS = (
     "completed",

@@ -14,11 +14,12 @@ import random
 import time
 from collections.abc import Callable
 
-from .checkout import CheckoutService
-from .redact import mask
-from .store.base import CREATED, PENDING, StoreError
+from router.checkout.model import CheckoutError, State
+from router.checkout.service import CheckoutService
+from router.redact import mask
+from router.store.base import StoreError
 
-log = logging.getLogger("router.reconciler")
+log = logging.getLogger("router.checkout.reconciler")
 
 
 class Reconciler:
@@ -43,32 +44,32 @@ class Reconciler:
         """One pass; returns how many checkouts changed state."""
         changed = 0
         now = self.clock()
-        for checkout in await self.store.list_checkouts([PENDING], now=now):
+        for checkout in await self.store.list_checkouts([State.PENDING], now=now):
             polls, due = self._polls.get(checkout.ref, (0, 0.0))
             if due > now:
                 continue
             after = await self.service.refresh_pending(checkout)
-            if after.state != PENDING:
+            if after.state != State.PENDING:
                 self._polls.pop(checkout.ref, None)
                 changed += 1
             else:
                 delay = min(self.interval * 2**polls, self.max_poll_delay)
                 self._polls[checkout.ref] = (polls + 1, now + delay * random.uniform(0.8, 1.2))
-        for checkout in await self.store.list_checkouts([CREATED], now=now, bound_only=True):
+        for checkout in await self.store.list_checkouts([State.CREATED], now=now, bound_only=True):
             if checkout.updated_at <= now - self.resume_after or checkout.expires_at <= now:
                 log.info("resuming abandoned finalize of %s", mask(checkout.ref))
-                changed += (await self.service.resume(checkout)).state != CREATED
-        for checkout in await self.store.list_checkouts([CREATED], now=now, bound_only=False):
+                changed += (await self.service.resume(checkout)).state != State.CREATED
+        for checkout in await self.store.list_checkouts([State.CREATED], now=now, bound_only=False):
             if checkout.expires_at > now:
                 continue
-            changed += (await self.service.expire(checkout)).state != CREATED
+            changed += (await self.service.expire(checkout)).state != State.CREATED
         return changed
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self.run_once()
-            except StoreError as exc:
+            except (StoreError, CheckoutError) as exc:
                 log.warning("reconciler pass failed: %s", type(exc).__name__)
             except Exception:  # never let one bad pass end reconciliation for the process
                 log.exception("reconciler pass failed")

@@ -13,12 +13,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.types import Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from router.config import Settings, claims_for
+from router.web.routing import RouteTable, normalize_host
 from well_known import build_aasa, build_assetlinks, dumps
-
-from .config import Settings, claims_for
-from .routing import RouteTable, normalize_host
 
 AASA_PATHS = frozenset({"/.well-known/apple-app-site-association", "/apple-app-site-association"})
 ASSETLINKS_PATH = "/.well-known/assetlinks.json"
@@ -133,3 +132,21 @@ async def serve(files: AssociationFiles, scope: Scope, send: Send) -> None:
     status, headers, body = respond(files, scope, PATH_KIND[scope["path"]])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+class AssociationMiddleware:
+    """Answers the association paths first, in front of routing and the other middleware.
+
+    Apple's and Google's fetchers (and any CDN) get precomputed bytes at nearly raw-ASGI speed;
+    every other request passes through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, files: AssociationFiles) -> None:
+        self.app = app
+        self.files = files
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in PATH_KIND:
+            await serve(self.files, scope, send)
+            return
+        await self.app(scope, receive, send)

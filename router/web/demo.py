@@ -16,11 +16,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from .checkout import CheckoutService, NewCheckout
-from .config import AndroidSettings, IosSettings, MerchantSettings, Settings, StorageSettings
-from .pages import DemoView, demo_response, parse_demo_form
-from .routing import Flow, RouteTable
-from .routing import Route as ReturnRoute
+from router.checkout.model import NewCheckout
+from router.checkout.service import CheckoutService
+from router.config import AndroidSettings, IosSettings, MerchantSettings, Settings, StorageSettings
+from router.web.demo_page import DemoView, demo_response, parse_demo_form
+from router.web.routing import Flow, RouteTable
+from router.web.routing import Route as ReturnRoute
 
 # Scenario name on the landing page → (emulator scenario, fault options, where Amazon sends the buyer)
 SCENARIOS: dict[str, tuple[str, dict[str, Any], Flow]] = {

@@ -13,38 +13,33 @@ import base64
 import contextlib
 import hashlib
 import logging
-import re
 import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
-from .amazon_pay.errors import AmazonPayError
-from .amazon_pay.models import Charge, CheckoutSession, FinalizeResult
-from .events import event_for
-from .redact import mask, mask_email
-from .store.base import (
-    AUTHORIZED,
-    CANCELED,
-    COMPLETED,
-    CREATED,
-    DECLINED,
-    EXPIRED,
-    FAILED,
-    PENDING,
+from router.amazon_pay.errors import AmazonPayError
+from router.amazon_pay.models import Charge, CheckoutSession, FinalizeResult
+from router.checkout.events import event_for
+from router.checkout.model import (
+    Busy,
     Checkout,
     LeaseLost,
+    NewCheckout,
     NotFound,
-    Store,
+    Outcome,
+    OutcomeError,
+    State,
+    UnknownRef,
+    is_ref,
 )
+from router.redact import mask, mask_email
+from router.store.base import Store
 
-log = logging.getLogger("router.checkout")
+log = logging.getLogger("router.checkout.service")
 
-SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{7,99}$")
-REF_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
-PAYMENT_INTENTS = ("Confirm", "Authorize", "AuthorizeWithCapture")
 DECLINE_REASONS = {"Declined", "HardDeclined", "SoftDeclined", "AmazonRejected", "PaymentMethodNotAllowed",
                    "MFAFailed", "ProcessingFailure", "TransactionAmountExceeded"}
 
@@ -59,37 +54,6 @@ class AmazonPay(Protocol):
     async def get_checkout_session(self, checkout_session_id: str) -> CheckoutSession: ...
 
     async def get_charge(self, charge_id: str) -> Charge: ...
-
-
-UNKNOWN_SESSION = "unknown_session"  # Outcome.error: Amazon has no such session (the id was unbound again)
-AMAZON_UNAVAILABLE = "amazon_unavailable"  # Outcome.error: no answer we can act on; retry later
-
-
-class UnknownRef(Exception):
-    pass
-
-
-class Busy(Exception):
-    """Another holder is still finalizing after the wait budget; the caller asks to refresh."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The checkout after a finalize attempt; `error` is set when Amazon could not be reached."""
-
-    checkout: Checkout
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class NewCheckout:
-    merchant_reference: str
-    amount: str
-    currency: str
-    payment_intent: str
-    can_handle_pending: bool
-    total_order_amount: str | None = None
-    supplementary_data: str | None = None
 
 
 def idempotency_key(ref: str, checkout_session_id: str) -> str:
@@ -112,33 +76,33 @@ def finalize_payload(checkout: Checkout) -> dict[str, Any]:
     return payload
 
 
-def state_of_session(session: CheckoutSession) -> str | None:
+def state_of_session(session: CheckoutSession) -> State | None:
     """Our state for what Amazon says about a session; None while it is still Open."""
     if session.state == "Completed":
-        return COMPLETED
+        return State.COMPLETED
     if session.state == "Canceled":
         return state_of_reason(session.reason_code)
     return None
 
 
-def state_of_reason(reason_code: str | None) -> str:
+def state_of_reason(reason_code: str | None) -> State:
     if reason_code == "BuyerCanceled":
-        return CANCELED
+        return State.CANCELED
     if reason_code in ("Expired", "ExpiredUnused", "TransactionTimedOut"):
-        return EXPIRED
+        return State.EXPIRED
     if reason_code in DECLINE_REASONS:
-        return DECLINED
-    return FAILED
+        return State.DECLINED
+    return State.FAILED
 
 
-def state_of_charge(charge: Charge) -> str | None:
+def state_of_charge(charge: Charge) -> State | None:
     """Our state for a charge after a pending authorization; None while still pending."""
     if charge.state in ("Authorized", "Captured", "CaptureInitiated"):
-        return AUTHORIZED
+        return State.AUTHORIZED
     if charge.state == "Declined":
-        return DECLINED
+        return State.DECLINED
     if charge.state == "Canceled":
-        return state_of_reason(charge.reason_code) if charge.reason_code != "BuyerCanceled" else CANCELED
+        return state_of_reason(charge.reason_code) if charge.reason_code != "BuyerCanceled" else State.CANCELED
     return None
 
 
@@ -169,6 +133,7 @@ class CheckoutService:
         lease_seconds: float = 90.0,
         wait_seconds: float = 45.0,
         clock: Callable[[], float] = time.time,
+        on_event: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.amazon = amazon
@@ -177,7 +142,7 @@ class CheckoutService:
         self.wait_seconds = wait_seconds
         self.clock = clock
         self.owner = f"{uuid.uuid4().hex[:12]}"
-        self.on_event: Callable[[], None] | None = None  # e.g. wake the webhook worker at once
+        self.on_event = on_event  # called after an event is stored, e.g. to wake the webhook worker at once
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
 
     # --- merchant ---------------------------------------------------------------------------------
@@ -201,7 +166,7 @@ class CheckoutService:
         return checkout
 
     async def get(self, ref: str) -> Checkout | None:
-        if not REF_RE.match(ref):
+        if not is_ref(ref):
             return None
         return await self.store.get_checkout(ref)
 
@@ -216,10 +181,10 @@ class CheckoutService:
         deadline = time.monotonic() + self.wait_seconds
         delay = 0.02
         while True:
-            if checkout.state != CREATED:
+            if checkout.state != State.CREATED:
                 return Outcome(checkout)
             if checkout.expires_at <= self.clock():
-                return Outcome(await self._settle(checkout, None, EXPIRED, {"reason_code": "Expired"}))
+                return Outcome(await self._settle(checkout, None, State.EXPIRED, {"reason_code": "Expired"}))
             inflight = self._inflight.get(ref)
             if inflight is not None:
                 return await asyncio.shield(inflight)
@@ -239,7 +204,7 @@ class CheckoutService:
         existing = await self.get(ref)
         if existing is None:
             raise UnknownRef(ref)
-        if existing.state == CANCELED and existing.checkout_session_id is None:
+        if existing.state == State.CANCELED and existing.checkout_session_id is None:
             await self._reopen(existing)
         try:
             return await self.store.bind_session(ref, checkout_session_id, self.clock())
@@ -249,7 +214,7 @@ class CheckoutService:
     async def _reopen(self, checkout: Checkout) -> None:
         """The buyer canceled on Amazon's page, then paid after all: the payment wins over the cancel."""
         with contextlib.suppress(LeaseLost):
-            await self.store.transition(checkout.ref, owner=None, now=self.clock(), state=CREATED)
+            await self.store.transition(checkout.ref, owner=None, now=self.clock(), state=State.CREATED)
 
     async def _lead(self, checkout: Checkout) -> Outcome:
         """Holder of the lease: call Amazon, store the result, and share it with local waiters."""
@@ -282,7 +247,7 @@ class CheckoutService:
             found = await self.store.get_checkout(ref)
             if found is None:
                 raise UnknownRef(ref)
-            if found.state != CREATED:
+            if found.state != State.CREATED:
                 return Outcome(found)
             if time.monotonic() > deadline:
                 raise Busy(ref)
@@ -302,8 +267,8 @@ class CheckoutService:
         session = result.session
         fields = self._session_fields(session)
         if result.http_status == 202:
-            return Outcome(await self._settle(checkout, self.owner, PENDING, fields))
-        state = state_of_session(session) or COMPLETED
+            return Outcome(await self._settle(checkout, self.owner, State.PENDING, fields))
+        state = state_of_session(session) or State.COMPLETED
         return Outcome(await self._settle(checkout, self.owner, state, fields))
 
     async def _reconcile(self, checkout: Checkout, error: AmazonPayError) -> Outcome:
@@ -315,22 +280,22 @@ class CheckoutService:
         except AmazonPayError as exc:
             if exc.status == 404:  # no such session: unbind, so a genuine return can still bind
                 changes = {"checkout_session_id": None, "reason_code": exc.reason_code}
-                await self.store.transition(checkout.ref, owner=self.owner, now=self.clock(), state=CREATED,
+                await self.store.transition(checkout.ref, owner=self.owner, now=self.clock(), state=State.CREATED,
                                             changes=changes)
-                return Outcome(checkout, error=UNKNOWN_SESSION)
+                return Outcome(checkout, error=OutcomeError.UNKNOWN_SESSION)
             await self.store.release_lease(checkout.ref, self.owner)
-            return Outcome(checkout, error=AMAZON_UNAVAILABLE)
+            return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
         state = state_of_session(session)
         fields = self._session_fields(session)
-        if state == COMPLETED and session.charge_id:
+        if state == State.COMPLETED and session.charge_id:
             return await self._after_completed_session(checkout, session, fields)
         if state is not None:
             return Outcome(await self._settle(checkout, self.owner, state, fields))
         if error.status is not None and 400 <= error.status < 500 and error.status not in (408, 425, 429):
             fields["reason_code"] = error.reason_code
-            return Outcome(await self._settle(checkout, self.owner, FAILED, fields))
+            return Outcome(await self._settle(checkout, self.owner, State.FAILED, fields))
         await self.store.release_lease(checkout.ref, self.owner)
-        return Outcome(checkout, error=AMAZON_UNAVAILABLE)
+        return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
 
     async def _after_completed_session(
         self, checkout: Checkout, session: CheckoutSession, fields: dict[str, Any]
@@ -340,9 +305,12 @@ class CheckoutService:
         try:
             charge = await self.amazon.get_charge(session.charge_id)
         except AmazonPayError:
-            return Outcome(await self._settle(checkout, self.owner, COMPLETED, fields))
+            return Outcome(await self._settle(checkout, self.owner, State.COMPLETED, fields))
         charge_state = state_of_charge(charge)
-        state = PENDING if charge_state is None else COMPLETED if charge_state == AUTHORIZED else charge_state
+        if charge_state is None:
+            state = State.PENDING
+        else:
+            state = State.COMPLETED if charge_state == State.AUTHORIZED else charge_state
         return Outcome(await self._settle(checkout, self.owner, state, fields))
 
     @staticmethod
@@ -354,7 +322,9 @@ class CheckoutService:
             "result": buyer_summary(session),
         }
 
-    async def _settle(self, checkout: Checkout, owner: str | None, state: str, changes: Mapping[str, Any]) -> Checkout:
+    async def _settle(
+        self, checkout: Checkout, owner: str | None, state: State, changes: Mapping[str, Any]
+    ) -> Checkout:
         """Store the new state and its event in one transaction."""
         now = self.clock()
         event = event_for(replace(checkout, state=state, **dict(changes)), now)
@@ -370,16 +340,16 @@ class CheckoutService:
     async def cancel(self, ref: str) -> Checkout | None:
         """The buyer came back through the cancel URL: record it unless the payment went through."""
         checkout = await self.get(ref)
-        if checkout is None or checkout.state != CREATED:
+        if checkout is None or checkout.state != State.CREATED:
             return checkout
         try:
-            return await self._settle(checkout, None, CANCELED, {"reason_code": "BuyerCanceled"})
+            return await self._settle(checkout, None, State.CANCELED, {"reason_code": "BuyerCanceled"})
         except LeaseLost:  # a finalize is running right now: its result wins
             return await self.store.get_checkout(ref)
 
     async def refresh_pending(self, checkout: Checkout) -> Checkout:
         """Ask Amazon whether a pending authorization has settled; store and report if so."""
-        if checkout.state != PENDING or checkout.charge_id is None:
+        if checkout.state != State.PENDING or checkout.charge_id is None:
             return checkout
         leased = await self.store.try_lease(checkout.ref, self.owner, self.clock(), self.lease_seconds)
         if leased is None:
@@ -400,12 +370,12 @@ class CheckoutService:
 
     async def resume(self, checkout: Checkout) -> Checkout:
         """Finish a bound checkout whose holder died (reconciler): same key, Amazon's saved answer."""
-        if checkout.state != CREATED or checkout.checkout_session_id is None:
+        if checkout.state != State.CREATED or checkout.checkout_session_id is None:
             return checkout
         if checkout.ref in self._inflight:  # not abandoned: this process is still waiting on Amazon
             return checkout
         if checkout.expires_at <= self.clock():
-            return await self._settle(checkout, None, EXPIRED, {"reason_code": "Expired"})
+            return await self._settle(checkout, None, State.EXPIRED, {"reason_code": "Expired"})
         leased = await self.store.try_lease(checkout.ref, self.owner, self.clock(), self.lease_seconds)
         if leased is None:
             return checkout
@@ -413,9 +383,9 @@ class CheckoutService:
 
     async def expire(self, checkout: Checkout) -> Checkout:
         """An unbound checkout past its window: Amazon has canceled any session by now."""
-        if checkout.state != CREATED or checkout.expires_at > self.clock():
+        if checkout.state != State.CREATED or checkout.expires_at > self.clock():
             return checkout
         try:
-            return await self._settle(checkout, None, EXPIRED, {"reason_code": "Expired"})
+            return await self._settle(checkout, None, State.EXPIRED, {"reason_code": "Expired"})
         except LeaseLost:
             return checkout

@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from .signing import (
+from router.amazon_pay.signing import (
     REGION_ALIASES,
     SALT_LENGTHS,
     ParsedAuthorization,

@@ -13,42 +13,33 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .button import ButtonSigner
-from .checkout import (
+from router.checkout.button import ButtonSigner
+from router.checkout.model import (
     PAYMENT_INTENTS,
-    SESSION_ID_RE,
-    UNKNOWN_SESSION,
     Busy,
-    CheckoutService,
+    Checkout,
     NewCheckout,
     Outcome,
-    UnknownRef,
-)
-from .money import AmountError, normalize_amount
-from .openapi import OPENAPI
-from .routing import Flow, RouteTable, host_pattern_matches, normalize_host
-from .store.base import (
-    AUTHORIZED,
-    CANCELED,
-    COMPLETED,
-    CREATED,
-    DECLINED,
-    EXPIRED,
-    FAILED,
-    PENDING,
-    Checkout,
+    OutcomeError,
     SessionConflict,
+    State,
+    UnknownRef,
+    is_session_id,
 )
+from router.checkout.money import AmountError, normalize_amount
+from router.checkout.service import CheckoutService
+from router.web.openapi import OPENAPI
+from router.web.routing import Flow, RouteTable, host_pattern_matches, normalize_host
 
 MAX_BODY = 16 * 1024
 RETURN_URL_KEYS = {Flow.SUCCESS: "checkoutResultReturnUrl", Flow.CANCEL: "checkoutCancelUrl",
                    Flow.ERROR: "checkoutErrorUrl"}
 # App API: the HTTP status and error code for a checkout that did not end in a payment.
 UNPAID = {
-    DECLINED: (402, "payment_declined", "Amazon Pay declined the payment."),
-    CANCELED: (409, "checkout_canceled", "The buyer canceled the checkout."),
-    EXPIRED: (410, "checkout_expired", "The checkout expired before it was completed."),
-    FAILED: (422, "finalize_failed", "Amazon Pay refused to complete the checkout."),
+    State.DECLINED: (402, "payment_declined", "Amazon Pay declined the payment."),
+    State.CANCELED: (409, "checkout_canceled", "The buyer canceled the checkout."),
+    State.EXPIRED: (410, "checkout_expired", "The checkout expired before it was completed."),
+    State.FAILED: (422, "finalize_failed", "Amazon Pay refused to complete the checkout."),
 }
 
 
@@ -165,17 +156,17 @@ def outcome_response(outcome: Outcome) -> JSONResponse:
     """The app API's answer for a finalize attempt or a state read."""
     c = outcome.checkout
     body = checkout_json(c, merchant=False)
-    if outcome.error == UNKNOWN_SESSION:
+    if outcome.error == OutcomeError.UNKNOWN_SESSION:
         return error_response(404, "unknown_session", "Amazon Pay does not know this checkout session.",
                               checkout=body)
     if outcome.error is not None:
         return error_response(503, "amazon_unavailable", "Amazon Pay could not be reached; try again shortly.",
                               {"retry-after": "5"}, checkout=body)
-    if c.state in (COMPLETED, AUTHORIZED):
+    if c.state in (State.COMPLETED, State.AUTHORIZED):
         return JSONResponse(body, headers={"cache-control": "no-store"})
-    if c.state == PENDING:
+    if c.state == State.PENDING:
         return JSONResponse(body, status_code=202, headers={"cache-control": "no-store", "retry-after": "5"})
-    if c.state == CREATED:
+    if c.state == State.CREATED:
         return JSONResponse(body, status_code=200, headers={"cache-control": "no-store"})
     status, code, message = UNPAID[c.state]
     return error_response(status, code, message, checkout=body)
@@ -264,7 +255,7 @@ class Api:
     @staticmethod
     def session_id(request: Request) -> str:
         session_id = str(request.path_params["session_id"])
-        if not SESSION_ID_RE.match(session_id):
+        if not is_session_id(session_id):
             raise ApiError(400, "invalid_session_id", "the checkout session id is malformed")
         return session_id
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from .amazon_pay.signing import sign_payload
-from .store.base import Checkout
+from router.amazon_pay.signing import sign_payload
+from router.checkout.model import Checkout
 
 
 class ButtonSigner:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from types import MappingProxyType
 
 # Currencies Amazon Pay charges in (presentment and multi-currency); all use 2 decimals but JPY.
 DECIMALS = {
@@ -39,3 +42,25 @@ def normalize_amount(amount: object, currency: object) -> tuple[str, str]:
     if len(str(int(quantized))) > MAX_INTEGER_DIGITS:
         raise AmountError("amount is too large")
     return f"{quantized:f}", code
+
+
+_CURRENCY = re.compile(r"[A-Z]{3}", re.ASCII)
+_CURRENCY_SYMBOLS: Mapping[str, str] = MappingProxyType({"JPY": "¥", "USD": "$", "EUR": "€", "GBP": "£"})
+
+
+def format_amount(amount: str, currency: str) -> str:
+    """Display an amount string in its currency: ``¥1,000``, ``$14.00``, ``€14.00``, ``14.00 CHF``."""
+    if not _CURRENCY.fullmatch(currency):
+        raise ValueError(f"currency must be a three-letter ISO 4217 code, got {currency[:10]!r}")
+    try:
+        value = Decimal(amount.strip())
+    except InvalidOperation:
+        raise ValueError(f"amount is not a decimal number: {amount[:40]!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"amount is not a finite number: {amount[:40]!r}")
+    places = DECIMALS.get(currency, 2)
+    value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    sign = "-" if value < 0 else ""
+    digits = f"{abs(value):,.{places}f}"
+    symbol = _CURRENCY_SYMBOLS.get(currency)
+    return f"{sign}{symbol}{digits}" if symbol else f"{sign}{digits} {currency}"

@@ -9,31 +9,32 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .checkout import SESSION_ID_RE, UNKNOWN_SESSION, Busy, CheckoutService, Outcome, UnknownRef
-from .config import SESSION_ID_PARAMS, Settings
-from .metrics import METRICS
-from .pages import AppLinks, PageKind, PageView, alternate_host_url, page_response
-from .redact import mask
-from .routing import Flow, normalize_host
-from .store.base import (
-    AUTHORIZED,
-    CANCELED,
-    COMPLETED,
-    CREATED,
-    DECLINED,
-    EXPIRED,
-    FAILED,
-    PENDING,
+from router.checkout.model import (
+    SESSION_ID_PARAMS,
+    Busy,
     Checkout,
+    Outcome,
+    OutcomeError,
     SessionConflict,
+    State,
+    UnknownRef,
+    is_session_id,
 )
+from router.checkout.service import CheckoutService
+from router.config import Settings
+from router.metrics import METRICS
+from router.redact import mask
+from router.web.links import alternate_host_url
+from router.web.pages import AppLinks, PageKind, PageView
+from router.web.render import page_response
+from router.web.routing import Flow, normalize_host
 
-log = logging.getLogger("router.flows")
+log = logging.getLogger("router.web.flows")
 
 MAX_QUERY = 2048
 PAGE_OF_STATE: dict[str, PageKind] = {
-    COMPLETED: "success", AUTHORIZED: "success", PENDING: "pending", DECLINED: "declined",
-    CANCELED: "canceled", EXPIRED: "expired", FAILED: "error", CREATED: "error",
+    State.COMPLETED: "success", State.AUTHORIZED: "success", State.PENDING: "pending", State.DECLINED: "declined",
+    State.CANCELED: "canceled", State.EXPIRED: "expired", State.FAILED: "error", State.CREATED: "error",
 }
 
 
@@ -54,7 +55,7 @@ def session_and_ref(query: str) -> tuple[str, str]:
         raise BadReturn("The address has no Amazon Pay checkout session.")
     if not refs or not refs[0]:
         raise BadReturn("The address has no order reference.")
-    if not SESSION_ID_RE.match(found[0]):
+    if not is_session_id(found[0]):
         raise BadReturn("The Amazon Pay checkout session in the address is not valid.")
     return found[0], refs[0]
 
@@ -95,14 +96,14 @@ class Flows:
         except Busy:
             return self.page(request, PageView(kind="pending", merchant_name=self.settings.merchant.name,
                                                refresh_seconds=3))
-        if outcome.checkout.state == PENDING:
+        if outcome.checkout.state == State.PENDING:
             outcome = Outcome(await self.service.refresh_pending(outcome.checkout))
         return self.page(request, self.result_view(outcome))
 
     async def cancel(self, request: Request) -> Response:
         refs = parse_qs(request.url.query[:MAX_QUERY], max_num_fields=50).get("ref", [])
         checkout = await self.service.cancel(refs[0]) if len(refs) == 1 else None
-        if checkout is not None and checkout.state != CANCELED:  # paid meanwhile: say what is true
+        if checkout is not None and checkout.state != State.CANCELED:  # paid meanwhile: say what is true
             return self.page(request, self.result_view(Outcome(checkout)))
         return self.page(request, PageView(kind="canceled", merchant_name=self.settings.merchant.name,
                                            return_url=self.shop_url, **_order(checkout)))
@@ -110,7 +111,7 @@ class Flows:
     def result_view(self, outcome: Outcome) -> PageView:
         checkout = outcome.checkout
         name = self.settings.merchant.name
-        if outcome.error == UNKNOWN_SESSION:
+        if outcome.error == OutcomeError.UNKNOWN_SESSION:
             return PageView(kind="bad_request", merchant_name=name, return_url=self.shop_url,
                             reason="Amazon Pay does not know the checkout session in the address.")
         if outcome.error is not None:

@@ -5,26 +5,17 @@ from __future__ import annotations
 import json
 import secrets
 
-from .store.base import (
-    AUTHORIZED,
-    CANCELED,
-    COMPLETED,
-    DECLINED,
-    EXPIRED,
-    FAILED,
-    PENDING,
-    Checkout,
-    NewEvent,
-)
+from router.checkout.model import Checkout, State
+from router.store.base import NewEvent
 
 EVENT_TYPES = {
-    COMPLETED: "checkout.completed",
-    PENDING: "checkout.pending",
-    AUTHORIZED: "checkout.authorized",
-    DECLINED: "checkout.declined",
-    CANCELED: "checkout.canceled",
-    EXPIRED: "checkout.expired",
-    FAILED: "checkout.failed",
+    State.COMPLETED: "checkout.completed",
+    State.PENDING: "checkout.pending",
+    State.AUTHORIZED: "checkout.authorized",
+    State.DECLINED: "checkout.declined",
+    State.CANCELED: "checkout.canceled",
+    State.EXPIRED: "checkout.expired",
+    State.FAILED: "checkout.failed",
 }
 
 

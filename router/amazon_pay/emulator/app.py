@@ -32,9 +32,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .emulator_auth import ApiError, IncomingRequest, authenticate
-from .emulator_state import JSON, EmulatorState, Session, parse_session_spec
-from .keys import load_private_key, load_public_key
+from router.amazon_pay.emulator.auth import ApiError, IncomingRequest, authenticate
+from router.amazon_pay.emulator.state import JSON, EmulatorState, Session, parse_session_spec
+from router.amazon_pay.keys import load_private_key, load_public_key
 
 REQUEST_ID_HEADER = "x-amz-pay-request-id"
 _API_PATH = re.compile(r"^/(?:(?P<env>sandbox|live)/)?(?P<version>v\d+)(?P<rest>/.*)?$")

@@ -1,0 +1,1 @@
+"""The checkout domain: model, exactly-once service, reconciler, button signing, events, money."""

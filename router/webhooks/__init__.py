@@ -1,0 +1,1 @@
+"""The webhook outbox: signature contract, retry schedule, delivery worker and admin."""
