@@ -98,9 +98,11 @@ def _event_schema(event_type: str, state: str) -> dict[str, Any]:
 
 def _example(state: str) -> Any:
     """A body exactly as event_for() builds it, with a fixed id and time so the document is stable."""
-    paid = state not in _REASONS
+    paid, unbound = state not in _REASONS, state in (CANCELED, EXPIRED)  # left before paying: no session
     checkout = replace(_SAMPLE, state=state, reason_code=_REASONS.get(state),
-                       charge_id=_SAMPLE.charge_id if paid else None)
+                       charge_id=_SAMPLE.charge_id if paid else None,
+                       checkout_session_id=None if unbound else _SAMPLE.checkout_session_id,
+                       charge_permission_id=None if unbound else _SAMPLE.charge_permission_id)
     event = event_for(checkout, 1_767_225_660.0)
     assert event is not None
     return json.loads(event.body) | {"id": "evt_" + "0f" * 16}
