@@ -38,7 +38,7 @@ APP_OPERATIONS = ("/v1/checkout-sessions/{checkoutSessionId}/finalize", "/v1/che
 
 
 def _normalize(path: str) -> str:
-    """"/v1/checkout-sessions/\\(sessionId)/finalize" or "…/${x}/…" or "…/{id}" → "/v1/checkout-sessions/{}/finalize"."""
+    """Swift "\\(id)", Kotlin "${id}" and OpenAPI "{id}" path parameters all become "{}"; no query."""
     path = path.split("?", 1)[0]
     return re.sub(r"\\\([^)]*\)|\$\{[^}]*\}|\{[^}]*\}", "{}", path).rstrip("/")
 
@@ -173,7 +173,8 @@ def test_backend_guide_verifier_accepts_real_signatures_only() -> None:
     assert not verify("whsec_guide", body + b" ", header)
     assert not verify("whsec_other", body, header)
     assert not verify("whsec_guide", body, sign_payload("whsec_guide", body, now - 600))  # replayed
-    rotated = f"t={now},v1={'0' * 64},v1={hmac.new(b'whsec_guide', f'{now}.'.encode() + body, hashlib.sha256).hexdigest()}"
+    good = hmac.new(b"whsec_guide", f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+    rotated = f"t={now},v1={'0' * 64},v1={good}"  # an old secret's signature beside the new one
     assert verify("whsec_guide", body, rotated)
 
 
