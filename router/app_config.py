@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
 
-from .config import Settings, claims_for
+from router.config import Settings, claims_for
 
 ENTITLEMENT = "com.apple.developer.associated-domains"
 VIEW = "android.intent.action.VIEW"

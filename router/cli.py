@@ -89,7 +89,7 @@ def cmd_config_example(args: argparse.Namespace) -> int:
 
 
 def cmd_app_config(args: argparse.Namespace) -> int:
-    from . import app_config
+    from router import app_config
 
     settings = _load_or_exit(args.config)
     if getattr(settings, args.platform) is None:

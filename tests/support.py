@@ -57,7 +57,7 @@ def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -
 def _webhook_validator(event_type: str) -> Any:
     import jsonschema
 
-    from router.openapi import OPENAPI
+    from router.web.openapi import OPENAPI
 
     entry = OPENAPI["webhooks"].get(event_type)
     if entry is None:

@@ -2,7 +2,7 @@
 
 No Swift or Kotlin compiler is at hand, so the snippets are checked against the API's own sources:
 every endpoint path, JSON key, query item, status and error code they use must exist in
-router/openapi.py, router/api.py or router/config.py; every event body in docs/backend.md must validate
+router/web/openapi.py, router/web/api.py or router/checkout/model.py; every event body in docs/backend.md must validate
 against the published webhook schema, and every `return-router …` command must parse.
 """
 
@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from router import api
+from router.checkout.events import EVENT_TYPES
+from router.checkout.model import SESSION_ID_PARAMS
 from router.cli import parser
-from router.config import SESSION_ID_PARAMS
-from router.events import EVENT_TYPES
-from router.openapi import OPENAPI
-from router.webhooks import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, sign_payload
+from router.web import api
+from router.web.openapi import OPENAPI
+from router.webhooks.signature import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, hmac_signature
 from tests.support import webhook_schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,11 +168,11 @@ def test_backend_guide_verifier_accepts_real_signatures_only() -> None:
     exec(compile(code, "backend.md", "exec"), namespace)  # the guide's own code, as a merchant copies it
     verify = namespace["verify"]
     body, now = b'{"id":"evt_1"}', int(time.time())
-    header = sign_payload("whsec_guide", body, now)
+    header = hmac_signature("whsec_guide", body, now)
     assert verify("whsec_guide", body, header)
     assert not verify("whsec_guide", body + b" ", header)
     assert not verify("whsec_other", body, header)
-    assert not verify("whsec_guide", body, sign_payload("whsec_guide", body, now - 600))  # replayed
+    assert not verify("whsec_guide", body, hmac_signature("whsec_guide", body, now - 600))  # replayed
     good = hmac.new(b"whsec_guide", f"{now}.".encode() + body, hashlib.sha256).hexdigest()
     rotated = f"t={now},v1={'0' * 64},v1={good}"  # an old secret's signature beside the new one
     assert verify("whsec_guide", body, rotated)

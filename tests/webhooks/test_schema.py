@@ -13,9 +13,9 @@ import pytest
 
 from router.app import create_app
 from router.config import load
-from router.events import EVENT_TYPES, event_for
-from router.openapi import OPENAPI
-from router.store.base import Checkout
+from router.checkout.events import EVENT_TYPES, event_for
+from router.checkout.model import Checkout
+from router.web.openapi import OPENAPI
 from tests.router.conftest import BASE_CONFIG
 from tests.support import serve_app, webhook_schema_errors
 
