@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 
 from router.app import create_app
-from router.config import load
 from router.checkout.events import EVENT_TYPES, event_for
 from router.checkout.model import Checkout
+from router.config import load
 from router.web.openapi import OPENAPI
 from tests.router.conftest import BASE_CONFIG
 from tests.support import serve_app, webhook_schema_errors
