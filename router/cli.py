@@ -1,4 +1,4 @@
-"""The return-router command: serve · emulator · check · config example · keygen · events."""
+"""The return-router command: serve · emulator · check · config example · app-config · keygen · events."""
 
 from __future__ import annotations
 
@@ -88,6 +88,26 @@ def cmd_config_example(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app_config(args: argparse.Namespace) -> int:
+    from router import app_config
+
+    settings = _load_or_exit(args.config)
+    if getattr(settings, args.platform) is None:
+        print(f"{settings.source}: {args.platform}: not configured, so no app is associated", file=sys.stderr)
+        return 2
+    for note in app_config.notes(settings):
+        print(f"note: {note}", file=sys.stderr)
+    if args.format == "json":
+        doc = (app_config.ios_entitlements(settings) if args.platform == "ios"
+               else {"intentFilters": app_config.android_intent_filters(settings)})
+        print(json.dumps(doc, indent=2))
+    elif args.platform == "ios":
+        sys.stdout.write(app_config.ios_plist(settings).decode())
+    else:
+        sys.stdout.write(app_config.android_xml(settings))
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from router.amazon_pay import generate_key_pair
 
@@ -159,6 +179,12 @@ def parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="configuration helpers")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     config_sub.add_parser("example", help="print a commented example config").set_defaults(func=cmd_config_example)
+
+    app = sub.add_parser("app-config", help="print the app side: iOS entitlements or Android intent filters")
+    app.add_argument("platform", choices=["ios", "android"])
+    app.add_argument("--config", required=True)
+    app.add_argument("--format", choices=["xml", "json"], default="xml", help="xml (default) or json")
+    app.set_defaults(func=cmd_app_config)
 
     keygen = sub.add_parser("keygen", help="generate an RSA key pair (emulator, development)")
     keygen.add_argument("--out", default="amazon-pay", help="file prefix (default: amazon-pay)")
