@@ -10,8 +10,12 @@ from .association import AssociationFiles
 from .config import Settings
 
 
-async def check_settings(settings: Settings, *, remote: bool, out: TextIO) -> list[Problem]:
-    """Print one line per host and problem; return the errors found (warnings are printed only)."""
+async def check_settings(settings: Settings, *, remote: bool, out: TextIO, ca_file: str | None = None,
+                         connect_to: str | None = None) -> list[Problem]:
+    """Print one line per host and problem; return the errors found (warnings are printed only).
+
+    `ca_file` and `connect_to` go to every remote fetch (see well_known.check_host).
+    """
     files = AssociationFiles(settings)
     table = settings.route_table
     errors: list[Problem] = []
@@ -34,6 +38,8 @@ async def check_settings(settings: Settings, *, remote: bool, out: TextIO) -> li
                 host,
                 expected_app_ids=ios.app_ids if ios else (),
                 expected_package=android.package if android else None,
+                ca_file=ca_file,
+                connect_to=connect_to,
             )
             errors += _report(f"{host} remote", problems, out)
     out.write("ok\n" if not errors else f"{len(errors)} error(s)\n")
