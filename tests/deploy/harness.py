@@ -42,6 +42,7 @@ class Service:
 class Proxy:
     """A TLS proxy on 127.0.0.1: `https_port` for the return host, `http_port` for plain HTTP."""
 
+    name: str
     https_port: int
     http_port: int
     certs: Certificates
@@ -52,7 +53,7 @@ class Proxy:
                             follow_redirects=False, timeout=30)
 
 
-def request(client: httpx.Client, method: str, url: str, *, host: str = HOST, **kwargs: object) -> httpx.Response:
+def fetch(client: httpx.Client, method: str, url: str, *, host: str = HOST, **kwargs: object) -> httpx.Response:
     """`url` on 127.0.0.1 with `host` as Host header and TLS server name (the certificate is checked for it)."""
     headers = {"host": host, **kwargs.pop("headers", {})}  # type: ignore[dict-item]
     return client.request(method, url, headers=headers, extensions={"sni_hostname": host}, **kwargs)  # type: ignore[arg-type]

@@ -26,10 +26,10 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
-def replace_exactly(text: str, old: str, new: str, count: int = 1) -> str:
+def replace_exactly(source: Path, text: str, old: str, new: str, count: int = 1) -> str:
     """Replace `old`, which must occur `count` times: a shipped file that drifts fails here, by name."""
     found = text.count(old)
-    assert found == count, f"{SITE.name}: expected {count} × {old!r}, found {found}"
+    assert found == count, f"{source}: expected {count} × {old!r}, found {found}"
     return text.replace(old, new)
 
 
@@ -48,7 +48,7 @@ def site_for_test(prefix: Path, https_port: int, http_port: int, upstream: int, 
          f"include {prefix / 'return-router-proxy.conf'};", 2),
         ("root /var/www/acme;", f"root {prefix / 'acme'};", 1),
     ):
-        text = replace_exactly(text, old, new, count)
+        text = replace_exactly(SITE, text, old, new, count)
     return text
 
 
@@ -103,7 +103,7 @@ def running_nginx(binary: str, upstream: int, certs: Certificates) -> Iterator[P
                 wait_for_port(http_port, proc)  # type: ignore[arg-type]
             except RuntimeError as exc:
                 raise RuntimeError(f"{exc}: {(prefix / 'error.log').read_text(errors='replace')}") from None
-            yield Proxy(https_port, http_port, certs)
+            yield Proxy("nginx", https_port, http_port, certs)
         finally:
             proc.terminate()  # SIGTERM: nginx's fast shutdown
             proc.wait(timeout=15)
