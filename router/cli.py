@@ -212,7 +212,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (the demo always uses 1)")
     serve.add_argument("--proxy-headers", action="store_true",
-                       help="trust X-Forwarded-For/Proto from the proxy at FORWARDED_ALLOW_IPS (default 127.0.0.1)")
+                       help="trust X-Forwarded-For/Proto from the proxy at FORWARDED_ALLOW_IPS (default 127.0.0.1,::1)")
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="uvicorn's log level")
     serve.set_defaults(func=cmd_serve)
 
