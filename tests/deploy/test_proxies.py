@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 from collections.abc import Iterator
 
@@ -80,6 +81,11 @@ def test_metrics_stay_off_the_public_host(proxy: Proxy, service: Service) -> Non
 
 
 def test_service_sees_the_client_address_and_scheme_from_the_proxy(proxy: Proxy, service: Service) -> None:
+    with socket.socket() as probe_socket:
+        try:
+            probe_socket.bind(("127.0.0.2", 0))
+        except OSError:
+            pytest.skip("cannot bind 127.0.0.2 here: no second loopback address to tell client from proxy")
     # The client connects from 127.0.0.2 and lies in its own X-Forwarded-* headers; the proxy connects from
     # 127.0.0.1. The service must see the address the proxy saw and the scheme the proxy served.
     probe = f"probe={proxy.https_port}"
