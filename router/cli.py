@@ -84,8 +84,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.ca_file is not None and not Path(args.ca_file).is_file():
         print(f"check: --ca-file {args.ca_file}: no such file", file=sys.stderr)
         return 2
-    problems = asyncio.run(check_settings(settings, remote=args.remote, out=sys.stdout, ca_file=args.ca_file,
-                                          connect_to=args.connect_to))
+    try:
+        problems = asyncio.run(check_settings(settings, remote=args.remote, out=sys.stdout, ca_file=args.ca_file,
+                                              connect_to=args.connect_to))
+    except ValueError as exc:  # a --connect-to that is no address:port
+        print(f"check: {exc}", file=sys.stderr)
+        return 2
     return 1 if problems else 0
 
 

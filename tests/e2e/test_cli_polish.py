@@ -177,3 +177,10 @@ def test_check_names_a_missing_ca_file(tmp_path: Path, args: list[str]) -> None:
     config.write_text(BASE_CONFIG)
     result = run(*args, cwd=tmp_path)
     assert result.returncode == 2 and "--ca-file /nonexistent/ca.pem: no such file" in result.stderr
+
+
+def test_check_refuses_a_connect_to_that_is_no_address(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "x.toml"
+    config.write_text(BASE_CONFIG)
+    assert main(["check", "--config", str(config), "--remote", "--connect-to", "http://127.0.0.1/"]) == 2
+    assert "host must be a bare host name" in capsys.readouterr().err
