@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # The root package `router` itself holds no code (modules import it only to find its files).
-LEAVES = ("router.checkout.model", "router.web.routing", "router.validators", "router.redact")
+LEAVES = ("router.checkout.model", "router.web.routing", "router.validators", "router.redact", "router.version")
 
 
 def module_name(path: Path) -> str:
@@ -59,6 +59,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "router.web.routing": (),
     "router.validators": (),
     "router.redact": (),
+    "router.version": (),
     # Amazon Pay: its client, signing and emulator know nothing of checkouts, stores or the web.
     "router.amazon_pay": (),
     # Infrastructure under the domain: persistence and the webhook outbox.
