@@ -14,13 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from router.amazon_pay.emulator.state import SCENARIOS
-from router.events import event_for
 
 from router.amazon_pay import create_emulator_app
+from router.amazon_pay.emulator.state import SCENARIOS
+from router.checkout.events import event_for
+from router.checkout.model import Checkout, State
 from router.cli import main, parser
 from router.store import open_store
-from router.store.base import COMPLETED, Checkout
 from tests.router.conftest import BASE_CONFIG
 from tests.support import serve_app
 
@@ -101,8 +101,8 @@ def _outbox(tmp_path: Path, events_per_checkout: dict[tuple[str, str], int]) -> 
             for (ref, order), count in events_per_checkout.items():
                 checkout = _checkout(ref, order)
                 await store.create_checkout(checkout)
-                events = [event_for(replace(checkout, state=COMPLETED), 2.0) for _ in range(count)]
-                await store.transition(ref, owner=None, now=2.0, state=COMPLETED, events=[e for e in events if e])
+                events = [event_for(replace(checkout, state=State.COMPLETED), 2.0) for _ in range(count)]
+                await store.transition(ref, owner=None, now=2.0, state=State.COMPLETED, events=[e for e in events if e])
                 ids[ref] = [e.id for e in events if e]
         finally:
             await store.close()
