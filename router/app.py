@@ -160,6 +160,11 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
                                   {"retry-after": "5"})
         return flows.error_page(request, "unavailable")
 
+    def stopping(request: Request) -> Response:
+        if request.url.path.startswith("/v1/"):
+            return error_response(503, "unavailable", "the service is restarting; retry shortly", {"retry-after": "2"})
+        return flows.error_page(request, "unavailable")
+
     async def internal_error(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/v1/"):
             return error_response(500, "internal_error", "something went wrong on our side")
@@ -167,7 +172,8 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(AssociationMiddleware, files=AssociationFiles(settings)),
+        middleware=[Middleware(lifecycle.AnswerWhenCancelled, fallback=stopping),
+                    Middleware(AssociationMiddleware, files=AssociationFiles(settings)),
                     Middleware(ApiMetrics, routes=routes)],
         exception_handlers={StoreUnavailable: unavailable, Exception: internal_error},
     )

@@ -20,6 +20,10 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from router.store.base import Store, StoreError
 
 log = logging.getLogger("router.ops.lifecycle")
@@ -72,3 +76,32 @@ def exit_zero_on_term() -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
+
+
+class AnswerWhenCancelled:
+    """ASGI middleware: a request still running when the graceful stop ends (uvicorn cancels it) gets
+    `fallback`'s answer (a 503 that says to retry) instead of a bare 500 and a traceback in the log.
+    Its lease is released by the lifespan right after, so the retry is answered at once elsewhere."""
+
+    def __init__(self, app: ASGIApp, fallback: Callable[[Request], Response]) -> None:
+        self.app = app
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            log.warning("stopping: answered a request still running after graceful_seconds with 503")
+            await self.fallback(Request(scope))(scope, receive, send)

@@ -50,10 +50,10 @@ class Delta:
 
     def __init__(self, *samples: tuple[str, dict[str, str]]) -> None:
         self.samples = samples
-        self.before = [value(n, **l) for n, l in samples]
+        self.before = [value(n, **labels) for n, labels in samples]
 
     def __call__(self) -> list[float]:
-        return [value(n, **l) - b for (n, l), b in zip(self.samples, self.before, strict=True)]
+        return [value(n, **labels) - b for (n, labels), b in zip(self.samples, self.before, strict=True)]
 
 
 def test_a_paid_return_counts_every_step(tmp_path: Path, emulator: Emulator, receiver: Receiver,
