@@ -19,7 +19,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -70,40 +70,56 @@ def sweep_dead_workers(directory: Path) -> None:
             pass
 
 
-def metrics_app(store_url: str, multiproc_dir: Path | None) -> Starlette:
-    store = open_store(store_url)
+class MetricsEndpoint:
+    """GET /metrics: the workers' series plus the webhook gauges from a store connection of its own.
 
-    async def scrape(request: Request) -> Response:
+    The store is opened at the first scrape (and again after a failure), so a database that is down
+    at start only leaves the gauges out until it is back.
+    """
+
+    def __init__(self, store_url: str, multiproc_dir: Path | None) -> None:
+        self.store_url = store_url
+        self.multiproc_dir = multiproc_dir
+        self.store: Store | None = None
+        self.app = Starlette(routes=[Route("/metrics", self.scrape, methods=["GET"]),
+                                     Route("/{p:path}", self.not_found)])
+
+    async def scrape(self, request: Request) -> Response:
         registry = REGISTRY  # one worker: this process's own series
-        if multiproc_dir is not None:
-            sweep_dead_workers(multiproc_dir)
+        if self.multiproc_dir is not None:
+            sweep_dead_workers(self.multiproc_dir)
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, str(multiproc_dir))  # type: ignore[no-untyped-call]
+            MultiProcessCollector(registry, str(self.multiproc_dir))  # type: ignore[no-untyped-call]
         body = generate_latest(registry)
         try:
             gauges = CollectorRegistry()
-            gauges.register(_Snapshot(await store_gauges(store, time.time())))
+            gauges.register(_Snapshot(await store_gauges(await self._store(), time.time())))
             body += generate_latest(gauges)
         except StoreError as exc:  # the other series are still worth a scrape; the gap shows in the graph
             log.warning("metrics: the store did not answer (%s)", type(exc).__name__)
+            await self.close()
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    async def not_found(request: Request) -> Response:
+    async def not_found(self, request: Request) -> Response:
         return Response("not found\n", status_code=404, media_type="text/plain")
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
+    async def _store(self) -> Store:
+        if self.store is None:
+            store = open_store(self.store_url)
             await store.open()
-        except StoreError as exc:  # the store may come later; scrapes retry it
-            log.warning("metrics: store not reachable at start (%s)", type(exc).__name__)
-        try:
-            yield
-        finally:
+            self.store = store
+        return self.store
+
+    async def close(self) -> None:
+        store, self.store = self.store, None
+        if store is not None:
             await store.close()
 
-    return Starlette(routes=[Route("/metrics", scrape, methods=["GET"]), Route("/{p:path}", not_found)],
-                     lifespan=lifespan)
+    async def serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            await self.close()
 
 
 @contextlib.contextmanager
@@ -135,11 +151,13 @@ def _start(listen: tuple[str, int], store_url: str, directory: Path | None
     except OSError as exc:
         log.error("metrics listener %s:%d not started: %s", host, port, exc.strerror or exc)
         return None, None
-    config = uvicorn.Config(metrics_app(store_url, directory), log_level="warning", access_log=False,
-                            server_header=False, lifespan="on")
+    endpoint = MetricsEndpoint(store_url, directory)
+    # No lifespan and no logging config of its own: the serving process's log stays as it is.
+    config = uvicorn.Config(endpoint.app, log_config=None, log_level=None, access_log=False, server_header=False,
+                            lifespan="off")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
-                              name="metrics-listener", daemon=True)
+    thread = threading.Thread(target=lambda: asyncio.run(endpoint.serve(server, sock)), name="metrics-listener",
+                              daemon=True)
     thread.start()
     log.info("metrics on http://%s:%d/metrics", host, port)
     return server, thread

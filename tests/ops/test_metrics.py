@@ -17,7 +17,7 @@ from router.checkout.reconciler import Reconciler
 from router.checkout.service import CheckoutService
 from router.config import load
 from router.ops.instrument import count_store_errors
-from router.ops.metrics_server import metrics_app
+from router.ops.metrics_server import MetricsEndpoint
 from router.store import open_store
 from router.store.base import NewEvent, StoreUnavailable
 from router.webhooks.schedule import RetrySchedule
@@ -150,10 +150,12 @@ async def test_the_listener_reads_the_webhook_gauges_from_the_store(tmp_path: Pa
     await store.transition("r1", owner=None, now=created, state=State.COMPLETED,
                            events=[NewEvent("ev1", "checkout.completed", created, b"{}")])
     await store.close()
-    with serve_app(metrics_app(url, None)) as base:
+    endpoint = MetricsEndpoint(url, None)
+    with serve_app(endpoint.app, lifespan="off") as base:
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"{base}/metrics")).text
             assert (await client.get(f"{base}/other")).status_code == 404
+    await endpoint.close()
     samples = dict(line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
     assert float(samples["return_router_webhook_backlog"]) == 1
     assert float(samples["return_router_webhook_oldest_pending_seconds"]) >= 3600

@@ -53,6 +53,7 @@ def test_two_workers_add_up_on_the_metrics_listener(tmp_path: Path, emulator: Em
     config.write_text(config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
                       + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
     router = start(routers, config, workers=2)
+    assert f"metrics on http://127.0.0.1:{port}/metrics" in router.log_tail(100_000)
     n = 40
     answers = storm([("GET", f"{router.url}/amazon-pay/error", {"headers": {"host": HOST}})] * n)
     assert [a.status_code for a in answers] == [200] * n
