@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The root package `router` itself holds no code (modules import it only to find its files).
 LEAVES = ("router.checkout.model", "router.web.routing", "router.validators", "router.redact", "router.metrics")
 
 
@@ -45,7 +46,7 @@ def violations(allowed: dict[str, tuple[str, ...]]) -> list[str]:
         if rule is None:
             continue
         for target in imported:
-            if not within(target, "router") or within(target, rule, *LEAVES):
+            if not within(target, "router") or target == "router" or within(target, rule, *LEAVES):
                 continue
             if not within(target, *allowed[rule]):
                 found.append(f"{module} imports {target}")
