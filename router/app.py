@@ -12,8 +12,9 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
 
 from router.amazon_pay import AmazonPayClient, ClientConfig, RetryPolicy, create_emulator_app, generate_key_pair
 from router.amazon_pay.keys import load_private_key, load_public_key
@@ -21,7 +22,9 @@ from router.checkout.button import ButtonSigner
 from router.checkout.reconciler import Reconciler
 from router.checkout.service import CheckoutService
 from router.config import Settings
-from router.metrics import METRICS
+from router.ops import lifecycle
+from router.ops.instrument import ApiMetrics, count_store_errors
+from router.ops.reload import ConfigHolder
 from router.store import open_store
 from router.store.base import Store, StoreUnavailable
 from router.web.api import Api, error_response
@@ -50,6 +53,18 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def apply_merchant(self, settings: Settings) -> None:
+        """After a reload: the webhook worker posts to the new URL with the new secret from its next delivery."""
+        merchant = settings.merchant
+        if self.webhooks is None:
+            if merchant.webhook_url:
+                log.warning("reload: webhooks were off at start; turning them on takes a restart")
+            return
+        if merchant.webhook_url and merchant.webhook_secret:
+            self.webhooks.retarget(merchant.webhook_url, merchant.webhook_secret)
+        else:
+            log.warning("reload: turning webhooks off takes a restart; they go on to the old URL until then")
+
 
 def build_amazon(settings: Settings) -> tuple[AmazonPayClient, Starlette | None, ButtonSigner | None]:
     """The real client from [amazon_pay], or one wired in-process to the built-in emulator."""
@@ -73,7 +88,7 @@ def build_amazon(settings: Settings) -> tuple[AmazonPayClient, Starlette | None,
 
 
 def create_app(settings: Settings, *, background: bool = True) -> Starlette:
-    store = open_store(settings.storage.url)
+    store = count_store_errors(open_store(settings.storage.url))
     amazon, emulator, button = build_amazon(settings)
     webhooks = None
     if background and settings.merchant.webhook_url and settings.merchant.webhook_secret:
@@ -85,6 +100,36 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
     if background:
         runtime.reconciler = Reconciler(service, interval=settings.checkout.reconcile_interval_seconds,
                                         resume_after=settings.checkout.resume_after_seconds)
+    holder = ConfigHolder(settings, lambda s: edge_app(s, runtime, button), on_swap=runtime.apply_merchant)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        if runtime.reconciler is not None:
+            runtime.tasks.append(asyncio.create_task(runtime.reconciler.run(runtime.stop)))
+        if runtime.webhooks is not None:
+            runtime.tasks.append(asyncio.create_task(runtime.webhooks.run(runtime.stop)))
+        try:
+            with lifecycle.reload_on_hup(holder.reload) if not settings.demo else contextlib.nullcontext():
+                yield
+        finally:
+            runtime.stop.set()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            await lifecycle.release_leases(store, service.owner, *([webhooks.owner] if webhooks else []))
+            await amazon.aclose()
+            if runtime.webhooks is not None:
+                await runtime.webhooks.aclose()
+            await store.close()
+
+    app = Starlette(routes=[Mount("", app=holder)], lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.config = holder
+    return app
+
+
+def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) -> ASGIApp:
+    """What a request sees, built from the settings a reload may replace (routes, apps, pages, merchant)."""
+    store, service, emulator = runtime.store, runtime.service, runtime.emulator
     table = settings.route_table
     flows = Flows(service, settings)
     api = Api(service, table, settings.merchant.api_token, button, https_only=not settings.demo)
@@ -100,13 +145,9 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
             return JSONResponse({"status": "unavailable", "store": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    async def metrics(request: Request) -> Response:
-        return PlainTextResponse(METRICS.render(), media_type="text/plain; version=0.0.4")
-
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
         *api.routes(),
         *(demo.routes() if demo else []),
         Route("/{path:path}", flows.dispatch, methods=["GET", "HEAD"]),
@@ -119,33 +160,20 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
                                   {"retry-after": "5"})
         return flows.error_page(request, "unavailable")
 
+    def stopping(request: Request) -> Response:
+        if request.url.path.startswith("/v1/"):
+            return error_response(503, "unavailable", "the service is restarting; retry shortly", {"retry-after": "2"})
+        return flows.error_page(request, "unavailable")
+
     async def internal_error(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/v1/"):
             return error_response(500, "internal_error", "something went wrong on our side")
         return flows.error_page(request, "error", status=500)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await store.open()
-        if runtime.reconciler is not None:
-            runtime.tasks.append(asyncio.create_task(runtime.reconciler.run(runtime.stop)))
-        if runtime.webhooks is not None:
-            runtime.tasks.append(asyncio.create_task(runtime.webhooks.run(runtime.stop)))
-        try:
-            yield
-        finally:
-            runtime.stop.set()
-            await asyncio.gather(*runtime.tasks, return_exceptions=True)
-            await amazon.aclose()
-            if runtime.webhooks is not None:
-                await runtime.webhooks.aclose()
-            await store.close()
-
-    app = Starlette(
+    return Starlette(
         routes=routes,
-        middleware=[Middleware(AssociationMiddleware, files=AssociationFiles(settings))],
+        middleware=[Middleware(lifecycle.AnswerWhenCancelled, fallback=stopping),
+                    Middleware(AssociationMiddleware, files=AssociationFiles(settings)),
+                    Middleware(ApiMetrics, routes=routes)],
         exception_handlers={StoreUnavailable: unavailable, Exception: internal_error},
-        lifespan=lifespan,
     )
-    app.state.runtime = runtime
-    return app

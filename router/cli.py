@@ -51,9 +51,12 @@ def _demo_db() -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from router.ops.serve import serving
+
     workers = args.workers
+    settings = None
     if args.config:
-        _load_or_exit(args.config)  # fail before forking workers, with every problem listed
+        settings = _load_or_exit(args.config)  # fail before forking workers, with every problem listed
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     else:
         os.environ.pop(CONFIG_ENV, None)
@@ -62,8 +65,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers = 1
         print(f"return-router demo: open http://{args.host}:{args.port}/ (no config given; nothing is charged)",
               file=sys.stderr)
-    uvicorn.run("router.cli:app_factory", factory=True, host=args.host, port=args.port, workers=workers,
-                proxy_headers=args.proxy_headers, server_header=False, log_level=args.log_level)
+    with serving(settings or demo_settings(_demo_db()), workers) as graceful_seconds:
+        uvicorn.run("router.cli:app_factory", factory=True, host=args.host, port=args.port, workers=workers,
+                    proxy_headers=args.proxy_headers, server_header=False, log_level=args.log_level,
+                    timeout_graceful_shutdown=graceful_seconds)
     return 0
 
 

@@ -17,6 +17,8 @@ from typing import Any
 from router.amazon_pay.keys import load_private_key
 from router.amazon_pay.signing import ALGORITHM_V1, ALGORITHM_V2, normalize_region
 from router.checkout.model import SESSION_ID_PARAMS
+from router.ops.settings import OpsSettings, read_ops
+from router.secrets import SecretProblem, resolve_secret
 from router.validators import ANDROID_PACKAGE, APP_STORE_ID, DNS_NAME, is_http_url
 from router.web.routing import Flow, Route, RouteTable, normalize_host
 from well_known import PathClaim, build_aasa, dumps, is_valid_app_id, normalize_fingerprint
@@ -99,6 +101,7 @@ class Settings:
     merchant: MerchantSettings = MerchantSettings()
     storage: StorageSettings = StorageSettings()
     checkout: CheckoutSettings = CheckoutSettings()
+    ops: OpsSettings = OpsSettings()  # [metrics] and [server]
     source: str = "<built-in>"
     demo: bool = False
 
@@ -189,20 +192,17 @@ class _Reader:
         return list(value)
 
     def secret(self, data: Mapping[str, Any], prefix: str, key: str) -> str | None:
-        """A secret named by an environment variable: `<key> = "VAR_NAME"`."""
-        var = self.get(data, prefix, key, str)
-        if var is None:
+        """A secret from an environment variable (`<name>_env`) or a file (`<name>_file`, router.secrets)."""
+        try:
+            return resolve_secret(data, prefix, key.removesuffix("_env"), self.env, self.base_dir)
+        except SecretProblem as exc:
+            self.fail(exc.key, str(exc))
             return None
-        value = self.env.get(var)
-        if not value:
-            self.fail(f"{prefix}.{key}", f"environment variable {var} is not set or empty")
-            return None
-        return value
 
     # --- sections --------------------------------------------------------------------------------
 
     def settings(self, data: Mapping[str, Any]) -> Settings | None:
-        allowed = {"ios", "android", "routes", "amazon_pay", "merchant", "storage", "checkout"}
+        allowed = {"ios", "android", "routes", "amazon_pay", "merchant", "storage", "checkout", "metrics", "server"}
         for unknown in sorted(set(data) - allowed):
             self.fail(unknown, f"unknown key (allowed: {', '.join(sorted(allowed))})")
         ios = self.ios(data)
@@ -218,6 +218,7 @@ class _Reader:
             merchant=self.merchant(data),
             storage=self.storage(data),
             checkout=self.checkout(data),
+            ops=read_ops(data, self.fail),
             source=self.source,
         )
         if ios is not None and routes and not self.problems:  # needs valid app ids and routes
@@ -430,14 +431,15 @@ class _Reader:
         return pem
 
     def merchant(self, data: Mapping[str, Any]) -> MerchantSettings:
-        allowed = {"name", "api_token_env", "webhook_url", "webhook_secret_env", "shop_url"}
+        allowed = {"name", "api_token_env", "api_token_file", "webhook_url", "webhook_secret_env",
+                   "webhook_secret_file", "shop_url"}
         section = self.table(data, "merchant", allowed) or {}
         p = "merchant"
         webhook_url = self.get(section, p, "webhook_url", str)
         if webhook_url is not None and not is_http_url(webhook_url):
             self.fail(f"{p}.webhook_url", "must be an http:// or https:// URL")
         secret = self.secret(section, p, "webhook_secret_env")
-        if webhook_url is not None and "webhook_secret_env" not in section:
+        if webhook_url is not None and not {"webhook_secret_env", "webhook_secret_file"} & set(section):
             self.fail(f"{p}.webhook_secret_env", "is required with webhook_url: webhooks are always signed")
         shop_url = self.get(section, p, "shop_url", str)
         if shop_url is not None and not is_http_url(shop_url):

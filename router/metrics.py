@@ -1,45 +1,91 @@
-"""A few process-local counters in the Prometheus text format (enough for /metrics without a dependency)."""
+"""The Prometheus series of return-router (names and labels are a contract: see the README).
+
+A leaf: it imports nothing of router, so every layer may count what it does with a one-line call.
+Under `serve --workers N` each worker writes its values to PROMETHEUS_MULTIPROC_DIR (prometheus_client
+multiprocess mode, chosen when the variable is set before this module is imported) and the metrics
+listener adds them up; with one worker the process's own registry is served.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from threading import Lock
-from typing import ClassVar
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PREFIX = "return_router_"
+
+RETURNS = Counter(f"{PREFIX}returns_total", "Buyer returns served, by host pattern, flow, page shown and platform.",
+                  ["host", "flow", "page", "platform", "in_app"])
+FINALIZE = Counter(f"{PREFIX}finalize_total", "Finalize calls led by this service, by resulting state or error.",
+                   ["outcome"])
+AMAZON_REQUESTS = Counter(f"{PREFIX}amazon_requests_total", "Amazon Pay API attempts, by operation and status.",
+                          ["operation", "status"])
+AMAZON_SECONDS = Histogram(f"{PREFIX}amazon_request_seconds", "Amazon Pay API attempt latency.", ["operation"],
+                           buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60))
+AMAZON_THROTTLED = Counter(f"{PREFIX}amazon_throttled_total", "Amazon Pay answers with HTTP 429.", ["operation"])
+API_REQUESTS = Counter(f"{PREFIX}api_requests_total", "App and merchant API requests, by route template and status.",
+                       ["endpoint", "status"])
+WEBHOOK_DELIVERIES = Counter(f"{PREFIX}webhook_deliveries_total", "Webhook delivery attempts, by result.",
+                             ["result"])
+RECONCILER_PASSES = Counter(f"{PREFIX}reconciler_passes_total", "Reconciler passes, by result.", ["result"])
+STORE_ERRORS = Counter(f"{PREFIX}store_errors_total", "Store calls that failed with a store error, by method.",
+                       ["operation"])
+BUILD_INFO = Gauge(f"{PREFIX}build_info", "Always 1; the running version in a label.", ["version"],
+                   multiprocess_mode="livemax")
+
+# Read from the store at scrape time by the metrics listener (router.ops.metrics_server), not here.
+STORE_GAUGES = {
+    f"{PREFIX}webhook_backlog": "Webhook events waiting for delivery (pending, not parked).",
+    f"{PREFIX}webhook_oldest_pending_seconds": "Age of the oldest pending webhook event (0 when none).",
+}
 
 
-class Metrics:
-    HELP: ClassVar[dict[str, str]] = {
-        "return_router_returns_total": "Buyer returns served, by flow and the page shown.",
-        "return_router_finalize_total": "Finalize outcomes, by resulting state or error.",
-        "return_router_api_requests_total": "App and merchant API requests, by endpoint and status.",
-    }
-
-    def __init__(self) -> None:
-        self._counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
-        self._lock = Lock()
-
-    def inc(self, name: str, **labels: str) -> None:
-        with self._lock:
-            self._counts[(name, tuple(sorted(labels.items())))] += 1
-
-    def value(self, name: str, **labels: str) -> int:
-        return self._counts[(name, tuple(sorted(labels.items())))]
-
-    def render(self) -> str:
-        lines = []
-        with self._lock:
-            items = sorted(self._counts.items())
-        for name, help_text in self.HELP.items():
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
-            for (metric, labels), count in items:
-                if metric == name:
-                    rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-                    lines.append(f"{name}{{{rendered}}} {count}" if rendered else f"{name} {count}")
-        return "\n".join(lines) + "\n"
+def package_version() -> str:
+    try:
+        return version("return-router")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def declared_series() -> set[str]:
+    """Every series name this service exposes (counters without their _total suffix added twice)."""
+    names = {m._name for m in (RETURNS, FINALIZE, AMAZON_REQUESTS, AMAZON_SECONDS, AMAZON_THROTTLED,
+                               API_REQUESTS, WEBHOOK_DELIVERIES, RECONCILER_PASSES, STORE_ERRORS, BUILD_INFO)}
+    counters = {f"{n}_total" for n in names if not n.endswith(("_seconds", "_info"))}
+    histogram = {f"{AMAZON_SECONDS._name}_{part}" for part in ("bucket", "sum", "count")}
+    return counters | histogram | {BUILD_INFO._name} | set(STORE_GAUGES)
 
 
-METRICS = Metrics()
+def returned(host: str, flow: str, page: str, platform: str, in_app: str | None) -> None:
+    RETURNS.labels(host, flow, page, platform, in_app or "none").inc()
+
+
+def finalized(outcome: str) -> None:
+    FINALIZE.labels(outcome).inc()
+
+
+def amazon_request(operation: str, status: int | None, seconds: float) -> None:
+    """One attempt; status None means no HTTP answer (connection error or timeout)."""
+    AMAZON_REQUESTS.labels(operation, str(status) if status is not None else "error").inc()
+    AMAZON_SECONDS.labels(operation).observe(seconds)
+    if status == 429:
+        AMAZON_THROTTLED.labels(operation).inc()
+
+
+def api_request(endpoint: str, status: int) -> None:
+    API_REQUESTS.labels(endpoint, str(status)).inc()
+
+
+def webhook_delivery(result: str) -> None:
+    WEBHOOK_DELIVERIES.labels(result).inc()
+
+
+def reconciler_pass(result: str) -> None:
+    RECONCILER_PASSES.labels(result).inc()
+
+
+def store_error(operation: str) -> None:
+    STORE_ERRORS.labels(operation).inc()
+
+
+BUILD_INFO.labels(package_version()).set(1)

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+import router.metrics as metrics
 from router.amazon_pay.errors import AmazonPayError, AmazonPayProtocolError, AmazonPayTransportError
 from router.amazon_pay.models import Charge, CheckoutSession, ClientConfig, FinalizeResult, mask_id
 from router.amazon_pay.retry import next_delay, parse_retry_after
@@ -240,17 +241,20 @@ class AmazonPayClient:
     ) -> tuple[_Answer | AmazonPayError, float | None]:
         remaining = deadline - time.monotonic()
         masked = mask_id(object_id)
+        started = time.monotonic()
         try:
             async with asyncio.timeout(remaining):
                 request = self._http.build_request(method, url, content=body, headers=headers)
                 response = await self._http.send(request, auth=self._auth)
         except (httpx.HTTPError, TimeoutError) as exc:
             kind = "deadline reached" if isinstance(exc, TimeoutError) else type(exc).__name__
+            metrics.amazon_request(operation, None, time.monotonic() - started)
             LOGGER.warning("amazon_pay %s id=%s attempt=%d no answer: %s", operation, masked, attempt, kind)
             return AmazonPayTransportError(
                 f"{operation}: no answer from Amazon Pay ({kind})", attempts=attempt
             ), None
         request_id = _request_id(response)
+        metrics.amazon_request(operation, response.status_code, time.monotonic() - started)
         LOGGER.info(
             "amazon_pay %s id=%s attempt=%d status=%d request_id=%s",
             operation,

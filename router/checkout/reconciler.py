@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable
 
+import router.metrics as metrics
 from router.checkout.model import CheckoutError, State
 from router.checkout.service import CheckoutService
 from router.redact import mask
@@ -69,9 +70,12 @@ class Reconciler:
         while not stop.is_set():
             try:
                 await self.run_once()
+                metrics.reconciler_pass("ok")
             except (StoreError, CheckoutError) as exc:
                 log.warning("reconciler pass failed: %s", type(exc).__name__)
+                metrics.reconciler_pass("error")
             except Exception:  # never let one bad pass end reconciliation for the process
                 log.exception("reconciler pass failed")
+                metrics.reconciler_pass("error")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval)

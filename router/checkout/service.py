@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
+import router.metrics as metrics
 from router.amazon_pay.errors import AmazonPayError
 from router.amazon_pay.models import Charge, CheckoutSession, FinalizeResult
 from router.checkout.events import event_for
@@ -230,6 +231,7 @@ class CheckoutService:
                             mask(checkout.ref))
                 outcome = await self._await_result(checkout.ref)
             future.set_result(outcome)
+            metrics.finalized(outcome.error.value if outcome.error else outcome.checkout.state)
             return outcome
         except BaseException as exc:
             future.set_exception(exc)

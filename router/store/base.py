@@ -49,6 +49,15 @@ class OutboxEvent:
     delivered_at: float | None = None
 
 
+# --- ops (branch ops): metrics gauges and releasing leases on a graceful stop --------------------
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    pending: int  # events waiting for delivery (not parked)
+    oldest_pending_created: float | None  # `created` of the oldest of them; None when there are none
+
+
 class StoreError(Exception):
     """Base class of store errors."""
 
@@ -135,3 +144,11 @@ class Store(Protocol):
 
     async def redeliver(self, event_ids: Sequence[str] | None, now: float) -> int:
         """Put parked events back in the queue (None: every parked event); returns how many."""
+
+    # --- ops (branch ops) ------------------------------------------------------------------------
+
+    async def outbox_stats(self) -> OutboxStats:
+        """How many events are pending and how old the oldest is (the metrics listener, per scrape)."""
+
+    async def release_leases(self, owner: str) -> int:
+        """Drop every checkout and outbox lease `owner` holds (a graceful stop); returns how many."""

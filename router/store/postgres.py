@@ -23,7 +23,7 @@ import asyncpg.pool
 
 from router.checkout.model import Checkout, CheckoutError, DuplicateRef, LeaseLost, NotFound, SessionConflict
 from router.store import migrations
-from router.store.base import NewEvent, OutboxEvent, StoreError, StoreUnavailable
+from router.store.base import NewEvent, OutboxEvent, OutboxStats, StoreError, StoreUnavailable
 from router.store.records import (
     CHECKOUT_COLUMNS,
     check_state,
@@ -134,6 +134,11 @@ WHERE status = 'failed' AND ($2::boolean OR id = ANY($3::text[]))"""
 
 _LIST_EVENTS = """
 SELECT * FROM outbox WHERE (NOT $1::boolean OR status = 'failed') ORDER BY seq DESC LIMIT $2"""
+
+# ops (branch ops)
+_OUTBOX_STATS = "SELECT count(*), min(created) FROM outbox WHERE status = 'pending'"
+_RELEASE_LEASES = tuple(f"UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1"  # noqa: S608
+                        for table in ("checkouts", "outbox"))
 
 
 def parse_url(url: str) -> tuple[str, str | None]:
@@ -406,6 +411,17 @@ class PostgresStore:
         async with self._connection() as conn:
             status = await conn.execute(_REDELIVER, now, event_ids is None, list(event_ids or ()))
         return int(status.rsplit(" ", 1)[1])
+
+    # --- ops (branch ops): metrics gauges, graceful stop -----------------------------------------
+
+    async def outbox_stats(self) -> OutboxStats:
+        rows = await self._fetch(_OUTBOX_STATS)
+        return OutboxStats(int(rows[0][0]), rows[0][1])
+
+    async def release_leases(self, owner: str) -> int:
+        async def release(conn: Conn) -> int:
+            return sum([int((await conn.execute(sql, owner)).rsplit(" ", 1)[1]) for sql in _RELEASE_LEASES])
+        return await self._tx(release)
 
 
 def _unique(exc: asyncpg.UniqueViolationError) -> StoreError | CheckoutError:

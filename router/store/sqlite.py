@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from router.checkout.model import Checkout, CheckoutError, DuplicateRef, LeaseLost, NotFound, SessionConflict
 from router.store import migrations
-from router.store.base import NewEvent, OutboxEvent, StoreError, StoreUnavailable
+from router.store.base import NewEvent, OutboxEvent, OutboxStats, StoreError, StoreUnavailable
 from router.store.records import (
     check_state,
     checkout_from_row,
@@ -114,6 +114,11 @@ WHERE status = 'failed' AND (:all OR id IN (SELECT value FROM json_each(:ids)))"
 
 _LIST_EVENTS = """
 SELECT * FROM outbox WHERE (NOT :failed_only OR status = 'failed') ORDER BY seq DESC LIMIT :limit"""
+
+# ops (branch ops)
+_OUTBOX_STATS = "SELECT count(*), min(created) FROM outbox WHERE status = 'pending'"
+_RELEASE_LEASES = tuple(f"UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"  # noqa: S608
+                        for table in ("checkouts", "outbox"))
 
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
@@ -412,6 +417,17 @@ class SQLiteStore:
             return 0
         params = {"now": now, "all": event_ids is None, "ids": json.dumps(list(event_ids or ()))}
         return await self._tx(lambda conn: conn.execute(_REDELIVER, params).rowcount)
+
+    # --- ops (branch ops): metrics gauges, graceful stop -----------------------------------------
+
+    async def outbox_stats(self) -> OutboxStats:
+        rows = await self._fetch(_OUTBOX_STATS, ())
+        return OutboxStats(int(rows[0][0]), rows[0][1])
+
+    async def release_leases(self, owner: str) -> int:
+        def release(conn: Conn) -> int:
+            return sum(conn.execute(sql, (owner,)).rowcount for sql in _RELEASE_LEASES)
+        return await self._tx(release)
 
 
 def _migrate(conn: Conn) -> None:

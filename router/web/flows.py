@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+import router.metrics as metrics
 from router.checkout.model import (
     SESSION_ID_PARAMS,
     Busy,
@@ -22,12 +23,12 @@ from router.checkout.model import (
 )
 from router.checkout.service import CheckoutService
 from router.config import Settings
-from router.metrics import METRICS
 from router.redact import mask
 from router.web.links import alternate_host_url
 from router.web.pages import AppLinks, PageKind, PageView
+from router.web.platform import detect_platform
 from router.web.render import page_response
-from router.web.routing import Flow, normalize_host
+from router.web.routing import Flow, Route, normalize_host
 
 log = logging.getLogger("router.web.flows")
 
@@ -72,7 +73,13 @@ class Flows:
         route = self.table.match(request.headers.get("host", ""), request.url.path)
         if route is None:
             return self.error_page(request, "not_found")
-        METRICS.inc("return_router_returns_total", flow=route.flow.value)
+        response = await self.serve_route(request, route)
+        platform = detect_platform(request.headers.get("user-agent"))  # labels: route.host is a configured host
+        metrics.returned(route.host, route.flow.value, getattr(request.state, "page", "unknown"), platform.os,
+                         platform.in_app_browser)
+        return response
+
+    async def serve_route(self, request: Request, route: Route) -> Response:
         if route.flow is Flow.SUCCESS:
             return await self.success(request)
         if route.flow is Flow.CANCEL:
@@ -130,6 +137,7 @@ class Flows:
         )
 
     def page(self, request: Request, view: PageView) -> Response:
+        request.state.page = view.kind  # for the returns metric
         current = self.current_url(request)
         return page_response(view, request, self.app_links(current), current_url=current)
 
@@ -137,6 +145,7 @@ class Flows:
                    reason: str | None = None) -> Response:
         view = PageView(kind=kind, merchant_name=self.settings.merchant.name, status=status, reason=reason,
                         return_url=self.shop_url, refresh_seconds=10 if kind == "unavailable" else None)
+        request.state.page = kind  # for the returns metric
         return page_response(view, request, current_url=self.current_url(request))
 
     def current_url(self, request: Request) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import httpx
 
+import router.metrics as metrics
 from router.checkout.model import CheckoutError
 from router.redact import mask
 from router.store.base import OutboxEvent, Store, StoreError
@@ -139,6 +140,10 @@ class WebhookWorker:
     def __repr__(self) -> str:  # the secret and the URL's possible credentials stay out of logs
         return f"<WebhookWorker owner={self.owner} batch={self.batch}>"
 
+    def retarget(self, url: str, secret: str) -> None:
+        """A config reload: the next delivery goes to `url`, signed with `secret` (branch ops)."""
+        self.url, self._secret = url, secret
+
     async def aclose(self) -> None:
         if self._own_client:
             await self.client.aclose()
@@ -185,6 +190,7 @@ class WebhookWorker:
         try:
             if result.ok:
                 await self.store.event_delivered(event.id, self.owner, now)
+                metrics.webhook_delivery("delivered")
                 log.info("webhook %s %s ref=%s delivered (attempt %d)", event.id, event.type,
                          mask(event.ref), attempt)
                 return True
@@ -196,6 +202,7 @@ class WebhookWorker:
             log.warning("webhook %s %s: could not record attempt %d (%s)", event.id, event.type, attempt,
                         type(exc).__name__)
             return False
+        metrics.webhook_delivery("parked" if next_at is None else "retry")
         if next_at is None:
             log.warning("webhook %s %s ref=%s parked after attempt %d: %s", event.id, event.type,
                         mask(event.ref), attempt, result.error)

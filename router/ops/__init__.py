@@ -1,0 +1,1 @@
+"""Operating the service: the metrics listener, instrumentation wrappers, signals, reload and ops settings."""

@@ -1,0 +1,107 @@
+"""Signals of a serving process: SIGHUP reloads the config, SIGTERM stops gracefully.
+
+SIGTERM: uvicorn stops accepting and lets in-flight requests run for `[server] graceful_seconds`
+(then cancels them); the app's lifespan then stops the background tasks (the webhook worker ends
+after its current delivery) and `release_leases` frees every lease this process still holds, so
+another instance finishes those checkouts at once, with the same idempotency key.
+
+With `--workers N`, uvicorn's supervisor gets the signals: it sends SIGTERM to every worker, and
+(patched here) forwards SIGHUP to every worker instead of restarting them, so each reloads in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from router.store.base import Store, StoreError
+
+log = logging.getLogger("router.ops.lifecycle")
+
+
+@contextlib.contextmanager
+def reload_on_hup(reload: Callable[[], object]) -> Iterator[None]:
+    """While inside: SIGHUP calls `reload` on the running loop (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGHUP"):
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
+async def release_leases(store: Store, *owners: str) -> None:
+    """The last step of a stop: free what this process holds (logged, never raised: we are exiting)."""
+    try:
+        released = sum([await store.release_leases(owner) for owner in owners])
+    except StoreError as exc:
+        log.warning("could not release leases at stop (%s): they expire on their own", type(exc).__name__)
+        return
+    if released:
+        log.info("released %d lease(s) at stop: another instance may finish them now", released)
+
+
+def forward_hup_to_workers() -> None:
+    """Make uvicorn's multi-worker supervisor pass SIGHUP on to its workers (each reloads its config)."""
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    def handle_hup(self: Any) -> None:
+        log.info("SIGHUP: asking %d worker(s) to reload the config", len(self.processes))
+        for process in self.processes:
+            if process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)
+
+    Multiprocess.handle_hup = handle_hup  # type: ignore[method-assign]
+
+
+def exit_zero_on_term() -> None:
+    """uvicorn re-raises the SIGTERM it handled once it has shut down; with this handler the process
+    then exits with status 0 (a requested, clean stop, cleanup included) instead of dying by the signal."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+class AnswerWhenCancelled:
+    """ASGI middleware: a request still running when the graceful stop ends (uvicorn cancels it) gets
+    `fallback`'s answer (a 503 that says to retry) instead of a bare 500 and a traceback in the log.
+    Its lease is released by the lifespan right after, so the retry is answered at once elsewhere."""
+
+    def __init__(self, app: ASGIApp, fallback: Callable[[Request], Response]) -> None:
+        self.app = app
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            log.warning("stopping: answered a request still running after graceful_seconds with 503")
+            await self.fallback(Request(scope))(scope, receive, send)

@@ -1,0 +1,163 @@
+"""The metrics listener: one per `serve` (in the serving or supervising process), never on the public port.
+
+It runs its own small uvicorn server on a thread of the process that called `serve`: with one
+worker that process serves the requests too and its registry is read directly; with `--workers N`
+it is uvicorn's supervisor, and the workers' values are read from PROMETHEUS_MULTIPROC_DIR (a fresh
+private directory made here and removed at exit). Files of workers that are gone are marked dead at
+scrape time (their counters stay counted; their live gauges go). The webhook gauges are read from
+the store at scrape time, through a store connection of the listener's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from router.store import open_store
+from router.store.base import Store, StoreError
+
+log = logging.getLogger("router.ops.metrics")
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class _Snapshot:
+    """A collector yielding gauges computed just before (collect() itself must be synchronous)."""
+
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self.families
+
+
+async def store_gauges(store: Store, now: float) -> list[GaugeMetricFamily]:
+    stats = await store.outbox_stats()
+    backlog = GaugeMetricFamily("return_router_webhook_backlog", "Webhook events waiting for delivery.",
+                                value=stats.pending)
+    age = 0.0 if stats.oldest_pending_created is None else max(0.0, now - stats.oldest_pending_created)
+    oldest = GaugeMetricFamily("return_router_webhook_oldest_pending_seconds",
+                               "Age of the oldest pending webhook event (0 when none).", value=age)
+    return [backlog, oldest]
+
+
+def sweep_dead_workers(directory: Path) -> None:
+    """mark_process_dead for every pid with files here that no longer runs."""
+    pids = {name.rsplit("_", 1)[-1].removesuffix(".db") for name in os.listdir(directory)}
+    for pid in filter(str.isdigit, pids):
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            mark_process_dead(int(pid), str(directory))  # type: ignore[no-untyped-call]
+        except PermissionError:  # pragma: no cover - alive, someone else's
+            pass
+
+
+class MetricsEndpoint:
+    """GET /metrics: the workers' series plus the webhook gauges from a store connection of its own.
+
+    The store is opened at the first scrape (and again after a failure), so a database that is down
+    at start only leaves the gauges out until it is back.
+    """
+
+    def __init__(self, store_url: str, multiproc_dir: Path | None) -> None:
+        self.store_url = store_url
+        self.multiproc_dir = multiproc_dir
+        self.store: Store | None = None
+        self.app = Starlette(routes=[Route("/metrics", self.scrape, methods=["GET"]),
+                                     Route("/{p:path}", self.not_found)])
+
+    async def scrape(self, request: Request) -> Response:
+        registry = REGISTRY  # one worker: this process's own series
+        if self.multiproc_dir is not None:
+            sweep_dead_workers(self.multiproc_dir)
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, str(self.multiproc_dir))  # type: ignore[no-untyped-call]
+        body = generate_latest(registry)
+        try:
+            gauges = CollectorRegistry()
+            gauges.register(_Snapshot(await store_gauges(await self._store(), time.time())))
+            body += generate_latest(gauges)
+        except StoreError as exc:  # the other series are still worth a scrape; the gap shows in the graph
+            log.warning("metrics: the store did not answer (%s)", type(exc).__name__)
+            await self.close()
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    async def not_found(self, request: Request) -> Response:
+        return Response("not found\n", status_code=404, media_type="text/plain")
+
+    async def _store(self) -> Store:
+        if self.store is None:
+            store = open_store(self.store_url)
+            await store.open()
+            self.store = store
+        return self.store
+
+    async def close(self) -> None:
+        store, self.store = self.store, None
+        if store is not None:
+            await store.close()
+
+    async def serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            await self.close()
+
+
+@contextlib.contextmanager
+def metrics_listener(listen: tuple[str, int] | None, store_url: str, workers: int) -> Iterator[None]:
+    """Serve /metrics on `listen` while inside (None: no listener); with workers > 1, set up multiprocess mode.
+
+    A listener that cannot bind is logged as an error and skipped: the buyers' service still starts.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="return-router-metrics-")) if workers > 1 else None
+    if directory is not None:
+        os.environ[MULTIPROC_ENV] = str(directory)  # inherited by the workers uvicorn spawns
+    server, thread = _start(listen, store_url, directory) if listen is not None else (None, None)
+    try:
+        yield
+    finally:
+        if server is not None and thread is not None:
+            server.should_exit = True
+            thread.join(timeout=10)
+        if directory is not None:
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _start(listen: tuple[str, int], store_url: str, directory: Path | None
+           ) -> tuple[uvicorn.Server | None, threading.Thread | None]:
+    host, port = listen
+    try:
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        log.error("metrics listener %s:%d not started: %s", host, port, exc.strerror or exc)
+        return None, None
+    endpoint = MetricsEndpoint(store_url, directory)
+    # No lifespan and no logging config of its own: the serving process's log stays as it is.
+    config = uvicorn.Config(endpoint.app, log_config=None, log_level=None, access_log=False, server_header=False,
+                            lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(endpoint.serve(server, sock)), name="metrics-listener",
+                              daemon=True)
+    thread.start()
+    log.info("metrics on http://%s:%d/metrics", host, port)
+    return server, thread

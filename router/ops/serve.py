@@ -1,0 +1,23 @@
+"""Around `uvicorn.run` in `serve`: the metrics listener and the signal behaviour of the process."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from router.config import Settings
+from router.ops import lifecycle
+from router.ops.metrics_server import metrics_listener
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, workers: int) -> Iterator[int]:
+    """While inside: metrics listener up, SIGTERM ends in exit 0, SIGHUP reaches every worker.
+
+    Yields `[server] graceful_seconds` for uvicorn's `timeout_graceful_shutdown`.
+    """
+    lifecycle.exit_zero_on_term()
+    if workers > 1:
+        lifecycle.forward_hup_to_workers()
+    with metrics_listener(settings.ops.metrics_listen, settings.storage.url, workers):
+        yield settings.ops.graceful_seconds

@@ -1,0 +1,164 @@
+"""The operator's view of real `serve` processes: metrics that add up, SIGTERM, SIGHUP."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.durability.conftest import (
+    HOST,
+    Emulator,
+    RouterProcess,
+    config_text,
+    in_background,
+    page_kind,
+    stored_checkout,
+    storm,
+    wait_until,
+)
+from tests.support import free_port
+
+
+@pytest.fixture
+def routers() -> Iterator[list[RouterProcess]]:
+    started: list[RouterProcess] = []
+    try:
+        yield started
+    finally:
+        for router in started:
+            router.kill()
+
+
+def start(routers: list[RouterProcess], config: Path, workers: int = 1) -> RouterProcess:
+    router = RouterProcess(config, config.with_suffix(".log"), workers)
+    routers.append(router)
+    return router.start()
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {name: float(v) for name, v in (line.rsplit(" ", 1) for line in text.splitlines()
+                                           if line and not line.startswith("#"))}
+
+
+def test_two_workers_add_up_on_the_metrics_listener(tmp_path: Path, emulator: Emulator, routers: list[RouterProcess],
+                                                    key_files: tuple[Path, Path]) -> None:
+    port = free_port()
+    config = tmp_path / "router.toml"
+    config.write_text(config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
+                      + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    router = start(routers, config, workers=2)
+    assert f"metrics on http://127.0.0.1:{port}/metrics" in router.log_tail(100_000)
+    n = 40
+    answers = storm([("GET", f"{router.url}/amazon-pay/error", {"headers": {"host": HOST}})] * n)
+    assert [a.status_code for a in answers] == [200] * n
+    series = ('return_router_returns_total{flow="error",host="pay.example.com",in_app="none",page="error",'
+              'platform="other"}')
+    for _ in range(5):  # whichever worker served which request, every scrape sees all of them
+        assert scrape(port)[series] == n
+    samples = scrape(port)
+    assert samples["return_router_webhook_backlog"] == 0
+    assert any(name.startswith("return_router_build_info{") for name in samples)
+    assert httpx.get(f"{router.url}/metrics", headers={"host": HOST}).status_code == 404
+    assert httpx.get(f"{router.url}/readyz").status_code == 200
+
+
+def test_an_empty_listen_turns_the_listener_off(tmp_path: Path, emulator: Emulator, routers: list[RouterProcess],
+                                                key_files: tuple[Path, Path]) -> None:
+    config = tmp_path / "router.toml"
+    config.write_text(config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
+                      + '\n[metrics]\nlisten = ""\n')
+    router = start(routers, config)
+    assert "metrics on http" not in router.log_tail(100_000)
+    assert httpx.get(f"{router.url}/healthz").status_code == 200
+
+
+def test_sigterm_releases_the_lease_of_a_stuck_finalize(tmp_path: Path, emulator: Emulator,
+                                                        routers: list[RouterProcess],
+                                                        key_files: tuple[Path, Path]) -> None:
+    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    extra = '\n[server]\ngraceful_seconds = 1\n\n[metrics]\nlisten = ""\n'
+    (tmp_path / "a.toml").write_text(config_text(emulator.url, key_files[0], db, lease_seconds=120,
+                                                 resume_after=600) + extra)
+    (tmp_path / "b.toml").write_text(config_text(emulator.url, key_files[0], db, lease_seconds=120,
+                                                 resume_after=600) + extra)
+    a, b = start(routers, tmp_path / "a.toml"), start(routers, tmp_path / "b.toml")
+    ref = a.register()
+    session_id = emulator.create_session(latency_ms=20_000, latency_first_n=1)  # only A's call is slow
+    a_answer = in_background(lambda: a.buyer_return(ref, session_id))
+    emulator.wait_for(lambda: emulator.calls(session_id) >= 1, "A's finalize to reach Amazon")
+    held = stored_checkout(db, ref)
+    assert held.lease_owner is not None and held.lease_until is not None
+
+    assert a.proc is not None
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.proc.wait(timeout=30) == 0  # a requested stop is a clean exit
+    stopped = a_answer()  # A gave up on its buyer after graceful_seconds, asking for a retry...
+    assert isinstance(stopped, httpx.Response) and (stopped.status_code, page_kind(stopped)) == (503, "unavailable")
+    released = stored_checkout(db, ref)
+    assert released.state == "created" and released.lease_owner is None  # ...and freed the lease on its way out
+
+    reload = b.buyer_return(ref, session_id)  # B takes the lease at once (it would otherwise wait 120 s)
+    assert (reload.status_code, page_kind(reload)) == (200, "success")
+    wait_until(lambda: len(emulator.requests("finalizeCheckoutSession", session_id)) == 2,
+               "A's orphaned call to be answered too", timeout=40)
+    assert len(emulator.charges(session_id)) == 1  # the same idempotency key: one charge
+    assert "released 1 lease(s) at stop" in a.log_tail(100_000)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sighup_reloads_a_valid_config_and_keeps_the_old_on_errors(
+    tmp_path: Path, emulator: Emulator, routers: list[RouterProcess], key_files: tuple[Path, Path], workers: int
+) -> None:
+    config = tmp_path / "router.toml"
+    base = config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}") + '\n[metrics]\nlisten = ""\n'
+    config.write_text(base)
+    router = start(routers, config, workers=workers)
+    assert router.proc is not None
+
+    def shop_name(path: str = "/amazon-pay/error") -> str | None:
+        page = httpx.get(router.url + path, headers={"host": HOST}, timeout=10)
+        return next((n for n in ("Durable Shop", "Reloaded Shop") if n in page.text), None) \
+            if page.status_code == 200 else None
+
+    assert shop_name() == "Durable Shop" and shop_name("/amazon-pay/failed") is None
+    failures: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:  # requests keep coming during the reload: none may fail
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                status = client.get(router.url + "/amazon-pay/error", headers={"host": HOST}).status_code
+                if status != 200:
+                    failures.append(status)
+
+    thread = threading.Thread(target=hammer, daemon=True)
+    thread.start()
+    config.write_text(base.replace('name = "Durable Shop"', 'name = "Reloaded Shop"')
+                      + '\n[[routes]]\nhost = "pay.example.com"\npath = "/amazon-pay/failed"\nflow = "error"\n')
+    router.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: all(shop_name() == "Reloaded Shop" for _ in range(8)), "both workers to reload")
+    stop.set()
+    thread.join(timeout=20)
+    assert failures == []
+    assert shop_name("/amazon-pay/failed") == "Reloaded Shop"  # a new route
+
+    config.write_text(base.replace('flow = "error"', 'flow = "eror"').replace("ABCDE12345.", "X."))
+    router.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: router.log_tail(100_000).count("routes[2].flow: must be one of success, cancel, error")
+               >= workers, "every worker to refuse the broken config")
+    log = router.log_tail(100_000)
+    assert f"reload refused, keeping the running config: {config}: ios.app_ids[0]:" in log  # every problem
+    assert all(shop_name() == "Reloaded Shop" for _ in range(8))
+
+    config.write_text(base.replace(f"sqlite:///{tmp_path / 'r.db'}", f"sqlite:///{tmp_path / 'other.db'}"))
+    router.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "the storage URL changed; it takes effect after a restart" in router.log_tail(100_000),
+               "the restart notice")
+    wait_until(lambda: all(shop_name() == "Durable Shop" for _ in range(8)), "the rest to apply")
+    assert router.proc.poll() is None
