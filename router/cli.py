@@ -68,7 +68,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     from router.amazon_pay.emulator.app import run
 
     try:
-        run(args.host, args.port, args.public_key, args.tls_certfile, args.tls_keyfile)
+        run(args.host, args.port, args.public_key, args.tls_certfile, args.tls_keyfile, args.throttle)
     except ValueError as exc:
         print(f"emulator: {exc}", file=sys.stderr)
         return 2
@@ -149,6 +149,7 @@ def parser() -> argparse.ArgumentParser:
     emulator.add_argument("--public-key", action="append", default=[], metavar="KEY_ID=PEM_FILE")
     emulator.add_argument("--tls-certfile")
     emulator.add_argument("--tls-keyfile")
+    emulator.add_argument("--throttle", action="store_true", help="answer 429 beyond Amazon's quotas")
     emulator.set_defaults(func=cmd_emulator)
 
     check = sub.add_parser("check", help="validate a config and the files it serves")
