@@ -47,7 +47,9 @@ def throttling(key_files: tuple[Path, Path]) -> Iterator[Emulator]:
 
 def answer_ok(answer: httpx.Response) -> bool:
     if answer.request.method == "GET":
-        return (answer.status_code, page_kind(answer)) in {(200, "success"), (503, "unavailable")}
+        if answer.status_code == 503:
+            return page_kind(answer) == "unavailable" and "retry-after" in answer.headers
+        return answer.status_code == 200 and page_kind(answer) == "success"
     if answer.status_code == 503:
         return answer.json()["error"]["code"] == "amazon_unavailable" and "retry-after" in answer.headers
     return answer.status_code == 200 and answer.json()["state"] == "completed"
