@@ -17,7 +17,9 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from router.amazon_pay import AmazonPayClient, ClientConfig, RetryPolicy, create_emulator_app, generate_key_pair
+from router.amazon_pay.breaker import CircuitBreaker
 from router.amazon_pay.keys import load_private_key, load_public_key
+from router.amazon_pay.quota import Limit, Quota, limits_for
 from router.checkout.button import ButtonSigner
 from router.checkout.reconciler import Reconciler
 from router.checkout.service import CheckoutService
@@ -77,7 +79,11 @@ def build_amazon(settings: Settings) -> tuple[AmazonPayClient, Starlette | None,
                               environment=ap.environment,  # type: ignore[arg-type]
                               algorithm=ap.algorithm, endpoint=ap.endpoint, retry=retry)
         signer = ButtonSigner(ap.store_id, ap.public_key_id, key, ap.algorithm) if ap.store_id else None
-        return AmazonPayClient(config), None, signer
+        overrides = {op: Limit(burst, rate) for op, burst, rate in ap.quota_overrides}
+        limits = limits_for(config.key_environment or config.environment or "live",
+                            fraction=ap.quota_fraction, overrides=overrides)
+        quota = Quota(limits, background_share=ap.background_share, max_wait=ap.quota_wait_seconds)
+        return AmazonPayClient(config, quota=quota, breaker=CircuitBreaker()), None, signer
     private_pem, public_pem = generate_key_pair()
     emulator = create_emulator_app({EMULATOR_KEY_ID: load_public_key(public_pem)})
     config = ClientConfig(public_key_id=EMULATOR_KEY_ID, private_key=load_private_key(private_pem),
@@ -99,7 +105,8 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
     runtime = Runtime(settings, store, amazon, service, emulator, webhooks)
     if background:
         runtime.reconciler = Reconciler(service, interval=settings.checkout.reconcile_interval_seconds,
-                                        resume_after=settings.checkout.resume_after_seconds)
+                                        resume_after=settings.checkout.resume_after_seconds,
+                                        breaker=amazon.breaker)
     holder = ConfigHolder(settings, lambda s: edge_app(s, runtime, button), on_swap=runtime.apply_merchant)
 
     @contextlib.asynccontextmanager

@@ -76,7 +76,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     from router.amazon_pay.emulator.app import run
 
     try:
-        run(args.host, args.port, args.public_key, args.tls_certfile, args.tls_keyfile)
+        run(args.host, args.port, args.public_key, args.tls_certfile, args.tls_keyfile, args.throttle)
     except ValueError as exc:
         print(f"emulator: {exc}", file=sys.stderr)
         return 2
@@ -253,6 +253,7 @@ def parser() -> argparse.ArgumentParser:
                           help="a public key the emulator accepts signatures of (repeatable)")
     emulator.add_argument("--tls-certfile", help="serve HTTPS with this certificate (PEM; with --tls-keyfile)")
     emulator.add_argument("--tls-keyfile", help="the private key of --tls-certfile (PEM)")
+    emulator.add_argument("--throttle", action="store_true", help="answer 429 beyond Amazon's quotas")
     emulator.set_defaults(func=cmd_emulator)
 
     check = command("check", "validate a config and the files it serves")

@@ -68,6 +68,16 @@ class AmazonPaySettings:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     deadline: float = 60.0
+    # Amazon's quotas, per process (see README "Amazon's quotas"): None = Amazon's documented figures.
+    quota_overrides: tuple[tuple[str, float, float], ...] = ()  # (operation, burst, per second)
+    quota_fraction: float = 1.0  # this process's share of the merchant's quota: 1/N with N instances
+    background_share: float = 0.5  # at most this share of it for calls no buyer caused
+    quota_wait_seconds: float = 2.0  # how long a buyer waits for a token before the unavailable page
+
+
+# [amazon_pay] key → the operation whose quota it overrides.
+QUOTA_KEYS = {"finalize_quota": "finalizeCheckoutSession", "get_checkout_session_quota": "getCheckoutSession",
+              "get_charge_quota": "getCharge"}
 
 
 @dataclass(frozen=True)
@@ -358,7 +368,8 @@ class _Reader:
     def amazon_pay(self, data: Mapping[str, Any]) -> AmazonPaySettings | None:
         allowed = {"public_key_id", "private_key_file", "private_key_env", "region", "environment",
                    "algorithm", "store_id", "endpoint", "max_attempts", "connect_timeout",
-                   "read_timeout", "deadline"}
+                   "read_timeout", "deadline", *QUOTA_KEYS, "quota_fraction", "background_share",
+                   "quota_wait_seconds"}
         section = self.table(data, "amazon_pay", allowed)
         if section is None:
             return None
@@ -394,7 +405,38 @@ class _Reader:
             store_id=self.get(section, p, "store_id", str),
             endpoint=endpoint,
             **{k: v for k, v in numbers.items() if v is not None},
+            **self.quotas(section),
         )
+
+    def quotas(self, section: Mapping[str, Any]) -> dict[str, Any]:
+        """The [amazon_pay] quota keys that are set, validated."""
+        p = "amazon_pay"
+        found: dict[str, Any] = {}
+        overrides = []
+        for key, operation in QUOTA_KEYS.items():
+            pair = section.get(key)
+            if pair is None:
+                continue
+            ok = isinstance(pair, list) and len(pair) == 2 and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
+            if not ok or pair[0] < 1 or pair[1] <= 0:
+                self.fail(f"{p}.{key}", "must be [burst, per_second] with burst >= 1 and per_second > 0")
+                continue
+            overrides.append((operation, float(pair[0]), float(pair[1])))
+        if overrides:
+            found["quota_overrides"] = tuple(overrides)
+        for key in ("quota_fraction", "background_share"):
+            value = self.positive(section, p, key, float)
+            if value is not None and value > 1:
+                self.fail(f"{p}.{key}", "must be at most 1 (a share of the quota)")
+            elif value is not None:
+                found[key] = value
+        wait = self.get(section, p, "quota_wait_seconds", float)
+        if wait is not None and not 0 <= wait <= 30:
+            self.fail(f"{p}.quota_wait_seconds", "must be between 0 and 30 (a buyer is waiting)")
+        elif wait is not None:
+            found["quota_wait_seconds"] = wait
+        return found
 
     def positive(self, section: Mapping[str, Any], prefix: str, key: str, kind: type) -> Any:
         value = self.get(section, prefix, key, kind)

@@ -22,8 +22,16 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 import router.metrics as metrics
-from router.amazon_pay.errors import AmazonPayError, AmazonPayProtocolError, AmazonPayTransportError
+from router.amazon_pay.breaker import CircuitBreaker
+from router.amazon_pay.errors import (
+    AmazonPayCircuitOpen,
+    AmazonPayError,
+    AmazonPayProtocolError,
+    AmazonPayThrottled,
+    AmazonPayTransportError,
+)
 from router.amazon_pay.models import Charge, CheckoutSession, ClientConfig, FinalizeResult, mask_id
+from router.amazon_pay.quota import Quota, in_background
 from router.amazon_pay.retry import next_delay, parse_retry_after
 from router.amazon_pay.signing import IDEMPOTENCY_HEADER, REGION_HOSTS, AmazonPayAuth
 
@@ -111,8 +119,12 @@ class AmazonPayClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         max_connections: int = 10,
+        quota: Quota | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._config = config
+        self.quota = quota  # None: no client-side limit (the emulator, benchmarks)
+        self.breaker = breaker  # None: never pauses
         self._clock = clock or (lambda: datetime.now(UTC))
         self._sleep = sleep
         self._rand = rand
@@ -212,21 +224,51 @@ class AmazonPayClient:
         """Send with retries; return the 2xx answer or raise a typed error. Never beyond the deadline."""
         policy = self._config.retry
         deadline = time.monotonic() + policy.deadline
+        background = in_background()
+        max_attempts = self._max_attempts(background)
         attempt = 0
         while True:
             attempt += 1
+            await self._admit(operation, background, deadline - time.monotonic(), attempt - 1)
             error, retry_after = await self._attempt(
                 operation, method, url, body, headers, object_id, attempt, deadline
             )
+            self._observe(operation, error, retry_after)
             if isinstance(error, _Answer):
                 return error
-            if not error.retryable or attempt >= policy.max_attempts:
+            if not error.retryable or attempt >= max_attempts:
                 raise error
             delay = next_delay(policy, attempt, retry_after, self._rand)
             if time.monotonic() + delay >= deadline:
                 error.message = f"{error.message} (deadline of {policy.deadline:g}s reached)"
                 raise error
             await self._sleep(delay)
+
+    def _max_attempts(self, background: bool) -> int:
+        """While Amazon looks down, a buyer's call is sent once: an honest answer now beats retries."""
+        if not background and self.breaker is not None and self.breaker.state != "closed":
+            return 1
+        return self._config.retry.max_attempts
+
+    async def _admit(self, operation: str, background: bool, remaining: float, sent: int) -> None:
+        """Before each attempt: background work waits out an open breaker; everyone takes a quota token."""
+        if background and self.breaker is not None and not self.breaker.allow_background():
+            raise AmazonPayCircuitOpen(f"{operation}: Amazon Pay is failing; background calls are paused",
+                                       attempts=sent)
+        if self.quota is not None:
+            try:
+                await self.quota.acquire(operation, remaining)
+            except AmazonPayThrottled as exc:
+                exc.attempts = sent
+                raise
+
+    def _observe(self, operation: str, result: _Answer | AmazonPayError, retry_after: float | None) -> None:
+        """Tell the breaker how Amazon is doing, and the quota when Amazon says we sent too much."""
+        status = result.status
+        if self.breaker is not None:
+            self.breaker.record(status)
+        if status == 429 and self.quota is not None:
+            self.quota.throttled(operation, retry_after)
 
     async def _attempt(
         self,

@@ -43,3 +43,11 @@ class AmazonPayProtocolError(AmazonPayError):
 def is_retryable_status(status: int) -> bool:
     """408 Request Timeout, 425 Too Early, 429 Too Many Requests and every 5xx (as the SDKs intend)."""
     return status in (408, 425, 429) or 500 <= status <= 599
+
+
+class AmazonPayThrottled(AmazonPayError):
+    """No quota token for the operation within the allowed wait: nothing was sent to Amazon Pay."""
+
+
+class AmazonPayCircuitOpen(AmazonPayError):
+    """Amazon Pay failed repeatedly and background work is paused: nothing was sent."""

@@ -3,6 +3,11 @@
 Everything it needs is in the store, so after a restart it picks up where it left off: a pending
 checkout is polled again, and a bound checkout whose finalize holder died is finished with the same
 idempotency key (Amazon answers with its saved response; nothing is charged twice).
+
+Every Amazon call made here is background work (`quota.background()`): it yields to buyers and stays
+within its share of the merchant's quota. While the circuit breaker is open (Amazon failing), the
+passes skip Amazon altogether. Resumes back off per checkout (resume_after, doubling, jitter, capped
+at MAX_RESUME_DELAY); the schedule is in the store, so a restart or another instance keeps it.
 """
 
 from __future__ import annotations
@@ -15,12 +20,22 @@ import time
 from collections.abc import Callable
 
 import router.metrics as metrics
+from router.amazon_pay import quota
+from router.amazon_pay.breaker import CircuitBreaker
 from router.checkout.model import CheckoutError, State
 from router.checkout.service import CheckoutService
 from router.redact import mask
-from router.store.base import StoreError
+from router.store.base import DueResume, StoreError
 
 log = logging.getLogger("router.checkout.reconciler")
+
+MAX_RESUME_DELAY = 15 * 60.0
+
+
+def resume_delay(resume_after: float, attempts: int, rand: Callable[[], float]) -> float:
+    """Wait after the `attempts`-th resume: resume_after * 2**attempts, capped, minus up to 20 % jitter."""
+    delay = min(MAX_RESUME_DELAY, resume_after * 2.0 ** min(attempts, 32))
+    return delay * (0.8 + 0.2 * rand())
 
 
 class Reconciler:
@@ -32,6 +47,8 @@ class Reconciler:
         resume_after: float = 15.0,
         max_poll_delay: float = 300.0,
         clock: Callable[[], float] = time.time,
+        breaker: CircuitBreaker | None = None,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.service = service
         self.store = service.store
@@ -39,15 +56,30 @@ class Reconciler:
         self.resume_after = resume_after  # a bound, unfinished checkout untouched this long is abandoned
         self.max_poll_delay = max_poll_delay
         self.clock = clock
+        self.breaker = breaker  # open: Amazon is failing, leave it alone until the breaker half-opens
+        self.rand = rand
         self._polls: dict[str, tuple[int, float]] = {}  # ref → (polls so far, next poll time)
 
     async def run_once(self) -> int:
         """One pass; returns how many checkouts changed state."""
-        changed = 0
         now = self.clock()
+        with quota.background():
+            changed = await self._refresh_pending(now)
+            changed += await self._resume_abandoned(now)
+        for checkout in await self.store.list_checkouts([State.CREATED], now=now, bound_only=False):
+            if checkout.expires_at > now:
+                continue
+            changed += (await self.service.expire(checkout)).state != State.CREATED
+        return changed
+
+    def _amazon_paused(self) -> bool:
+        return self.breaker is not None and self.breaker.state == "open"
+
+    async def _refresh_pending(self, now: float) -> int:
+        changed = 0
         for checkout in await self.store.list_checkouts([State.PENDING], now=now):
             polls, due = self._polls.get(checkout.ref, (0, 0.0))
-            if due > now:
+            if due > now or self._amazon_paused():
                 continue
             after = await self.service.refresh_pending(checkout)
             if after.state != State.PENDING:
@@ -56,15 +88,24 @@ class Reconciler:
             else:
                 delay = min(self.interval * 2**polls, self.max_poll_delay)
                 self._polls[checkout.ref] = (polls + 1, now + delay * random.uniform(0.8, 1.2))
-        for checkout in await self.store.list_checkouts([State.CREATED], now=now, bound_only=True):
-            if checkout.updated_at <= now - self.resume_after or checkout.expires_at <= now:
-                log.info("resuming abandoned finalize of %s", mask(checkout.ref))
-                changed += (await self.service.resume(checkout)).state != State.CREATED
-        for checkout in await self.store.list_checkouts([State.CREATED], now=now, bound_only=False):
-            if checkout.expires_at > now:
-                continue
-            changed += (await self.service.expire(checkout)).state != State.CREATED
         return changed
+
+    async def _resume_abandoned(self, now: float) -> int:
+        changed = 0
+        for due in await self.store.list_due_resumes(now=now, resume_after=self.resume_after):
+            expired = due.checkout.expires_at <= now  # settled without asking Amazon
+            if not expired and self._amazon_paused():
+                continue
+            if await self._claim(due, now):
+                log.info("resuming abandoned finalize of %s (resume %d)", mask(due.checkout.ref), due.attempts + 1)
+                changed += (await self.service.resume(due.checkout)).state != State.CREATED
+        return changed
+
+    async def _claim(self, due: DueResume, now: float) -> bool:
+        """Book this resume and the next one's time before calling Amazon: a crash mid-call or another
+        instance reading the same row cannot turn one slot into several calls."""
+        next_at = now + resume_delay(self.resume_after, due.attempts + 1, self.rand)
+        return await self.store.claim_resume(due.checkout.ref, due.attempts, next_at)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -57,6 +57,13 @@ class OutboxStats:
     pending: int  # events waiting for delivery (not parked)
     oldest_pending_created: float | None  # `created` of the oldest of them; None when there are none
 
+@dataclass(frozen=True)
+class DueResume:
+    """A bound, unfinished checkout whose resume is due, with how many resumes it has had."""
+
+    checkout: Checkout
+    attempts: int
+
 
 class StoreError(Exception):
     """Base class of store errors."""
@@ -152,3 +159,13 @@ class Store(Protocol):
 
     async def release_leases(self, owner: str) -> int:
         """Drop every checkout and outbox lease `owner` holds (a graceful stop); returns how many."""
+
+    # --- resume schedule (reconciler backoff, branch quotas) -----------------------------------------
+
+    async def list_due_resumes(self, *, now: float, resume_after: float, limit: int = 100) -> list[DueResume]:
+        """Bound checkouts in state created, lease free or expired, whose resume is due: at
+        next_resume_at once scheduled, else resume_after seconds after the last update; or expired."""
+
+    async def claim_resume(self, ref: str, attempts: int, next_resume_at: float) -> bool:
+        """Count one resume and schedule the next, only if nobody counted one since we read `attempts`
+        (so instances sharing the store resume a checkout once per slot). True when claimed."""

@@ -126,7 +126,21 @@ _V1_POSTGRES = (
     "CREATE INDEX outbox_ref_seq ON outbox (ref, seq)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "checkouts and outbox", _V1_SQLITE, _V1_POSTGRES),)
+# Branch quotas: the reconciler's per-checkout resume backoff, in the store so that it survives
+# restarts and is shared by every instance.
+_RESUME_SQLITE = (
+    "ALTER TABLE checkouts ADD COLUMN resume_attempts INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE checkouts ADD COLUMN next_resume_at REAL",
+)
+_RESUME_POSTGRES = (
+    "ALTER TABLE checkouts ADD COLUMN resume_attempts INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE checkouts ADD COLUMN next_resume_at DOUBLE PRECISION",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "checkouts and outbox", _V1_SQLITE, _V1_POSTGRES),
+    Migration(2, "quotas: resume schedule", _RESUME_SQLITE, _RESUME_POSTGRES),
+)
 
 LATEST_VERSION = MIGRATIONS[-1].version
 

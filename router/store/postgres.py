@@ -23,7 +23,7 @@ import asyncpg.pool
 
 from router.checkout.model import Checkout, CheckoutError, DuplicateRef, LeaseLost, NotFound, SessionConflict
 from router.store import migrations
-from router.store.base import NewEvent, OutboxEvent, OutboxStats, StoreError, StoreUnavailable
+from router.store.base import DueResume, NewEvent, OutboxEvent, OutboxStats, StoreError, StoreUnavailable
 from router.store.records import (
     CHECKOUT_COLUMNS,
     check_state,
@@ -93,6 +93,18 @@ _TRANSITION_FREE = _TRANSITION_SET + " AND (lease_owner IS NULL OR lease_until <
 _INSERT_EVENT = """
 INSERT INTO outbox (id, ref, type, created, body, status, attempts, next_attempt_at)
 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6)"""
+
+_DUE_RESUMES = """
+SELECT * FROM checkouts
+WHERE state = 'created' AND checkout_session_id IS NOT NULL
+  AND (lease_owner IS NULL OR lease_until <= $1)
+  AND (COALESCE(next_resume_at, updated_at + $2::double precision) <= $1 OR expires_at <= $1)
+ORDER BY COALESCE(next_resume_at, updated_at + $2::double precision), ref
+LIMIT $3"""
+
+_CLAIM_RESUME = """
+UPDATE checkouts SET resume_attempts = $2::integer + 1, next_resume_at = $3
+WHERE ref = $1 AND resume_attempts = $2::integer AND state = 'created'"""
 
 _LIST_CHECKOUTS = """
 SELECT * FROM checkouts
@@ -422,6 +434,19 @@ class PostgresStore:
         async def release(conn: Conn) -> int:
             return sum([int((await conn.execute(sql, owner)).rsplit(" ", 1)[1]) for sql in _RELEASE_LEASES])
         return await self._tx(release)
+
+    # --- resume schedule (reconciler backoff, branch quotas) -----------------------------------------
+
+    async def list_due_resumes(self, *, now: float, resume_after: float, limit: int = 100) -> list[DueResume]:
+        if limit <= 0:
+            return []
+        rows = await self._fetch(_DUE_RESUMES, now, resume_after, limit)
+        return [DueResume(checkout_from_row(row), int(row["resume_attempts"])) for row in rows]
+
+    async def claim_resume(self, ref: str, attempts: int, next_resume_at: float) -> bool:
+        async with self._connection() as conn:
+            status = await conn.execute(_CLAIM_RESUME, ref, attempts, next_resume_at)
+        return int(status.rsplit(" ", 1)[1]) == 1
 
 
 def _unique(exc: asyncpg.UniqueViolationError) -> StoreError | CheckoutError:

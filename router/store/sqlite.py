@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from router.checkout.model import Checkout, CheckoutError, DuplicateRef, LeaseLost, NotFound, SessionConflict
 from router.store import migrations
-from router.store.base import NewEvent, OutboxEvent, OutboxStats, StoreError, StoreUnavailable
+from router.store.base import DueResume, NewEvent, OutboxEvent, OutboxStats, StoreError, StoreUnavailable
 from router.store.records import (
     check_state,
     checkout_from_row,
@@ -75,6 +75,18 @@ _TRANSITION_FREE = _TRANSITION_SET + " AND (lease_owner IS NULL OR lease_until <
 _INSERT_EVENT = """
 INSERT INTO outbox (id, ref, type, created, body, status, attempts, next_attempt_at)
 VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)"""
+
+_DUE_RESUMES = """
+SELECT * FROM checkouts
+WHERE state = 'created' AND checkout_session_id IS NOT NULL
+  AND (lease_owner IS NULL OR lease_until <= :now)
+  AND (COALESCE(next_resume_at, updated_at + :resume_after) <= :now OR expires_at <= :now)
+ORDER BY COALESCE(next_resume_at, updated_at + :resume_after), ref
+LIMIT :limit"""
+
+_CLAIM_RESUME = """
+UPDATE checkouts SET resume_attempts = :attempts + 1, next_resume_at = :next
+WHERE ref = :ref AND resume_attempts = :attempts AND state = 'created'"""
 
 _LIST_CHECKOUTS = """
 SELECT * FROM checkouts
@@ -428,6 +440,18 @@ class SQLiteStore:
         def release(conn: Conn) -> int:
             return sum(conn.execute(sql, (owner,)).rowcount for sql in _RELEASE_LEASES)
         return await self._tx(release)
+
+    # --- resume schedule (reconciler backoff, branch quotas) -----------------------------------------
+
+    async def list_due_resumes(self, *, now: float, resume_after: float, limit: int = 100) -> list[DueResume]:
+        if limit <= 0:
+            return []
+        rows = await self._fetch(_DUE_RESUMES, {"now": now, "resume_after": resume_after, "limit": limit})
+        return [DueResume(checkout_from_row(row), int(row["resume_attempts"])) for row in rows]
+
+    async def claim_resume(self, ref: str, attempts: int, next_resume_at: float) -> bool:
+        params = {"ref": ref, "attempts": attempts, "next": next_resume_at}
+        return bool(await self._tx(lambda conn: conn.execute(_CLAIM_RESUME, params).rowcount))
 
 
 def _migrate(conn: Conn) -> None:

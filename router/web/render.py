@@ -209,4 +209,7 @@ def page_response(
     locale = detect_locale(request.headers.get("accept-language"), request.query_params.get("lang"))
     platform = detect_platform(request.headers.get("user-agent"))
     html = render_page(view, locale, platform, current_url or str(request.url))
-    return HTMLResponse(html, status_code=view.http_status, headers=page_headers(locale))
+    headers = page_headers(locale)
+    if view.http_status == 503:  # "temporarily unavailable": say when to come back, as the API does
+        headers["Retry-After"] = str(view.refresh_seconds or 10)
+    return HTMLResponse(html, status_code=view.http_status, headers=headers)

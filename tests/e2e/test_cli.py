@@ -139,3 +139,33 @@ def test_served_logs_never_show_a_full_session_id(tmp_path: Path) -> None:
         httpx.get(f"{url}/amazon-pay/result", params={"ref": "r" * 32, "amazonCheckoutSessionId": session_id})
     assert session_id not in output[0] and "r" * 32 not in output[0]
     assert "/v1/checkout-sessions/bd50…5275/finalize" in output[0]
+
+
+def test_emulator_throttle_flag(tmp_path: Path) -> None:
+    import asyncio
+
+    from router.amazon_pay import AmazonPayClient, AmazonPayError, ClientConfig, RetryPolicy, load_private_key
+
+    subprocess.run([sys.executable, "-m", "router.cli", "keygen", "--out", "k"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    key = load_private_key((tmp_path / "k-private.pem").read_bytes())
+    order = {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}, "paymentIntent": "Authorize"}
+
+    async def finalize_three(url: str) -> list[int | None]:
+        config = ClientConfig(public_key_id="SANDBOX-K", private_key=key, region="us", endpoint=url,
+                              retry=RetryPolicy(max_attempts=1))
+        statuses: list[int | None] = []
+        async with AmazonPayClient(config) as client:
+            for i in range(3):
+                session = httpx.post(url + "/_emulator/checkout-sessions", json=order).json()["checkoutSessionId"]
+                try:
+                    statuses.append((await client.finalize_checkout_session(session, order, f"k{i}")).http_status)
+                except AmazonPayError as exc:
+                    statuses.append(exc.status)
+        return statuses
+
+    public = f"SANDBOX-K={tmp_path / 'k-public.pem'}"
+    with running("emulator", "--throttle", "--public-key", public, cwd=tmp_path) as url:
+        assert asyncio.run(finalize_three(url)) == [200, 200, 429]  # Sandbox finalize: a burst of 2
+    with running("emulator", "--public-key", public, cwd=tmp_path) as url:
+        assert asyncio.run(finalize_three(url)) == [200, 200, 200]  # off by default

@@ -5,7 +5,9 @@ authenticated like Amazon's front end (emulator_auth). Test-only surface under `
   POST /_emulator/checkout-sessions  create a session with a scenario and optional faults -> 201
   GET  /_emulator/requests           what the Amazon surface received, in order
   POST /_emulator/reset              forget sessions, charges, idempotency keys and the log
-Every response carries `x-amz-pay-request-id`.
+Every response carries `x-amz-pay-request-id`. With `throttle` on (off by default; CLI `--throttle`),
+each merchant key gets Amazon's token bucket per operation (Live or Sandbox figures, see
+amazon_pay.quota) and requests beyond it get 429 TooManyRequests, as from Amazon.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import hashlib
 import json
 import re
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from router.amazon_pay.emulator.auth import ApiError, IncomingRequest, authenticate
 from router.amazon_pay.emulator.state import JSON, EmulatorState, Session, parse_session_spec
 from router.amazon_pay.keys import load_private_key, load_public_key
+from router.amazon_pay.quota import DEFAULT_LIMITS, Limit, TokenBucket
 
 REQUEST_ID_HEADER = "x-amz-pay-request-id"
 _API_PATH = re.compile(r"^/(?:(?P<env>sandbox|live)/)?(?P<version>v\d+)(?P<rest>/.*)?$")
@@ -125,15 +129,37 @@ def _error_body(exc: ApiError) -> JSON:
     return {"reasonCode": exc.reason_code, "message": exc.message}
 
 
+class Throttle:
+    """Amazon's per-merchant, per-operation token buckets; `limits` replaces the documented figures."""
+
+    def __init__(self, limits: Mapping[str, Limit] | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.clock = clock
+        self.buckets: dict[tuple[str, str, str], TokenBucket] = {}
+
+    def admit(self, merchant: str, environment: str, operation: str) -> None:
+        """Take a token or raise the 429 Amazon gives."""
+        limit = (self.limits or DEFAULT_LIMITS["sandbox" if environment == "Sandbox" else "live"]).get(operation)
+        if limit is None:
+            return
+        now = self.clock()
+        bucket = self.buckets.setdefault((merchant, environment, operation), TokenBucket(limit, now))
+        if bucket.wait_time(now) > 0:
+            raise ApiError(429, "TooManyRequests", "The request was throttled; retry with exponential backoff.")
+        bucket.reserve(now)
+
+
 class Emulator:
     """Request handlers bound to one EmulatorState and key registry."""
 
     def __init__(
-        self, public_keys: Mapping[str, RSAPublicKey], max_future_skew: float, clock: Callable[[], datetime]
+        self, public_keys: Mapping[str, RSAPublicKey], max_future_skew: float, clock: Callable[[], datetime],
+        throttle: Throttle | None = None,
     ) -> None:
         self.public_keys = dict(public_keys)
         self.max_future_skew = max_future_skew
         self.clock = clock
+        self.throttle = throttle
         self.state = EmulatorState(clock)
         self.log: deque[JSON] = deque(maxlen=LOG_LIMIT)  # bounded: a long-running demo must not grow
 
@@ -189,6 +215,9 @@ class Emulator:
         entry["operation"] = operation.name
         session = self.state.session_of(operation.name, operation.object_id)
         self._describe(entry, operation, session)
+        environment = release_environment(merchant, operation.path_environment)
+        if self.throttle is not None:  # before the session sees the call, as Amazon's front end does
+            self.throttle.admit(merchant, environment, operation.name)
         if session is not None:
             latency, fault = self.state.next_call(session)
             if latency:
@@ -201,7 +230,6 @@ class Emulator:
                     "reasonCode": fault.reason_code,
                     "message": "Injected fault (emulator).",
                 }
-        environment = release_environment(merchant, operation.path_environment)
         if operation.name == "getCheckoutSession":
             return self.state.get_session(operation.object_id, environment)
         if operation.name == "getCharge":
@@ -247,9 +275,13 @@ def create_emulator_app(
     *,
     max_future_skew: float = 60.0,
     clock: Callable[[], datetime] = _utcnow,
+    throttle: bool = False,
+    throttle_limits: Mapping[str, Limit] | None = None,
 ) -> Starlette:
-    """The emulator as an ASGI app; `app.state.emulator` is the Emulator (for in-process inspection)."""
-    emulator = Emulator(public_keys, max_future_skew, clock)
+    """The emulator as an ASGI app; `app.state.emulator` is the Emulator (for in-process inspection).
+
+    `throttle` turns on Amazon's quotas (429 TooManyRequests); `throttle_limits` replaces its figures."""
+    emulator = Emulator(public_keys, max_future_skew, clock, Throttle(throttle_limits) if throttle else None)
     app = Starlette(
         routes=[
             Route("/_emulator/checkout-sessions", emulator.create_session, methods=["POST"]),
@@ -308,8 +340,9 @@ def run(
     public_key_args: Sequence[str],
     tls_certfile: str | None,
     tls_keyfile: str | None,
+    throttle: bool = False,
 ) -> None:
     """Serve the emulator with uvicorn (HTTPS when both TLS files are given). ValueError on bad args."""
     keys = parse_public_key_args(public_key_args)
     tls = _tls_options(tls_certfile, tls_keyfile)
-    uvicorn.run(create_emulator_app(keys), host=host, port=port, log_level="info", **tls)
+    uvicorn.run(create_emulator_app(keys, throttle=throttle), host=host, port=port, log_level="info", **tls)

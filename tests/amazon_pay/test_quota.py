@@ -1,0 +1,169 @@
+"""The client-side quota: token buckets, buyer priority, background share; an injected clock, no sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from router.amazon_pay import quota
+from router.amazon_pay.errors import AmazonPayError, AmazonPayThrottled
+from router.amazon_pay.quota import DEFAULT_LIMITS, FINALIZE, GET_SESSION, Limit, Quota, TokenBucket, limits_for
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class StillTime(FakeTime):
+    """A clock that stands still while callers sleep (they sleep at the same instant, concurrently)."""
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        await asyncio.sleep(0)
+
+
+def make_quota(clock: FakeTime, burst: float = 4, rate: float = 2, **options: float) -> Quota:
+    return Quota({FINALIZE: Limit(burst, rate)}, clock=clock, sleep=clock.sleep, **options)
+
+
+def test_documented_defaults_by_environment() -> None:
+    assert DEFAULT_LIMITS["live"][FINALIZE] == Limit(20, 4)  # as Complete Checkout Session
+    assert DEFAULT_LIMITS["live"][GET_SESSION] == Limit(40, 8)
+    assert DEFAULT_LIMITS["sandbox"][FINALIZE] == Limit(2, 1)
+    assert DEFAULT_LIMITS["sandbox"][GET_SESSION] == Limit(10, 1)
+
+
+def test_several_instances_split_the_quota_and_overrides_win() -> None:
+    limits = limits_for("live", fraction=0.25, overrides={GET_SESSION: Limit(100, 20)})
+    assert limits[FINALIZE] == Limit(5, 1)
+    assert limits[GET_SESSION] == Limit(25, 5)
+    assert limits_for("sandbox", fraction=0.1)[FINALIZE] == Limit(1, 0.1)  # always one whole call
+    with pytest.raises(ValueError):
+        limits_for("live", fraction=0)
+
+
+def test_bucket_refills_at_its_rate_up_to_the_burst() -> None:
+    bucket = TokenBucket(Limit(2, 1), now=0.0)
+    assert bucket.reserve(0.0) == 0 and bucket.reserve(0.0) == 0
+    assert bucket.wait_time(0.0) == pytest.approx(1.0)
+    assert bucket.wait_time(0.5) == pytest.approx(0.5)
+    assert bucket.wait_time(100.0) == 0
+    assert bucket.tokens == 2  # never above the burst
+
+
+def test_a_429_empties_the_bucket_and_pauses_for_retry_after() -> None:
+    bucket = TokenBucket(Limit(20, 4), now=0.0)
+    bucket.drain(0.0, pause=3.0)
+    assert bucket.wait_time(0.0) == pytest.approx(3.0)
+    assert bucket.wait_time(3.0) == 0  # 12 tokens restored meanwhile
+
+
+async def test_buyers_get_the_burst_then_wait_in_turn_then_are_refused() -> None:
+    clock = StillTime()
+    q = make_quota(clock, burst=2, rate=1, max_wait=2.0)
+    await asyncio.gather(*(q.acquire(FINALIZE) for _ in range(4)))  # 2 at once, then 1 s and 2 s
+    assert sorted(clock.slept) == pytest.approx([1.0, 2.0])
+    with pytest.raises(AmazonPayThrottled) as caught:
+        await q.acquire(FINALIZE)  # the next free token is 3 s away: beyond max_wait
+    assert isinstance(caught.value, AmazonPayError) and caught.value.status is None
+
+
+async def test_a_shorter_deadline_bounds_the_wait() -> None:
+    clock = FakeTime()
+    q = make_quota(clock, burst=1, rate=1, max_wait=5.0)
+    await q.acquire(FINALIZE)
+    with pytest.raises(AmazonPayThrottled):
+        await q.acquire(FINALIZE, within=0.5)
+    await q.acquire(FINALIZE, within=1.0)
+    assert clock.slept == [pytest.approx(1.0)]
+
+
+async def test_background_stays_within_its_share() -> None:
+    clock = FakeTime()
+    q = make_quota(clock, burst=10, rate=2, background_share=0.5, max_wait=0.0)
+    taken = 0
+    with quota.background():
+        for _ in range(10):
+            try:
+                await q.acquire(FINALIZE)
+                taken += 1
+            except AmazonPayThrottled:
+                pass
+    assert taken == 5  # half the burst
+    for _ in range(5):  # the other half is still there for buyers, at once
+        await q.acquire(FINALIZE)
+    assert clock.slept == []
+
+
+async def test_background_never_takes_a_token_a_buyer_reserved() -> None:
+    clock = StillTime()
+    q = make_quota(clock, burst=1, rate=1, background_share=1.0, max_wait=2.0)
+    await q.acquire(FINALIZE)  # the bucket is empty now
+
+    async def background() -> None:
+        with quota.background():
+            await q.acquire(FINALIZE)
+
+    task = asyncio.create_task(background())  # first in line, but background: it waits for a free token
+    await asyncio.sleep(0)
+    buyers = [asyncio.create_task(q.acquire(FINALIZE)) for _ in range(2)]  # they reserve the next two
+    await asyncio.sleep(0)
+    clock.now += 1.0  # one token restored: it is the first buyer's
+    await asyncio.gather(*buyers)
+    with pytest.raises(AmazonPayThrottled):  # the next free one is 2 s away, beyond background's wait
+        await task
+
+
+async def test_background_goes_once_buyers_are_served() -> None:
+    clock = FakeTime()
+    q = make_quota(clock, burst=1, rate=1, background_share=1.0, max_wait=5.0)
+    await q.acquire(FINALIZE)
+    await q.acquire(FINALIZE)  # a buyer reserved the next token (1 s)
+    with quota.background():
+        await q.acquire(FINALIZE)  # waits behind the buyer: 2 s from the start
+    assert clock.now == pytest.approx(1002.0)
+
+
+async def test_the_background_mark_is_per_task() -> None:
+    seen: list[bool] = []
+
+    async def look() -> None:
+        seen.append(quota.in_background())
+
+    with quota.background():
+        inner = asyncio.create_task(look())  # a task started inside inherits the mark
+        await inner
+    await look()
+    assert seen == [True, False]
+
+
+async def test_throttled_holds_every_caller_back() -> None:
+    clock = FakeTime()
+    q = make_quota(clock, burst=20, rate=4, max_wait=5.0)
+    q.throttled(FINALIZE, retry_after=3.0)
+    await q.acquire(FINALIZE)
+    assert clock.slept == [pytest.approx(3.0)]
+    q.throttled(FINALIZE, retry_after=None)  # no Retry-After: one token's time
+    await q.acquire(FINALIZE)
+    assert clock.slept[-1] == pytest.approx(0.25)
+
+
+async def test_unknown_operations_and_bad_settings() -> None:
+    clock = FakeTime()
+    await make_quota(clock).acquire("getRefund")  # not limited here
+    with pytest.raises(ValueError):
+        make_quota(clock, background_share=0)
+    with pytest.raises(ValueError):
+        Limit(0.5, 1)
