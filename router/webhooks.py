@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from .outbound import async_client
 from .redact import mask
 from .store.base import OutboxEvent, Store, StoreError
 
@@ -255,8 +256,7 @@ class WebhookWorker:
         self.url = url
         self._secret = secret
         self._own_client = client is None
-        self.client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False,
-                                                  limits=httpx.Limits(max_connections=batch))
+        self.client = client or async_client(max_connections=batch, timeout=httpx.Timeout(timeout), trust_env=True)
         self.clock = clock
         self.owner = owner or f"webhooks-{secrets.token_hex(6)}"
         self.batch = batch

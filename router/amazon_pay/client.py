@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from ..outbound import async_client
 from .errors import AmazonPayError, AmazonPayProtocolError, AmazonPayTransportError
 from .models import Charge, CheckoutSession, ClientConfig, FinalizeResult, mask_id
 from .retry import next_delay, parse_retry_after
@@ -125,20 +126,17 @@ class AmazonPayClient:
         )
         self._base = base_url(config) + config.api_path_prefix
         policy = config.retry
-        # A small pool: httpx's pool slows down sharply with ~100 open connections (see the bench), and
-        # Amazon throttles per merchant long before 10 parallel connections are saturated.
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._http = httpx.AsyncClient(
+        # 10 connections: Amazon's burst quota per merchant is 10 requests, so more would only be
+        # throttled; returns above it wait for a connection in arrival order (aiohttp's pool is FIFO).
+        self._http = async_client(
+            max_connections=max_connections,
             transport=transport,
-            limits=limits,
             timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout),
             headers={
                 "user-agent": USER_AGENT,
                 "accept": "application/json",
                 "content-type": "application/json",
             },
-            follow_redirects=False,
-            trust_env=False,
         )
 
     def __repr__(self) -> str:

@@ -36,13 +36,23 @@ class LoadResult:
 @contextlib.contextmanager
 def server_process(args: Sequence[str], env: dict[str, str] | None = None) -> Iterator[str]:
     """Start `python -m uvicorn ARGS --port P` and yield its base URL once it accepts connections."""
+    with server(args, env) as (url, _pid):
+        yield url
+
+
+@contextlib.contextmanager
+def server(args: Sequence[str], env: dict[str, str] | None = None, *,
+           command: Sequence[str] | None = None, stderr: int | None = None) -> Iterator[tuple[str, int]]:
+    """(base URL, pid) of `python -m uvicorn ARGS` (quiet logs), or of `COMMAND --port P` when given."""
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", *args, "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "warning", "--no-access-log", "--no-server-header"]
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})})
+    if command is not None:
+        cmd = [*command, "--port", str(port)]
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stderr=stderr)
     try:
         wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()
         try:
