@@ -44,7 +44,8 @@ class Stack:
 @contextlib.contextmanager
 def emulator_process(public_key: Path) -> Iterator[str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "router.cli", "emulator", "--port", str(port), "--public-key", f"{KEY_ID}={public_key}"]
+    cmd = [sys.executable, "-m", "router.cli", "emulator", "--port", str(port),
+           "--public-key", f"{KEY_ID}={public_key}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, proc)

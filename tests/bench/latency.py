@@ -77,6 +77,7 @@ def main() -> None:
             added.append((concurrency, router.p(0.5) - plain.p(0.5), router.p(0.99) - plain.p(0.99)))
     print()
     for concurrency, p50, p99 in added:
-        print(f"- {concurrency} in flight: a return takes {p50:+.0f} ms (p50) and {p99:+.0f} ms (p99) over a plain POST")
+        print(f"- {concurrency} in flight: a return takes {p50:+.0f} ms (p50) and {p99:+.0f} ms (p99) "
+              "over a plain POST")
     print("\n(goals: at 10, ≤ +5 ms p50 and ≤ +20 ms p99; at 32, no 5xx, p99/p50 ≤ 2 and ≥ 0.9x of "
           f"pool/latency = {POOL * 1000 // LATENCY_MS}/s)")
