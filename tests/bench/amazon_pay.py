@@ -3,8 +3,7 @@
 The emulator runs in a subprocess (uvicorn, via `router.amazon_pay.emulator.run`) so the client's
 CPU time is measured alone. Baselines from the same run:
 - throughput: a bare httpx POST (same outbound transport) of the same bytes to the same URL, unsigned
-  (the emulator answers
-  400 MissingHeader without RSA work), at the same concurrency;
+  (the emulator answers 400 MissingHeader without RSA work), at the same concurrency;
 - CPU: building the same request without serialization or signing.
 """
 
