@@ -69,12 +69,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, max_connections: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self._limit = max_connections
-        self._ssl = ssl_context
+        # Built here, not on the first request: loading the trust store (httpx's own) takes a while.
+        self._ssl = ssl_context or httpx.create_ssl_context()
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # made on first use: aiohttp binds to the running event loop
-            self._ssl = self._ssl or httpx.create_ssl_context()  # the same trust store as httpx's own
             connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl)
             self._session = aiohttp.ClientSession(
                 connector=connector,
