@@ -15,8 +15,9 @@ from importlib import resources
 from pathlib import Path
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
+from router.access_log import take_over
 from router.amazon_pay.emulator.state import SCENARIOS
 from router.config import ConfigError, Settings, load
 from router.redact import mask
@@ -37,13 +38,13 @@ def _load_or_exit(path: str) -> Settings:
         raise SystemExit(2) from None
 
 
-def app_factory() -> Starlette:
+def app_factory() -> ASGIApp:
     """For uvicorn workers: the config path travels in an environment variable."""
     from router.app import create_app
 
     quiet_logs()  # worker processes configure logging anew
     path = os.environ.get(CONFIG_ENV)
-    return create_app(_load_or_exit(path) if path else demo_settings(_demo_db()))
+    return take_over(create_app(_load_or_exit(path) if path else demo_settings(_demo_db())))
 
 
 def _demo_db() -> str:
@@ -299,8 +300,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+_PLAIN_PATHS: set[str] = set()  # paths seen with nothing to mask (/.well-known/…, /healthz): no work next time
+_PLAIN_PATHS_MAX = 1024
+
+
 def redact_path(path: str) -> str:
     """"/v1/checkout-sessions/<id>/finalize?ref=…" → "/v1/checkout-sessions/bd50…5275/finalize?…"."""
+    if path in _PLAIN_PATHS:
+        return path
+    redacted = _redact_path(path)
+    if redacted == path and len(_PLAIN_PATHS) < _PLAIN_PATHS_MAX:
+        _PLAIN_PATHS.add(path)
+    return redacted
+
+
+def _redact_path(path: str) -> str:
     path, query = path.split("?", 1) if "?" in path else (path, None)
     segments = [mask(s) if len(s) >= 16 and not ROUTE_WORD.fullmatch(s) else s for s in path.split("/")]
     return "/".join(segments) + ("?…" if query is not None else "")
@@ -321,7 +335,9 @@ def quiet_logs() -> None:
     """Third-party loggers that would write full URLs (with session ids) stay at WARNING."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
-    logging.getLogger("uvicorn.access").addFilter(RedactAccessLog())
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactAccessLog) for f in access.filters):
+        access.addFilter(RedactAccessLog())
 
 
 def main(argv: list[str] | None = None) -> int:

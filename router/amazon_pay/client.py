@@ -34,6 +34,7 @@ from router.amazon_pay.models import Charge, CheckoutSession, ClientConfig, Fina
 from router.amazon_pay.quota import Quota, in_background
 from router.amazon_pay.retry import next_delay, parse_retry_after
 from router.amazon_pay.signing import IDEMPOTENCY_HEADER, REGION_HOSTS, AmazonPayAuth
+from router.outbound import async_client
 
 LOGGER = logging.getLogger("router.amazon_pay")
 USER_AGENT = "return-router-amazon-pay/0.1 (Python)"
@@ -138,20 +139,17 @@ class AmazonPayClient:
         )
         self._base = base_url(config) + config.api_path_prefix
         policy = config.retry
-        # A small pool: httpx's pool slows down sharply with ~100 open connections (see the bench), and
-        # Amazon throttles per merchant long before 10 parallel connections are saturated.
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._http = httpx.AsyncClient(
+        # 10 connections: Amazon's burst quota per merchant is 10 requests, so more would only be
+        # throttled; returns above it wait for a connection in arrival order (aiohttp's pool is FIFO).
+        self._http = async_client(
+            max_connections=max_connections,
             transport=transport,
-            limits=limits,
             timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout),
             headers={
                 "user-agent": USER_AGENT,
                 "accept": "application/json",
                 "content-type": "application/json",
             },
-            follow_redirects=False,
-            trust_env=False,
         )
 
     def __repr__(self) -> str:

@@ -23,6 +23,7 @@ import httpx
 
 import router.metrics as metrics
 from router.checkout.model import CheckoutError
+from router.outbound import async_client
 from router.redact import mask
 from router.store.base import OutboxEvent, Store, StoreError
 from router.validators import is_http_url
@@ -126,8 +127,7 @@ class WebhookWorker:
         self.url = url
         self._secret = secret
         self._own_client = client is None
-        self.client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False,
-                                                  limits=httpx.Limits(max_connections=batch))
+        self.client = client or async_client(max_connections=batch, timeout=httpx.Timeout(timeout), trust_env=True)
         self.clock = clock
         self.owner = owner or f"webhooks-{secrets.token_hex(6)}"
         self.batch = batch

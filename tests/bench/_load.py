@@ -16,9 +16,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import IO
 from urllib.parse import urlsplit
 
 from tests.support import free_port
@@ -36,19 +38,39 @@ class LoadResult:
 @contextlib.contextmanager
 def server_process(args: Sequence[str], env: dict[str, str] | None = None) -> Iterator[str]:
     """Start `python -m uvicorn ARGS --port P` and yield its base URL once it accepts connections."""
+    with server(args, env) as (url, _pid):
+        yield url
+
+
+@contextlib.contextmanager
+def server(args: Sequence[str], env: dict[str, str] | None = None, *,
+           command: Sequence[str] | None = None, logs_to_pipe: bool = False) -> Iterator[tuple[str, int]]:
+    """(base URL, pid) of `python -m uvicorn ARGS` (quiet logs), or of `COMMAND --port P` when given.
+    `logs_to_pipe`: its stdout and stderr go to one pipe that a thread here reads (as under systemd or docker)."""
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", *args, "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "warning", "--no-access-log", "--no-server-header"]
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})})
+    if command is not None:
+        cmd = [*command, "--port", str(port)]
+    pipe = subprocess.PIPE if logs_to_pipe else None
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=pipe,
+                            stderr=subprocess.STDOUT if logs_to_pipe else None)
+    if proc.stdout is not None:
+        threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
     try:
         wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _drain(pipe: IO[bytes]) -> None:
+    while pipe.read1(1 << 16):
+        pass
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:

@@ -2,8 +2,8 @@
 
 The emulator runs in a subprocess (uvicorn, via `router.amazon_pay.emulator.app.run`) so the client's
 CPU time is measured alone. Baselines from the same run:
-- throughput: a bare httpx POST of the same bytes to the same URL, unsigned (the emulator answers
-  400 MissingHeader without RSA work), at the same concurrency;
+- throughput: a bare httpx POST (same outbound transport) of the same bytes to the same URL, unsigned
+  (the emulator answers 400 MissingHeader without RSA work), at the same concurrency;
 - CPU: building the same request without serialization or signing.
 """
 
@@ -31,6 +31,7 @@ from router.amazon_pay import (
     load_private_key,
     serialize_payload,
 )
+from router.outbound import async_client
 from tests.support import free_port
 
 KEY_ID = "SANDBOX-AHBENCHKEY00000000000"
@@ -124,7 +125,6 @@ async def drive(concurrency: int, items: list[str], call: Callable[[str], Awaita
 
 async def measure_level(url: str, config: ClientConfig, concurrency: int, total: int) -> tuple[Run, Run]:
     sessions = await create_sessions(url, total)
-    limits = httpx.Limits(max_connections=POOL, max_keepalive_connections=POOL)
     async with AmazonPayClient(config, max_connections=POOL) as client:
 
         async def finalize(session_id: str) -> None:
@@ -133,7 +133,7 @@ async def measure_level(url: str, config: ClientConfig, concurrency: int, total:
 
         signed = await drive(concurrency, sessions, finalize)
     body = serialize_payload(ORDER)
-    async with httpx.AsyncClient(limits=limits) as http:
+    async with async_client(max_connections=POOL, timeout=httpx.Timeout(30)) as http:  # the client's transport
 
         async def bare(session_id: str) -> None:
             await http.post(f"{url}/v2/checkoutSessions/{session_id}/finalize", content=body)

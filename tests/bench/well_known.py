@@ -1,15 +1,18 @@
-"""Association files: return-router's fast path vs a raw ASGI app returning the same bytes."""
+"""Association files: `return-router serve` with its default logging (an access line per request, to a
+pipe) vs a raw ASGI app returning the same bytes and headers under uvicorn with no logging."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 
-from ._load import TABLE_HEAD, compare, load, server_process
+from ._load import TABLE_HEAD, LoadResult, compare, load, server
+from ._returns import cpu_seconds
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 PAIRS = 5
@@ -22,28 +25,42 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
         config.write_text(BASE_CONFIG + f'\n[storage]\nurl = "sqlite:///{tmp}/bench.db"\n')
-        env = {"RETURN_ROUTER_CONFIG": str(config)}
-        with server_process(["router.cli:app_factory", "--factory"], env) as router_url:
+        serve = [sys.executable, "-m", "router.cli", "serve", "--config", str(config)]
+        with server([], command=serve, logs_to_pipe=True) as (router_url, router_pid):
             paths = ["/.well-known/apple-app-site-association", "/.well-known/assetlinks.json"]
             answers = {p: httpx.get(router_url + p, headers={"host": HOST}) for p in paths}
-            print(TABLE_HEAD)
+            print(TABLE_HEAD.replace(" |\n", " | server CPU µs/request | CPU vs baseline |\n", 1) + "---:|---:|")
             for path in paths:
                 body_file = Path(tmp) / "body"
                 body_file.write_bytes(answers[path].content)
                 headers = {k: v for k, v in answers[path].headers.items() if k != "date"}
                 env = {"BENCH_BODY_FILE": str(body_file), "BENCH_HEADERS": json.dumps(headers)}
-                with server_process(["tests.bench._baseline:raw_app"], env) as base:
-                    load(router_url + path, host=HOST, seconds=1)  # warm both up before measuring
-                    load(base + path, seconds=1)
+                with server(["tests.bench._baseline:raw_app"], env) as (base, base_pid):
+                    subject_run = (router_url + path, HOST, router_pid)
+                    baseline_run = (base + path, None, base_pid)
+                    measured(*subject_run, seconds=1)  # warm both up before measuring
+                    measured(*baseline_run, seconds=1)
                     runs = []
                     for i in range(PAIRS):  # interleaved pairs, alternating who goes first
                         first_router = i % 2 == 0
-                        a = load(router_url + path, host=HOST, seconds=SECONDS) if first_router else None
-                        b = load(base + path, seconds=SECONDS)
-                        runs.append((a or load(router_url + path, host=HOST, seconds=SECONDS), b))
+                        a = measured(*subject_run, seconds=SECONDS) if first_router else None
+                        b = measured(*baseline_run, seconds=SECONDS)
+                        runs.append((a or measured(*subject_run, seconds=SECONDS), b))
                 # The pair with the median ratio represents the run; its ratio is the figure.
-                runs.sort(key=lambda pair: pair[0].requests_per_s / pair[1].requests_per_s)
-                subject, baseline = runs[len(runs) // 2]
-                print(compare(f"return-router {path}", subject, baseline, "raw ASGI, same bytes"))
+                runs.sort(key=lambda pair: pair[0][0].requests_per_s / pair[1][0].requests_per_s)
+                (subject, subject_cpu), (baseline, baseline_cpu) = runs[len(runs) // 2]
+                cpu_ratios = sorted(b[1] / a[1] for a, b in runs)
+                rows = compare(f"return-router serve {path}", subject, baseline, "raw ASGI, same bytes").split("\n")
+                print(f"{rows[0]} {subject_cpu:,.0f} | {cpu_ratios[len(runs) // 2]:.2f}x |")
+                print(f"{rows[1]} {baseline_cpu:,.0f} | 1.00x |")
             print(f"\n(load: {subject.tool}, {SECONDS:.0f} s per run, 32 connections, the median of {PAIRS} "
-                  "interleaved pairs, 1 uvicorn worker each)")
+                  "interleaved pairs, 1 uvicorn worker each; the router logs as `serve` does by default, to a "
+                  "pipe this process reads. CPU vs baseline: the baseline's CPU per request over the router's, the "
+                  "median pair; on a busy machine it is the steadier figure)")
+
+
+def measured(url: str, host: str | None, pid: int, seconds: float) -> tuple[LoadResult, float]:
+    """The load result and the server's CPU µs per request over the run (from /proc/<pid>/stat)."""
+    before = cpu_seconds(pid)
+    result = load(url, host=host, seconds=seconds)
+    return result, 1e6 * (cpu_seconds(pid) - before) / (result.requests_per_s * seconds)

@@ -1,0 +1,134 @@
+"""Shared by the return benchmarks: an emulator process with added latency, a router process, N returns.
+
+The router runs as `python -m uvicorn router.cli:app_factory --factory` (one worker, SQLite file) so its
+CPU time can be read from /proc/<pid>/stat; the emulator runs in its own process. Each success return
+is a new registered checkout bound to a new emulator session that answers after `latency_ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+
+from router.amazon_pay import generate_key_pair
+from tests.e2e.conftest import KEY_ID, TOKEN, router_config_text
+from tests.support import free_port
+
+from ._load import server, wait_for_port
+
+HOST = "pay.example.com"
+ORDER = {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}, "paymentIntent": "AuthorizeWithCapture"}
+
+
+@dataclass(frozen=True)
+class Stack:
+    router: str  # base URL
+    router_pid: int
+    emulator: str
+    private_pem: bytes
+    directory: Path
+
+
+@contextlib.contextmanager
+def emulator_process(public_key: Path) -> Iterator[str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "router.cli", "emulator", "--port", str(port),
+           "--public-key", f"{KEY_ID}={public_key}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def stack(router_args: list[str] | None = None) -> Iterator[Stack]:
+    """Emulator + router (one worker, SQLite with synchronous=FULL) in two processes."""
+    with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
+        directory = Path(tmp)
+        private_pem, public_pem = generate_key_pair()
+        (directory / "private.pem").write_bytes(private_pem)
+        (directory / "public.pem").write_bytes(public_pem)
+        with emulator_process(directory / "public.pem") as emulator:
+            config = directory / "bench.toml"
+            config.write_text(router_config_text(emulator, directory / "private.pem", f"sqlite:///{tmp}/bench.db"))
+            env = {"RETURN_ROUTER_CONFIG": str(config), "RR_TEST_TOKEN": TOKEN}
+            args = router_args or ["router.cli:app_factory", "--factory"]
+            with server(args, env) as (router, pid):
+                yield Stack(router, pid, emulator, private_pem, directory)
+
+
+async def new_sessions(emulator: str, n: int, latency_ms: int) -> list[str]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        spec = {**ORDER, "latency_ms": latency_ms}
+        return [(await client.post(f"{emulator}/_emulator/checkout-sessions", json=spec)).json()["checkoutSessionId"]
+                for _ in range(n)]
+
+
+async def prepare(s: Stack, n: int, latency_ms: int) -> list[str]:
+    """n registered checkouts, each with its own emulator session: the URLs Amazon would redirect to."""
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    body = {"merchantReference": "bench", **ORDER}
+    async with httpx.AsyncClient(timeout=30) as client:
+        refs = [(await client.post(f"{s.router}/v1/checkouts", json=body, headers=auth)).json()["ref"]
+                for _ in range(n)]
+    ids = await new_sessions(s.emulator, n, latency_ms)
+    return [f"/amazon-pay/result?{urlencode({'ref': r, 'amazonCheckoutSessionId': i})}"
+            for r, i in zip(refs, ids, strict=True)]
+
+
+@dataclass(frozen=True)
+class Latencies:
+    seconds: list[float]  # one per request, in completion order
+    wall: float
+    statuses: dict[int, int]
+
+    @property
+    def rate(self) -> float:
+        return len(self.seconds) / self.wall
+
+    def p(self, q: float) -> float:
+        """Milliseconds at quantile q (0.5, 0.99)."""
+        ordered = sorted(self.seconds)
+        return 1000 * (statistics.median(ordered) if q == 0.5 else ordered[max(0, int(len(ordered) * q) - 1)])
+
+
+async def get_all(base: str, paths: list[str], concurrency: int, host: str = HOST) -> Latencies:
+    """GET every path, `concurrency` at a time, each on its own connection (as buyers' phones would)."""
+    queue = list(reversed(paths))
+    seconds: list[float] = []
+    statuses: dict[int, int] = {}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while queue:
+            path = queue.pop()
+            start = time.perf_counter()
+            answer = await client.get(base + path, headers={"host": host})
+            seconds.append(time.perf_counter() - start)
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        return Latencies(seconds, time.perf_counter() - started, statuses)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

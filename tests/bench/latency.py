@@ -1,0 +1,83 @@
+"""What a buyer waits: success returns at 10 and 32 in flight against an upstream answering in 100 ms.
+
+Baseline, same run, same emulator, same concurrency: plain signed finalize POSTs sent straight to the
+emulator (signed before the clock starts, one aiohttp connection per caller), so the difference is
+what return-router adds. At 32 in flight (above Amazon's burst of 10) the router's Amazon client
+queues on its pool: the figures are no 5xx, FIFO fairness (p99/p50) and throughput against
+pool size / upstream latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+
+import aiohttp
+import httpx
+
+from router.amazon_pay import AmazonPayAuth, load_private_key, serialize_payload
+from tests.e2e.conftest import KEY_ID
+
+from ._returns import ORDER, Latencies, get_all, new_sessions, prepare, stack
+
+LATENCY_MS = 100
+LEVELS = ((10, int(os.environ.get("BENCH_RETURNS", "300"))), (32, 640))
+POOL = 10  # the Amazon client's connection pool (AmazonPayClient's default)
+
+
+async def plain_posts(emulator: str, private_pem: bytes, n: int, concurrency: int) -> Latencies:
+    auth = AmazonPayAuth(KEY_ID, load_private_key(private_pem), "us", path_prefix="")
+    body = serialize_payload(ORDER)
+    requests = []
+    for session_id in await new_sessions(emulator, n, LATENCY_MS):
+        request = httpx.Request("POST", f"{emulator}/v2/checkoutSessions/{session_id}/finalize", content=body,
+                                headers={"x-amz-pay-idempotency-key": uuid.uuid4().hex,
+                                         "content-type": "application/json", "accept": "application/json"})
+        next(auth.auth_flow(request))
+        requests.append((str(request.url), dict(request.headers)))
+    seconds: list[float] = []
+    statuses: dict[int, int] = {}
+    queue = list(reversed(requests))
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while queue:
+            url, headers = queue.pop()
+            start = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as answer:
+                await answer.read()
+            seconds.append(time.perf_counter() - start)
+            statuses[answer.status] = statuses.get(answer.status, 0) + 1
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, skip_auto_headers=["User-Agent"]) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        return Latencies(seconds, time.perf_counter() - started, statuses)
+
+
+def main() -> None:
+    print(f"Success returns (1 worker, SQLite) vs plain signed POSTs to the same emulator ({LATENCY_MS} ms); "
+          f"the router's Amazon pool: {POOL}.\n")
+    print("| in flight | what | n | p50 ms | p99 ms | p99/p50 | per s | ideal per s | vs ideal | statuses |\n"
+          "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    added = []
+    with stack() as s:
+        asyncio.run(get_all(s.router, asyncio.run(prepare(s, 20, LATENCY_MS)), 10))  # warm-up
+        for concurrency, n in LEVELS:
+            paths = asyncio.run(prepare(s, n, LATENCY_MS))
+            router = asyncio.run(get_all(s.router, paths, concurrency))
+            plain = asyncio.run(plain_posts(s.emulator, s.private_pem, n, concurrency))
+            for name, r, ideal in (("returns", router, min(concurrency, POOL) * 1000 / LATENCY_MS),
+                                   ("plain POSTs", plain, concurrency * 1000 / LATENCY_MS)):
+                print(f"| {concurrency} | {name} | {n} | {r.p(0.5):.0f} | {r.p(0.99):.0f} | "
+                      f"{r.p(0.99) / r.p(0.5):.2f} | {r.rate:.0f} | {ideal:.0f} | {r.rate / ideal:.2f}x | "
+                      f"{r.statuses} |", flush=True)
+            added.append((concurrency, router.p(0.5) - plain.p(0.5), router.p(0.99) - plain.p(0.99)))
+    print()
+    for concurrency, p50, p99 in added:
+        print(f"- {concurrency} in flight: a return takes {p50:+.0f} ms (p50) and {p99:+.0f} ms (p99) "
+              "over a plain POST")
+    print("\n(goals: at 10, ≤ +5 ms p50 and ≤ +20 ms p99; at 32, no 5xx, p99/p50 ≤ 2 and ≥ 0.9x of "
+          f"pool/latency = {POOL * 1000 // LATENCY_MS}/s)")
