@@ -27,7 +27,10 @@ from router.store.base import Store, StoreUnavailable
 from router.web.api import Api, error_response
 from router.web.association import AssociationFiles, AssociationMiddleware
 from router.web.demo import Demo
+from router.web.failsafe import Failsafe
+from router.web.fallback import json_fallback
 from router.web.flows import Flows
+from router.web.guard import RequestGuard
 from router.webhooks.worker import WebhookWorker
 
 log = logging.getLogger("router.app")
@@ -103,11 +106,13 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
     async def metrics(request: Request) -> Response:
         return PlainTextResponse(METRICS.render(), media_type="text/plain; version=0.0.4")
 
+    api_routes = api.routes()
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        *api.routes(),
+        *api_routes,
+        json_fallback("/v1", api_routes),
         *(demo.routes() if demo else []),
         Route("/{path:path}", flows.dispatch, methods=["GET", "HEAD"]),
     ]
@@ -123,6 +128,11 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
         if request.url.path.startswith("/v1/"):
             return error_response(500, "internal_error", "something went wrong on our side")
         return flows.error_page(request, "error", status=500)
+
+    def refused(request: Request, status: int, message: str) -> Response:
+        if request.url.path.startswith("/v1/"):
+            return error_response(status, "bad_request", message)
+        return flows.error_page(request, "bad_request", status=status, reason=message)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -143,7 +153,9 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(AssociationMiddleware, files=AssociationFiles(settings))],
+        middleware=[Middleware(Failsafe, handler=internal_error),
+                    Middleware(RequestGuard, refuse=refused, max_headers=settings.server.max_headers),
+                    Middleware(AssociationMiddleware, files=AssociationFiles(settings))],
         exception_handlers={StoreUnavailable: unavailable, Exception: internal_error},
         lifespan=lifespan,
     )

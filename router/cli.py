@@ -17,7 +17,7 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 
-from router.config import ConfigError, Settings, load
+from router.config import ConfigError, ServerSettings, Settings, load
 from router.redact import mask
 from router.web.demo import demo_settings
 
@@ -37,10 +37,13 @@ def _load_or_exit(path: str) -> Settings:
 def app_factory() -> Starlette:
     """For uvicorn workers: the config path travels in an environment variable."""
     from router.app import create_app
+    from router.web.server import set_header_timeout
 
     quiet_logs()  # worker processes configure logging anew
     path = os.environ.get(CONFIG_ENV)
-    return create_app(_load_or_exit(path) if path else demo_settings(_demo_db()))
+    settings = _load_or_exit(path) if path else demo_settings(_demo_db())
+    set_header_timeout(settings.server.header_timeout_seconds)
+    return create_app(settings)
 
 
 def _demo_db() -> str:
@@ -48,9 +51,16 @@ def _demo_db() -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from router.web.server import uvicorn_options
+
     workers = args.workers
+    server = ServerSettings()
     if args.config:
-        _load_or_exit(args.config)  # fail before forking workers, with every problem listed
+        server = _load_or_exit(args.config).server  # fail before forking workers, with every problem listed
+        if args.log_level == "trace":  # uvicorn's trace lines carry full URLs: session ids and refs
+            print("serve: --log-level trace is for the demo only (it logs full session ids); use debug",
+                  file=sys.stderr)
+            return 2
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     else:
         os.environ.pop(CONFIG_ENV, None)
@@ -60,7 +70,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"return-router demo: open http://{args.host}:{args.port}/ (no config given; nothing is charged)",
               file=sys.stderr)
     uvicorn.run("router.cli:app_factory", factory=True, host=args.host, port=args.port, workers=workers,
-                proxy_headers=args.proxy_headers, server_header=False, log_level=args.log_level)
+                proxy_headers=args.proxy_headers, server_header=False, log_level=args.log_level,
+                **uvicorn_options(server))
     return 0
 
 

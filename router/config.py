@@ -91,6 +91,17 @@ class CheckoutSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """[server]: limits for clients that hold connections (see router/web/server.py)."""
+
+    header_timeout_seconds: float = 10.0  # from a connection's first byte to the end of the request head
+    keep_alive_seconds: float = 5.0  # idle time allowed between requests on one connection
+    max_header_bytes: int = 16 * 1024  # request line and headers together
+    max_headers: int = 100
+    limit_concurrency: int = 1000  # connections + requests in flight per worker; beyond: 503
+
+
+@dataclass(frozen=True)
 class Settings:
     routes: tuple[Route, ...]
     ios: IosSettings | None = None
@@ -99,6 +110,7 @@ class Settings:
     merchant: MerchantSettings = MerchantSettings()
     storage: StorageSettings = StorageSettings()
     checkout: CheckoutSettings = CheckoutSettings()
+    server: ServerSettings = ServerSettings()
     source: str = "<built-in>"
     demo: bool = False
 
@@ -202,7 +214,7 @@ class _Reader:
     # --- sections --------------------------------------------------------------------------------
 
     def settings(self, data: Mapping[str, Any]) -> Settings | None:
-        allowed = {"ios", "android", "routes", "amazon_pay", "merchant", "storage", "checkout"}
+        allowed = {"ios", "android", "routes", "amazon_pay", "merchant", "storage", "checkout", "server"}
         for unknown in sorted(set(data) - allowed):
             self.fail(unknown, f"unknown key (allowed: {', '.join(sorted(allowed))})")
         ios = self.ios(data)
@@ -218,6 +230,7 @@ class _Reader:
             merchant=self.merchant(data),
             storage=self.storage(data),
             checkout=self.checkout(data),
+            server=self.server(data),
             source=self.source,
         )
         if ios is not None and routes and not self.problems:  # needs valid app ids and routes
@@ -476,6 +489,13 @@ class _Reader:
             reconcile_interval_seconds=interval or CheckoutSettings.reconcile_interval_seconds,
             resume_after_seconds=resume or CheckoutSettings.resume_after_seconds,
         )
+
+    def server(self, data: Mapping[str, Any]) -> ServerSettings:
+        kinds = {"header_timeout_seconds": float, "keep_alive_seconds": float, "max_header_bytes": int,
+                 "max_headers": int, "limit_concurrency": int}
+        section = self.table(data, "server", set(kinds)) or {}
+        values = {key: self.positive(section, "server", key, kind) for key, kind in kinds.items()}
+        return ServerSettings(**{key: value for key, value in values.items() if value is not None})
 
 
 _KIND_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
