@@ -9,6 +9,9 @@ from starlette.routing import Match, Route
 from router.web.api import error_response
 
 
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]  # what the fallback answers for
+
+
 def json_fallback(prefix: str, routes: list[Route]) -> Route:
     """A route for every method under `prefix`: 405 with Allow for a known path, 404 otherwise."""
 
@@ -19,4 +22,4 @@ def json_fallback(prefix: str, routes: list[Route]) -> Route:
                                   {"allow": ", ".join(allowed)})
         return error_response(404, "not_found", "no such endpoint")
 
-    return Route(prefix + "/{rest:path}", endpoint, methods=None)
+    return Route(prefix + "/{rest:path}", endpoint, methods=METHODS)
