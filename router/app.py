@@ -154,7 +154,8 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[Middleware(Failsafe, handler=internal_error),
-                    Middleware(RequestGuard, refuse=refused, max_headers=settings.server.max_headers),
+                    Middleware(RequestGuard, refuse=refused, max_headers=settings.server.max_headers,
+                               max_header_bytes=settings.server.max_header_bytes),
                     Middleware(AssociationMiddleware, files=AssociationFiles(settings))],
         exception_handlers={StoreUnavailable: unavailable, Exception: internal_error},
         lifespan=lifespan,

@@ -8,7 +8,6 @@ from starlette.routing import Match, Route
 
 from router.web.api import error_response
 
-
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]  # what the fallback answers for
 
 

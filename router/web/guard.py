@@ -1,8 +1,9 @@
 """Refuse, before any part of the service reads it, a request whose Host could be read two ways.
 
 Every part (routing, association files, return URLs, pages) reads the Host header; with two of
-them, or one with a bad port, parts could disagree. Such requests, and ones with more headers
-than configured, get a 400 (431 for the header count) from here. Pure ASGI.
+them, or one with a bad port, parts could disagree. Such requests get a 400 here; ones with more
+headers, or more header bytes, than [server] allows get a 431 (the h11 parser `serve` uses bounds
+only heads still unfinished; a complete one read at once is measured here). Pure ASGI.
 """
 
 from __future__ import annotations
@@ -35,16 +36,23 @@ def host_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+def head_size(scope: Scope) -> int:
+    """About the bytes of the request line and headers as sent."""
+    target = len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b"")) + 1
+    return target + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
 class RequestGuard:
-    def __init__(self, app: ASGIApp, refuse: Refuse, max_headers: int) -> None:
+    def __init__(self, app: ASGIApp, refuse: Refuse, max_headers: int, max_header_bytes: int) -> None:
         self.app = app
         self.refuse = refuse
         self.max_headers = max_headers
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = scope["headers"]
-            if len(headers) > self.max_headers:
+            if len(headers) > self.max_headers or head_size(scope) > self.max_header_bytes:
                 response = self.refuse(Request(scope), 431, "The request has too many headers.")
                 return await response(scope, receive, send)
             problem = host_problem(headers)
