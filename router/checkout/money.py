@@ -22,7 +22,7 @@ MAX_AMOUNT = {
     "SEK": 1_500_000, "ZAR": 1_500_000,
 }
 # ASCII digits only ("١٢٣", "1_000", "1e3", " 14" and "+14" are refused), at most 12 before the point.
-_AMOUNT = re.compile(r"(?P<whole>[0-9]{1,12})(?:\.(?P<fraction>[0-9]{1,12}))?", re.ASCII)
+AMOUNT_RE = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,12}))?", re.ASCII)  # plain groups: also valid ECMA-262
 
 
 class AmountError(ValueError):
@@ -37,15 +37,15 @@ def normalize_amount(amount: object, currency: object) -> tuple[str, str]:
     if isinstance(amount, bool) or not isinstance(amount, str | int | float):
         raise AmountError("amount must be a decimal string such as \"14.00\"")
     text = str(amount)
-    match = _AMOUNT.fullmatch(text)
+    match = AMOUNT_RE.fullmatch(text)
     if match is None:
         raise AmountError(f"amount {text[:20]!r} is not a plain decimal number such as \"14.00\"")
     places = DECIMALS[code]
-    fraction = (match["fraction"] or "").rstrip("0")
+    whole, fraction = match[1], (match[2] or "").rstrip("0")
     if len(fraction) > places:
         raise AmountError(f"{code} amounts have {places} decimal places at most" if places else
                           f"{code} amounts have no decimal places")
-    value = Decimal(f"{match['whole']}.{fraction or '0'}")
+    value = Decimal(f"{whole}.{fraction or '0'}")
     if value <= 0:
         raise AmountError("amount must be greater than 0")
     if value > MAX_AMOUNT[code]:
