@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,22 +40,30 @@ async def check_host(
     transport: httpx.AsyncBaseTransport | None = None,
     expected_app_ids: Sequence[str] = (),
     expected_package: str | None = None,
+    ca_file: str | None = None,
+    connect_to: str | None = None,
 ) -> list[Problem]:
     """Fetch both association files from `host` (optionally `host:port`) and report problems.
 
     Also fetches `host.` (trailing dot) for DNS names and warns when it serves different bytes.
     Problems about HTTP carry the URL as `where`; document problems prefix it to the JSON path.
+    `ca_file` (PEM) replaces the system's trusted CAs; `connect_to` ("address:port") is dialled instead
+    of what `host` resolves to, with `host` still sent as Host and TLS server name (a server before DNS
+    points at it, or a proxy on a test port).
     """
     _check_host_syntax(host, scheme)
+    if connect_to is not None:
+        _check_host_syntax(connect_to, scheme)
     async with httpx.AsyncClient(
         transport=transport,
         timeout=timeout,
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
     ) as client:
         aasa, links = await asyncio.gather(
-            _fetch(client, f"{scheme}://{host}{AASA_PATH}"),
-            _fetch(client, f"{scheme}://{host}{ASSETLINKS_PATH}"),
+            _fetch(client, f"{scheme}://{host}{AASA_PATH}", connect_to),
+            _fetch(client, f"{scheme}://{host}{ASSETLINKS_PATH}", connect_to),
         )
         problems = _port_warning(host, scheme)
         problems += aasa.problems + _document_problems(aasa, validate_aasa)
@@ -62,7 +72,7 @@ async def check_host(
         problems += _expect_package(links, expected_package)
         dotted = _trailing_dot(host)
         if dotted is not None:
-            problems += await _compare_trailing_dot(client, scheme, dotted, (aasa, links))
+            problems += await _compare_trailing_dot(client, scheme, dotted, (aasa, links), connect_to)
     return problems
 
 
@@ -102,9 +112,9 @@ def _trailing_dot(host: str) -> str | None:
     return f"{name}.:{port}" if port else f"{name}."
 
 
-async def _fetch(client: httpx.AsyncClient, url: str) -> _Fetched:
+async def _fetch(client: httpx.AsyncClient, url: str, connect_to: str | None = None) -> _Fetched:
     try:
-        async with client.stream("GET", url) as response:
+        async with _stream(client, url, connect_to) as response:
             problems = _status_problems(url, response)
             if problems:
                 return _Fetched(url, None, problems)
@@ -119,6 +129,19 @@ async def _fetch(client: httpx.AsyncClient, url: str) -> _Fetched:
         return _Fetched(url, None, [error(url, "timed out")])
     except httpx.HTTPError as exc:
         return _Fetched(url, None, [error(url, f"request failed: {type(exc).__name__}: {exc}")])
+
+
+def _stream(
+    client: httpx.AsyncClient, url: str, connect_to: str | None
+) -> AbstractAsyncContextManager[httpx.Response]:
+    """GET `url`, or GET it from `connect_to` with the URL's host as Host header and TLS server name."""
+    if connect_to is None:
+        return client.stream("GET", url)
+    parsed = httpx.URL(url)
+    host = parsed.netloc.decode("ascii")
+    dialled = parsed.copy_with(netloc=connect_to.encode("ascii"))
+    server_name = _split_port(host)[0].rstrip(".")
+    return client.stream("GET", dialled, headers={"Host": host}, extensions={"sni_hostname": server_name})
 
 
 def _status_problems(url: str, response: httpx.Response) -> list[Problem]:
@@ -186,10 +209,11 @@ def _expect_package(fetched: _Fetched, package: str | None) -> list[Problem]:
 
 
 async def _compare_trailing_dot(
-    client: httpx.AsyncClient, scheme: str, dotted: str, originals: tuple[_Fetched, _Fetched]
+    client: httpx.AsyncClient, scheme: str, dotted: str, originals: tuple[_Fetched, _Fetched],
+    connect_to: str | None = None,
 ) -> list[Problem]:
     paths = (AASA_PATH, ASSETLINKS_PATH)
-    fetched = await asyncio.gather(*(_fetch(client, f"{scheme}://{dotted}{p}") for p in paths))
+    fetched = await asyncio.gather(*(_fetch(client, f"{scheme}://{dotted}{p}", connect_to) for p in paths))
     problems: list[Problem] = []
     for original, again in zip(originals, fetched, strict=True):
         if original.body is None:

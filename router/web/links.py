@@ -49,7 +49,7 @@ def intent_url(url: str, package: str, fallback_url: str) -> str:
     ``intent://HOST/PATH?QUERY#Intent;scheme=https;package=PKG;S.browser_fallback_url=ENC;end``
     """
     parts = urlsplit(http_url("url", url))
-    if not ANDROID_PACKAGE.match(package):
+    if not ANDROID_PACKAGE.fullmatch(package):
         raise ValueError(f"not an Android package name: {package[:80]!r}")
     http_url("fallback_url", fallback_url)
     host = parts.netloc.rpartition("@")[2]  # never carry user:password into an intent

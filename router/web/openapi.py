@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of the /v1 endpoints, served at /v1/openapi.json.
+"""The OpenAPI 3.1 description of the /v1 endpoints and the webhooks, served at /v1/openapi.json.
 
 Enums and patterns come from the code's own constants, so the document cannot drift from what the
 service accepts. Python's patterns are written for `fullmatch`; JSON Schema's `pattern` is a search
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from router.checkout.event_schema import EVENT_SCHEMAS, WEBHOOKS
 from router.checkout.model import PAYMENT_INTENTS, REF_RE, SESSION_ID_RE, STATES
 from router.checkout.money import AMOUNT_RE, DECIMALS
 
@@ -74,7 +75,7 @@ OPENAPI: dict[str, Any] = {
              "description": "Register Amazon Pay checkouts (merchant backend) and finalize them (app)."},
     "components": {
         "securitySchemes": {"merchantToken": {"type": "http", "scheme": "bearer"}},
-        "schemas": {"Money": _MONEY, "Error": _ERROR, "Checkout": _CHECKOUT},
+        "schemas": {"Money": _MONEY, "Error": _ERROR, "Checkout": _CHECKOUT, **EVENT_SCHEMAS},
     },
     "paths": {
         "/v1/checkouts": {"post": {
@@ -141,4 +142,5 @@ OPENAPI: dict[str, Any] = {
                           "503": _error("Amazon Pay unreachable, or briefly unavailable")},
         }},
     },
+    "webhooks": WEBHOOKS,
 }
