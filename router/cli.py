@@ -22,6 +22,7 @@ from router.config import ConfigError, ServerSettings, Settings, load
 from router.redact import mask
 from router.version import version
 from router.web.demo import demo_settings
+from router.web.server import MaskIds
 from router.webhooks.admin import SEARCH_WINDOW
 
 CONFIG_ENV = "RETURN_ROUTER_CONFIG"
@@ -60,10 +61,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = ServerSettings()
     if args.config:
         server = _load_or_exit(args.config).server  # fail before forking workers, with every problem listed
-        if args.log_level == "trace":  # uvicorn's trace lines carry full URLs: session ids and refs
-            print("serve: --log-level trace is for the demo only (it logs full session ids); use debug",
-                  file=sys.stderr)
-            return 2
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     else:
         os.environ.pop(CONFIG_ENV, None)
@@ -327,6 +324,8 @@ def quiet_logs() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").addFilter(RedactAccessLog())
+    for name in ("uvicorn.asgi", "uvicorn.error"):  # --log-level trace prints each ASGI scope and message
+        logging.getLogger(name).addFilter(MaskIds())
 
 
 def main(argv: list[str] | None = None) -> int:

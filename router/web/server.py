@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from router.config import ServerSettings
+from router.redact import mask
 
 log = logging.getLogger("router.web.server")
 
@@ -65,6 +67,20 @@ class HeaderDeadlineProtocol(H11Protocol):
         log.debug("closing a connection that sent no complete request head within %ss", _header_timeout)
         self.transport.write(_TIMEOUT_RESPONSE)
         self.transport.close()
+
+
+# What a session id or a ref looks like in a log line: 16 or more id characters, at least one a digit.
+_ID_LIKE = re.compile(r"(?<![A-Za-z0-9_-])(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{16,}(?![A-Za-z0-9_-])", re.ASCII)
+
+
+class MaskIds(logging.Filter):
+    """uvicorn's trace lines (each ASGI scope, path and query included) with ids shown by their ends only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.DEBUG:
+            record.msg = _ID_LIKE.sub(lambda m: mask(m.group()), record.getMessage())
+            record.args = None
+        return True
 
 
 def uvicorn_options(server: ServerSettings) -> dict[str, Any]:

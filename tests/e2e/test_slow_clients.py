@@ -21,21 +21,25 @@ HEAD = b"GET /healthz HTTP/1.1\r\nHost: pay.example.com\r\n"
 
 
 @contextlib.contextmanager
-def served(tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path], server: str) -> Iterator[tuple[int, int]]:
-    """(port, pid) of `return-router serve --config` with the given [server] section."""
+def served(tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path], server: str,
+           *args: str) -> Iterator[tuple[int, int]]:
+    """(port, pid) of `return-router serve --config` with the given [server] section; its output in serve.out."""
     config = tmp_path / "rr.toml"
     config.write_text(router_config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path}/rr.db",
                                          "\n[server]\n" + server))
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "router.cli", "serve", "--config", str(config), "--port", str(port)],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    command = [sys.executable, "-m", "router.cli", "serve", "--config", str(config), "--port", str(port), *args]
+    out = (tmp_path / "serve.out").open("wb")
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
                             env={"RR_TEST_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"})
     try:
         wait_for_port(port, proc)  # type: ignore[arg-type]
         yield port, proc.pid
     finally:
         proc.terminate()
-        printed = proc.communicate(timeout=15)[0].decode()
+        proc.wait(timeout=15)
+        out.close()
+        printed = (tmp_path / "serve.out").read_text()
         assert "Traceback" not in printed, printed
 
 
@@ -166,13 +170,18 @@ def test_concurrency_beyond_the_limit_is_a_503(tmp_path: Path, emulator: Emulato
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
 
 
-def test_trace_logging_is_refused_outside_the_demo(tmp_path: Path, emulator: Emulator,
-                                                   key_files: tuple[Path, Path]) -> None:
-    config = tmp_path / "rr.toml"
-    config.write_text(router_config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path}/rr.db"))
-    result = subprocess.run([sys.executable, "-m", "router.cli", "serve", "--config", str(config), "--log-level",
-                             "trace"], capture_output=True, text=True, timeout=60, env={"RR_TEST_TOKEN": TOKEN})
-    assert result.returncode == 2 and "--log-level trace is for the demo only" in result.stderr
+def test_trace_logging_masks_session_ids_and_refs(tmp_path: Path, emulator: Emulator,
+                                                  key_files: tuple[Path, Path]) -> None:
+    session_id, ref = "bd504926-f659-4ad7-a1a9-9a747aaf5275", "Zq3" + "r" * 29
+    with served(tmp_path, emulator, key_files, "", "--log-level", "trace") as (port, _):
+        url = f"http://127.0.0.1:{port}"
+        httpx.post(f"{url}/v1/checkout-sessions/{session_id}/finalize", json={"ref": ref})
+        httpx.get(f"{url}/amazon-pay/result", params={"ref": ref, "amazonCheckoutSessionId": session_id},
+                  headers={"host": "pay.example.com"})
+    printed = (tmp_path / "serve.out").read_text()
+    assert "ASGI [" in printed and "scope=" in printed  # trace lines were written
+    assert session_id not in printed and ref not in printed
+    assert "bd50…5275" in printed
 
 
 def test_server_settings_are_checked(tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path]) -> None:
