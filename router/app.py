@@ -32,7 +32,10 @@ from router.store.base import Store, StoreUnavailable
 from router.web.api import Api, error_response
 from router.web.association import AssociationFiles, AssociationMiddleware
 from router.web.demo import Demo
+from router.web.failsafe import Failsafe
+from router.web.fallback import json_fallback
 from router.web.flows import Flows
+from router.web.guard import RequestGuard
 from router.webhooks.worker import WebhookWorker
 
 log = logging.getLogger("router.app")
@@ -152,10 +155,12 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
             return JSONResponse({"status": "unavailable", "store": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    api_routes = api.routes()
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        *api.routes(),
+        *api_routes,
+        json_fallback("/v1", api_routes),
         *(demo.routes() if demo else []),
         Route("/{path:path}", flows.dispatch, methods=["GET", "HEAD"]),
     ]
@@ -177,9 +182,17 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
             return error_response(500, "internal_error", "something went wrong on our side")
         return flows.error_page(request, "error", status=500)
 
+    def refused(request: Request, status: int, message: str) -> Response:
+        if request.url.path.startswith("/v1/"):
+            return error_response(status, "bad_request", message)
+        return flows.error_page(request, "bad_request", status=status, reason=message)
+
     return Starlette(
         routes=routes,
-        middleware=[Middleware(lifecycle.AnswerWhenCancelled, fallback=stopping),
+        middleware=[Middleware(Failsafe, handler=internal_error),
+                    Middleware(lifecycle.AnswerWhenCancelled, fallback=stopping),
+                    Middleware(RequestGuard, refuse=refused, max_headers=settings.server.max_headers,
+                               max_header_bytes=settings.server.max_header_bytes),
                     Middleware(AssociationMiddleware, files=AssociationFiles(settings)),
                     Middleware(ApiMetrics, routes=routes)],
         exception_handlers={StoreUnavailable: unavailable, Exception: internal_error},

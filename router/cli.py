@@ -23,6 +23,7 @@ from router.config import ConfigError, Settings, load
 from router.redact import mask
 from router.version import version
 from router.web.demo import demo_settings
+from router.web.server import MaskIds
 from router.webhooks.admin import SEARCH_WINDOW
 
 CONFIG_ENV = "RETURN_ROUTER_CONFIG"
@@ -41,10 +42,13 @@ def _load_or_exit(path: str) -> Settings:
 def app_factory() -> ASGIApp:
     """For uvicorn workers: the config path travels in an environment variable."""
     from router.app import create_app
+    from router.web.server import set_header_timeout
 
     quiet_logs()  # worker processes configure logging anew
     path = os.environ.get(CONFIG_ENV)
-    return take_over(create_app(_load_or_exit(path) if path else demo_settings(_demo_db())))
+    settings = _load_or_exit(path) if path else demo_settings(_demo_db())
+    set_header_timeout(settings.server.header_timeout_seconds)
+    return take_over(create_app(settings))
 
 
 def _demo_db() -> str:
@@ -53,6 +57,7 @@ def _demo_db() -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from router.ops.serve import serving
+    from router.web.server import uvicorn_options
 
     workers = args.workers
     settings = None
@@ -66,10 +71,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers = 1
         print(f"return-router demo: open http://{args.host}:{args.port}/ (no config given; nothing is charged)",
               file=sys.stderr)
-    with serving(settings or demo_settings(_demo_db()), workers) as graceful_seconds:
+    settings = settings or demo_settings(_demo_db())
+    with serving(settings, workers) as graceful_seconds:
         uvicorn.run("router.cli:app_factory", factory=True, host=args.host, port=args.port, workers=workers,
                     proxy_headers=args.proxy_headers, server_header=False, log_level=args.log_level,
-                    timeout_graceful_shutdown=graceful_seconds)
+                    timeout_graceful_shutdown=graceful_seconds, **uvicorn_options(settings.server))
     return 0
 
 
@@ -338,6 +344,10 @@ def quiet_logs() -> None:
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactAccessLog) for f in access.filters):
         access.addFilter(RedactAccessLog())
+    for name in ("uvicorn.asgi", "uvicorn.error"):  # --log-level trace prints each ASGI scope and message
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, MaskIds) for f in logger.filters):
+            logger.addFilter(MaskIds())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -103,6 +103,17 @@ class CheckoutSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """[server]: limits for clients that hold connections (see router/web/server.py)."""
+
+    header_timeout_seconds: float = 10.0  # from a connection's first byte to the end of the request head
+    keep_alive_seconds: float = 5.0  # idle time allowed between requests on one connection
+    max_header_bytes: int = 16 * 1024  # request line and headers together
+    max_headers: int = 100
+    limit_concurrency: int = 1000  # connections + requests in flight per worker; beyond: 503
+
+
+@dataclass(frozen=True)
 class Settings:
     routes: tuple[Route, ...]
     ios: IosSettings | None = None
@@ -111,7 +122,8 @@ class Settings:
     merchant: MerchantSettings = MerchantSettings()
     storage: StorageSettings = StorageSettings()
     checkout: CheckoutSettings = CheckoutSettings()
-    ops: OpsSettings = OpsSettings()  # [metrics] and [server]
+    ops: OpsSettings = OpsSettings()  # [metrics], and [server] graceful_seconds
+    server: ServerSettings = ServerSettings()  # [server] client limits
     source: str = "<built-in>"
     demo: bool = False
 
@@ -229,6 +241,7 @@ class _Reader:
             storage=self.storage(data),
             checkout=self.checkout(data),
             ops=read_ops(data, self.fail),
+            server=self.server(data),
             source=self.source,
         )
         if ios is not None and routes and not self.problems:  # needs valid app ids and routes
@@ -520,6 +533,14 @@ class _Reader:
             reconcile_interval_seconds=interval or CheckoutSettings.reconcile_interval_seconds,
             resume_after_seconds=resume or CheckoutSettings.resume_after_seconds,
         )
+
+    def server(self, data: Mapping[str, Any]) -> ServerSettings:
+        kinds = {"header_timeout_seconds": float, "keep_alive_seconds": float, "max_header_bytes": int,
+                 "max_headers": int, "limit_concurrency": int}
+        # graceful_seconds is read (and checked) with [metrics] by router.ops.settings.read_ops
+        section = self.table(data, "server", {*kinds, "graceful_seconds"}) or {}
+        values = {key: self.positive(section, "server", key, kind) for key, kind in kinds.items()}
+        return ServerSettings(**{key: value for key, value in values.items() if value is not None})
 
 
 _KIND_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number",

@@ -12,7 +12,17 @@ DECIMALS = {
     "JPY": 0, "USD": 2, "EUR": 2, "GBP": 2, "AUD": 2, "CHF": 2, "DKK": 2, "HKD": 2, "NOK": 2,
     "NZD": 2, "SEK": 2, "ZAR": 2, "CAD": 2,
 }
-MAX_INTEGER_DIGITS = 10
+# The largest single charge we register, in whole units. JPY's 10,000,000 is Amazon Pay Japan's
+# published per-charge maximum. For the others Amazon publishes no per-charge figure we could find;
+# its published charge-limit tables group them as here (the krone, HKD and ZAR at ten times the
+# others), so we cap them at 150,000 and 1,500,000: far above a buyer's order, far below overflow.
+MAX_AMOUNT = {
+    "JPY": 10_000_000, "USD": 150_000, "EUR": 150_000, "GBP": 150_000, "AUD": 150_000, "CHF": 150_000,
+    "NZD": 150_000, "CAD": 150_000, "DKK": 1_500_000, "HKD": 1_500_000, "NOK": 1_500_000,
+    "SEK": 1_500_000, "ZAR": 1_500_000,
+}
+# ASCII digits only ("١٢٣", "1_000", "1e3", " 14" and "+14" are refused), at most 12 before the point.
+AMOUNT_RE = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,12}))?", re.ASCII)  # plain groups: also valid ECMA-262
 
 
 class AmountError(ValueError):
@@ -26,22 +36,21 @@ def normalize_amount(amount: object, currency: object) -> tuple[str, str]:
     code = currency.upper()
     if isinstance(amount, bool) or not isinstance(amount, str | int | float):
         raise AmountError("amount must be a decimal string such as \"14.00\"")
-    try:
-        value = Decimal(str(amount).strip())
-    except InvalidOperation:
-        raise AmountError(f"amount {str(amount)[:20]!r} is not a decimal number") from None
-    if not value.is_finite() or value <= 0:
-        raise AmountError("amount must be greater than 0")
+    text = str(amount)
+    match = AMOUNT_RE.fullmatch(text)
+    if match is None:
+        raise AmountError(f"amount {text[:20]!r} is not a plain decimal number such as \"14.00\"")
     places = DECIMALS[code]
-    exponent = value.normalize().as_tuple().exponent
-    assert isinstance(exponent, int)
-    if -exponent > places:
+    whole, fraction = match[1], (match[2] or "").rstrip("0")
+    if len(fraction) > places:
         raise AmountError(f"{code} amounts have {places} decimal places at most" if places else
                           f"{code} amounts have no decimal places")
-    quantized = value.quantize(Decimal(1).scaleb(-places))
-    if len(str(int(quantized))) > MAX_INTEGER_DIGITS:
-        raise AmountError("amount is too large")
-    return f"{quantized:f}", code
+    value = Decimal(f"{whole}.{fraction or '0'}")
+    if value <= 0:
+        raise AmountError("amount must be greater than 0")
+    if value > MAX_AMOUNT[code]:
+        raise AmountError(f"amount must be at most {MAX_AMOUNT[code]:,} {code} (Amazon Pay's limit per charge)")
+    return f"{value.quantize(Decimal(1).scaleb(-places)):f}", code
 
 
 _CURRENCY = re.compile(r"[A-Z]{3}", re.ASCII)

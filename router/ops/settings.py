@@ -28,7 +28,8 @@ def read_ops(data: Mapping[str, Any], fail: Callable[[str, str], None]) -> OpsSe
     """Read both sections from the TOML document; `fail(key, message)` reports a problem."""
     listen: tuple[str, int] | None = OpsSettings.metrics_listen
     graceful = OpsSettings.graceful_seconds
-    for name, allowed in (("metrics", {"listen"}), ("server", {"graceful_seconds"})):
+    # [server]'s other keys (client limits) are read by the config reader itself, which checks that section.
+    for name, allowed in (("metrics", {"listen"}),):
         section = data.get(name, {})
         if not isinstance(section, dict):
             fail(name, "must be a table")

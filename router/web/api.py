@@ -28,10 +28,12 @@ from router.checkout.model import (
 )
 from router.checkout.money import AmountError, normalize_amount
 from router.checkout.service import CheckoutService
+from router.web.jsonbody import MAX_DEPTH, is_json, nesting_depth
 from router.web.openapi import OPENAPI
 from router.web.routing import Flow, RouteTable, host_pattern_matches, normalize_host
 
 MAX_BODY = 16 * 1024
+MONEY_KEYS = frozenset({"amount", "currencyCode"})
 RETURN_URL_KEYS = {Flow.SUCCESS: "checkoutResultReturnUrl", Flow.CANCEL: "checkoutCancelUrl",
                    Flow.ERROR: "checkoutErrorUrl"}
 # App API: the HTTP status and error code for a checkout that did not end in a payment.
@@ -99,7 +101,7 @@ def return_urls(table: RouteTable, ref: str, request_host: str, scheme: str) -> 
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    if "application/json" not in request.headers.get("content-type", ""):
+    if not is_json(request.headers.get("content-type")):
         raise ApiError(415, "unsupported_media_type", "send Content-Type: application/json")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -107,8 +109,11 @@ async def read_json(request: Request) -> dict[str, Any]:
         if size > MAX_BODY:
             raise ApiError(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes")
         chunks.append(chunk)
+    raw = b"".join(chunks)
+    if nesting_depth(raw) > MAX_DEPTH:
+        raise ApiError(400, "invalid_json", f"the body nests deeper than {MAX_DEPTH} levels")
     try:
-        data = json.loads(b"".join(chunks))
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -144,7 +149,7 @@ def parse_new_checkout(data: Mapping[str, Any]) -> NewCheckout:
 
 
 def _money(value: Any, field: str) -> tuple[str, str]:
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or not set(value) <= MONEY_KEYS:
         raise ApiError(400, "invalid_amount", f"{field} must be {{\"amount\": \"14.00\", \"currencyCode\": \"USD\"}}")
     try:
         return normalize_amount(value.get("amount"), value.get("currencyCode"))

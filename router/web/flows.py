@@ -24,7 +24,7 @@ from router.checkout.model import (
 from router.checkout.service import CheckoutService
 from router.config import Settings
 from router.redact import mask
-from router.web.links import alternate_host_url
+from router.web.links import alternate_host_url, site_path
 from router.web.pages import AppLinks, PageKind, PageView
 from router.web.platform import detect_platform
 from router.web.render import page_response
@@ -33,6 +33,7 @@ from router.web.routing import Flow, Route, normalize_host
 log = logging.getLogger("router.web.flows")
 
 MAX_QUERY = 2048
+MAX_QUERY_FIELDS = 50
 PAGE_OF_STATE: dict[str, PageKind] = {
     State.COMPLETED: "success", State.AUTHORIZED: "success", State.PENDING: "pending", State.DECLINED: "declined",
     State.CANCELED: "canceled", State.EXPIRED: "expired", State.FAILED: "error", State.CREATED: "error",
@@ -47,7 +48,7 @@ def session_and_ref(query: str) -> tuple[str, str]:
     """Extract (session id, ref) from a return URL's query; BadReturn when missing, repeated or malformed."""
     if len(query) > MAX_QUERY:
         raise BadReturn("The address is too long.")
-    params = parse_qs(query, keep_blank_values=True, max_num_fields=50)
+    params = query_params(query)
     found = [value for name in SESSION_ID_PARAMS for value in params.get(name, [])]
     refs = params.get("ref", [])
     if len(set(found)) > 1 or len(refs) > 1:
@@ -59,6 +60,14 @@ def session_and_ref(query: str) -> tuple[str, str]:
     if not is_session_id(found[0]):
         raise BadReturn("The Amazon Pay checkout session in the address is not valid.")
     return found[0], refs[0]
+
+
+def query_params(query: str) -> dict[str, list[str]]:
+    """parse_qs with a bound on the number of fields; BadReturn beyond it."""
+    try:
+        return parse_qs(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:  # "Max number of fields exceeded"
+        raise BadReturn("The address has too many parameters.") from None
 
 
 class Flows:
@@ -108,8 +117,11 @@ class Flows:
         return self.page(request, self.result_view(outcome))
 
     async def cancel(self, request: Request) -> Response:
-        refs = parse_qs(request.url.query[:MAX_QUERY], max_num_fields=50).get("ref", [])
-        checkout = await self.service.cancel(refs[0]) if len(refs) == 1 else None
+        try:
+            refs = query_params(request.url.query[:MAX_QUERY]).get("ref", [])
+        except BadReturn as exc:
+            return self.error_page(request, "bad_request", reason=str(exc))
+        checkout = await self.service.cancel(refs[0]) if len(refs) == 1 and refs[0] else None
         if checkout is not None and checkout.state != State.CANCELED:  # paid meanwhile: say what is true
             return self.page(request, self.result_view(Outcome(checkout)))
         return self.page(request, PageView(kind="canceled", merchant_name=self.settings.merchant.name,
@@ -154,7 +166,7 @@ class Flows:
         host = normalize_host(request.headers.get("host", "")) or "localhost"
         if self.settings.demo and request.url.port:
             host = f"{host}:{request.url.port}"
-        return urlunsplit((scheme, host, request.url.path, request.url.query[:MAX_QUERY], ""))
+        return urlunsplit((scheme, host, site_path(request.url.path), request.url.query[:MAX_QUERY], ""))
 
     def app_links(self, current_url: str) -> AppLinks:
         ios, android = self.settings.ios, self.settings.android

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from router.validators import ANDROID_PACKAGE, HOST_WITH_PORT
+
+# Whitespace, controls and backslashes: browsers drop or reinterpret them, so a URL holding one
+# may not mean to the buyer's browser what it means to urlsplit.
+_UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f\\]")
+_LEADING_SLASHES = re.compile(r"^[/\\]+")
+_PATH_SAFE = "/:@!$&'()*+,;=~%"  # RFC 3986 pchar, "/" and escapes: everything else is percent-encoded
+_QUERY_SAFE = _PATH_SAFE + "?"
 
 
 def http_url(name: str, value: str) -> str:
@@ -13,6 +21,26 @@ def http_url(name: str, value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{name} must be an absolute http(s) URL, got {value[:80]!r}")
     return value
+
+
+def configured_link(name: str, value: str) -> str:
+    """``value`` if a configured link target is plainly an absolute http(s) URL; ValueError otherwise.
+
+    Checked again when a page is built (the config checks first), so no configured link can render
+    as ``javascript:``, ``data:``, relative, or with characters a browser strips or reinterprets.
+    """
+    if _UNSAFE_IN_URL.search(value) or not value[:8].lower().startswith(("http://", "https://")):
+        raise ValueError(f"{name} must be an absolute http(s) URL, got {value[:80]!r}")
+    return http_url(name, value)
+
+
+def site_path(path: str) -> str:
+    """A request path made safe to link to on this site: one leading slash, unsafe characters encoded.
+
+    ``//evil.example/x``, ``/\\evil.example/x`` (and ``/%2Fevil…`` once decoded) would otherwise be
+    read by browsers as a link to another host.
+    """
+    return "/" + quote(_LEADING_SLASHES.sub("", path), safe=_PATH_SAFE)
 
 
 def intent_url(url: str, package: str, fallback_url: str) -> str:
@@ -44,9 +72,10 @@ def with_query(url: str, **params: str) -> str:
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
     query.extend(params.items())
-    return urlunsplit(("", "", parts.path or "/", urlencode(query), ""))
+    return urlunsplit(("", "", site_path(parts.path), urlencode(query), ""))
 
 
 def relative(url: str) -> str:
+    """Same-origin relative URL (path + query) of ``url``."""
     parts = urlsplit(url)
-    return urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    return urlunsplit(("", "", site_path(parts.path), quote(parts.query, safe=_QUERY_SAFE), ""))

@@ -1,17 +1,36 @@
-"""The OpenAPI 3.1 description of the /v1 endpoints and the webhooks, served at /v1/openapi.json."""
+"""The OpenAPI 3.1 description of the /v1 endpoints and the webhooks, served at /v1/openapi.json.
+
+Enums and patterns come from the code's own constants, so the document cannot drift from what the
+service accepts. Python's patterns are written for `fullmatch`; JSON Schema's `pattern` is a search
+(ECMA-262, where `$` is the end of the input), so each is anchored here as `^(?:…)$`.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from router.checkout.event_schema import EVENT_SCHEMAS, WEBHOOKS
+from router.checkout.model import PAYMENT_INTENTS, REF_RE, SESSION_ID_RE, STATES
+from router.checkout.money import AMOUNT_RE, DECIMALS
 
+
+def anchored(pattern: re.Pattern[str]) -> str:
+    """A fullmatch pattern as a JSON Schema pattern that means the same."""
+    return f"^(?:{pattern.pattern})$"
+
+
+_REF = {"type": "string", "pattern": anchored(REF_RE)}
+_SESSION_ID = {"type": "string", "pattern": anchored(SESSION_ID_RE)}
 _MONEY = {
     "type": "object",
     "required": ["amount", "currencyCode"],
+    "additionalProperties": False,
     "properties": {
-        "amount": {"type": "string", "example": "14.00"},
-        "currencyCode": {"type": "string", "example": "USD"},
+        "amount": {"type": "string", "pattern": anchored(AMOUNT_RE), "example": "14.00",
+                   "description": "ASCII digits in the currency's format (JPY: no decimals; others: at most 2), "
+                                  "greater than 0 and within Amazon Pay's per-charge limit."},
+        "currencyCode": {"type": "string", "enum": sorted(DECIMALS), "example": "USD"},
     },
 }
 _ERROR = {
@@ -26,10 +45,9 @@ _ERROR = {
 _CHECKOUT = {
     "type": "object",
     "properties": {
-        "ref": {"type": "string"},
+        "ref": _REF,
         "merchantReference": {"type": "string"},
-        "state": {"type": "string", "enum": ["created", "pending", "completed", "authorized", "declined",
-                                             "canceled", "expired", "failed"]},
+        "state": {"type": "string", "enum": [state.value for state in STATES]},
         "chargeAmount": {"$ref": "#/components/schemas/Money"},
         "checkoutSessionId": {"type": ["string", "null"]},
         "chargeId": {"type": ["string", "null"]},
@@ -67,9 +85,9 @@ OPENAPI: dict[str, Any] = {
                 "type": "object", "required": ["merchantReference", "chargeAmount", "paymentIntent"],
                 "additionalProperties": False,
                 "properties": {
-                    "merchantReference": {"type": "string", "maxLength": 128},
+                    "merchantReference": {"type": "string", "minLength": 1, "maxLength": 128},
                     "chargeAmount": {"$ref": "#/components/schemas/Money"},
-                    "paymentIntent": {"type": "string", "enum": ["Confirm", "Authorize", "AuthorizeWithCapture"]},
+                    "paymentIntent": {"type": "string", "enum": list(PAYMENT_INTENTS)},
                     "canHandlePendingAuthorization": {"type": "boolean", "default": False},
                     "totalOrderAmount": {"$ref": "#/components/schemas/Money"},
                     "supplementaryData": {"type": "string", "maxLength": 2048},
@@ -77,7 +95,7 @@ OPENAPI: dict[str, Any] = {
             "responses": {
                 "201": {"description": "Registered", "content": {"application/json": {"schema": {
                     "type": "object", "properties": {
-                        "ref": {"type": "string"}, "expiresAt": {"type": "string", "format": "date-time"},
+                        "ref": _REF, "expiresAt": {"type": "string", "format": "date-time"},
                         "returnUrls": {"type": "object", "properties": {
                             "checkoutResultReturnUrl": {"type": "string"}, "checkoutCancelUrl": {"type": "string"},
                             "checkoutErrorUrl": {"type": "string"}}},
@@ -86,20 +104,20 @@ OPENAPI: dict[str, Any] = {
                             "publicKeyId": {"type": "string"}, "algorithm": {"type": "string"}}},
                         "checkout": {"$ref": "#/components/schemas/Checkout"}}}}}},
                 "400": _error("Invalid body"), "401": _error("Missing or wrong token"),
-                "413": _error("Body too large"), "415": _error("Not JSON"),
+                "413": _error("Body too large"), "415": _error("Not JSON"), "503": _error("Briefly unavailable"),
             },
         }},
         "/v1/checkouts/{ref}": {"get": {
             "summary": "Read a checkout and its result.",
             "security": [{"merchantToken": []}],
-            "parameters": [{"name": "ref", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "parameters": [{"name": "ref", "in": "path", "required": True, "schema": _REF}],
             "responses": {"200": {"description": "The checkout", **_json("Checkout")},
-                          "401": _error("Missing or wrong token"), "404": _error("Unknown ref")},
+                          "401": _error("Missing or wrong token"), "404": _error("Unknown ref"),
+                          "503": _error("Briefly unavailable")},
         }},
         "/v1/checkout-sessions/{checkoutSessionId}/finalize": {"post": {
             "summary": "Finalize the checkout session once (the app calls this after the return URL opened it).",
-            "parameters": [{"name": "checkoutSessionId", "in": "path", "required": True,
-                            "schema": {"type": "string"}}],
+            "parameters": [{"name": "checkoutSessionId", "in": "path", "required": True, "schema": _SESSION_ID}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["ref"], "properties": {"ref": {"type": "string"}}}}}},
             "responses": {
@@ -107,18 +125,21 @@ OPENAPI: dict[str, Any] = {
                 "202": {"description": "Authorization pending; poll the GET endpoint", **_json("Checkout")},
                 "400": _error("Malformed id or body"), "402": _error("Declined"), "404": _error("Unknown ref"),
                 "409": _error("Canceled, or the ref belongs to another session"), "410": _error("Expired"),
+                "413": _error("Body too large"), "415": _error("Not JSON"),
                 "422": _error("Amazon Pay refused the finalize"), "503": _error("Amazon Pay unreachable or busy"),
             },
         }},
         "/v1/checkout-sessions/{checkoutSessionId}": {"get": {
             "summary": "Read the current state (poll while pending).",
             "parameters": [
-                {"name": "checkoutSessionId", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "checkoutSessionId", "in": "path", "required": True, "schema": _SESSION_ID},
                 {"name": "ref", "in": "query", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": {"description": "Final or created", **_json("Checkout")},
                           "202": {"description": "Pending", **_json("Checkout")},
+                          "400": _error("Malformed checkout session id"),
                           "402": _error("Declined"), "404": _error("Unknown"), "409": _error("Canceled"),
-                          "410": _error("Expired"), "422": _error("Failed")},
+                          "410": _error("Expired"), "422": _error("Failed"),
+                          "503": _error("Amazon Pay unreachable, or briefly unavailable")},
         }},
     },
     "webhooks": WEBHOOKS,

@@ -9,7 +9,7 @@ from typing import Literal, get_args
 
 from router.checkout.money import format_amount
 from router.validators import ANDROID_PACKAGE, APP_STORE_ID
-from router.web.links import http_url
+from router.web.links import configured_link, http_url
 
 PageKind = Literal[
     "success", "pending", "declined", "canceled", "expired",
@@ -56,7 +56,7 @@ class AppLinks:
         if self.ios_open_url is not None:
             http_url("ios_open_url", self.ios_open_url)
         if self.play_store_url is not None:
-            http_url("play_store_url", self.play_store_url)
+            configured_link("play_store_url", self.play_store_url)
         elif self.android_package is not None:
             derived = f"https://play.google.com/store/apps/details?id={self.android_package}"
             object.__setattr__(self, "play_store_url", derived)
@@ -96,7 +96,7 @@ class PageView:
         if self.amount is not None and self.currency is not None:
             format_amount(self.amount, self.currency)  # fail at construction, not at render time
         if self.return_url is not None:
-            http_url("return_url", self.return_url)
+            configured_link("return_url", self.return_url)
         self._check_refresh()
 
     def _check_refresh(self) -> None:

@@ -1,0 +1,58 @@
+"""The outermost layer: a request id and `nosniff` on every response, one log line for an unexpected failure.
+
+Starlette's own last-resort middleware re-raises every exception after answering, so uvicorn logs a
+full traceback per failed request: a 70-byte request could write kilobytes of log. Here the
+failure is answered by the service's 500 handler and logged as ONE line (request id and exception
+type); the traceback goes to DEBUG only. Pure ASGI.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("router.web.failsafe")
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8)
+
+
+class Failsafe:
+    def __init__(self, app: ASGIApp, handler: Handler) -> None:
+        self.app = app
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            log.error("request %s failed: %s", request_id, type(exc).__name__)
+            log.debug("request %s traceback", request_id, exc_info=exc)
+            if not started:
+                response = await self.handler(Request(scope), exc)
+                await response(scope, receive, send_with_headers)

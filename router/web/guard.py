@@ -1,0 +1,61 @@
+"""Refuse, before any part of the service reads it, a request whose Host could be read two ways.
+
+Every part (routing, association files, return URLs, pages) reads the Host header; with two of
+them, or one with a bad port, parts could disagree. Such requests get a 400 here; ones with more
+headers, or more header bytes, than [server] allows get a 431 (the h11 parser `serve` uses bounds
+only heads still unfinished; a complete one read at once is measured here). Pure ASGI.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+# A DNS name or an IPv4 literal (a trailing dot allowed), or a bracketed IPv6 literal; then an optional port.
+HOST_HEADER = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.?|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?",
+    re.ASCII)
+
+Refuse = Callable[[Request, int, str], Response]
+
+
+def host_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """Why the Host header(s) cannot be used, or None (no Host at all is HTTP/1.0's right)."""
+    hosts = [value for name, value in headers if name == b"host"]
+    if len(hosts) > 1:
+        return "The request has more than one Host header."
+    if not hosts:
+        return None
+    match = HOST_HEADER.fullmatch(hosts[0].decode("latin-1"))
+    if match is None or (match["port"] is not None and int(match["port"]) > 65535):
+        return "The request's Host header is not a host name with an optional port."
+    return None
+
+
+def head_size(scope: Scope) -> int:
+    """About the bytes of the request line and headers as sent."""
+    target = len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b"")) + 1
+    return target + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, refuse: Refuse, max_headers: int, max_header_bytes: int) -> None:
+        self.app = app
+        self.refuse = refuse
+        self.max_headers = max_headers
+        self.max_header_bytes = max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            if len(headers) > self.max_headers or head_size(scope) > self.max_header_bytes:
+                response = self.refuse(Request(scope), 431, "The request has too many headers.")
+                return await response(scope, receive, send)
+            problem = host_problem(headers)
+            if problem is not None:
+                return await self.refuse(Request(scope), 400, problem)(scope, receive, send)
+        await self.app(scope, receive, send)

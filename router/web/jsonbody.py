@@ -1,0 +1,44 @@
+"""What a JSON request body must be before it is parsed: the media type, and a bounded nesting depth. Pure."""
+
+from __future__ import annotations
+
+MAX_DEPTH = 32  # our bodies nest 2 levels; json.loads recurses once per level and fails near 1,000
+_OPEN, _CLOSE, _QUOTE, _BACKSLASH = frozenset(b"[{"), frozenset(b"]}"), ord('"'), ord("\\")
+
+
+def is_json(content_type: str | None) -> bool:
+    """The header's media type (before any parameter) is application/json, in any letter case.
+
+    ``application/json; charset=utf-8`` and ``APPLICATION/JSON`` are JSON; ``text/plain;
+    application/json`` and ``application/jsonp`` are not.
+    """
+    media_type = (content_type or "").split(";", 1)[0]
+    return media_type.strip().lower() == "application/json"
+
+
+def nesting_depth(raw: bytes, limit: int = MAX_DEPTH) -> int:
+    """The deepest array/object nesting in ``raw`` (strings skipped), counting stops past ``limit``.
+
+    Run before json.loads, which would otherwise raise RecursionError on ``[`` × 2000.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == _BACKSLASH:
+                escaped = True
+            elif byte == _QUOTE:
+                in_string = False
+        elif byte == _QUOTE:
+            in_string = True
+        elif byte in _OPEN:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        elif byte in _CLOSE:
+            depth -= 1
+    return deepest

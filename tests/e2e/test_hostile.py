@@ -1,0 +1,218 @@
+"""Hostile requests over a real socket: each gets a 4xx (JSON or the bad-request page) and little or no log."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from router.app import create_app
+from router.config import Settings
+from tests.e2e.conftest import HOST, TOKEN, Router
+from tests.e2e.raw import captured_logs, exchange, get, hrefs, resolved_host
+from tests.support import serve_app
+
+SESSION = "bd504926-f659-4ad7-a1a9-9a747aaf5275"
+REF = "r" * 32
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+def post(url: str, path: str, body: bytes, content_type: str = "application/json",
+         headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.post(url + path, content=body, headers={"content-type": content_type, **(headers or {})})
+
+
+# --- requests that gave 500 -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/amazon-pay/result", "/amazon-pay/cancel"])
+def test_sixty_ampersands_get_the_bad_request_page(router: Router, path: str) -> None:
+    with captured_logs() as logs:
+        answer = get(router.url, f"{path}?ref={REF}&amazonCheckoutSessionId={SESSION}" + "&" * 60)
+    assert answer.status == 400 and answer.headers["content-type"].startswith("text/html")
+    assert "too many parameters" in answer.text
+    assert "Traceback" not in logs.text and len(logs.text) < 300, logs.text
+
+
+def test_deeply_nested_json_is_a_json_400(router: Router) -> None:
+    with captured_logs() as logs:
+        answer = post(router.url, f"/v1/checkout-sessions/{SESSION}/finalize", b"[" * 2000 + b"]" * 2000)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_json" and "32 levels" in answer.json()["error"]["message"]
+    assert "Traceback" not in logs.text and len(logs.text) < 300, logs.text
+
+
+def test_nesting_at_the_limit_is_still_read(router: Router) -> None:
+    body = {"ref": REF, "x": json.loads("[" * 31 + "]" * 31)}  # 32 levels with the outer object
+    answer = post(router.url, f"/v1/checkout-sessions/{SESSION}/finalize", json.dumps(body).encode())
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "unknown_ref"
+
+
+@pytest.mark.parametrize(("amount", "currency"), [
+    ("1e30", "USD"), ("1" * 40, "USD"), ("1_000", "JPY"), ("١٢٣", "JPY"), (" 14", "USD"), ("+14", "USD"),
+    ("14.", "USD"), (".5", "USD"), ("NaN", "USD"), ("Infinity", "USD"), ("0x10", "USD"), ("10000001", "JPY"),
+    ("150000.01", "USD"), ("1500000.01", "SEK"), (1e30, "USD"), ("0", "JPY"), ("0.00", "USD"),
+])
+def test_malformed_or_excessive_amounts_are_refused(router: Router, amount: object, currency: str) -> None:
+    body = {"merchantReference": "o-1", "chargeAmount": {"amount": amount, "currencyCode": currency},
+            "paymentIntent": "Confirm"}
+    with captured_logs() as logs:
+        answer = httpx.post(router.url + "/v1/checkouts", json=body, headers=AUTH)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_amount", answer.text
+    assert "Traceback" not in logs.text and len(logs.text) < 300, logs.text
+
+
+def test_the_largest_charges_are_accepted(router: Router) -> None:
+    assert router.register(amount="10000000", currency="JPY")["checkout"]["chargeAmount"]["amount"] == "10000000"
+    assert router.register(amount="150000", currency="USD")["checkout"]["chargeAmount"]["amount"] == "150000.00"
+
+
+def test_unknown_keys_inside_money_are_refused(router: Router) -> None:
+    body = {"merchantReference": "o-1", "paymentIntent": "Confirm",
+            "chargeAmount": {"amount": "14.00", "currencyCode": "USD", "extra": 1}}
+    answer = httpx.post(router.url + "/v1/checkouts", json=body, headers=AUTH)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_amount"
+
+
+@pytest.fixture
+def failing_router(make_settings: Callable[..., Settings]) -> Iterator[str]:
+    """The router with a fault injected into the checkout service: an error no handler expects."""
+    app = create_app(make_settings(), background=False)
+
+    async def broken(ref: str) -> None:
+        raise ZeroDivisionError("injected fault " + "x" * 2000)
+
+    app.state.runtime.service.cancel = broken
+    with serve_app(app) as url:
+        yield url
+
+
+def test_an_unexpected_failure_logs_one_short_line(failing_router: str) -> None:
+    request = f"GET /amazon-pay/cancel?ref={REF} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    assert len(request) < 100
+    with captured_logs() as logs:
+        answer = exchange(failing_router, request)
+    assert answer.status == 500 and "text/html" in answer.headers["content-type"]
+    request_id = answer.headers["x-request-id"]
+    assert logs.lines and all("ZeroDivisionError" not in line or request_id in line for line in logs.lines)
+    errors = [line for line in logs.lines if " ERROR " in line]
+    assert len(errors) == 1 and request_id in errors[0] and "ZeroDivisionError" in errors[0], logs.text
+    assert "Traceback" not in logs.text and "injected fault" not in logs.text
+    assert len(logs.text.encode()) < 400, logs.text
+
+
+def test_the_traceback_goes_to_debug(failing_router: str) -> None:
+    with captured_logs(logging.DEBUG) as logs:
+        answer = get(failing_router, f"/amazon-pay/cancel?ref={REF}")
+    assert answer.status == 500
+    assert "Traceback" in logs.text and answer.headers["x-request-id"] in logs.text
+
+
+def test_an_unexpected_failure_on_the_api_is_a_json_500(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings(), background=False)
+
+    async def broken(ref: str) -> None:
+        raise KeyError(ref)
+
+    app.state.runtime.service.get = broken
+    with serve_app(app) as url, captured_logs() as logs:
+        answer = httpx.get(f"{url}/v1/checkouts/{REF}", headers=AUTH)
+    assert answer.status_code == 500 and answer.json()["error"]["code"] == "internal_error"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert "Traceback" not in logs.text and REF not in logs.text
+
+
+# --- links built from the request path ------------------------------------------------------------
+
+HOSTILE_PATHS = ["//evil.example/x", "/%2Fevil.example/x", "///evil.example/x", "/\\evil.example/x",
+                 "/%5Cevil.example/x", "/%09/evil.example/x", "/%2F%2Fevil.example/x", "/\\/evil.example/x"]
+
+
+@pytest.mark.parametrize("path", HOSTILE_PATHS)
+def test_links_on_a_page_for_a_hostile_path_stay_on_the_site(router: Router, path: str) -> None:
+    answer = get(router.url, path + "?a=1")
+    assert answer.status == 404
+    links = hrefs(answer.text)
+    assert any("lang=ja" in href for href in links)
+    page = f"https://{HOST}{path}"
+    for href in links:
+        assert resolved_host(page, href) in (HOST, "shop.example.com", "apps.apple.com", "play.google.com"), href
+    lang = next(href for href in links if "lang=ja" in href)
+    assert lang.startswith("/") and not lang.startswith(("//", "/\\")) and "evil.example/x" in lang
+
+
+def test_the_helper_sees_what_a_browser_sees() -> None:
+    page = f"https://{HOST}/x"
+    assert resolved_host(page, "//evil.example/x") == "evil.example"
+    assert resolved_host(page, "/\\evil.example/x") == "evil.example"
+    assert resolved_host(page, "/\t/evil.example/x") == "evil.example"
+    assert resolved_host(page, "javascript:alert(1)") == "javascript:"
+    assert resolved_host(page, "/evil.example/x") == HOST
+
+
+# --- Host, methods, media types, headers ----------------------------------------------------------
+
+def test_two_host_headers_are_refused(router: Router) -> None:
+    for target in ["/amazon-pay/error", "/.well-known/apple-app-site-association", "/v1/openapi.json"]:
+        answer = get(router.url, target, HOST, "Host: evil.example")
+        assert answer.status == 400, target
+    api = get(router.url, "/v1/openapi.json", HOST, "Host: evil.example")
+    assert api.headers["content-type"] == "application/json" and b"more than one Host" in api.body
+    page = get(router.url, "/amazon-pay/error", HOST, "Host: evil.example")
+    assert "text/html" in page.headers["content-type"] and "more than one Host" in page.text
+
+
+@pytest.mark.parametrize("host", ["pay.example.com:abc", "pay.example.com:99999", "pay example.com", "a@b.example",
+                                  "pay.example.com:", "-x.example"])
+def test_a_malformed_host_is_a_400(router: Router, host: str) -> None:
+    assert get(router.url, "/amazon-pay/error", host).status == 400
+    assert get(router.url, "/v1/openapi.json", host).status == 400
+
+
+def test_good_hosts_still_pass(router: Router) -> None:
+    for host in [HOST, f"{HOST}:443", "Pay.Example.COM.", "127.0.0.1:8000", "[::1]:8000"]:
+        assert get(router.url, "/healthz", host).status == 200, host
+
+
+def test_too_many_headers_are_a_431(router: Router) -> None:
+    extra = [f"X-H{i}: v" for i in range(120)]
+    assert get(router.url, "/healthz", HOST, *extra).status == 431
+    assert get(router.url, "/healthz", HOST, *extra[:50]).status == 200
+
+
+def test_json_answers_carry_nosniff(router: Router) -> None:
+    for answer in [httpx.get(router.url + "/healthz"), httpx.get(router.url + "/v1/openapi.json"),
+                   httpx.get(f"{router.url}/v1/checkout-sessions/{SESSION}?ref={REF}"),
+                   httpx.post(router.url + "/v1/checkouts", json={}, headers=AUTH)]:
+        assert answer.headers["content-type"].startswith("application/json")
+        assert answer.headers.get_list("x-content-type-options") == ["nosniff"]
+    page = httpx.get(router.url + "/amazon-pay/error", headers={"host": HOST})
+    assert page.headers.get_list("x-content-type-options") == ["nosniff"]  # once, not twice
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("GET", "/v1/checkouts", "POST"), ("DELETE", "/v1/checkouts/" + REF, "GET, HEAD"),
+    ("PUT", f"/v1/checkout-sessions/{SESSION}/finalize", "POST"), ("POST", "/v1/openapi.json", "GET, HEAD"),
+])
+def test_wrong_methods_under_v1_are_json_405(router: Router, method: str, path: str, allow: str) -> None:
+    answer = httpx.request(method, router.url + path, headers=AUTH)
+    assert answer.status_code == 405 and answer.headers["allow"] == allow
+    assert answer.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_unknown_v1_paths_are_json_404(router: Router) -> None:
+    answer = httpx.get(router.url + "/v1/nothing-here")
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(("content_type", "parsed"), [
+    ("APPLICATION/JSON", True), ("application/json; charset=utf-8", True), ("application/json ;charset=utf-8", True),
+    ("text/plain; application/json", False), ("application/jsonp", False), ("text/plain", False),
+    ("application/json-patch+json", False),
+])
+def test_content_type_is_parsed(router: Router, content_type: str, parsed: bool) -> None:
+    answer = post(router.url, f"/v1/checkout-sessions/{SESSION}/finalize", json.dumps({"ref": REF}).encode(),
+                  content_type)
+    assert answer.status_code == (404 if parsed else 415), answer.text
