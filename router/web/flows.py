@@ -13,6 +13,7 @@ from router.checkout.model import (
     SESSION_ID_PARAMS,
     Busy,
     Checkout,
+    InvalidSessionId,
     Outcome,
     OutcomeError,
     SessionConflict,
@@ -88,6 +89,9 @@ class Flows:
             return self.error_page(request, "bad_request", reason=str(exc))
         try:
             outcome = await self.service.finalize(ref, session_id)
+        except InvalidSessionId:
+            return self.error_page(request, "bad_request",
+                                   reason="The Amazon Pay checkout session in the address is not valid.")
         except UnknownRef:
             return self.error_page(request, "not_found")
         except SessionConflict:
@@ -102,9 +106,15 @@ class Flows:
 
     async def cancel(self, request: Request) -> Response:
         refs = parse_qs(request.url.query[:MAX_QUERY], max_num_fields=50).get("ref", [])
-        checkout = await self.service.cancel(refs[0]) if len(refs) == 1 else None
-        if checkout is not None and checkout.state != State.CANCELED:  # paid meanwhile: say what is true
-            return self.page(request, self.result_view(Outcome(checkout)))
+        try:
+            outcome = await self.service.cancel(refs[0]) if len(refs) == 1 else None
+        except Busy:
+            return self.page(request, PageView(kind="pending", merchant_name=self.settings.merchant.name,
+                                               refresh_seconds=3))
+        # The buyer returned from Amazon (or paid meanwhile): say what is true, not "canceled".
+        if outcome is not None and (outcome.error is not None or outcome.checkout.state != State.CANCELED):
+            return self.page(request, self.result_view(outcome))
+        checkout = outcome.checkout if outcome is not None else None
         return self.page(request, PageView(kind="canceled", merchant_name=self.settings.merchant.name,
                                            return_url=self.shop_url, **_order(checkout)))
 

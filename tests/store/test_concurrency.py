@@ -11,7 +11,7 @@ from pathlib import Path
 
 from router.checkout.model import State
 from router.store.base import OutboxEvent, Store
-from router.store.migrations import LATEST_VERSION
+from router.store.migrations import MIGRATIONS
 from tests.store.conftest import Backend, checkout, event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ async def test_two_processes_lease_each_ref_once(backend: Backend, store: Store)
 
 async def test_processes_starting_together_on_a_fresh_database(backend: Backend) -> None:
     outputs = run_racers(backend.url, *(["starter"] for _ in range(4)))
-    assert outputs == [[LATEST_VERSION]] * 4
+    assert outputs == [[m.version for m in MIGRATIONS]] * 4
 
 
 async def test_two_stores_never_claim_one_event_twice(backend: Backend, store: Store) -> None:
