@@ -191,8 +191,6 @@ class CheckoutService:
         while True:
             if checkout.state != State.CREATED:
                 return Outcome(checkout)
-            if checkout.expires_at <= self.clock():
-                return Outcome(await self._settle(checkout, None, State.EXPIRED, {"reason_code": "Expired"}))
             inflight = self._inflight.get(ref)
             if inflight is not None:
                 return await asyncio.shield(inflight)
@@ -280,6 +278,8 @@ class CheckoutService:
     async def _call_amazon(self, checkout: Checkout) -> Outcome:
         session_id = checkout.checkout_session_id
         assert session_id is not None
+        if checkout.expires_at <= self.clock():
+            return await self._past_window(checkout, session_id)
         key = idempotency_key(checkout.ref, session_id)
         try:
             result = await self.amazon.finalize_checkout_session(session_id, finalize_payload(checkout), key)
@@ -301,6 +301,23 @@ class CheckoutService:
         if result.http_status == 202:
             return Outcome(await self._settle(checkout, self.owner, State.PENDING, fields))
         state = state_of_session(session) or State.COMPLETED
+        return Outcome(await self._settle(checkout, self.owner, state, fields))
+
+    async def _past_window(self, checkout: Checkout, session_id: str) -> Outcome:
+        """Too late to finalize; but an earlier holder may have finalized before dying: ask Amazon."""
+        try:
+            session = await self.amazon.get_checkout_session(session_id)
+        except AmazonPayError as exc:
+            if exc.status == 404:
+                return Outcome(await self._settle(checkout, self.owner, State.EXPIRED, {"reason_code": "Expired"}))
+            await self.store.release_lease(checkout.ref, self.owner)
+            return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
+        state = state_of_session(session)
+        fields = self._session_fields(session)
+        if state == State.COMPLETED and session.charge_id:
+            return await self._after_completed_session(checkout, session, fields)
+        if state is None:  # still Open at Amazon: never finalized, and now it will not be
+            state, fields = State.EXPIRED, {"reason_code": "Expired"}
         return Outcome(await self._settle(checkout, self.owner, state, fields))
 
     async def _reconcile(self, checkout: Checkout, error: AmazonPayError) -> Outcome:
@@ -448,17 +465,18 @@ class CheckoutService:
             return checkout
         if checkout.ref in self._inflight:  # not abandoned: this process is still waiting on Amazon
             return checkout
-        if checkout.expires_at <= self.clock():
-            return await self._settle(checkout, None, State.EXPIRED, {"reason_code": "Expired"})
         leased = await self.store.try_lease(checkout.ref, self.owner, self.clock(), self.lease_seconds)
         if leased is None:
             return checkout
         return (await self._lead(leased)).checkout
 
     async def expire(self, checkout: Checkout) -> Checkout:
-        """An unbound checkout past its window: Amazon has canceled any session by now."""
+        """A checkout past its window: unbound, Amazon has canceled any session by now; bound, Amazon
+        decides (a holder that died may have finalized it), as in resume."""
         if checkout.state != State.CREATED or checkout.expires_at > self.clock():
             return checkout
+        if checkout.checkout_session_id is not None:
+            return await self.resume(checkout)
         try:
             return await self._settle(checkout, None, State.EXPIRED, {"reason_code": "Expired"})
         except LeaseLost:
