@@ -26,6 +26,10 @@ BASE = "http://amazon-pay-emulator.invalid"
 FAULTS = ("5xx", "429", "timeout", "lost", "error")
 
 
+class InjectedError(RuntimeError):
+    """The `error` fault: something that is not an httpx error escapes the transport."""
+
+
 @functools.cache
 def key_pair() -> tuple[bytes, bytes]:
     return generate_key_pair()
@@ -60,7 +64,7 @@ class Faults(httpx.AsyncBaseTransport):
         if fault == "timeout":
             raise httpx.ReadTimeout("injected: no answer", request=request)
         if fault == "error":
-            raise RuntimeError("injected: not an httpx error")
+            raise InjectedError("injected: not an httpx error")
         self.sent += 1
         response = await self.inner.handle_async_request(request)
         if fault == "lost":
