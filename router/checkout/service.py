@@ -450,6 +450,9 @@ class CheckoutService:
         except AmazonPayError:
             await self.store.release_lease(checkout.ref, self.owner)
             return checkout
+        except Exception:  # not an answer either: the lease must not outlive this call
+            await self.store.release_lease(checkout.ref, self.owner)
+            raise
         state = state_of_charge(charge)
         if state is None:
             await self.store.release_lease(checkout.ref, self.owner)
