@@ -3,11 +3,13 @@ an unbound checkout, event lookup, and the write check behind /readyz."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
 from router.checkout.model import State
@@ -42,10 +44,8 @@ async def test_rejected_pairs_are_bounded(store: Store, backend: Backend) -> Non
 
 async def _count(backend: Backend, table: str) -> int:
     if backend.name == "sqlite":
-        with sqlite3.connect(backend.url.removeprefix("sqlite:///")) as conn:
-            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    import asyncpg
-
+        with contextlib.closing(sqlite3.connect(backend.url.removeprefix("sqlite:///"))) as db:
+            return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
     conn = await asyncpg.connect(PG_DSN, server_settings={"search_path": backend.schema or "public"})
     try:
         return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
