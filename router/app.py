@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ log = logging.getLogger("router.app")
 
 EMULATOR_BASE = "http://amazon-pay-emulator.invalid"
 EMULATOR_KEY_ID = "SANDBOX-RETURN-ROUTER-EMULATOR"
+READY_TIMEOUT = 2.0  # seconds /readyz waits for the store's heartbeat write
 
 
 @dataclass
@@ -149,10 +151,11 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        try:
-            await store.ping()
+        try:  # a write, not a read: a full disk, a locked file or a read-only replica is not ready
+            await store.check_writable(time.time(), READY_TIMEOUT)
         except StoreUnavailable:
-            return JSONResponse({"status": "unavailable", "store": "unreachable"}, status_code=503)
+            return JSONResponse({"status": "unavailable", "store": "not writable"}, status_code=503,
+                                headers={"retry-after": "5"})
         return JSONResponse({"status": "ok"})
 
     api_routes = api.routes()

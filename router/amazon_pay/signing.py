@@ -122,15 +122,24 @@ def canonical_query(params: QueryInput) -> str:
     return "&".join(f"{k}={v}" for k, v in sorted(encoded))
 
 
+_JAVA_WHITESPACE = re.compile(r"[ \t\n\x0b\f\r]")  # what Java's \s matches
+
+
 def signed_header_list(signed_header_names: Iterable[str]) -> list[str]:
     """Lower-cased, de-duplicated, sorted header names: the order of CanonicalHeaders and SignedHeaders."""
     return sorted({name.strip().lower() for name in signed_header_names})
 
 
 def canonical_headers(
-    headers: Mapping[str, str], signed_header_names: Iterable[str], *, collapse_whitespace: bool = False
+    headers: Mapping[str, str],
+    signed_header_names: Iterable[str],
+    *,
+    collapse_whitespace: bool = False,
+    space_each_whitespace: bool = False,
 ) -> str:
-    """`name:value\\n` per signed header, sorted. Values are trimmed; Java/.NET also collapse inner spaces."""
+    """`name:value\\n` per signed header, sorted. Values are trimmed; inner whitespace is kept as sent, or
+    (`space_each_whitespace`, as Amazon's Java SDK does) each whitespace character becomes one space
+    without collapsing runs, or (`collapse_whitespace`) each run becomes one space."""
     lowered = {name.lower(): value for name, value in headers.items()}
     lines: list[str] = []
     for name in signed_header_list(signed_header_names):
@@ -139,6 +148,8 @@ def canonical_headers(
         value = lowered[name].strip()
         if collapse_whitespace:
             value = " ".join(value.split())
+        elif space_each_whitespace:
+            value = _JAVA_WHITESPACE.sub(" ", value)
         lines.append(f"{name}:{value}\n")
     return "".join(lines)
 

@@ -1,4 +1,9 @@
-"""Webhook events: which state change reports which event, and the exact JSON body. Pure."""
+"""Webhook events: which state change reports which event, and the exact JSON body. Pure.
+
+An event that reports a state after a `checkout.canceled` of the same checkout (the buyer canceled,
+then returned from Amazon and paid after all) carries `"supersedes": "checkout.canceled"` at the top
+level, so the merchant knows the earlier cancel no longer holds. Other events have no such field.
+"""
 
 from __future__ import annotations
 
@@ -19,16 +24,33 @@ EVENT_TYPES = {
 }
 
 
-def event_for(checkout: Checkout, now: float) -> NewEvent | None:
-    """The event announcing that `checkout` reached its current state (None for `created`)."""
+CANCELED_EVENT = EVENT_TYPES[State.CANCELED]
+
+
+def superseded_type(state: State) -> str | None:
+    """The earlier event type a new event for `state` would contradict: a cancel, for every other state."""
+    if state in (State.CREATED, State.CANCELED):
+        return None
+    return CANCELED_EVENT
+
+
+def event_for(checkout: Checkout, now: float, *, supersedes: str | None = None) -> NewEvent | None:
+    """The event announcing that `checkout` reached its current state (None for `created`).
+
+    `supersedes`: the type of an earlier event of this checkout that this one overrides.
+    """
     event_type = EVENT_TYPES.get(checkout.state)
     if event_type is None:
         return None
     event_id = "evt_" + secrets.token_hex(16)
-    body = {
+    body: dict[str, object] = {
         "id": event_id,
         "type": event_type,
         "created": int(now),
+    }
+    if supersedes is not None:
+        body["supersedes"] = supersedes
+    body |= {
         "data": {
             "ref": checkout.ref,
             "merchantReference": checkout.merchant_reference,

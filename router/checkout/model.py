@@ -136,3 +136,7 @@ class LeaseLost(CheckoutError):
 
 class Busy(CheckoutError):
     """Another holder is still finalizing after the wait budget; the caller asks to refresh."""
+
+
+class InvalidSessionId(CheckoutError):
+    """The checkout session id is malformed; nothing was stored and Amazon was not called."""

@@ -23,10 +23,11 @@ from typing import Any, Protocol
 import router.metrics as metrics
 from router.amazon_pay.errors import AmazonPayError
 from router.amazon_pay.models import Charge, CheckoutSession, FinalizeResult
-from router.checkout.events import event_for
+from router.checkout.events import event_for, superseded_type
 from router.checkout.model import (
     Busy,
     Checkout,
+    InvalidSessionId,
     LeaseLost,
     NewCheckout,
     NotFound,
@@ -35,6 +36,7 @@ from router.checkout.model import (
     State,
     UnknownRef,
     is_ref,
+    is_session_id,
 )
 from router.redact import mask, mask_email
 from router.store.base import Store
@@ -176,16 +178,20 @@ class CheckoutService:
     async def finalize(self, ref: str, checkout_session_id: str) -> Outcome:
         """Finalize once; every concurrent or later caller gets the same stored result.
 
-        Raises UnknownRef, SessionConflict, or Busy (someone else still holds the lease).
+        Raises InvalidSessionId (before anything is stored), UnknownRef, SessionConflict, or Busy
+        (someone else still holds the lease).
         """
-        checkout = await self._bind(ref, checkout_session_id)
+        if not is_session_id(checkout_session_id):
+            raise InvalidSessionId("malformed checkout session id")
+        bound = await self._bind(ref, checkout_session_id)
+        if isinstance(bound, Outcome):
+            return bound
+        checkout = bound
         deadline = time.monotonic() + self.wait_seconds
         delay = 0.02
         while True:
             if checkout.state != State.CREATED:
                 return Outcome(checkout)
-            if checkout.expires_at <= self.clock():
-                return Outcome(await self._settle(checkout, None, State.EXPIRED, {"reason_code": "Expired"}))
             inflight = self._inflight.get(ref)
             if inflight is not None:
                 return await asyncio.shield(inflight)
@@ -201,21 +207,28 @@ class CheckoutService:
                 raise UnknownRef(ref)
             checkout = found
 
-    async def _bind(self, ref: str, checkout_session_id: str) -> Checkout:
+    async def _bind(self, ref: str, checkout_session_id: str) -> Checkout | Outcome:
+        """Bind the session to the ref; an Outcome instead when Amazon already rejected this pair."""
         existing = await self.get(ref)
         if existing is None:
             raise UnknownRef(ref)
-        if existing.state == State.CANCELED and existing.checkout_session_id is None:
-            await self._reopen(existing)
+        unbound = existing.checkout_session_id is None
+        if unbound and await self.store.session_rejected(ref, checkout_session_id, self.clock()):
+            return Outcome(existing, error=OutcomeError.UNKNOWN_SESSION)  # a repeated probe: no Amazon call
         try:
-            return await self.store.bind_session(ref, checkout_session_id, self.clock())
+            bound = await self.store.bind_session(ref, checkout_session_id, self.clock())
         except NotFound:
             raise UnknownRef(ref) from None
+        if bound.state == State.CANCELED and unbound:
+            # Canceled through the cancel URL (never by Amazon: that needs a bound session), before or
+            # while we bound: the buyer paid after all, and the payment wins over the cancel.
+            return await self._reopen(bound)
+        return bound
 
-    async def _reopen(self, checkout: Checkout) -> None:
-        """The buyer canceled on Amazon's page, then paid after all: the payment wins over the cancel."""
+    async def _reopen(self, checkout: Checkout) -> Checkout:
         with contextlib.suppress(LeaseLost):
             await self.store.transition(checkout.ref, owner=None, now=self.clock(), state=State.CREATED)
+        return await self.store.get_checkout(checkout.ref) or checkout
 
     async def _lead(self, checkout: Checkout) -> Outcome:
         """Holder of the lease: call Amazon, store the result, and share it with local waiters."""
@@ -233,6 +246,14 @@ class CheckoutService:
             future.set_result(outcome)
             metrics.finalized(outcome.error.value if outcome.error else outcome.checkout.state)
             return outcome
+        except Exception as exc:
+            # Whatever failed, the lease must not outlive this call: a bound checkout is then resumed by
+            # the reconciler with the same key (or the next return), never left locked.
+            with contextlib.suppress(Exception):
+                await self.store.release_lease(checkout.ref, self.owner)
+            future.set_exception(exc)
+            future.exception()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it themselves
@@ -259,6 +280,8 @@ class CheckoutService:
     async def _call_amazon(self, checkout: Checkout) -> Outcome:
         session_id = checkout.checkout_session_id
         assert session_id is not None
+        if checkout.expires_at <= self.clock():
+            return await self._past_window(checkout, session_id)
         key = idempotency_key(checkout.ref, session_id)
         try:
             result = await self.amazon.finalize_checkout_session(session_id, finalize_payload(checkout), key)
@@ -266,11 +289,37 @@ class CheckoutService:
             log.warning("finalize %s for ref %s failed: status=%s reason=%s request=%s", mask(session_id),
                         mask(checkout.ref), exc.status, exc.reason_code, exc.request_id)
             return await self._reconcile(checkout, exc)
+        except Exception as exc:
+            # Raised before Amazon answered (the client refused the input, or a bug): nothing may stay
+            # bound or leased on the strength of a request Amazon never judged.
+            log.warning("finalize %s for ref %s not sent: %s", mask(session_id), mask(checkout.ref),
+                        type(exc).__name__)
+            await self._unbind(checkout, None)
+            if isinstance(exc, ValueError):
+                raise InvalidSessionId("the Amazon Pay client refused the checkout session id") from exc
+            raise
         session = result.session
         fields = self._session_fields(session)
         if result.http_status == 202:
             return Outcome(await self._settle(checkout, self.owner, State.PENDING, fields))
         state = state_of_session(session) or State.COMPLETED
+        return Outcome(await self._settle(checkout, self.owner, state, fields))
+
+    async def _past_window(self, checkout: Checkout, session_id: str) -> Outcome:
+        """Too late to finalize; but an earlier holder may have finalized before dying: ask Amazon."""
+        try:
+            session = await self.amazon.get_checkout_session(session_id)
+        except AmazonPayError as exc:
+            if exc.status == 404:
+                return Outcome(await self._settle(checkout, self.owner, State.EXPIRED, {"reason_code": "Expired"}))
+            await self.store.release_lease(checkout.ref, self.owner)
+            return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
+        state = state_of_session(session)
+        fields = self._session_fields(session)
+        if state == State.COMPLETED and session.charge_id:
+            return await self._after_completed_session(checkout, session, fields)
+        if state is None:  # still Open at Amazon: never finalized, and now it will not be
+            state, fields = State.EXPIRED, {"reason_code": "Expired"}
         return Outcome(await self._settle(checkout, self.owner, state, fields))
 
     async def _reconcile(self, checkout: Checkout, error: AmazonPayError) -> Outcome:
@@ -281,9 +330,8 @@ class CheckoutService:
             session = await self.amazon.get_checkout_session(session_id)
         except AmazonPayError as exc:
             if exc.status == 404:  # no such session: unbind, so a genuine return can still bind
-                changes = {"checkout_session_id": None, "reason_code": exc.reason_code}
-                await self.store.transition(checkout.ref, owner=self.owner, now=self.clock(), state=State.CREATED,
-                                            changes=changes)
+                await self.store.reject_session(checkout.ref, session_id, checkout.expires_at, self.clock())
+                await self._unbind(checkout, exc.reason_code)
                 return Outcome(checkout, error=OutcomeError.UNKNOWN_SESSION)
             await self.store.release_lease(checkout.ref, self.owner)
             return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
@@ -315,6 +363,12 @@ class CheckoutService:
             state = State.COMPLETED if charge_state == State.AUTHORIZED else charge_state
         return Outcome(await self._settle(checkout, self.owner, state, fields))
 
+    async def _unbind(self, checkout: Checkout, reason_code: str | None) -> None:
+        """Back to an unbound `created` (no event: nothing happened), releasing our lease."""
+        changes = {"checkout_session_id": None, "reason_code": reason_code}
+        await self.store.transition(checkout.ref, owner=self.owner, now=self.clock(), state=State.CREATED,
+                                    changes=changes)
+
     @staticmethod
     def _session_fields(session: CheckoutSession) -> dict[str, Any]:
         return {
@@ -329,7 +383,8 @@ class CheckoutService:
     ) -> Checkout:
         """Store the new state and its event in one transaction."""
         now = self.clock()
-        event = event_for(replace(checkout, state=state, **dict(changes)), now)
+        after_cancel = await self._follows_cancel(checkout.ref, state)
+        event = event_for(replace(checkout, state=state, **dict(changes)), now, supersedes=after_cancel)
         log.info("checkout %s: %s → %s", mask(checkout.ref), checkout.state, state)
         after = await self.store.transition(checkout.ref, owner=owner, now=now, state=state,
                                             changes=changes, events=[event] if event else [])
@@ -337,17 +392,53 @@ class CheckoutService:
             self.on_event()
         return after
 
+    async def _follows_cancel(self, ref: str, state: State) -> str | None:
+        """The event type a new event for `state` supersedes (a `checkout.canceled` sent earlier), if any."""
+        superseded = superseded_type(state)
+        if superseded is None or not await self.store.has_event(ref, superseded):
+            return None
+        return superseded
+
     # --- cancel, pending, reconciliation ---------------------------------------------------------
 
-    async def cancel(self, ref: str) -> Checkout | None:
-        """The buyer came back through the cancel URL: record it unless the payment went through."""
+    async def cancel(self, ref: str) -> Outcome | None:
+        """The buyer came back through the cancel URL: record it unless the buyer returned from Amazon.
+
+        A checkout with a bound session is never canceled here (a link preview or anyone with the ref may
+        load this URL after the buyer paid): its return is finished instead, on the same exactly-once path,
+        and the outcome says what is true. Raises Busy like finalize.
+        """
         checkout = await self.get(ref)
-        if checkout is None or checkout.state != State.CREATED:
-            return checkout
-        try:
-            return await self._settle(checkout, None, State.CANCELED, {"reason_code": "BuyerCanceled"})
-        except LeaseLost:  # a finalize is running right now: its result wins
-            return await self.store.get_checkout(ref)
+        if checkout is None:
+            return None
+        for _ in range(3):  # bound → finalize (may unbind an unknown session) → cancel; each at most once
+            if checkout.state != State.CREATED:
+                return Outcome(checkout)
+            if checkout.checkout_session_id is not None:
+                outcome = await self.finalize(ref, checkout.checkout_session_id)
+                if outcome.error != OutcomeError.UNKNOWN_SESSION:
+                    return outcome
+            else:
+                canceled = await self._cancel_unbound(checkout)
+                if canceled is not None:
+                    return Outcome(canceled)
+            found = await self.store.get_checkout(ref)
+            if found is None:
+                return None
+            checkout = found
+        return Outcome(checkout)
+
+    async def _cancel_unbound(self, checkout: Checkout) -> Checkout | None:
+        """Cancel atomically if still unbound, created and not leased; None otherwise."""
+        now = self.clock()
+        changes: dict[str, Any] = {"reason_code": "BuyerCanceled"}
+        event = event_for(replace(checkout, state=State.CANCELED, reason_code="BuyerCanceled"), now)
+        after = await self.store.cancel_unbound(checkout.ref, now, changes, [event] if event else [])
+        if after is not None:
+            log.info("checkout %s: %s → %s", mask(checkout.ref), checkout.state, State.CANCELED)
+            if self.on_event is not None:
+                self.on_event()
+        return after
 
     async def refresh_pending(self, checkout: Checkout) -> Checkout:
         """Ask Amazon whether a pending authorization has settled; store and report if so."""
@@ -361,6 +452,9 @@ class CheckoutService:
         except AmazonPayError:
             await self.store.release_lease(checkout.ref, self.owner)
             return checkout
+        except Exception:  # not an answer either: the lease must not outlive this call
+            await self.store.release_lease(checkout.ref, self.owner)
+            raise
         state = state_of_charge(charge)
         if state is None:
             await self.store.release_lease(checkout.ref, self.owner)
@@ -376,17 +470,18 @@ class CheckoutService:
             return checkout
         if checkout.ref in self._inflight:  # not abandoned: this process is still waiting on Amazon
             return checkout
-        if checkout.expires_at <= self.clock():
-            return await self._settle(checkout, None, State.EXPIRED, {"reason_code": "Expired"})
         leased = await self.store.try_lease(checkout.ref, self.owner, self.clock(), self.lease_seconds)
         if leased is None:
             return checkout
         return (await self._lead(leased)).checkout
 
     async def expire(self, checkout: Checkout) -> Checkout:
-        """An unbound checkout past its window: Amazon has canceled any session by now."""
+        """A checkout past its window: unbound, Amazon has canceled any session by now; bound, Amazon
+        decides (a holder that died may have finalized it), as in resume."""
         if checkout.state != State.CREATED or checkout.expires_at > self.clock():
             return checkout
+        if checkout.checkout_session_id is not None:
+            return await self.resume(checkout)
         try:
             return await self._settle(checkout, None, State.EXPIRED, {"reason_code": "Expired"})
         except LeaseLost:

@@ -9,12 +9,14 @@ backends hold no clock of their own and tests control time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from router.checkout.model import Checkout, State
 
+T = TypeVar("T")
 EventStatus = Literal["pending", "delivered", "failed"]
 
 
@@ -63,6 +65,8 @@ class DueResume:
 
     checkout: Checkout
     attempts: int
+
+REJECTED_PER_REF = 50  # sessions remembered as unknown per checkout (older ones are forgotten first)
 
 
 class StoreError(Exception):
@@ -169,3 +173,47 @@ class Store(Protocol):
     async def claim_resume(self, ref: str, attempts: int, next_resume_at: float) -> bool:
         """Count one resume and schedule the next, only if nobody counted one since we read `attempts`
         (so instances sharing the store resume a checkout once per slot). True when claimed."""
+
+    # --- safety: probes, cancel, supersedes, readiness -------------------------------------------
+
+    async def session_rejected(self, ref: str, checkout_session_id: str, now: float) -> bool:
+        """Amazon answered "no such session" for this pair and the memory of it has not expired."""
+
+    async def reject_session(self, ref: str, checkout_session_id: str, until: float, now: float) -> None:
+        """Remember the pair until `until`; drop expired pairs and keep at most REJECTED_PER_REF per ref."""
+
+    async def cancel_unbound(
+        self, ref: str, now: float, changes: Mapping[str, Any], events: Sequence[NewEvent]
+    ) -> Checkout | None:
+        """Set state `canceled` (and `changes`, `events`) only if the checkout is `created`, bound to no
+        session and not leased, in one transaction; None (nothing changed) otherwise."""
+
+    async def has_event(self, ref: str, event_type: str) -> bool:
+        """Whether the outbox holds an event of `event_type` for the checkout."""
+
+    async def check_writable(self, now: float, timeout: float = 2.0) -> None:
+        """Write the heartbeat row within `timeout` seconds, else raise StoreUnavailable."""
+
+
+# --- safety: a bounded wait for readiness checks ------------------------------------------------------
+
+
+async def within(awaitable: Awaitable[T], timeout: float, what: str) -> T:
+    """`awaitable`'s result, or StoreUnavailable after `timeout` s without waiting for it to unwind
+    (a connection stuck on an unreachable server may take far longer to give up than a probe may)."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        task.add_done_callback(_consume)
+        raise StoreUnavailable(f"{what} within {timeout:g} s")
+    return task.result()
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a late failure of an abandoned check is not worth a warning

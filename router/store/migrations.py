@@ -137,9 +137,37 @@ _RESUME_POSTGRES = (
     "ALTER TABLE checkouts ADD COLUMN next_resume_at DOUBLE PRECISION",
 )
 
+# --- safety: sessions Amazon rejected per ref (bounded by each checkout's expiry), the readiness heartbeat
+_SAFETY_SQLITE = (
+    """
+    CREATE TABLE rejected_sessions (
+        ref TEXT NOT NULL REFERENCES checkouts (ref),
+        checkout_session_id TEXT NOT NULL,
+        rejected_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (ref, checkout_session_id)
+    )""",
+    "CREATE INDEX rejected_sessions_expires ON rejected_sessions (expires_at)",
+    "CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL)",
+)
+
+_SAFETY_POSTGRES = (
+    """
+    CREATE TABLE rejected_sessions (
+        ref TEXT NOT NULL REFERENCES checkouts (ref),
+        checkout_session_id TEXT NOT NULL,
+        rejected_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (ref, checkout_session_id)
+    )""",
+    "CREATE INDEX rejected_sessions_expires ON rejected_sessions (expires_at)",
+    "CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at DOUBLE PRECISION NOT NULL)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "checkouts and outbox", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "quotas: resume schedule", _RESUME_SQLITE, _RESUME_POSTGRES),
+    Migration(3, "safety: rejected sessions and heartbeat", _SAFETY_SQLITE, _SAFETY_POSTGRES),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

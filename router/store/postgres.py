@@ -23,7 +23,16 @@ import asyncpg.pool
 
 from router.checkout.model import Checkout, CheckoutError, DuplicateRef, LeaseLost, NotFound, SessionConflict
 from router.store import migrations
-from router.store.base import DueResume, NewEvent, OutboxEvent, OutboxStats, StoreError, StoreUnavailable
+from router.store.base import (
+    REJECTED_PER_REF,
+    DueResume,
+    NewEvent,
+    OutboxEvent,
+    OutboxStats,
+    StoreError,
+    StoreUnavailable,
+    within,
+)
 from router.store.records import (
     CHECKOUT_COLUMNS,
     check_state,
@@ -151,6 +160,22 @@ SELECT * FROM outbox WHERE (NOT $1::boolean OR status = 'failed') ORDER BY seq D
 _OUTBOX_STATS = "SELECT count(*), min(created) FROM outbox WHERE status = 'pending'"
 _RELEASE_LEASES = tuple(f"UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1"  # noqa: S608
                         for table in ("checkouts", "outbox"))
+
+# --- safety
+_SESSION_REJECTED = """
+SELECT 1 FROM rejected_sessions WHERE ref = $1 AND checkout_session_id = $2 AND expires_at > $3"""
+_REJECT_SESSION = """
+INSERT INTO rejected_sessions (ref, checkout_session_id, rejected_at, expires_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (ref, checkout_session_id) DO UPDATE SET rejected_at = excluded.rejected_at,
+    expires_at = excluded.expires_at"""
+_TRIM_REJECTED = """
+DELETE FROM rejected_sessions WHERE ref = $1 AND checkout_session_id NOT IN (
+    SELECT checkout_session_id FROM rejected_sessions WHERE ref = $1
+    ORDER BY rejected_at DESC, checkout_session_id LIMIT $2)"""
+_CANCEL_UNBOUND = _TRANSITION_SET + """ AND state = 'created' AND checkout_session_id IS NULL
+    AND (lease_owner IS NULL OR lease_until <= $2) RETURNING *"""
+_HEARTBEAT = """
+INSERT INTO heartbeat (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at"""
 
 
 def parse_url(url: str) -> tuple[str, str | None]:
@@ -447,6 +472,47 @@ class PostgresStore:
         async with self._connection() as conn:
             status = await conn.execute(_CLAIM_RESUME, ref, attempts, next_resume_at)
         return int(status.rsplit(" ", 1)[1]) == 1
+
+
+    # --- safety: probes, cancel, supersedes, readiness -------------------------------------------
+
+    async def session_rejected(self, ref: str, checkout_session_id: str, now: float) -> bool:
+        return bool(await self._fetch(_SESSION_REJECTED, ref, checkout_session_id, now))
+
+    async def reject_session(self, ref: str, checkout_session_id: str, until: float, now: float) -> None:
+        async def reject(conn: Conn) -> None:
+            await conn.execute(_REJECT_SESSION, ref, checkout_session_id, now, until)
+            await conn.execute("DELETE FROM rejected_sessions WHERE expires_at <= $1", now)
+            await conn.execute(_TRIM_REJECTED, ref, REJECTED_PER_REF)
+
+        await self._tx(reject)
+
+    async def cancel_unbound(
+        self, ref: str, now: float, changes: Mapping[str, Any], events: Sequence[NewEvent]
+    ) -> Checkout | None:
+        args: list[Any] = [ref, now, "canceled"]
+        for present, value in transition_values("canceled", changes).values():
+            args += [present, value]
+        rows = [event_values(ref, now, event) for event in events]
+
+        async def apply(conn: Conn) -> Checkout | None:
+            row = await conn.fetchrow(_CANCEL_UNBOUND, *args)
+            if row is None:
+                return None
+            if rows:
+                await conn.executemany(_INSERT_EVENT, rows)
+            return checkout_from_row(row)
+
+        return await self._tx(apply)
+
+    async def has_event(self, ref: str, event_type: str) -> bool:
+        sql = "SELECT 1 FROM outbox WHERE ref = $1 AND type = $2 LIMIT 1"
+        return bool(await self._fetch(sql, ref, event_type))
+
+    async def check_writable(self, now: float, timeout: float = 2.0) -> None:
+        """Answered within `timeout` even when the server is unreachable (connect, acquire and command
+        timeouts are far longer: they suit requests, not a readiness probe)."""
+        await within(self._fetch(_HEARTBEAT, now), timeout, "PostgreSQL not writable")
 
 
 def _unique(exc: asyncpg.UniqueViolationError) -> StoreError | CheckoutError:

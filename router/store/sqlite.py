@@ -24,7 +24,16 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from router.checkout.model import Checkout, CheckoutError, DuplicateRef, LeaseLost, NotFound, SessionConflict
 from router.store import migrations
-from router.store.base import DueResume, NewEvent, OutboxEvent, OutboxStats, StoreError, StoreUnavailable
+from router.store.base import (
+    REJECTED_PER_REF,
+    DueResume,
+    NewEvent,
+    OutboxEvent,
+    OutboxStats,
+    StoreError,
+    StoreUnavailable,
+    within,
+)
 from router.store.records import (
     check_state,
     checkout_from_row,
@@ -131,6 +140,22 @@ SELECT * FROM outbox WHERE (NOT :failed_only OR status = 'failed') ORDER BY seq 
 _OUTBOX_STATS = "SELECT count(*), min(created) FROM outbox WHERE status = 'pending'"
 _RELEASE_LEASES = tuple(f"UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"  # noqa: S608
                         for table in ("checkouts", "outbox"))
+
+# --- safety
+_SESSION_REJECTED = """
+SELECT 1 FROM rejected_sessions WHERE ref = ? AND checkout_session_id = ? AND expires_at > ?"""
+_REJECT_SESSION = """
+INSERT INTO rejected_sessions (ref, checkout_session_id, rejected_at, expires_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (ref, checkout_session_id) DO UPDATE SET rejected_at = excluded.rejected_at,
+    expires_at = excluded.expires_at"""
+_TRIM_REJECTED = """
+DELETE FROM rejected_sessions WHERE ref = ? AND checkout_session_id NOT IN (
+    SELECT checkout_session_id FROM rejected_sessions WHERE ref = ?
+    ORDER BY rejected_at DESC, checkout_session_id LIMIT ?)"""
+_CANCEL_UNBOUND = _TRANSITION_SET + """ AND state = 'created' AND checkout_session_id IS NULL
+    AND (lease_owner IS NULL OR lease_until <= :now) RETURNING *"""
+_HEARTBEAT = """
+INSERT INTO heartbeat (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at"""
 
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
@@ -452,6 +477,57 @@ class SQLiteStore:
     async def claim_resume(self, ref: str, attempts: int, next_resume_at: float) -> bool:
         params = {"ref": ref, "attempts": attempts, "next": next_resume_at}
         return bool(await self._tx(lambda conn: conn.execute(_CLAIM_RESUME, params).rowcount))
+
+
+    # --- safety: probes, cancel, supersedes, readiness -------------------------------------------
+
+    async def session_rejected(self, ref: str, checkout_session_id: str, now: float) -> bool:
+        rows = await self._fetch(_SESSION_REJECTED, (ref, checkout_session_id, now))
+        return bool(rows)
+
+    async def reject_session(self, ref: str, checkout_session_id: str, until: float, now: float) -> None:
+        def reject(conn: Conn) -> None:
+            conn.execute(_REJECT_SESSION, (ref, checkout_session_id, now, until))
+            conn.execute("DELETE FROM rejected_sessions WHERE expires_at <= ?", (now,))
+            conn.execute(_TRIM_REJECTED, (ref, ref, REJECTED_PER_REF))
+
+        await self._tx(reject)
+
+    async def cancel_unbound(
+        self, ref: str, now: float, changes: Mapping[str, Any], events: Sequence[NewEvent]
+    ) -> Checkout | None:
+        params: dict[str, Any] = {"ref": ref, "owner": None, "now": now, "state": "canceled"}
+        for name, (present, value) in transition_values("canceled", changes).items():
+            params[f"set_{name}"] = present
+            params[name] = value
+        rows = [event_values(ref, now, event) for event in events]
+
+        def apply(conn: Conn) -> Checkout | None:
+            row = conn.execute(_CANCEL_UNBOUND, params).fetchone()
+            if row is None:
+                return None
+            conn.executemany(_INSERT_EVENT, rows)
+            return checkout_from_row(row)
+
+        return await self._tx(apply)
+
+    async def has_event(self, ref: str, event_type: str) -> bool:
+        rows = await self._fetch("SELECT 1 FROM outbox WHERE ref = ? AND type = ? LIMIT 1", (ref, event_type))
+        return bool(rows)
+
+    async def check_writable(self, now: float, timeout: float = 2.0) -> None:
+        """The heartbeat write waits for the lock at most `timeout` (not the busy timeout), and the caller
+        is answered after `timeout` even if the store's thread is still stuck on the file."""
+        millis = max(1, int(timeout * 1000))
+
+        def beat(conn: Conn) -> None:
+            conn.execute(f"PRAGMA busy_timeout = {millis}")
+            try:
+                self._write(conn, lambda c: c.execute(_HEARTBEAT, (now,)))
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+
+        await within(self._run(beat), timeout, f"SQLite database {self.path!r} not writable")
 
 
 def _migrate(conn: Conn) -> None:

@@ -18,6 +18,7 @@ from router.checkout.model import (
     PAYMENT_INTENTS,
     Busy,
     Checkout,
+    InvalidSessionId,
     NewCheckout,
     Outcome,
     OutcomeError,
@@ -158,15 +159,18 @@ def _money(value: Any, field: str) -> tuple[str, str]:
 
 
 def outcome_response(outcome: Outcome) -> JSONResponse:
-    """The app API's answer for a finalize attempt or a state read."""
+    """The app API's answer for a finalize attempt or a state read.
+
+    Error answers carry the error only: whoever sends a ref with a made-up session id learns nothing
+    about the order (reference, amount, state) from them.
+    """
     c = outcome.checkout
     body = checkout_json(c, merchant=False)
     if outcome.error == OutcomeError.UNKNOWN_SESSION:
-        return error_response(404, "unknown_session", "Amazon Pay does not know this checkout session.",
-                              checkout=body)
+        return error_response(404, "unknown_session", "Amazon Pay does not know this checkout session.")
     if outcome.error is not None:
         return error_response(503, "amazon_unavailable", "Amazon Pay could not be reached; try again shortly.",
-                              {"retry-after": "5"}, checkout=body)
+                              {"retry-after": "5"})
     if c.state in (State.COMPLETED, State.AUTHORIZED):
         return JSONResponse(body, headers={"cache-control": "no-store"})
     if c.state == State.PENDING:
@@ -174,7 +178,7 @@ def outcome_response(outcome: Outcome) -> JSONResponse:
     if c.state == State.CREATED:
         return JSONResponse(body, status_code=200, headers={"cache-control": "no-store"})
     status, code, message = UNPAID[c.state]
-    return error_response(status, code, message, checkout=body)
+    return error_response(status, code, message)
 
 
 class Api:
@@ -239,6 +243,8 @@ class Api:
             raise ApiError(400, "missing_ref", "the body must be {\"ref\": \"…\"}")
         try:
             outcome = await self.service.finalize(ref, session_id)
+        except InvalidSessionId:
+            raise ApiError(400, "invalid_session_id", "the checkout session id is malformed") from None
         except UnknownRef:
             raise ApiError(404, "unknown_ref", "no checkout with this ref") from None
         except SessionConflict:

@@ -14,6 +14,7 @@ from router.checkout.model import (
     SESSION_ID_PARAMS,
     Busy,
     Checkout,
+    InvalidSessionId,
     Outcome,
     OutcomeError,
     SessionConflict,
@@ -104,6 +105,9 @@ class Flows:
             return self.error_page(request, "bad_request", reason=str(exc))
         try:
             outcome = await self.service.finalize(ref, session_id)
+        except InvalidSessionId:
+            return self.error_page(request, "bad_request",
+                                   reason="The Amazon Pay checkout session in the address is not valid.")
         except UnknownRef:
             return self.error_page(request, "not_found")
         except SessionConflict:
@@ -121,9 +125,15 @@ class Flows:
             refs = query_params(request.url.query[:MAX_QUERY]).get("ref", [])
         except BadReturn as exc:
             return self.error_page(request, "bad_request", reason=str(exc))
-        checkout = await self.service.cancel(refs[0]) if len(refs) == 1 and refs[0] else None
-        if checkout is not None and checkout.state != State.CANCELED:  # paid meanwhile: say what is true
-            return self.page(request, self.result_view(Outcome(checkout)))
+        try:
+            outcome = await self.service.cancel(refs[0]) if len(refs) == 1 and refs[0] else None
+        except Busy:
+            return self.page(request, PageView(kind="pending", merchant_name=self.settings.merchant.name,
+                                               refresh_seconds=3))
+        # The buyer returned from Amazon (or paid meanwhile): say what is true, not "canceled".
+        if outcome is not None and (outcome.error is not None or outcome.checkout.state != State.CANCELED):
+            return self.page(request, self.result_view(outcome))
+        checkout = outcome.checkout if outcome is not None else None
         return self.page(request, PageView(kind="canceled", merchant_name=self.settings.merchant.name,
                                            return_url=self.shop_url, **_order(checkout)))
 

@@ -39,7 +39,6 @@ _ERROR = {
     "properties": {
         "error": {"type": "object", "required": ["code", "message"],
                   "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
-        "checkout": {"$ref": "#/components/schemas/Checkout"},
     },
 }
 _CHECKOUT = {

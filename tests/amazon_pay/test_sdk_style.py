@@ -59,6 +59,7 @@ def send(
     signed_query: str = "",
     signed_path: str | None = None,
     collapse: bool = False,
+    java_spaces: bool = False,
 ) -> httpx.Response:
     """Sign like an SDK (caller picks every degree of freedom) and send exactly those bytes."""
     names = signed_header_list(signed)
@@ -66,7 +67,7 @@ def send(
         method,
         signed_path if signed_path is not None else canonical_uri(path),
         signed_query,
-        canonical_headers(headers, names, collapse_whitespace=collapse),
+        canonical_headers(headers, names, collapse_whitespace=collapse, space_each_whitespace=java_spaces),
         names,
         hashlib.sha256(body).hexdigest(),
     )
@@ -122,7 +123,8 @@ def test_node_sdk_style_query_keeps_sub_delims_unencoded(keys: KeyPair, emulator
     assert response.status_code == 200, response.text
 
 
-def test_java_sdk_style(keys: KeyPair, emulator_url: str) -> None:
+@pytest.mark.parametrize("token", ["token  with   spaces", "tok \tx", "a\t\tb"])
+def test_java_sdk_style(keys: KeyPair, emulator_url: str, token: str) -> None:
     session_id = create_session(emulator_url)
     headers = {
         "accept": "application/json",
@@ -131,7 +133,8 @@ def test_java_sdk_style(keys: KeyPair, emulator_url: str) -> None:
         "x-amz-pay-host": host_of(emulator_url),
         "x-amz-pay-region": "NA",  # Region.toString()
         "x-amz-pay-idempotency-key": uuid.uuid4().hex,
-        "x-amz-pay-authtoken": "token  with   spaces",  # Java trims and collapses before signing
+        # Java trims, then replaces each whitespace character with one space: "tok \tx" signs as "tok  x".
+        "x-amz-pay-authtoken": token,
         "user-agent": "amazon-pay-api-sdk-java/2.6.7 (Java/17; Linux)",
     }
     signed = [n for n in headers if n != "user-agent"]
@@ -145,8 +148,16 @@ def test_java_sdk_style(keys: KeyPair, emulator_url: str) -> None:
         body=BODY,
         label=V1,
         salt=20,
-        collapse=True,
+        java_spaces=True,
     )
+    assert response.status_code == 200, response.text
+
+
+def test_a_client_that_collapses_whitespace_runs(keys: KeyPair, emulator_url: str) -> None:
+    session_id = create_session(emulator_url)
+    headers = {"accept": "application/json", "x-amz-pay-date": now_compact(), "x-amz-pay-authtoken": "tok \t x"}
+    response = send(keys, emulator_url, "GET", f"/v2/checkoutSessions/{session_id}", headers, list(headers),
+                    collapse=True)
     assert response.status_code == 200, response.text
 
 

@@ -216,6 +216,12 @@ def test_canonical_headers_trim_and_optionally_collapse() -> None:
     headers = {"User-Agent": "  a   b  ", "Accept": "x"}
     assert canonical_headers(headers, ["user-agent", "ACCEPT"]) == "accept:x\nuser-agent:a   b\n"
     assert canonical_headers(headers, ["user-agent"], collapse_whitespace=True) == "user-agent:a b\n"
+
+
+def test_canonical_headers_java_form_spaces_each_whitespace_without_collapsing() -> None:
+    headers = {"X-Amz-Pay-Authtoken": " tok \tx\t\ny "}
+    java = canonical_headers(headers, ["x-amz-pay-authtoken"], space_each_whitespace=True)
+    assert java == "x-amz-pay-authtoken:tok  x  y\n"  # one space per character: runs stay runs
     with pytest.raises(ValueError, match="x-amz-pay-date"):
         canonical_headers(headers, ["x-amz-pay-date"])
 

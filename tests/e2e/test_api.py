@@ -124,7 +124,7 @@ def test_app_unpaid_outcomes(router: Router, emulator: Emulator, scenario: str, 
     answer = finalize(router, session_id, ref)
     assert answer.status_code == status, answer.text
     assert answer.json()["error"]["code"] == code
-    assert answer.json()["checkout"]["state"] in ("declined", "expired", "canceled")
+    assert set(answer.json()) == {"error"}  # nothing about the order in an error answer
 
 
 def test_app_errors(router: Router, emulator: Emulator) -> None:

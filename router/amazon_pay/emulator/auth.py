@@ -1,8 +1,10 @@
 """Request authentication for the emulator, as Amazon Pay's API front end does it. Pure: no I/O.
 
-The SDKs canonicalize slightly differently (Node/PHP sign the path and header values as sent, Java/.NET
-percent-encode the path and collapse whitespace; Node leaves !'()* unencoded in query values), so a
-signature is accepted when it verifies over any of those few canonical forms of the same request.
+The SDKs canonicalize slightly differently (Node/PHP sign the path and header values as sent; Java/.NET
+percent-encode the path, and Java replaces each whitespace character of a header value with one space
+without collapsing runs, so `tok \\tx` is signed as `tok  x`; some clients collapse each run into one
+space; Node leaves !'()* unencoded in query values), so a signature is accepted when it verifies over
+any of those few canonical forms of the same request.
 """
 
 from __future__ import annotations
@@ -133,7 +135,9 @@ def _header_variants(request: IncomingRequest, names: list[str]) -> list[str]:
             raise ApiError(400, "MissingHeader", f"The signed header {name} is missing from the request.")
         values[name] = value
     plain = canonical_headers(values, names)
-    return list(dict.fromkeys([plain, canonical_headers(values, names, collapse_whitespace=True)]))
+    java = canonical_headers(values, names, space_each_whitespace=True)
+    collapsed = canonical_headers(values, names, collapse_whitespace=True)
+    return list(dict.fromkeys([plain, java, collapsed]))
 
 
 def strings_to_sign(request: IncomingRequest, auth: ParsedAuthorization) -> list[str]:

@@ -1,0 +1,94 @@
+"""CheckoutService itself is the last guard (issue 8, defect 1): no input leaves a lease held or a session
+bound without an Amazon answer. Real store (SQLite file and PostgreSQL), real emulator in-process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from router.checkout.model import InvalidSessionId, NewCheckout, OutcomeError, State
+from router.checkout.service import CheckoutService
+from router.store.base import Store
+from tests.checkout.conftest import Amazon, Clock, make_amazon
+from tests.store.conftest import Backend
+
+ORDER = NewCheckout("order-1", "14.00", "USD", "AuthorizeWithCapture", False)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def amazon(clock: Clock) -> AsyncIterator[Amazon]:
+    world = make_amazon(clock)
+    yield world
+    await world.client.aclose()
+
+
+@pytest.fixture
+async def service(store: Store, amazon: Amazon, clock: Clock) -> CheckoutService:
+    return CheckoutService(store, amazon.client, clock=clock, lease_seconds=5, wait_seconds=1)
+
+
+@pytest.mark.parametrize("bad", ["aaaaaaaa\n", "aaaaaaaa\u00e9", "aaaaaaaa\u0660", " aaaaaaaa", "a" * 101])
+async def test_a_malformed_session_id_is_refused_before_anything_is_stored(
+    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend, bad: str
+) -> None:
+    checkout = await service.register(ORDER)
+    with pytest.raises(InvalidSessionId):
+        await service.finalize(checkout.ref, bad)
+    after = await store.get_checkout(checkout.ref)
+    assert after is not None and after.checkout_session_id is None and after.lease_owner is None
+    assert amazon.faults.sent == 0
+    genuine = amazon.session("14.00").session_id
+    assert (await service.finalize(checkout.ref, genuine)).checkout.state == State.COMPLETED
+
+
+@pytest.mark.parametrize("fault", ["error"])
+async def test_any_error_before_amazon_answers_unbinds_and_releases(
+    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend, fault: str
+) -> None:
+    checkout = await service.register(ORDER)
+    session_id = amazon.session("14.00").session_id
+    amazon.faults.queue.append(fault)  # the transport raises something that is not an AmazonPayError
+    with pytest.raises(RuntimeError):
+        await service.finalize(checkout.ref, session_id)
+    after = await store.get_checkout(checkout.ref)
+    assert after is not None and after.state == State.CREATED
+    assert after.checkout_session_id is None and after.lease_owner is None
+    outcome = await service.finalize(checkout.ref, session_id)  # at once, no lease to wait out
+    assert outcome.error is None and outcome.checkout.state == State.COMPLETED
+
+
+async def test_a_client_value_error_becomes_invalid_session_id_and_leaves_nothing(
+    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend
+) -> None:
+    """An id our rule accepts but the client refuses (the client's rules are its own)."""
+    checkout = await service.register(ORDER)
+
+    async def refuse(*args: object, **kwargs: object) -> object:
+        raise ValueError("checkout_session_id must be a non-empty printable string")
+
+    original = amazon.client.finalize_checkout_session
+    amazon.client.finalize_checkout_session = refuse  # type: ignore[method-assign,assignment]
+    with pytest.raises(InvalidSessionId):
+        await service.finalize(checkout.ref, "aaaaaaaa-bbbb")
+    amazon.client.finalize_checkout_session = original  # type: ignore[method-assign]
+    after = await store.get_checkout(checkout.ref)
+    assert after is not None and after.checkout_session_id is None and after.lease_owner is None
+
+
+async def test_a_rejected_pair_costs_amazon_nothing_the_second_time(
+    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend
+) -> None:
+    checkout = await service.register(ORDER)
+    probe = "00000000-0000-4000-8000-000000000000"
+    assert (await service.finalize(checkout.ref, probe)).error == OutcomeError.UNKNOWN_SESSION
+    sent = amazon.faults.sent
+    assert (await service.finalize(checkout.ref, probe)).error == OutcomeError.UNKNOWN_SESSION
+    assert amazon.faults.sent == sent
+    genuine = amazon.session("14.00").session_id
+    assert (await service.finalize(checkout.ref, genuine)).checkout.state == State.COMPLETED

@@ -1,0 +1,120 @@
+"""Store capabilities for checkout safety, on both backends: sessions Amazon rejected, the atomic cancel of
+an unbound checkout, event lookup, and the write check behind /readyz."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from router.checkout.model import State
+from router.store import open_store
+from router.store.base import REJECTED_PER_REF, Store, StoreUnavailable
+from tests.store.conftest import PG_DSN, Backend, checkout, event, postgres_backend
+from tests.store.tcp_proxy import TcpProxy
+
+CANCELED = {"reason_code": "BuyerCanceled"}
+
+
+async def test_rejected_pair_is_remembered_until_it_expires(store: Store) -> None:
+    await store.create_checkout(checkout("r"))
+    assert not await store.session_rejected("r", "probe-0001", now=10.0)
+    await store.reject_session("r", "probe-0001", until=100.0, now=10.0)
+    assert await store.session_rejected("r", "probe-0001", now=99.0)
+    assert not await store.session_rejected("r", "genuine-0001", now=99.0)  # another id is not blocked
+    assert not await store.session_rejected("r", "probe-0001", now=100.0)  # expired with the checkout
+
+
+async def test_rejected_pairs_are_bounded(store: Store, backend: Backend) -> None:
+    await store.create_checkout(checkout("r"))
+    await store.create_checkout(checkout("old"))
+    await store.reject_session("old", "stale-0001", until=50.0, now=10.0)
+    for i in range(REJECTED_PER_REF + 5):
+        await store.reject_session("r", f"probe-{i:04d}", until=1000.0, now=100.0 + i)
+    assert not await store.session_rejected("r", "probe-0000", now=200.0)  # the oldest were forgotten
+    assert await store.session_rejected("r", f"probe-{REJECTED_PER_REF + 4:04d}", now=200.0)
+    count = await _count(backend, "rejected_sessions")
+    assert count == REJECTED_PER_REF  # the expired pair of "old" was dropped too
+
+
+async def _count(backend: Backend, table: str) -> int:
+    if backend.name == "sqlite":
+        with contextlib.closing(sqlite3.connect(backend.url.removeprefix("sqlite:///"))) as db:
+            return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    conn = await asyncpg.connect(PG_DSN, server_settings={"search_path": backend.schema or "public"})
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+    finally:
+        await conn.close()
+
+
+async def test_cancel_unbound_cancels_only_an_unbound_unleased_created_checkout(store: Store) -> None:
+    for ref in ("free", "bound", "leased", "done"):
+        await store.create_checkout(checkout(ref))
+    await store.bind_session("bound", "session-bound", now=1.0)
+    assert await store.try_lease("leased", "w", now=1.0, ttl=10.0) is not None
+    await store.transition("done", owner=None, now=1.0, state=State.EXPIRED)
+
+    canceled = await store.cancel_unbound("free", 2.0, CANCELED, [event("e-free", type="checkout.canceled")])
+    assert canceled is not None and canceled.state == State.CANCELED and canceled.reason_code == "BuyerCanceled"
+    assert await store.has_event("free", "checkout.canceled")
+    assert not await store.has_event("free", "checkout.completed")
+    for ref in ("bound", "leased", "done", "missing"):
+        assert await store.cancel_unbound(ref, 2.0, CANCELED, [event(f"e-{ref}", type="checkout.canceled")]) is None
+        assert not await store.has_event(ref, "checkout.canceled")  # nothing written
+    assert (await store.get_checkout("bound")).state == State.CREATED  # type: ignore[union-attr]
+    # An expired lease does not protect the checkout any more.
+    assert await store.cancel_unbound("leased", 20.0, CANCELED, []) is not None
+
+
+async def test_check_writable_writes_a_heartbeat(store: Store, backend: Backend) -> None:
+    await store.check_writable(now=5.0)
+    await store.check_writable(now=6.0)
+    assert await _count(backend, "heartbeat") == 1
+
+
+async def test_sqlite_locked_is_not_writable_though_reads_work(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    store = open_store(f"sqlite:///{path}?busy_timeout=30")  # far longer than the check may take
+    await store.open()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock (or the disk hangs)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="not writable"):
+            await store.check_writable(now=1.0, timeout=0.5)
+        assert time.monotonic() - started < 30  # the check's own timeout, not the store's busy timeout
+        await store.ping()  # a read-only check would have said "ready"
+        blocker.execute("ROLLBACK")
+        await store.check_writable(now=2.0)
+    finally:
+        blocker.close()
+        await store.close()
+
+
+async def test_postgres_unreachable_is_not_writable() -> None:
+    target = urlsplit(PG_DSN)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    port = await proxy.start()
+    userinfo = target.netloc.rpartition("@")[0]
+    proxied = target._replace(netloc=f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}")
+    try:
+        async with postgres_backend(proxied.geturl()) as backend:
+            store = await backend.opened()
+            try:
+                await store.check_writable(now=1.0)
+                await proxy.freeze()  # a hung network: connections open, nothing answers
+                started = time.monotonic()
+                with pytest.raises(StoreUnavailable, match="not writable"):
+                    await store.check_writable(now=2.0, timeout=0.5)
+                assert time.monotonic() - started < 30  # not the 30-s command timeout
+            finally:
+                await proxy.stop()
+                await store.close()
+    finally:
+        await proxy.stop()
