@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from router.amazon_pay import AmazonPayClient, ClientConfig, RetryPolicy, create_emulator_app, generate_key_pair
@@ -133,7 +133,10 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
                 await runtime.webhooks.aclose()
             await store.close()
 
-    app = Starlette(routes=[Mount("", app=holder)], lifespan=lifespan)
+    app = Starlette(lifespan=lifespan)
+    # Every request goes to the current config's app. Not a Mount: its path pattern (`.*`) stops at a
+    # newline, and an encoded %0A in a path must reach the edge app to get its clear 400.
+    app.router.default = holder
     app.state.runtime = runtime
     app.state.config = holder
     return app
