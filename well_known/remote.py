@@ -35,6 +35,7 @@ async def check_host(
     *,
     scheme: str = "https",
     timeout: float = 10,
+    deadline: float = 30,
     transport: httpx.AsyncBaseTransport | None = None,
     expected_app_ids: Sequence[str] = (),
     expected_package: str | None = None,
@@ -43,6 +44,8 @@ async def check_host(
 
     Also fetches `host.` (trailing dot) for DNS names and warns when it serves different bytes.
     Problems about HTTP carry the URL as `where`; document problems prefix it to the JSON path.
+    `timeout` bounds each read; `deadline` bounds each whole fetch (a server dripping bytes
+    resets a read timeout forever).
     """
     _check_host_syntax(host, scheme)
     async with httpx.AsyncClient(
@@ -52,8 +55,8 @@ async def check_host(
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
     ) as client:
         aasa, links = await asyncio.gather(
-            _fetch(client, f"{scheme}://{host}{AASA_PATH}"),
-            _fetch(client, f"{scheme}://{host}{ASSETLINKS_PATH}"),
+            _fetch(client, f"{scheme}://{host}{AASA_PATH}", deadline),
+            _fetch(client, f"{scheme}://{host}{ASSETLINKS_PATH}", deadline),
         )
         problems = _port_warning(host, scheme)
         problems += aasa.problems + _document_problems(aasa, validate_aasa)
@@ -62,7 +65,7 @@ async def check_host(
         problems += _expect_package(links, expected_package)
         dotted = _trailing_dot(host)
         if dotted is not None:
-            problems += await _compare_trailing_dot(client, scheme, dotted, (aasa, links))
+            problems += await _compare_trailing_dot(client, scheme, dotted, (aasa, links), deadline)
     return problems
 
 
@@ -102,7 +105,15 @@ def _trailing_dot(host: str) -> str | None:
     return f"{name}.:{port}" if port else f"{name}."
 
 
-async def _fetch(client: httpx.AsyncClient, url: str) -> _Fetched:
+async def _fetch(client: httpx.AsyncClient, url: str, deadline: float) -> _Fetched:
+    try:
+        async with asyncio.timeout(deadline):
+            return await _read(client, url)
+    except TimeoutError:
+        return _Fetched(url, None, [error(url, f"no complete answer within {deadline:g} s")])
+
+
+async def _read(client: httpx.AsyncClient, url: str) -> _Fetched:
     try:
         async with client.stream("GET", url) as response:
             problems = _status_problems(url, response)
@@ -186,10 +197,10 @@ def _expect_package(fetched: _Fetched, package: str | None) -> list[Problem]:
 
 
 async def _compare_trailing_dot(
-    client: httpx.AsyncClient, scheme: str, dotted: str, originals: tuple[_Fetched, _Fetched]
+    client: httpx.AsyncClient, scheme: str, dotted: str, originals: tuple[_Fetched, _Fetched], deadline: float
 ) -> list[Problem]:
     paths = (AASA_PATH, ASSETLINKS_PATH)
-    fetched = await asyncio.gather(*(_fetch(client, f"{scheme}://{dotted}{p}") for p in paths))
+    fetched = await asyncio.gather(*(_fetch(client, f"{scheme}://{dotted}{p}", deadline) for p in paths))
     problems: list[Problem] = []
     for original, again in zip(originals, fetched, strict=True):
         if original.body is None:
