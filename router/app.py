@@ -84,7 +84,8 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
     runtime = Runtime(settings, store, amazon, service, emulator, webhooks)
     if background:
         runtime.reconciler = Reconciler(service, interval=settings.checkout.reconcile_interval_seconds,
-                                        resume_after=settings.checkout.resume_after_seconds)
+                                        resume_after=settings.checkout.resume_after_seconds,
+                                        retain_seconds=settings.checkout.retain_seconds)
     table = settings.route_table
     flows = Flows(service, settings)
     api = Api(service, table, settings.merchant.api_token, button, https_only=not settings.demo)

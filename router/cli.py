@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -19,15 +20,19 @@ from starlette.applications import Starlette
 
 from router.config import ConfigError, Settings, load
 from router.redact import mask
+from router.startup import wait_for_store
+from router.validators import is_loopback
 from router.web.demo import demo_settings
 
 CONFIG_ENV = "RETURN_ROUTER_CONFIG"
+DEMO_DIR_ENV = "RETURN_ROUTER_DEMO_DIR"
+log = logging.getLogger("router.cli")
 ROUTE_WORD = re.compile(r"[a-z.-]+")  # "checkout-sessions", "apple-app-site-association": not identifiers
 
 
-def _load_or_exit(path: str) -> Settings:
+def _load_or_exit(path: str, *, offline: bool = False) -> Settings:
     try:
-        return load(path)
+        return load(path, offline=offline)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -43,24 +48,45 @@ def app_factory() -> Starlette:
     return create_app(_load_or_exit(path) if path else demo_settings(_demo_db()))
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _demo_db() -> str:
-    return str(Path(tempfile.gettempdir()) / f"return-router-demo-{os.getpid()}.db")
+    """The demo's SQLite file, in the private directory `serve` made (and removes at exit)."""
+    directory = os.environ.get(DEMO_DIR_ENV) or tempfile.mkdtemp(prefix="return-router-demo-")
+    return str(Path(directory) / "demo.db")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     workers = args.workers
+    demo_dir = None
     if args.config:
-        _load_or_exit(args.config)  # fail before forking workers, with every problem listed
+        settings = _load_or_exit(args.config)  # fail before forking workers, with every problem listed
+        if not asyncio.run(wait_for_store(settings.storage.url, settings.storage.connect_retry_seconds, _say)):
+            return 1
+        if settings.test_mode:
+            log.warning("[amazon_pay] emulator = true: the built-in emulator answers; nothing is charged")
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     else:
+        if not is_loopback(args.host) and not args.allow_public_demo:
+            print(f"serve: refusing to serve the demo on {args.host} (not a loopback address): it needs no "
+                  "login and takes any Host; pass --allow-public-demo to do it anyway", file=sys.stderr)
+            return 2
         os.environ.pop(CONFIG_ENV, None)
         if workers > 1:
             print("the demo keeps its Amazon Pay emulator in memory: serving it with 1 worker", file=sys.stderr)
             workers = 1
+        demo_dir = tempfile.mkdtemp(prefix="return-router-demo-")  # 0700; removed at exit
+        os.environ[DEMO_DIR_ENV] = demo_dir
         print(f"return-router demo: open http://{args.host}:{args.port}/ (no config given; nothing is charged)",
               file=sys.stderr)
-    uvicorn.run("router.cli:app_factory", factory=True, host=args.host, port=args.port, workers=workers,
-                proxy_headers=args.proxy_headers, server_header=False, log_level=args.log_level)
+    try:
+        uvicorn.run("router.cli:app_factory", factory=True, host=args.host, port=args.port, workers=workers,
+                    proxy_headers=args.proxy_headers, server_header=False, log_level=args.log_level)
+    finally:
+        if demo_dir is not None:
+            shutil.rmtree(demo_dir, ignore_errors=True)
     return 0
 
 
@@ -78,8 +104,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from router.checks import check_settings
 
-    settings = _load_or_exit(args.config)
-    problems = asyncio.run(check_settings(settings, remote=args.remote, out=sys.stdout))
+    settings = _load_or_exit(args.config, offline=args.offline)
+    problems = asyncio.run(check_settings(settings, remote=args.remote, offline=args.offline, out=sys.stdout))
     return 1 if problems else 0
 
 
@@ -141,6 +167,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* from the proxy")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--allow-public-demo", action="store_true",
+                       help="serve the demo (no --config) on a non-loopback --host")
     serve.set_defaults(func=cmd_serve)
 
     emulator = sub.add_parser("emulator", help="serve the Amazon Pay API emulator")
@@ -154,6 +182,8 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config and the files it serves")
     check.add_argument("--config", required=True)
     check.add_argument("--remote", action="store_true", help="also fetch the files from every deployed host")
+    check.add_argument("--offline", action="store_true",
+                       help="skip the store and the secrets (environment variables, key file): for CI")
     check.set_defaults(func=cmd_check)
 
     config = sub.add_parser("config", help="configuration helpers")

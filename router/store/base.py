@@ -135,3 +135,13 @@ class Store(Protocol):
 
     async def redeliver(self, event_ids: Sequence[str] | None, now: float) -> int:
         """Put parked events back in the queue (None: every parked event); returns how many."""
+
+    # --- operator: buyer-detail retention (branch operator) ----------------------------------------
+
+    async def purge_buyer_details(self, before: float) -> int:
+        """Drop the buyer summary (`result`: name, masked email, address) of every checkout last
+        updated before `before`; the checkout, its state and ids stay. Returns how many were purged."""
+
+    async def drop_oldest_checkouts(self, keep: int) -> int:
+        """Delete all but the `keep` newest checkouts (and their outbox events): the demo's bound.
+        Returns how many checkouts were deleted."""

@@ -407,6 +407,21 @@ class PostgresStore:
             status = await conn.execute(_REDELIVER, now, event_ids is None, list(event_ids or ()))
         return int(status.rsplit(" ", 1)[1])
 
+    # --- operator: buyer-detail retention (branch operator) ----------------------------------------
+
+    async def purge_buyer_details(self, before: float) -> int:
+        async with self._connection() as conn:
+            status = await conn.execute(_PURGE_BUYER_DETAILS, before)
+        return int(status.rsplit(" ", 1)[1])
+
+    async def drop_oldest_checkouts(self, keep: int) -> int:
+        async def drop(conn: Conn) -> int:
+            await conn.execute(f"DELETE FROM outbox WHERE ref IN ({_OLDEST})", keep)
+            status = await conn.execute(f"DELETE FROM checkouts WHERE ref IN ({_OLDEST})", keep)
+            return int(status.rsplit(" ", 1)[1])
+
+        return await self._tx(drop)
+
 
 def _unique(exc: asyncpg.UniqueViolationError) -> StoreError | CheckoutError:
     constraint = exc.constraint_name
@@ -417,3 +432,9 @@ def _unique(exc: asyncpg.UniqueViolationError) -> StoreError | CheckoutError:
     if constraint == "outbox_id_key":
         return StoreError("an outbox event with this id exists")
     return StoreError(f"unique violation on {constraint}")
+
+
+# --- operator: buyer-detail retention (branch operator) -------------------------------------------
+
+_PURGE_BUYER_DETAILS = "UPDATE checkouts SET result = NULL WHERE result IS NOT NULL AND updated_at < $1"
+_OLDEST = "SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC OFFSET $1"
