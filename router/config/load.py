@@ -41,9 +41,9 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *, 
 
 def parse(data: Mapping[str, Any], *, source: str, env: Mapping[str, str], base_dir: Path,
           offline: bool = False) -> Settings:
-    problems = Problems(source, env)
+    problems = Problems(source, env, offline=offline)
     root = Section(problems, "", data)
-    settings = _settings(root, base_dir, offline)
+    settings = _settings(root, base_dir)
     root.done()
     if settings.ios is not None and settings.routes and not problems.lines:  # needs valid app ids and routes
         _check_aasa_sizes(root, settings)
@@ -52,7 +52,7 @@ def parse(data: Mapping[str, Any], *, source: str, env: Mapping[str, str], base_
     return settings
 
 
-def _settings(root: Section, base_dir: Path, offline: bool) -> Settings:
+def _settings(root: Section, base_dir: Path) -> Settings:
     ios_section, android_section = root.section("ios"), root.section("android")
     ios = sections.ios(ios_section) if ios_section else None
     android = sections.android(android_section) if android_section else None
@@ -65,8 +65,8 @@ def _settings(root: Section, base_dir: Path, offline: bool) -> Settings:
         routes=tuple(sections.routes(root, ios)),
         ios=ios,
         android=android,
-        amazon_pay=_amazon_pay(root, base_dir, offline),
-        merchant=_table(root, "merchant", lambda s: sections.merchant(s, offline=offline)),
+        amazon_pay=_amazon_pay(root, base_dir),
+        merchant=_table(root, "merchant", sections.merchant),
         storage=_table(root, "storage", lambda s: sections.storage(s, base_dir)),
         checkout=_table(root, "checkout", sections.checkout),
         source=root.problems.source,
@@ -81,7 +81,7 @@ def _table(root: Section, name: str, read: Callable[[Section], T]) -> T:
     return value
 
 
-def _amazon_pay(root: Section, base_dir: Path, offline: bool) -> AmazonPaySettings | None:
+def _amazon_pay(root: Section, base_dir: Path) -> AmazonPaySettings | None:
     """The real Amazon Pay, or None for the built-in emulator: only when the config says so."""
     section = root.section("amazon_pay")
     if section is None:
@@ -92,7 +92,7 @@ def _amazon_pay(root: Section, base_dir: Path, offline: bool) -> AmazonPaySettin
         for other in sorted(set(section.table) - {"emulator"}):
             section.fail(other, "is not used with emulator = true (the built-in emulator answers)")
         return None
-    value = sections.amazon_pay(section, base_dir, offline=offline)
+    value = sections.amazon_pay(section, base_dir)
     section.done()
     return value
 

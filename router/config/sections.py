@@ -120,9 +120,9 @@ def mirrored_routes(routes: list[Route], ios: IosSettings | None) -> list[Route]
     return list(mirrored.values())
 
 
-def amazon_pay(s: Section, base_dir: Path, *, offline: bool) -> AmazonPaySettings:
+def amazon_pay(s: Section, base_dir: Path) -> AmazonPaySettings:
     key_id = s.str_("public_key_id", "", required=True)
-    pem = private_key(s, base_dir, offline=offline)
+    pem = private_key(s, base_dir)
     region = None
     try:
         region = normalize_region(s.str_("region", "na"))
@@ -152,13 +152,13 @@ def amazon_pay(s: Section, base_dir: Path, *, offline: bool) -> AmazonPaySetting
     )
 
 
-def private_key(s: Section, base_dir: Path, *, offline: bool) -> bytes:
+def private_key(s: Section, base_dir: Path) -> bytes:
     """The PEM from private_key_file or private_key_env (exactly one); not read when offline."""
     file_name, env_name = s.str_("private_key_file"), s.str_("private_key_env")
     if (file_name is None) == (env_name is None):
         s.fail("private_key_file", "set exactly one of private_key_file or private_key_env")
         return b""
-    if offline:
+    if s.problems.offline:
         return b""
     if env_name is not None:
         key = "private_key_env"
@@ -181,17 +181,15 @@ def private_key(s: Section, base_dir: Path, *, offline: bool) -> bytes:
     return pem
 
 
-def merchant(s: Section, *, offline: bool) -> MerchantSettings:
+def merchant(s: Section) -> MerchantSettings:
     webhook_url = s.url("webhook_url", allow_http_loopback=True)  # a server-to-server call, not a link
     if s.raw("webhook_url") is not None and not s.has("webhook_secret_env"):
         s.fail("webhook_secret_env", "is required with webhook_url: webhooks are always signed")
-    secret = None if offline else s.secret("webhook_secret_env")
-    token = None if offline else s.secret("api_token_env")
     return MerchantSettings(
         name=s.str_("name", "Shop"),
-        api_token=token,
+        api_token=s.secret("api_token_env"),
         webhook_url=webhook_url,
-        webhook_secret=secret,
+        webhook_secret=s.secret("webhook_secret_env"),
         shop_url=s.url("shop_url"),
     )
 

@@ -416,8 +416,8 @@ class PostgresStore:
 
     async def drop_oldest_checkouts(self, keep: int) -> int:
         async def drop(conn: Conn) -> int:
-            await conn.execute(f"DELETE FROM outbox WHERE ref IN ({_OLDEST})", keep)
-            status = await conn.execute(f"DELETE FROM checkouts WHERE ref IN ({_OLDEST})", keep)
+            await conn.execute(_DROP_OLDEST_EVENTS, keep)
+            status = await conn.execute(_DROP_OLDEST, keep)
             return int(status.rsplit(" ", 1)[1])
 
         return await self._tx(drop)
@@ -437,4 +437,9 @@ def _unique(exc: asyncpg.UniqueViolationError) -> StoreError | CheckoutError:
 # --- operator: buyer-detail retention (branch operator) -------------------------------------------
 
 _PURGE_BUYER_DETAILS = "UPDATE checkouts SET result = NULL WHERE result IS NOT NULL AND updated_at < $1"
-_OLDEST = "SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC OFFSET $1"
+_DROP_OLDEST_EVENTS = """
+DELETE FROM outbox WHERE ref IN
+    (SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC OFFSET $1)"""
+_DROP_OLDEST = """
+DELETE FROM checkouts WHERE ref IN
+    (SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC OFFSET $1)"""

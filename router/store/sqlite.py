@@ -423,8 +423,8 @@ class SQLiteStore:
 
     async def drop_oldest_checkouts(self, keep: int) -> int:
         def drop(conn: Conn) -> int:
-            conn.execute(f"DELETE FROM outbox WHERE ref IN ({_OLDEST})", {"keep": keep})
-            return int(conn.execute(f"DELETE FROM checkouts WHERE ref IN ({_OLDEST})", {"keep": keep}).rowcount)
+            conn.execute(_DROP_OLDEST_EVENTS, {"keep": keep})
+            return int(conn.execute(_DROP_OLDEST, {"keep": keep}).rowcount)
 
         return await self._tx(drop)
 
@@ -460,7 +460,12 @@ def _integrity(exc: sqlite3.IntegrityError) -> StoreError | CheckoutError:
 # --- operator: private files and buyer-detail retention (branch operator) ------------------------
 
 _PURGE_BUYER_DETAILS = "UPDATE checkouts SET result = NULL WHERE result IS NOT NULL AND updated_at < :before"
-_OLDEST = "SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC LIMIT -1 OFFSET :keep"
+_DROP_OLDEST_EVENTS = """
+DELETE FROM outbox WHERE ref IN
+    (SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC LIMIT -1 OFFSET :keep)"""
+_DROP_OLDEST = """
+DELETE FROM checkouts WHERE ref IN
+    (SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC LIMIT -1 OFFSET :keep)"""
 
 
 def _create_private(path: str) -> None:
