@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -48,6 +49,10 @@ def app_factory() -> Starlette:
     return create_app(_load_or_exit(path) if path else demo_settings(_demo_db()))
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -79,6 +84,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers = 1
         demo_dir = tempfile.mkdtemp(prefix="return-router-demo-")  # 0700; removed at exit
         os.environ[DEMO_DIR_ENV] = demo_dir
+        # uvicorn re-raises SIGTERM after its graceful shutdown: end through `finally`, not the default handler.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
         print(f"return-router demo: open http://{args.host}:{args.port}/ (no config given; nothing is charged)",
               file=sys.stderr)
     try:
