@@ -20,9 +20,8 @@ BAND_JA = "テストモード：請求は発生しません。"
 OK_MERCHANT = '\n[merchant]\nshop_url = "https://shop.example.com/cart"\n'
 
 
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+def run(*args: str, cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def test_check_and_serve_refuse_a_config_without_amazon_pay(tmp_path: Path) -> None:

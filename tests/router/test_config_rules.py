@@ -85,7 +85,8 @@ def test_route_hosts_must_be_dns_names(write_config: Write, host: str) -> None:
 
 
 def test_open_in_app_host_cannot_be_an_ip(write_config: Write) -> None:
-    text = BASE_CONFIG.replace('app_store_id = "1234567890"', 'app_store_id = "1234567890"\nopen_in_app_host = "192.168.1.2"')
+    text = BASE_CONFIG.replace('app_store_id = "1234567890"',
+                               'app_store_id = "1234567890"\nopen_in_app_host = "192.168.1.2"')
     found = problems(write_config(text))
     assert any(": ios.open_in_app_host: '192.168.1.2' is an IP address" in p for p in found), found
 
