@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 
 from router.config import ConfigError, Settings, load
 from router.redact import mask
-from router.startup import wait_for_store
+from router.startup import wait_for_store_before_serving
 from router.validators import is_loopback
 from router.web.demo import demo_settings
 
@@ -68,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     demo_dir = None
     if args.config:
         settings = _load_or_exit(args.config)  # fail before forking workers, with every problem listed
-        if not asyncio.run(wait_for_store(settings.storage.url, settings.storage.connect_retry_seconds, _say)):
+        if not wait_for_store_before_serving(settings.storage.url, settings.storage.connect_retry_seconds, _say):
             return 1
         if settings.test_mode:
             log.warning("[amazon_pay] emulator = true: the built-in emulator answers; nothing is charged")

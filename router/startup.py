@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
@@ -62,6 +63,18 @@ async def wait_for_store(
             return True
     say(f"{problem}; gave up after {retry_seconds:g} s")
     return False
+
+
+def wait_for_store_before_serving(url: str, retry_seconds: float, say: Say) -> bool:
+    """`wait_for_store` on a thread of its own, so the main thread's asyncio state stays untouched
+    for uvicorn: with the loop run and closed on the main thread first, webhook deliveries of the
+    served process were recorded late (tests/durability/test_pending.py failed 3 runs in 4)."""
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(asyncio.run(wait_for_store(url, retry_seconds, say))),
+                              name="store-preflight")
+    thread.start()
+    thread.join()
+    return bool(result and result[0])
 
 
 def _first_line(exc: BaseException) -> str:
