@@ -10,10 +10,12 @@ from router.web.association import AssociationFiles
 from well_known import Problem, check_host, validate_aasa, validate_assetlinks
 
 
-async def check_settings(settings: Settings, *, remote: bool, out: TextIO, offline: bool = False) -> list[Problem]:
+async def check_settings(settings: Settings, *, remote: bool, out: TextIO, offline: bool = False,
+                         ca_file: str | None = None, connect_to: str | None = None) -> list[Problem]:
     """Print one line per host and problem; return the errors found (warnings are printed only).
 
     Unless `offline`, also opens the store (the config loader already read the private key).
+    `ca_file` and `connect_to` go to every remote fetch (see well_known.check_host).
     """
     files = AssociationFiles(settings)
     table = settings.route_table
@@ -43,6 +45,8 @@ async def check_settings(settings: Settings, *, remote: bool, out: TextIO, offli
                 host,
                 expected_app_ids=ios.app_ids if ios else (),
                 expected_package=android.package if android else None,
+                ca_file=ca_file,
+                connect_to=connect_to,
             )
             errors += _report(f"{host} remote", problems, out)
     out.write("ok\n" if not errors else f"{len(errors)} error(s)\n")

@@ -1,4 +1,4 @@
-"""The return-router command: serve · emulator · check · config example · keygen · events."""
+"""The return-router command: serve · emulator · check · config example · app-config · keygen · events."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 
+from router.amazon_pay.emulator.state import SCENARIOS
 from router.config import ConfigError, Settings, load
 from router.redact import mask
 from router.startup import wait_for_store_before_serving
 from router.validators import is_loopback
+from router.version import version
 from router.web.demo import demo_settings
+from router.webhooks.admin import SEARCH_WINDOW
 
 CONFIG_ENV = "RETURN_ROUTER_CONFIG"
 DEMO_DIR_ENV = "RETURN_ROUTER_DEMO_DIR"
@@ -112,12 +115,40 @@ def cmd_check(args: argparse.Namespace) -> int:
     from router.checks import check_settings
 
     settings = _load_or_exit(args.config, offline=args.offline)
-    problems = asyncio.run(check_settings(settings, remote=args.remote, offline=args.offline, out=sys.stdout))
+    if args.ca_file is not None and not Path(args.ca_file).is_file():
+        print(f"check: --ca-file {args.ca_file}: no such file", file=sys.stderr)
+        return 2
+    try:
+        problems = asyncio.run(check_settings(settings, remote=args.remote, offline=args.offline, out=sys.stdout,
+                                              ca_file=args.ca_file, connect_to=args.connect_to))
+    except ValueError as exc:  # a --connect-to that is no address:port
+        print(f"check: {exc}", file=sys.stderr)
+        return 2
     return 1 if problems else 0
 
 
 def cmd_config_example(args: argparse.Namespace) -> int:
     sys.stdout.write(resources.files("router").joinpath("example.toml").read_text(encoding="utf-8"))
+    return 0
+
+
+def cmd_app_config(args: argparse.Namespace) -> int:
+    from router import app_config
+
+    settings = _load_or_exit(args.config)
+    if getattr(settings, args.platform) is None:
+        print(f"{settings.source}: {args.platform}: not configured, so no app is associated", file=sys.stderr)
+        return 2
+    for note in app_config.notes(settings):
+        print(f"note: {note}", file=sys.stderr)
+    if args.format == "json":
+        doc = (app_config.ios_entitlements(settings) if args.platform == "ios"
+               else {"intentFilters": app_config.android_intent_filters(settings)})
+        print(json.dumps(doc, indent=2))
+    elif args.platform == "ios":
+        sys.stdout.write(app_config.ios_plist(settings).decode())
+    else:
+        sys.stdout.write(app_config.android_xml(settings))
     return 0
 
 
@@ -139,7 +170,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_events(args: argparse.Namespace) -> int:
     from router.store import open_store
-    from router.webhooks.admin import list_events, redeliver
+    from router.webhooks.admin import UnknownEvents, list_events, redeliver
 
     settings = _load_or_exit(args.config)
 
@@ -148,13 +179,20 @@ def cmd_events(args: argparse.Namespace) -> int:
         await store.open()
         try:
             if args.action == "list":
-                for row in await list_events(store, failed_only=args.failed):
-                    print(json.dumps(row, ensure_ascii=False))
-                return 0
+                rows = await list_events(store, failed_only=args.failed, limit=args.limit, ref=args.ref,
+                                         merchant_reference=args.merchant_reference)
+                return _print_rows(rows)
             if not args.all_failed and not args.ids:
                 print("events redeliver: name event ids or --all-failed", file=sys.stderr)
                 return 2
-            count = await redeliver(store, None if args.all_failed else args.ids, time.time())
+            try:
+                count = await redeliver(store, None if args.all_failed else args.ids, time.time())
+            except UnknownEvents as exc:
+                print(f"events redeliver: unknown event id(s): {exc}; nothing queued", file=sys.stderr)
+                return 1
+            except ValueError as exc:
+                print(f"events redeliver: {exc}", file=sys.stderr)
+                return 2
             print(f"queued {count} event(s) for delivery")
             return 0
         finally:
@@ -163,53 +201,130 @@ def cmd_events(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _print_rows(rows: list[dict[str, object]]) -> int:
+    """One JSON line per row; a reader that stops early (`| head`) ends the listing quietly."""
+    try:
+        for row in rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+EXIT_CODES = """exit codes:
+  0  done; `check`: no errors (warnings may be printed)
+  1  the command ran and found a problem: `check` printed errors, `events redeliver` named an unknown event id
+  2  bad usage or bad input: an invalid config (every problem printed as `file: key: message`), a missing
+     file, keygen's files already there"""
+
+EMULATOR_HELP = f"""Serve the Amazon Pay API emulator (the /v2 API with signed requests, for tests and development).
+
+Register the public key the client signs with (`return-router keygen` writes a pair) and point return-router
+at it: [amazon_pay] public_key_id = the KEY_ID, private_key_file = the private half, endpoint =
+"http://127.0.0.1:8400". Then, for each test checkout:
+  1. register it: POST /v1/checkouts on return-router; it answers the ref and the return URLs;
+  2. create the session Amazon Pay would have created:
+     curl -s -X POST http://127.0.0.1:8400/_emulator/checkout-sessions -H 'content-type: application/json' \\
+       -d '{{"chargeAmount": {{"amount": "14.00", "currencyCode": "USD"}},
+            "paymentIntent": "AuthorizeWithCapture", "scenario": "completed"}}'
+     → 201 {{"checkoutSessionId": "…"}} (amount, currency and intent as registered);
+  3. open the checkoutResultReturnUrl with &amazonCheckoutSessionId=<that id> appended, as Amazon Pay does.
+scenario: {", ".join(SCENARIOS)}.
+GET /_emulator/requests lists what the API received; POST /_emulator/reset forgets everything."""
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each flag's help, except where there is none to show (None, False, [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, []) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="return-router", description=__doc__)
+    p = argparse.ArgumentParser(prog="return-router", description=__doc__, epilog=EXIT_CODES,
+                                formatter_class=HelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="serve the return URLs (the built-in demo without --config)")
-    serve.add_argument("--config", help="TOML config file")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* from the proxy")
-    serve.add_argument("--log-level", default="info")
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=description or help, epilog=EXIT_CODES,
+                              formatter_class=HelpFormatter)
+
+    serve = command("serve", "serve the return URLs (the built-in demo without --config)")
+    serve.add_argument("--config", help="TOML config file (see `config example`); without it, the demo")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (the demo always uses 1)")
+    serve.add_argument("--proxy-headers", action="store_true",
+                       help="trust X-Forwarded-For/Proto from the proxy at FORWARDED_ALLOW_IPS (default 127.0.0.1,::1)")
+    serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="uvicorn's log level")
     serve.add_argument("--allow-public-demo", action="store_true",
                        help="serve the demo (no --config) on a non-loopback --host")
     serve.set_defaults(func=cmd_serve)
 
-    emulator = sub.add_parser("emulator", help="serve the Amazon Pay API emulator")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8400)
-    emulator.add_argument("--public-key", action="append", default=[], metavar="KEY_ID=PEM_FILE")
-    emulator.add_argument("--tls-certfile")
-    emulator.add_argument("--tls-keyfile")
+    emulator = command("emulator", "serve the Amazon Pay API emulator", description=EMULATOR_HELP)
+    emulator.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    emulator.add_argument("--port", type=int, default=8400, help="port to listen on")
+    emulator.add_argument("--public-key", action="append", default=[], metavar="KEY_ID=PEM_FILE",
+                          help="a public key the emulator accepts signatures of (repeatable)")
+    emulator.add_argument("--tls-certfile", help="serve HTTPS with this certificate (PEM; with --tls-keyfile)")
+    emulator.add_argument("--tls-keyfile", help="the private key of --tls-certfile (PEM)")
     emulator.set_defaults(func=cmd_emulator)
 
-    check = sub.add_parser("check", help="validate a config and the files it serves")
-    check.add_argument("--config", required=True)
+    check = command("check", "validate a config and the files it serves")
+    check.add_argument("--config", required=True, help="TOML config file")
     check.add_argument("--remote", action="store_true", help="also fetch the files from every deployed host")
     check.add_argument("--offline", action="store_true",
                        help="skip the store and the secrets (environment variables, key file): for CI")
+    check.add_argument("--ca-file", help="with --remote: trust only the CA certificates in this PEM file")
+    check.add_argument("--connect-to", metavar="ADDRESS:PORT",
+                       help="with --remote: connect there instead of to what each host resolves to (a new "
+                            "server before DNS points at it); the host is still sent as Host and TLS name")
     check.set_defaults(func=cmd_check)
 
-    config = sub.add_parser("config", help="configuration helpers")
+    config = command("config", "configuration helpers")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     config_sub.add_parser("example", help="print a commented example config").set_defaults(func=cmd_config_example)
 
-    keygen = sub.add_parser("keygen", help="generate an RSA key pair (emulator, development)")
-    keygen.add_argument("--out", default="amazon-pay", help="file prefix (default: amazon-pay)")
+    app = command("app-config", "print the app side: iOS entitlements or Android intent filters")
+    app.add_argument("platform", choices=["ios", "android"], help="which app side to print")
+    app.add_argument("--config", required=True, help="TOML config file")
+    app.add_argument("--format", choices=["xml", "json"], default="xml", help="xml or json")
+    app.set_defaults(func=cmd_app_config)
+
+    keygen = command("keygen", "generate an RSA key pair (emulator, development)")
+    keygen.add_argument("--out", default="amazon-pay", help="file prefix: writes PREFIX-private.pem, PREFIX-public.pem")
     keygen.set_defaults(func=cmd_keygen)
 
-    events = sub.add_parser("events", help="inspect and redeliver webhook events")
+    events = command("events", "inspect and redeliver webhook events")
     events_sub = events.add_subparsers(dest="action", required=True)
-    listing = events_sub.add_parser("list", help="list events (newest first)")
-    listing.add_argument("--config", required=True)
+    listing = events_sub.add_parser("list", help="list events as JSON lines (newest first)", epilog=EXIT_CODES,
+                                    formatter_class=HelpFormatter)
+    listing.add_argument("--config", required=True, help="TOML config file (its [storage] url is read)")
     listing.add_argument("--failed", action="store_true", help="only parked events")
-    again = events_sub.add_parser("redeliver", help="queue parked events again")
-    again.add_argument("--config", required=True)
-    again.add_argument("ids", nargs="*")
-    again.add_argument("--all-failed", action="store_true")
+    listing.add_argument("--limit", type=positive_int, default=100, help="print at most this many events")
+    listing.add_argument("--ref", help=f"only events of this checkout ref (searches the newest {SEARCH_WINDOW})")
+    listing.add_argument("--merchant-reference", metavar="ORDER",
+                         help=f"only events of this merchant order reference (searches the newest {SEARCH_WINDOW})")
+    again = events_sub.add_parser("redeliver", help="queue parked events again", epilog=EXIT_CODES,
+                                  formatter_class=HelpFormatter)
+    again.add_argument("--config", required=True, help="TOML config file (its [storage] url is read)")
+    again.add_argument("ids", nargs="*", help="event ids (evt_…) as `events list` prints them")
+    again.add_argument("--all-failed", action="store_true", help="every parked event")
     for sp in (listing, again):
         sp.set_defaults(func=cmd_events)
     return p

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import socket
 import threading
 import time
@@ -46,3 +48,37 @@ def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+# --- webhook bodies against the published schema --------------------------------------------------
+
+
+@functools.cache
+def _webhook_validator(event_type: str) -> Any:
+    import jsonschema
+
+    from router.web.openapi import OPENAPI
+
+    entry = OPENAPI["webhooks"].get(event_type)
+    if entry is None:
+        return None
+    schema = entry["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return jsonschema.Draft202012Validator({**schema, "components": OPENAPI["components"]})
+
+
+def webhook_schema_errors(body: bytes, event_type: str) -> list[str]:
+    """Why a delivered webhook does not match /v1/openapi.json's `webhooks` entry for its type ([] if it does).
+
+    Every receiver in the suite calls this on every body it gets, so no event the code sends can
+    drift from the schema merchants generate their parsers from.
+    """
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return ["the body is not JSON"]
+    validator = _webhook_validator(event_type)
+    if validator is None:
+        return [f"no webhooks entry for the event type header {event_type!r}"]
+    if not isinstance(event, dict) or event.get("type") != event_type:
+        return [f"the body's type differs from the header's {event_type!r}"]
+    return [f"{event_type} {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(event)]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,8 @@ async def check_host(
     transport: httpx.AsyncBaseTransport | None = None,
     expected_app_ids: Sequence[str] = (),
     expected_package: str | None = None,
+    ca_file: str | None = None,
+    connect_to: str | None = None,
 ) -> list[Problem]:
     """Fetch both association files from `host` (optionally `host:port`) and report problems.
 
@@ -46,17 +50,23 @@ async def check_host(
     Problems about HTTP carry the URL as `where`; document problems prefix it to the JSON path.
     `timeout` bounds each read; `deadline` bounds each whole fetch (a server dripping bytes
     resets a read timeout forever).
+    `ca_file` (PEM) replaces the system's trusted CAs; `connect_to` ("address:port") is dialled instead
+    of what `host` resolves to, with `host` still sent as Host and TLS server name (a server before DNS
+    points at it, or a proxy on a test port).
     """
     _check_host_syntax(host, scheme)
+    if connect_to is not None:
+        _check_host_syntax(connect_to, scheme)
     async with httpx.AsyncClient(
         transport=transport,
         timeout=timeout,
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
     ) as client:
         aasa, links = await asyncio.gather(
-            _fetch(client, f"{scheme}://{host}{AASA_PATH}", deadline),
-            _fetch(client, f"{scheme}://{host}{ASSETLINKS_PATH}", deadline),
+            _fetch(client, f"{scheme}://{host}{AASA_PATH}", connect_to, deadline),
+            _fetch(client, f"{scheme}://{host}{ASSETLINKS_PATH}", connect_to, deadline),
         )
         problems = _port_warning(host, scheme)
         problems += aasa.problems + _document_problems(aasa, validate_aasa)
@@ -65,7 +75,7 @@ async def check_host(
         problems += _expect_package(links, expected_package)
         dotted = _trailing_dot(host)
         if dotted is not None:
-            problems += await _compare_trailing_dot(client, scheme, dotted, (aasa, links), deadline)
+            problems += await _compare_trailing_dot(client, scheme, dotted, (aasa, links), connect_to, deadline)
     return problems
 
 
@@ -105,17 +115,17 @@ def _trailing_dot(host: str) -> str | None:
     return f"{name}.:{port}" if port else f"{name}."
 
 
-async def _fetch(client: httpx.AsyncClient, url: str, deadline: float) -> _Fetched:
+async def _fetch(client: httpx.AsyncClient, url: str, connect_to: str | None, deadline: float) -> _Fetched:
     try:
         async with asyncio.timeout(deadline):
-            return await _read(client, url)
+            return await _read(client, url, connect_to)
     except TimeoutError:
         return _Fetched(url, None, [error(url, f"no complete answer within {deadline:g} s")])
 
 
-async def _read(client: httpx.AsyncClient, url: str) -> _Fetched:
+async def _read(client: httpx.AsyncClient, url: str, connect_to: str | None) -> _Fetched:
     try:
-        async with client.stream("GET", url) as response:
+        async with _stream(client, url, connect_to) as response:
             problems = _status_problems(url, response)
             if problems:
                 return _Fetched(url, None, problems)
@@ -130,6 +140,19 @@ async def _read(client: httpx.AsyncClient, url: str) -> _Fetched:
         return _Fetched(url, None, [error(url, "timed out")])
     except httpx.HTTPError as exc:
         return _Fetched(url, None, [error(url, f"request failed: {type(exc).__name__}: {exc}")])
+
+
+def _stream(
+    client: httpx.AsyncClient, url: str, connect_to: str | None
+) -> AbstractAsyncContextManager[httpx.Response]:
+    """GET `url`, or GET it from `connect_to` with the URL's host as Host header and TLS server name."""
+    if connect_to is None:
+        return client.stream("GET", url)
+    parsed = httpx.URL(url)
+    host = parsed.netloc.decode("ascii")
+    dialled = parsed.copy_with(netloc=connect_to.encode("ascii"))
+    server_name = _split_port(host)[0].rstrip(".")
+    return client.stream("GET", dialled, headers={"Host": host}, extensions={"sni_hostname": server_name})
 
 
 def _status_problems(url: str, response: httpx.Response) -> list[Problem]:
@@ -197,10 +220,11 @@ def _expect_package(fetched: _Fetched, package: str | None) -> list[Problem]:
 
 
 async def _compare_trailing_dot(
-    client: httpx.AsyncClient, scheme: str, dotted: str, originals: tuple[_Fetched, _Fetched], deadline: float
+    client: httpx.AsyncClient, scheme: str, dotted: str, originals: tuple[_Fetched, _Fetched],
+    connect_to: str | None, deadline: float,
 ) -> list[Problem]:
     paths = (AASA_PATH, ASSETLINKS_PATH)
-    fetched = await asyncio.gather(*(_fetch(client, f"{scheme}://{dotted}{p}", deadline) for p in paths))
+    fetched = await asyncio.gather(*(_fetch(client, f"{scheme}://{dotted}{p}", connect_to, deadline) for p in paths))
     problems: list[Problem] = []
     for original, again in zip(originals, fetched, strict=True):
         if original.body is None:

@@ -38,6 +38,8 @@ class ButtonSigner:
                 "checkoutMode": "ProcessOrder",
                 "checkoutResultReturnUrl": urls["checkoutResultReturnUrl"],
                 "checkoutCancelUrl": urls["checkoutCancelUrl"],
+                # The Mobile SDK's third link (its "Prerequisites" page): signed with the other two.
+                "checkoutErrorUrl": urls["checkoutErrorUrl"],
             },
             "storeId": self.store_id,
             "chargePermissionType": "OneTime",

@@ -21,7 +21,7 @@ def intent_url(url: str, package: str, fallback_url: str) -> str:
     ``intent://HOST/PATH?QUERY#Intent;scheme=https;package=PKG;S.browser_fallback_url=ENC;end``
     """
     parts = urlsplit(http_url("url", url))
-    if not ANDROID_PACKAGE.match(package):
+    if not ANDROID_PACKAGE.fullmatch(package):
         raise ValueError(f"not an Android package name: {package[:80]!r}")
     http_url("fallback_url", fallback_url)
     host = parts.netloc.rpartition("@")[2]  # never carry user:password into an intent
@@ -33,7 +33,7 @@ def intent_url(url: str, package: str, fallback_url: str) -> str:
 
 def alternate_host_url(url: str, host: str) -> str:
     """The same URL on another host, e.g. the associated subdomain an iOS "Open in app" tap must use."""
-    if not HOST_WITH_PORT.match(host):
+    if not HOST_WITH_PORT.fullmatch(host):
         raise ValueError(f"not a host name: {host[:80]!r}")
     parts = urlsplit(http_url("url", url))
     return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))

@@ -1,8 +1,10 @@
-"""The OpenAPI 3.1 description of the /v1 endpoints, served at /v1/openapi.json."""
+"""The OpenAPI 3.1 description of the /v1 endpoints and the webhooks, served at /v1/openapi.json."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from router.checkout.event_schema import EVENT_SCHEMAS, WEBHOOKS
 
 _MONEY = {
     "type": "object",
@@ -55,7 +57,7 @@ OPENAPI: dict[str, Any] = {
              "description": "Register Amazon Pay checkouts (merchant backend) and finalize them (app)."},
     "components": {
         "securitySchemes": {"merchantToken": {"type": "http", "scheme": "bearer"}},
-        "schemas": {"Money": _MONEY, "Error": _ERROR, "Checkout": _CHECKOUT},
+        "schemas": {"Money": _MONEY, "Error": _ERROR, "Checkout": _CHECKOUT, **EVENT_SCHEMAS},
     },
     "paths": {
         "/v1/checkouts": {"post": {
@@ -119,4 +121,5 @@ OPENAPI: dict[str, Any] = {
                           "410": _error("Expired"), "422": _error("Failed")},
         }},
     },
+    "webhooks": WEBHOOKS,
 }

@@ -49,9 +49,9 @@ class AppLinks:
     play_store_url: str | None = None
 
     def __post_init__(self) -> None:
-        if self.app_store_id is not None and not APP_STORE_ID.match(self.app_store_id):
+        if self.app_store_id is not None and not APP_STORE_ID.fullmatch(self.app_store_id):
             raise ValueError(f"app_store_id must be the numeric App Store id, got {self.app_store_id!r}")
-        if self.android_package is not None and not ANDROID_PACKAGE.match(self.android_package):
+        if self.android_package is not None and not ANDROID_PACKAGE.fullmatch(self.android_package):
             raise ValueError(f"android_package is not an Android package name: {self.android_package!r}")
         if self.ios_open_url is not None:
             http_url("ios_open_url", self.ios_open_url)

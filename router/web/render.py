@@ -20,6 +20,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+import router
 from router.checkout.money import format_amount
 from router.redact import mask_email
 from router.web.i18n import Catalog, Locale, detect_locale, load_catalogs, translator
@@ -40,7 +41,7 @@ def _clip(text: str | None) -> str | None:
 
 def templates_dir() -> Path:
     """Installed wheels ship ``templates/`` as ``router/templates``; a source checkout has it at the root."""
-    package_dir = Path(__file__).resolve().parents[1]  # router/
+    package_dir = Path(router.__file__).resolve().parent
     installed = package_dir / "templates"
     return installed if installed.is_dir() else package_dir.parent / "templates"
 

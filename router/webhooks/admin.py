@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -34,15 +35,51 @@ def event_summary(event: OutboxEvent) -> dict[str, Any]:
     }
 
 
-async def list_events(store: Store, failed_only: bool, *, limit: int = 100) -> list[dict[str, Any]]:
-    """Outbox events for `return-router events list [--failed]`."""
+# Filters look through this many of the newest events (the store has no index on them); the CLI says so.
+SEARCH_WINDOW = 10_000
+
+
+class UnknownEvents(LookupError):
+    """`events redeliver` named ids that are not in the outbox; nothing was queued."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        super().__init__(", ".join(ids))
+        self.ids = list(ids)
+
+
+async def list_events(
+    store: Store, failed_only: bool, *, limit: int = 100, ref: str | None = None,
+    merchant_reference: str | None = None,
+) -> list[dict[str, Any]]:
+    """Outbox events for `return-router events list [--failed] [--ref R] [--merchant-reference M]`, newest first.
+
+    With a filter, the newest SEARCH_WINDOW events are searched and the first `limit` matches returned.
+    """
     if limit < 1:
         raise ValueError("limit must be at least 1")
-    return [event_summary(e) for e in await store.list_events(failed_only=failed_only, limit=limit)]
+    if ref is None and merchant_reference is None:
+        return [event_summary(e) for e in await store.list_events(failed_only=failed_only, limit=limit)]
+    events = await store.list_events(failed_only=failed_only, limit=max(limit, SEARCH_WINDOW))
+    found = [e for e in events if (ref is None or e.ref == ref)
+             and (merchant_reference is None or _merchant_reference(e) == merchant_reference)]
+    return [event_summary(e) for e in found[:limit]]
+
+
+def _merchant_reference(event: OutboxEvent) -> str | None:
+    """The order number in an event body (events.event_for writes it as data.merchantReference)."""
+    try:
+        data = json.loads(event.body).get("data")
+    except (ValueError, AttributeError):
+        return None
+    value = data.get("merchantReference") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
 
 
 async def redeliver(store: Store, event_ids: Sequence[str] | None, now: float) -> int:
-    """Queue parked events again (`events redeliver ID...`; None: `--all-failed`); returns how many."""
+    """Queue parked events again (`events redeliver ID...`; None: `--all-failed`); returns how many.
+
+    UnknownEvents (and nothing queued) when an id is not in the outbox.
+    """
     if event_ids is None:
         return await store.redeliver(None, now)
     if isinstance(event_ids, str):
@@ -53,5 +90,7 @@ async def redeliver(store: Store, event_ids: Sequence[str] | None, now: float) -
     unique = list(dict.fromkeys(event_ids))
     if not unique:
         return 0
+    unknown = [i for i in unique if await store.get_event(i) is None]
+    if unknown:
+        raise UnknownEvents(unknown)
     return await store.redeliver(unique, now)
-

@@ -8,23 +8,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from importlib import metadata
 
 from router.store.base import OutboxEvent
+from router.version import version
 
 SIGNATURE_HEADER = "Return-Router-Signature"
 EVENT_ID_HEADER = "Return-Router-Event-Id"
 EVENT_TYPE_HEADER = "Return-Router-Event-Type"
 
 
-def _version() -> str:
-    try:
-        return metadata.version("return-router")
-    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-        return "0+unknown"
-
-
-USER_AGENT = f"return-router/{_version()}"
+USER_AGENT = f"return-router/{version()}"
 
 
 # --- signatures ----------------------------------------------------------------------------------

@@ -39,10 +39,10 @@ from router.amazon_pay.keys import load_public_key
 from router.checkout.model import Checkout
 from router.store import open_store
 from router.store.base import OutboxEvent, Store
-from router.webhooks.signature import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
+from router.webhooks.signature import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, verify_signature
 from tests.router.conftest import APPS_AND_ROUTES
 from tests.store.conftest import postgres_backend
-from tests.support import free_port, serve_app
+from tests.support import free_port, serve_app, webhook_schema_errors
 
 from .proxy import ThreadedProxy
 
@@ -399,6 +399,7 @@ class Receiver:
     def __init__(self) -> None:
         self.port = free_port()
         self.deliveries: list[Delivery] = []
+        self.schema_errors: list[str] = []  # bodies that did not match /v1/openapi.json's webhooks
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -412,7 +413,11 @@ class Receiver:
     async def receive(self, request: Request) -> Response:
         raw = await request.body()
         ok = verify_signature(WEBHOOK_SECRET, raw, request.headers.get(SIGNATURE_HEADER, ""))
+        invalid = webhook_schema_errors(raw, request.headers.get(EVENT_TYPE_HEADER, ""))
         with self._lock:
+            self.schema_errors += invalid
+            if invalid:  # a merchant that validates refuses it; the fixture fails the test
+                return JSONResponse({"errors": invalid}, status_code=400)
             self.deliveries.append(Delivery(request.headers.get(EVENT_ID_HEADER, ""), json.loads(raw), ok))
         return JSONResponse({"received": True})
 
@@ -447,3 +452,4 @@ def receiver() -> Iterator[Receiver]:
         yield hooks
     finally:
         hooks.down()
+    assert not hooks.schema_errors, hooks.schema_errors

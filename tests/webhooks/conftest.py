@@ -23,7 +23,7 @@ from router.store import open_store
 from router.store.base import NewEvent, Store
 from router.webhooks.signature import verify_signature
 from tests.store.conftest import postgres_backend
-from tests.support import free_port, serve_app
+from tests.support import free_port, serve_app, webhook_schema_errors
 
 SECRET = "whsec_test_k3y_that_must_never_be_logged"
 START = 1_800_000_000.0
@@ -58,7 +58,8 @@ class Receiver:
 
     `fail_times[event_id] = n` fails that event's first n receptions with `fail_status`;
     `status` answers every request; `delay` holds every answer that long (seconds, or at random up
-    to it with `random_delay`).
+    to it with `random_delay`). A body that does not match the published schema is answered 400 and
+    recorded in `schema_errors` (the fixture fails the test on any).
     """
 
     clock: Clock
@@ -69,6 +70,7 @@ class Receiver:
     random_delay: bool = False  # hold each answer a random time up to `delay` (desynchronises workers)
     fail_times: dict[str, int] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
+    schema_errors: list[str] = field(default_factory=list)
     inflight: dict[str, int] = field(default_factory=dict)
     max_inflight_per_event: int = 0
     max_inflight: int = 0
@@ -88,9 +90,13 @@ class Receiver:
         try:
             if self.delay:
                 await asyncio.sleep(random.uniform(0, self.delay) if self.random_delay else self.delay)
+            invalid = webhook_schema_errors(body, request.headers.get("return-router-event-type", ""))
             with self.lock:
                 status = self.status
-                if self.fail_times.get(event_id, 0) > 0:
+                self.schema_errors += invalid
+                if invalid:
+                    status = 400
+                elif self.fail_times.get(event_id, 0) > 0:
                     self.fail_times[event_id] -= 1
                     status = self.fail_status
                 signature = request.headers.get("return-router-signature", "")
@@ -128,6 +134,7 @@ def receiver(clock: Clock) -> Iterator[Receiver]:
     with serve_app(rec.app(), lifespan="off") as base:
         rec.url = base + "/hooks"
         yield rec
+    assert not rec.schema_errors, rec.schema_errors
 
 
 @pytest.fixture

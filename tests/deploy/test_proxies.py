@@ -1,0 +1,138 @@
+"""The shipped proxy configs (deploy/nginx, deploy/Caddyfile), each run by the real server in front of
+`return-router serve --proxy-headers`, checked over real TLS with a throw-away CA."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from .caddy import caddy_binary, running_caddy
+from .certs import Certificates
+from .harness import HOST, Proxy, Service, cli, fetch, service_env
+from .nginx import nginx_binary, running_nginx
+
+ASSOCIATION_PATHS = ("/.well-known/apple-app-site-association", "/.well-known/assetlinks.json",
+                     "/apple-app-site-association")
+IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+
+
+PROXIES = {"nginx": (nginx_binary, running_nginx), "caddy": (caddy_binary, running_caddy)}
+
+
+@pytest.fixture(scope="module", params=sorted(PROXIES))
+def proxy(request: pytest.FixtureRequest, service: Service, certs: Certificates) -> Iterator[Proxy]:
+    """Each shipped proxy in turn, run by the real server."""
+    find, run = PROXIES[request.param]
+    binary = find()
+    if binary is None:
+        pytest.skip(f"{request.param} is not installed (Debian: apt-get install {request.param}; .ci/run does)")
+    with run(binary, service.port, certs) as proxy:
+        yield proxy
+
+
+@pytest.mark.parametrize("path", ASSOCIATION_PATHS)
+def test_association_files_over_https_are_the_service_bytes(proxy: Proxy, service: Service, path: str) -> None:
+    direct = httpx.get(f"http://127.0.0.1:{service.port}{path}", headers={"host": HOST})
+    with proxy.client() as client:
+        proxied = fetch(client, "GET", f"https://127.0.0.1:{proxy.https_port}{path}")
+    assert direct.status_code == 200 and proxied.status_code == 200, proxied.text
+    assert proxied.headers["content-type"] == "application/json"
+    assert proxied.content == direct.content and proxied.content.startswith(b"{" if "apple" in path else b"[")
+    assert proxied.headers["strict-transport-security"] == "max-age=63072000"
+
+
+@pytest.mark.parametrize("path", ASSOCIATION_PATHS)
+def test_plain_http_never_redirects_the_association_files(proxy: Proxy, service: Service, path: str) -> None:
+    direct = httpx.get(f"http://127.0.0.1:{service.port}{path}", headers={"host": HOST})
+    plain = httpx.get(f"http://127.0.0.1:{proxy.http_port}{path}", headers={"host": HOST}, follow_redirects=False)
+    assert plain.status_code == 200 and plain.headers["content-type"] == "application/json"
+    assert plain.content == direct.content
+
+
+def test_plain_http_redirects_everything_else_to_https(proxy: Proxy) -> None:
+    answer = httpx.get(f"http://127.0.0.1:{proxy.http_port}/amazon-pay/error?x=1", headers={"host": HOST},
+                       follow_redirects=False)
+    assert answer.status_code == 301
+    assert answer.headers["location"] == f"https://{HOST}/amazon-pay/error?x=1"
+
+
+def test_return_page_through_the_proxy_links_with_https(proxy: Proxy) -> None:
+    with proxy.client() as client:
+        page = fetch(client, "GET", f"https://127.0.0.1:{proxy.https_port}/amazon-pay/error",
+                       headers={"user-agent": IPHONE})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["strict-transport-security"] == "max-age=63072000"
+    # The iOS smart banner carries the page's own absolute URL: built with https and the public host.
+    assert f"app-argument=https://{HOST}/amazon-pay/error" in page.text
+    assert f"http://{HOST}" not in page.text
+
+
+def test_metrics_stay_off_the_public_host(proxy: Proxy, service: Service) -> None:
+    with proxy.client() as client:
+        public = fetch(client, "GET", f"https://127.0.0.1:{proxy.https_port}/metrics")
+    assert public.status_code == 404 and "return_router" not in public.text
+    local = httpx.get(f"http://127.0.0.1:{service.port}/metrics")
+    assert local.status_code == 200 and "return_router_returns_total" in local.text
+
+
+def test_service_sees_the_client_address_and_scheme_from_the_proxy(proxy: Proxy, service: Service) -> None:
+    with socket.socket() as probe_socket:
+        try:
+            probe_socket.bind(("127.0.0.2", 0))
+        except OSError:
+            pytest.skip("cannot bind 127.0.0.2 here: no second loopback address to tell client from proxy")
+    # The client connects from 127.0.0.2 and lies in its own X-Forwarded-* headers; the proxy connects from
+    # 127.0.0.1. The service must see the address the proxy saw and the scheme the proxy served.
+    probe = f"probe={proxy.https_port}"
+    with proxy.client(local_address="127.0.0.2") as client:
+        answer = fetch(client, "GET", f"https://127.0.0.1:{proxy.https_port}/amazon-pay/error?{probe}",
+                       headers={"x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "http"})
+    assert answer.status_code == 200
+    scopes = [line for line in service.output().splitlines() if "Started scope=" in line and probe in line]
+    assert len(scopes) == 1, service.output()[-3000:]
+    assert "'scheme': 'https'" in scopes[0] and "'client': ('127.0.0.2', 0)" in scopes[0]
+    assert "203.0.113.9" not in scopes[0].split("'headers'")[0]  # the client's own header was not believed
+    access = [line for line in service.output().splitlines() if '"GET /amazon-pay/error?… HTTP/1.1"' in line]
+    assert any(re.search(r"127\.0\.0\.2:0 - ", line) for line in access), access  # the access log says so too
+
+
+def test_client_limits_match_the_service(proxy: Proxy) -> None:
+    url = f"https://127.0.0.1:{proxy.https_port}/v1/checkouts"
+    json_body = {"content-type": "application/json"}
+    with proxy.client() as client:
+        allowed = fetch(client, "POST", url, content=b"x" * (15 * 1024), headers=json_body)
+        usual_header = fetch(client, "GET", f"https://127.0.0.1:{proxy.https_port}/healthz",
+                             headers={"x-filler": "y" * (6 * 1024)})
+        long_header = fetch(client, "GET", f"https://127.0.0.1:{proxy.https_port}/healthz",
+                            headers={"x-filler": "y" * (32 * 1024)})  # Go allows 4 KiB of slack
+    assert allowed.headers["content-type"] == "application/json"  # reached the service (which wants a token)
+    assert allowed.status_code == 401, allowed.text
+    assert usual_header.status_code == 200
+    assert long_header.status_code in (400, 431), long_header.text
+    # Above the service's 16 KiB the body is refused at the edge, before the service sees the request.
+    with proxy.client() as client:
+        too_big = fetch(client, "POST", url, content=b"x" * (17 * 1024), headers=json_body)
+    assert too_big.status_code == 413, too_big.text
+    assert not too_big.headers.get("content-type", "").startswith("application/json")
+    assert not re.search(r"/\d", too_big.headers.get("server", "") + too_big.text)  # no version disclosed
+
+
+def test_check_remote_passes_through_the_proxy_with_the_test_ca(proxy: Proxy, service: Service) -> None:
+    base = [*cli(), "check", "--config", str(service.config), "--remote",
+            "--connect-to", f"127.0.0.1:{proxy.https_port}"]
+    passed = subprocess.run([*base, "--ca-file", str(proxy.certs.ca)], capture_output=True, text=True, timeout=60,
+                            env=service_env())
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert passed.stdout.splitlines()[-1] == "ok"
+    remote = [line for line in passed.stdout.splitlines() if " remote: " in line]
+    if proxy.name == "caddy":  # Caddy's host matcher does not take "pay.example.com." (the Caddyfile says so)
+        remote = [line for line in remote if "trailing-dot host does not serve the same file" not in line]
+    assert remote == []  # not even a warning
+    untrusted = subprocess.run(base, capture_output=True, text=True, timeout=60, env=service_env())
+    assert untrusted.returncode == 1  # the system CAs do not know the test CA: --ca-file is what made it pass
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stdout

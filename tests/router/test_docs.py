@@ -1,0 +1,187 @@
+"""The integration guides and their Swift / Kotlin snippets say only what the code really does.
+
+No Swift or Kotlin compiler is at hand, so the snippets are checked against the API's own sources:
+every endpoint path, JSON key, query item, status and error code they use must exist in
+router/web/openapi.py, router/web/api.py or router/checkout/model.py; every event body in docs/backend.md must validate
+against the published webhook schema, and every `return-router …` command must parse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import shlex
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from router.checkout.events import EVENT_TYPES
+from router.checkout.model import SESSION_ID_PARAMS
+from router.cli import parser
+from router.web import api
+from router.web.openapi import OPENAPI
+from router.webhooks.signature import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, hmac_signature
+from tests.support import webhook_schema_errors
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+GUIDES = {name: (DOCS / name).read_text(encoding="utf-8") for name in ("ios.md", "android.md", "backend.md")}
+SWIFT = (DOCS / "snippets" / "ReturnLinkHandler.swift").read_text(encoding="utf-8")
+KOTLIN = (DOCS / "snippets" / "ReturnLinkHandler.kt").read_text(encoding="utf-8")
+SNIPPETS = {"swift": SWIFT, "kotlin": KOTLIN}
+APP_OPERATIONS = ("/v1/checkout-sessions/{checkoutSessionId}/finalize", "/v1/checkout-sessions/{checkoutSessionId}")
+
+
+def _normalize(path: str) -> str:
+    """Swift "\\(id)", Kotlin "${id}" and OpenAPI "{id}" path parameters all become "{}"; no query."""
+    path = path.split("?", 1)[0]
+    return re.sub(r"\\\([^)]*\)|\$\{[^}]*\}|\{[^}]*\}", "{}", path).rstrip("/")
+
+
+API_PATHS = {_normalize(p): p for p in OPENAPI["paths"]}
+# What the running app really routes (the handlers are never called here).
+ROUTED = {(_normalize(r.path), m) for r in api.Api(None, None, None, None).routes()  # type: ignore[arg-type]
+          for m in r.methods or ()}
+
+
+def _property_names(node: Any) -> set[str]:
+    names: set[str] = set()
+    if isinstance(node, dict):
+        names.update(node.get("properties", {}) if isinstance(node.get("properties"), dict) else ())
+        for value in node.values():
+            names |= _property_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            names |= _property_names(value)
+    return names
+
+
+JSON_KEYS = _property_names(OPENAPI)
+QUERY_ITEMS = {"ref", *SESSION_ID_PARAMS}  # ref: what api.return_urls adds; the session id: what Amazon adds
+
+
+def _paths_in(text: str) -> set[str]:
+    return {_normalize(m) for m in re.findall(r"(/v1/[A-Za-z0-9_\-/{}()\\$.]+)", text)}
+
+
+@pytest.mark.parametrize("language", sorted(SNIPPETS))
+def test_snippet_endpoints_exist(language: str) -> None:
+    used = _paths_in(SNIPPETS[language])
+    assert {_normalize(p) for p in APP_OPERATIONS} <= used  # both app operations are shown
+    assert used <= set(API_PATHS), used - set(API_PATHS)
+    assert used <= {path for path, _ in ROUTED}
+
+
+def _json_keys(language: str) -> set[str]:
+    if language == "swift":
+        return set(re.findall(r'(?<!query)\["(\w+)"\]', SWIFT)) | set(re.findall(r'\[\s*"(\w+)"\s*:', SWIFT))
+    return set(re.findall(r'(?:getString|optString|getJSONObject|optJSONObject|put)\("(\w+)"', KOTLIN))
+
+
+def _query_items(language: str) -> set[str]:
+    if language == "swift":
+        return set(re.findall(r'query\["(\w+)"\]', SWIFT)) | set(re.findall(r'URLQueryItem\(name: "(\w+)"', SWIFT))
+    return set(re.findall(r'(?:getQueryParameter|appendQueryParameter)\("(\w+)"', KOTLIN)) | set(
+        re.findall(r"\?(\w+)=\$", KOTLIN))
+
+
+@pytest.mark.parametrize("language", sorted(SNIPPETS))
+def test_snippet_json_keys_and_query_items_are_the_apis(language: str) -> None:
+    keys, items = _json_keys(language), _query_items(language)
+    assert {"ref", "state", "payloadJSON", "signature", "publicKeyId", "error", "code"} <= keys
+    assert keys <= JSON_KEYS, keys - JSON_KEYS
+    assert {"ref", "amazonCheckoutSessionId"} <= items
+    assert items <= QUERY_ITEMS, items - QUERY_ITEMS
+
+
+def _status_codes(language: str) -> set[int]:
+    text = SNIPPETS[language]
+    found = re.findall(r"case ([\d, ]+)(?: where|:)", text) if language == "swift" else re.findall(
+        r"^\s*([\d, ]+) ->|status == (\d{3})", text, re.M)
+    flat = ",".join(x if isinstance(x, str) else ",".join(x) for x in found)
+    return {int(c) for c in re.findall(r"\d{3}", flat)}
+
+
+@pytest.mark.parametrize("language", sorted(SNIPPETS))
+def test_snippet_status_and_error_codes_are_the_apis(language: str) -> None:
+    documented = {int(code) for p in APP_OPERATIONS for code in OPENAPI["paths"][p][
+        "post" if p.endswith("finalize") else "get"]["responses"]}
+    used = _status_codes(language)
+    assert {200, 202, 402, 409, 410, 422, 503} <= used
+    assert used <= documented, used - documented
+    api_source = Path(api.__file__).read_text(encoding="utf-8")
+    for code in re.findall(r'"([a-z]+_[a-z_]+)"', SNIPPETS[language]):
+        assert f'"{code}"' in api_source, code
+    assert '"retry-after"' in api_source and "Retry-After" in SNIPPETS[language]
+
+
+@pytest.mark.parametrize("language", sorted(SNIPPETS))
+def test_snippet_return_paths_are_the_example_configs(language: str) -> None:
+    example = tomllib.loads((ROOT / "router" / "example.toml").read_text(encoding="utf-8"))
+    by_flow = {r["flow"]: r["path"] for r in example["routes"]}
+    consts = dict(re.findall(r'(?:static let|const val) (\w+) = "(/[^"]+)"', SNIPPETS[language]))
+    assert {k.lower(): v for k, v in consts.items()} == {"result": by_flow["success"], "cancel": by_flow["cancel"],
+                                                          "error": by_flow["error"]}
+
+
+def test_guides_name_only_real_endpoints() -> None:
+    for name, text in GUIDES.items():
+        for method, path in re.findall(r"\b(GET|POST) (/v1/[^\s`?)|]+)", text):
+            assert (_normalize(path), method) in ROUTED, (name, method, path)
+
+
+def test_guides_commands_parse() -> None:
+    commands = []
+    for text in GUIDES.values():
+        for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+            commands += [line for line in block.splitlines() if line.startswith("return-router ")]
+        commands += re.findall(r"`(return-router [^`]+)`", text)
+    assert any(c.startswith("return-router app-config ios") for c in commands)
+    assert any(c.startswith("return-router app-config android") for c in commands)
+    for command in commands:
+        words = [w for w in shlex.split(command.split(">")[0], comments=True)[1:] if w != "…"]
+        parser().parse_args(words)  # SystemExit (a test error) when a command or option does not exist
+
+
+def _json_blocks(text: str) -> list[Any]:
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+
+
+def test_backend_guide_shows_every_event_type_and_each_validates() -> None:
+    events = [b for b in _json_blocks(GUIDES["backend.md"]) if isinstance(b, dict) and "type" in b and "data" in b]
+    assert {e["type"] for e in events} == set(EVENT_TYPES.values())
+    for event in events:
+        assert webhook_schema_errors(json.dumps(event).encode(), event["type"]) == []
+    assert any(e.get("supersedes") == "checkout.canceled" and e["type"] == "checkout.completed" for e in events)
+    for header in (SIGNATURE_HEADER, EVENT_ID_HEADER, EVENT_TYPE_HEADER):
+        assert f"`{header}`" in GUIDES["backend.md"]
+
+
+def test_backend_guide_verifier_accepts_real_signatures_only() -> None:
+    (code,) = re.findall(r"```python\n(.*?)```", GUIDES["backend.md"], re.S)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "backend.md", "exec"), namespace)  # the guide's own code, as a merchant copies it
+    verify = namespace["verify"]
+    body, now = b'{"id":"evt_1"}', int(time.time())
+    header = hmac_signature("whsec_guide", body, now)
+    assert verify("whsec_guide", body, header)
+    assert not verify("whsec_guide", body + b" ", header)
+    assert not verify("whsec_other", body, header)
+    assert not verify("whsec_guide", body, hmac_signature("whsec_guide", body, now - 600))  # replayed
+    good = hmac.new(b"whsec_guide", f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+    rotated = f"t={now},v1={'0' * 64},v1={good}"  # an old secret's signature beside the new one
+    assert verify("whsec_guide", body, rotated)
+
+
+def test_readme_links_the_guides() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in GUIDES:
+        assert f"(docs/{name})" in readme
+    for name, text in GUIDES.items():  # relative links inside the guides resolve
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            assert (DOCS / target).exists(), (name, target)
