@@ -111,7 +111,8 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
     if background:
         runtime.reconciler = Reconciler(service, interval=settings.checkout.reconcile_interval_seconds,
                                         resume_after=settings.checkout.resume_after_seconds,
-                                        breaker=amazon.breaker)
+                                        breaker=amazon.breaker,
+                                        retain_seconds=settings.checkout.retain_seconds)
     holder = ConfigHolder(settings, lambda s: edge_app(s, runtime, button), on_swap=runtime.apply_merchant)
 
     @contextlib.asynccontextmanager

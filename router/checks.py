@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import TextIO
 
 from router.config import Settings
+from router.startup import try_store
 from router.web.association import AssociationFiles
 from well_known import Problem, check_host, validate_aasa, validate_assetlinks
 
 
-async def check_settings(settings: Settings, *, remote: bool, out: TextIO, ca_file: str | None = None,
-                         connect_to: str | None = None) -> list[Problem]:
+async def check_settings(settings: Settings, *, remote: bool, out: TextIO, offline: bool = False,
+                         ca_file: str | None = None, connect_to: str | None = None) -> list[Problem]:
     """Print one line per host and problem; return the errors found (warnings are printed only).
 
+    Unless `offline`, also opens the store (the config loader already read the private key).
     `ca_file` and `connect_to` go to every remote fetch (see well_known.check_host).
     """
     files = AssociationFiles(settings)
@@ -27,6 +29,12 @@ async def check_settings(settings: Settings, *, remote: bool, out: TextIO, ca_fi
             prepared = files.get(kind, probe)
             if prepared is not None:
                 errors += _report(f"{host} {kind}", validate(prepared.body), out)
+    _warn_operator(settings, out)
+    if not offline:
+        problem = await try_store(settings.storage.url)
+        if problem is not None:
+            out.write(f"{settings.source}: {problem}\n")
+            errors.append(Problem("error", "storage", problem))
     if remote:
         ios, android = settings.ios, settings.android
         for host in hosts:
@@ -49,3 +57,17 @@ def _report(label: str, problems: list[Problem], out: TextIO) -> list[Problem]:
     for problem in problems:
         out.write(f"{label}: {problem.severity}: {problem.where}: {problem.message}\n")
     return [p for p in problems if p.severity == "error"]
+
+
+def _warn_operator(settings: Settings, out: TextIO) -> None:
+    """Warnings about what a config leaves the buyer without (printed as `file: key: warning: …`)."""
+    warnings = []
+    if settings.ios is not None and settings.ios.open_in_app_host is None:
+        warnings.append(("ios.open_in_app_host", "not set: Safari never opens the app for a tap on the page's"
+                         " own host, so iPhone pages offer no \"Open in app\" button"))
+    if settings.merchant.shop_url is None:
+        warnings.append(("merchant.shop_url", "not set: pages offer no way back to the shop"))
+    if settings.test_mode:
+        warnings.append(("amazon_pay.emulator", "true: the built-in emulator answers; nothing is charged"))
+    for key, message in warnings:
+        out.write(f"{settings.source}: {key}: warning: {message}\n")

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -21,18 +22,22 @@ from router.access_log import take_over
 from router.amazon_pay.emulator.state import SCENARIOS
 from router.config import ConfigError, Settings, load
 from router.redact import mask
+from router.startup import wait_for_store_before_serving
+from router.validators import is_loopback
 from router.version import version
 from router.web.demo import demo_settings
 from router.web.server import MaskIds
 from router.webhooks.admin import SEARCH_WINDOW
 
 CONFIG_ENV = "RETURN_ROUTER_CONFIG"
+DEMO_DIR_ENV = "RETURN_ROUTER_DEMO_DIR"
+log = logging.getLogger("router.cli")
 ROUTE_WORD = re.compile(r"[a-z.-]+")  # "checkout-sessions", "apple-app-site-association": not identifiers
 
 
-def _load_or_exit(path: str) -> Settings:
+def _load_or_exit(path: str, *, offline: bool = False) -> Settings:
     try:
-        return load(path)
+        return load(path, offline=offline)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -51,8 +56,14 @@ def app_factory() -> ASGIApp:
     return take_over(create_app(settings))
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _demo_db() -> str:
-    return str(Path(tempfile.gettempdir()) / f"return-router-demo-{os.getpid()}.db")
+    """The demo's SQLite file, in the private directory `serve` made (and removes at exit)."""
+    directory = os.environ.get(DEMO_DIR_ENV) or tempfile.mkdtemp(prefix="return-router-demo-")
+    return str(Path(directory) / "demo.db")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -61,21 +72,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     workers = args.workers
     settings = None
+    demo_dir = None
     if args.config:
         settings = _load_or_exit(args.config)  # fail before forking workers, with every problem listed
+        if not wait_for_store_before_serving(settings.storage.url, settings.storage.connect_retry_seconds, _say):
+            return 1
+        if settings.test_mode:
+            log.warning("[amazon_pay] emulator = true: the built-in emulator answers; nothing is charged")
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     else:
+        if not is_loopback(args.host) and not args.allow_public_demo:
+            print(f"serve: refusing to serve the demo on {args.host} (not a loopback address): it needs no "
+                  "login and takes any Host; pass --allow-public-demo to do it anyway", file=sys.stderr)
+            return 2
         os.environ.pop(CONFIG_ENV, None)
         if workers > 1:
             print("the demo keeps its Amazon Pay emulator in memory: serving it with 1 worker", file=sys.stderr)
             workers = 1
+        demo_dir = tempfile.mkdtemp(prefix="return-router-demo-")  # 0700; removed at exit
+        os.environ[DEMO_DIR_ENV] = demo_dir
         print(f"return-router demo: open http://{args.host}:{args.port}/ (no config given; nothing is charged)",
               file=sys.stderr)
     settings = settings or demo_settings(_demo_db())
-    with serving(settings, workers) as graceful_seconds:
-        uvicorn.run("router.cli:app_factory", factory=True, host=args.host, port=args.port, workers=workers,
-                    proxy_headers=args.proxy_headers, server_header=False, log_level=args.log_level,
-                    timeout_graceful_shutdown=graceful_seconds, **uvicorn_options(settings.server))
+    try:  # serving() turns SIGTERM into exit 0, so `finally` removes the demo's directory
+        with serving(settings, workers) as graceful_seconds:
+            uvicorn.run("router.cli:app_factory", factory=True, host=args.host, port=args.port, workers=workers,
+                        proxy_headers=args.proxy_headers, server_header=False, log_level=args.log_level,
+                        timeout_graceful_shutdown=graceful_seconds, **uvicorn_options(settings.server))
+    finally:
+        if demo_dir is not None:
+            shutil.rmtree(demo_dir, ignore_errors=True)
     return 0
 
 
@@ -93,13 +119,13 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from router.checks import check_settings
 
-    settings = _load_or_exit(args.config)
+    settings = _load_or_exit(args.config, offline=args.offline)
     if args.ca_file is not None and not Path(args.ca_file).is_file():
         print(f"check: --ca-file {args.ca_file}: no such file", file=sys.stderr)
         return 2
     try:
-        problems = asyncio.run(check_settings(settings, remote=args.remote, out=sys.stdout, ca_file=args.ca_file,
-                                              connect_to=args.connect_to))
+        problems = asyncio.run(check_settings(settings, remote=args.remote, offline=args.offline, out=sys.stdout,
+                                              ca_file=args.ca_file, connect_to=args.connect_to))
     except ValueError as exc:  # a --connect-to that is no address:port
         print(f"check: {exc}", file=sys.stderr)
         return 2
@@ -251,6 +277,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--proxy-headers", action="store_true",
                        help="trust X-Forwarded-For/Proto from the proxy at FORWARDED_ALLOW_IPS (default 127.0.0.1,::1)")
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="uvicorn's log level")
+    serve.add_argument("--allow-public-demo", action="store_true",
+                       help="serve the demo (no --config) on a non-loopback --host")
     serve.set_defaults(func=cmd_serve)
 
     emulator = command("emulator", "serve the Amazon Pay API emulator", description=EMULATOR_HELP)
@@ -266,6 +294,8 @@ def parser() -> argparse.ArgumentParser:
     check = command("check", "validate a config and the files it serves")
     check.add_argument("--config", required=True, help="TOML config file")
     check.add_argument("--remote", action="store_true", help="also fetch the files from every deployed host")
+    check.add_argument("--offline", action="store_true",
+                       help="skip the store and the secrets (environment variables, key file): for CI")
     check.add_argument("--ca-file", help="with --remote: trust only the CA certificates in this PEM file")
     check.add_argument("--connect-to", metavar="ADDRESS:PORT",
                        help="with --remote: connect there instead of to what each host resolves to (a new "

@@ -37,6 +37,7 @@ async def check_host(
     *,
     scheme: str = "https",
     timeout: float = 10,
+    deadline: float = 30,
     transport: httpx.AsyncBaseTransport | None = None,
     expected_app_ids: Sequence[str] = (),
     expected_package: str | None = None,
@@ -47,6 +48,8 @@ async def check_host(
 
     Also fetches `host.` (trailing dot) for DNS names and warns when it serves different bytes.
     Problems about HTTP carry the URL as `where`; document problems prefix it to the JSON path.
+    `timeout` bounds each read; `deadline` bounds each whole fetch (a server dripping bytes
+    resets a read timeout forever).
     `ca_file` (PEM) replaces the system's trusted CAs; `connect_to` ("address:port") is dialled instead
     of what `host` resolves to, with `host` still sent as Host and TLS server name (a server before DNS
     points at it, or a proxy on a test port).
@@ -62,8 +65,8 @@ async def check_host(
         verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
     ) as client:
         aasa, links = await asyncio.gather(
-            _fetch(client, f"{scheme}://{host}{AASA_PATH}", connect_to),
-            _fetch(client, f"{scheme}://{host}{ASSETLINKS_PATH}", connect_to),
+            _fetch(client, f"{scheme}://{host}{AASA_PATH}", connect_to, deadline),
+            _fetch(client, f"{scheme}://{host}{ASSETLINKS_PATH}", connect_to, deadline),
         )
         problems = _port_warning(host, scheme)
         problems += aasa.problems + _document_problems(aasa, validate_aasa)
@@ -72,7 +75,7 @@ async def check_host(
         problems += _expect_package(links, expected_package)
         dotted = _trailing_dot(host)
         if dotted is not None:
-            problems += await _compare_trailing_dot(client, scheme, dotted, (aasa, links), connect_to)
+            problems += await _compare_trailing_dot(client, scheme, dotted, (aasa, links), connect_to, deadline)
     return problems
 
 
@@ -112,7 +115,15 @@ def _trailing_dot(host: str) -> str | None:
     return f"{name}.:{port}" if port else f"{name}."
 
 
-async def _fetch(client: httpx.AsyncClient, url: str, connect_to: str | None = None) -> _Fetched:
+async def _fetch(client: httpx.AsyncClient, url: str, connect_to: str | None, deadline: float) -> _Fetched:
+    try:
+        async with asyncio.timeout(deadline):
+            return await _read(client, url, connect_to)
+    except TimeoutError:
+        return _Fetched(url, None, [error(url, f"no complete answer within {deadline:g} s")])
+
+
+async def _read(client: httpx.AsyncClient, url: str, connect_to: str | None) -> _Fetched:
     try:
         async with _stream(client, url, connect_to) as response:
             problems = _status_problems(url, response)
@@ -210,10 +221,10 @@ def _expect_package(fetched: _Fetched, package: str | None) -> list[Problem]:
 
 async def _compare_trailing_dot(
     client: httpx.AsyncClient, scheme: str, dotted: str, originals: tuple[_Fetched, _Fetched],
-    connect_to: str | None = None,
+    connect_to: str | None, deadline: float,
 ) -> list[Problem]:
     paths = (AASA_PATH, ASSETLINKS_PATH)
-    fetched = await asyncio.gather(*(_fetch(client, f"{scheme}://{dotted}{p}", connect_to) for p in paths))
+    fetched = await asyncio.gather(*(_fetch(client, f"{scheme}://{dotted}{p}", connect_to, deadline) for p in paths))
     problems: list[Problem] = []
     for original, again in zip(originals, fetched, strict=True):
         if original.body is None:

@@ -46,6 +46,7 @@ class Reconciler:
         interval: float = 2.0,
         resume_after: float = 15.0,
         max_poll_delay: float = 300.0,
+        retain_seconds: float = 30 * 86400.0,
         clock: Callable[[], float] = time.time,
         breaker: CircuitBreaker | None = None,
         rand: Callable[[], float] = random.random,
@@ -55,6 +56,7 @@ class Reconciler:
         self.interval = interval
         self.resume_after = resume_after  # a bound, unfinished checkout untouched this long is abandoned
         self.max_poll_delay = max_poll_delay
+        self.retain_seconds = retain_seconds  # buyer details are purged this long after the last update
         self.clock = clock
         self.breaker = breaker  # open: Amazon is failing, leave it alone until the breaker half-opens
         self.rand = rand
@@ -70,6 +72,7 @@ class Reconciler:
             if checkout.expires_at > now:
                 continue
             changed += (await self.service.expire(checkout)).state != State.CREATED
+        await self.store.purge_buyer_details(now - self.retain_seconds)
         return changed
 
     def _amazon_paused(self) -> bool:

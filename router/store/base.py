@@ -194,6 +194,16 @@ class Store(Protocol):
     async def check_writable(self, now: float, timeout: float = 2.0) -> None:
         """Write the heartbeat row within `timeout` seconds, else raise StoreUnavailable."""
 
+    # --- operator: buyer-detail retention (branch operator) ----------------------------------------
+
+    async def purge_buyer_details(self, before: float) -> int:
+        """Drop the buyer summary (`result`: name, masked email, address) of every checkout last
+        updated before `before`; the checkout, its state and ids stay. Returns how many were purged."""
+
+    async def drop_oldest_checkouts(self, keep: int) -> int:
+        """Delete all but the `keep` newest checkouts (and their outbox events): the demo's bound.
+        Returns how many checkouts were deleted."""
+
 
 # --- safety: a bounded wait for readiness checks ------------------------------------------------------
 

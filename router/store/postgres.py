@@ -514,6 +514,22 @@ class PostgresStore:
         timeouts are far longer: they suit requests, not a readiness probe)."""
         await within(self._fetch(_HEARTBEAT, now), timeout, "PostgreSQL not writable")
 
+    # --- operator: buyer-detail retention (branch operator) ----------------------------------------
+
+    async def purge_buyer_details(self, before: float) -> int:
+        async with self._connection() as conn:
+            status = await conn.execute(_PURGE_BUYER_DETAILS, before)
+        return int(status.rsplit(" ", 1)[1])
+
+    async def drop_oldest_checkouts(self, keep: int) -> int:
+        async def drop(conn: Conn) -> int:
+            for sql in _DROP_OLDEST_DEPENDENTS:
+                await conn.execute(sql, keep)
+            status = await conn.execute(_DROP_OLDEST, keep)
+            return int(status.rsplit(" ", 1)[1])
+
+        return await self._tx(drop)
+
 
 def _unique(exc: asyncpg.UniqueViolationError) -> StoreError | CheckoutError:
     constraint = exc.constraint_name
@@ -524,3 +540,16 @@ def _unique(exc: asyncpg.UniqueViolationError) -> StoreError | CheckoutError:
     if constraint == "outbox_id_key":
         return StoreError("an outbox event with this id exists")
     return StoreError(f"unique violation on {constraint}")
+
+
+# --- operator: buyer-detail retention (branch operator) -------------------------------------------
+
+_PURGE_BUYER_DETAILS = "UPDATE checkouts SET result = NULL WHERE result IS NOT NULL AND updated_at < $1"
+# Rows that reference a dropped checkout go first (the foreign keys).
+_DROP_OLDEST_DEPENDENTS = tuple(f"""
+DELETE FROM {table} WHERE ref IN
+    (SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC OFFSET $1)"""  # noqa: S608
+    for table in ("outbox", "rejected_sessions"))
+_DROP_OLDEST = """
+DELETE FROM checkouts WHERE ref IN
+    (SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC OFFSET $1)"""

@@ -13,7 +13,9 @@ write on a service that writes a few rows per checkout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -250,6 +252,7 @@ class SQLiteStore:
     def _connect(self) -> Conn:
         if self.path != MEMORY:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
         # check_same_thread=False: access is serialised by the one executor thread anyway; this only
         # lets an instrumented subclass (the benchmark) hop threads differently.
         conn = sqlite3.connect(
@@ -529,6 +532,19 @@ class SQLiteStore:
 
         await within(self._run(beat), timeout, f"SQLite database {self.path!r} not writable")
 
+    # --- operator: buyer-detail retention (branch operator) ----------------------------------------
+
+    async def purge_buyer_details(self, before: float) -> int:
+        return await self._tx(lambda conn: conn.execute(_PURGE_BUYER_DETAILS, {"before": before}).rowcount)
+
+    async def drop_oldest_checkouts(self, keep: int) -> int:
+        def drop(conn: Conn) -> int:
+            for sql in _DROP_OLDEST_DEPENDENTS:
+                conn.execute(sql, {"keep": keep})
+            return int(conn.execute(_DROP_OLDEST, {"keep": keep}).rowcount)
+
+        return await self._tx(drop)
+
 
 def _migrate(conn: Conn) -> None:
     conn.execute(migrations.SQLITE_MIGRATIONS_TABLE)
@@ -556,3 +572,23 @@ def _integrity(exc: sqlite3.IntegrityError) -> StoreError | CheckoutError:
     if "outbox.id" in message:
         return StoreError("an outbox event with this id exists")
     return StoreError(f"integrity error: {message}")
+
+
+# --- operator: private files and buyer-detail retention (branch operator) ------------------------
+
+_PURGE_BUYER_DETAILS = "UPDATE checkouts SET result = NULL WHERE result IS NOT NULL AND updated_at < :before"
+# Rows that reference a dropped checkout go first (the foreign keys).
+_DROP_OLDEST_DEPENDENTS = tuple(f"""
+DELETE FROM {table} WHERE ref IN
+    (SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC LIMIT -1 OFFSET :keep)"""  # noqa: S608
+    for table in ("outbox", "rejected_sessions"))
+_DROP_OLDEST = """
+DELETE FROM checkouts WHERE ref IN
+    (SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC LIMIT -1 OFFSET :keep)"""
+
+
+def _create_private(path: str) -> None:
+    """Create the database file readable by its owner only (SQLite gives its -wal and -shm files the
+    same mode); an existing file keeps the mode its operator chose."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

@@ -23,6 +23,8 @@ from router.web.demo_page import DemoView, demo_response, parse_demo_form
 from router.web.routing import Flow, RouteTable
 from router.web.routing import Route as ReturnRoute
 
+MAX_CHECKOUTS = 1000  # a demo left running on a public address keeps this many; the oldest go first
+
 # Scenario name on the landing page → (emulator scenario, fault options, where Amazon sends the buyer)
 SCENARIOS: dict[str, tuple[str, dict[str, Any], Flow]] = {
     "completed": ("completed", {}, Flow.SUCCESS),
@@ -80,6 +82,7 @@ class Demo:
         checkout = await self.service.register(NewCheckout(
             merchant_reference=f"demo-{choice.scenario}", amount=choice.amount, currency=choice.currency,
             payment_intent="AuthorizeWithCapture", can_handle_pending=pending))
+        await self.service.store.drop_oldest_checkouts(MAX_CHECKOUTS)
         body = {"chargeAmount": {"amount": checkout.amount, "currencyCode": checkout.currency},
                 "paymentIntent": checkout.payment_intent, "scenario": emulator_scenario, **faults}
         answer = await self.emulator.post("/_emulator/checkout-sessions", json=body)

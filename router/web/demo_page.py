@@ -72,7 +72,7 @@ class DemoView:
 
 
 def build_demo_context(view: DemoView, locale: Locale, current_url: str) -> dict[str, Any]:
-    context = common_context(locale, current_url, view.merchant_name)
+    context = common_context(locale, current_url, view.merchant_name, test_mode=True)  # always the emulator
     title = assets().catalogs[locale]["demo.title"]
     context.update({
         "page_title": title,

@@ -161,14 +161,16 @@ class Flows:
     def page(self, request: Request, view: PageView) -> Response:
         request.state.page = view.kind  # for the returns metric
         current = self.current_url(request)
-        return page_response(view, request, self.app_links(current), current_url=current)
+        return page_response(view, request, self.app_links(current), current_url=current,
+                             test_mode=self.settings.test_mode)
 
     def error_page(self, request: Request, kind: PageKind, *, status: int | None = None,
                    reason: str | None = None) -> Response:
         view = PageView(kind=kind, merchant_name=self.settings.merchant.name, status=status, reason=reason,
                         return_url=self.shop_url, refresh_seconds=10 if kind == "unavailable" else None)
         request.state.page = kind  # for the returns metric
-        return page_response(view, request, current_url=self.current_url(request))
+        return page_response(view, request, current_url=self.current_url(request),
+                             test_mode=self.settings.test_mode)
 
     def current_url(self, request: Request) -> str:
         """The public URL of this page (https; the demo keeps the scheme it was reached with)."""

@@ -107,11 +107,12 @@ def page_headers(locale: Locale) -> dict[str, str]:
 # ---------------------------------------------------------------- context building
 
 
-def common_context(locale: Locale, current_url: str, merchant_name: str) -> dict[str, Any]:
+def common_context(locale: Locale, current_url: str, merchant_name: str, *, test_mode: bool = False) -> dict[str, Any]:
     loaded = assets()
     other: Locale = "ja" if locale == "en" else "en"
     return {
         "locale": locale,
+        "test_mode": test_mode,  # the built-in emulator answers: the band says nothing is charged
         "t": translator(loaded.catalogs[locale]),
         "css": loaded.css,
         "merchant_name": merchant_name,
@@ -164,9 +165,10 @@ def _smart_banner(links: AppLinks, platform: Platform, current_url: str) -> str 
     return f"app-id={links.app_store_id}, app-argument={current_url.replace(',', '%2C')}"
 
 
-def build_context(view: PageView, locale: Locale, platform: Platform, current_url: str) -> dict[str, Any]:
+def build_context(view: PageView, locale: Locale, platform: Platform, current_url: str, *,
+                  test_mode: bool = False) -> dict[str, Any]:
     """Template context for ``page.html``. ``current_url`` is the absolute URL the buyer loaded."""
-    context = common_context(locale, current_url, view.merchant_name)
+    context = common_context(locale, current_url, view.merchant_name, test_mode=test_mode)
     title_key = f"page.{view.kind}.title"
     note_key = f"page.{view.kind}.note"
     catalog = assets().catalogs[locale]
@@ -189,26 +191,29 @@ def build_context(view: PageView, locale: Locale, platform: Platform, current_ur
     return context
 
 
-def render_page(view: PageView, locale: Locale, platform: Platform, current_url: str) -> str:
+def render_page(view: PageView, locale: Locale, platform: Platform, current_url: str, *,
+                test_mode: bool = False) -> str:
     """The complete HTML document for ``view``."""
-    context = build_context(view, locale, platform, current_url)
+    context = build_context(view, locale, platform, current_url, test_mode=test_mode)
     return get_environment().get_template("page.html").render(context)
 
 
 def page_response(
-    view: PageView, request: Request, app_links: AppLinks | None = None, *, current_url: str | None = None
+    view: PageView, request: Request, app_links: AppLinks | None = None, *, current_url: str | None = None,
+    test_mode: bool = False,
 ) -> HTMLResponse:
     """Render ``view`` for this request's language and platform, with the security headers.
 
     ``app_links``, when given, replaces ``view.app_links`` (handy when the flow built the view
     before it knew the request's alternate-host URL). ``current_url`` overrides ``request.url``,
     e.g. with the public https URL when a TLS-terminating proxy makes the request look like http.
+    ``test_mode`` shows the "nothing is charged" band (the built-in emulator answers).
     """
     if app_links is not None:
         view = replace(view, app_links=app_links)
     locale = detect_locale(request.headers.get("accept-language"), request.query_params.get("lang"))
     platform = detect_platform(request.headers.get("user-agent"))
-    html = render_page(view, locale, platform, current_url or str(request.url))
+    html = render_page(view, locale, platform, current_url or str(request.url), test_mode=test_mode)
     headers = page_headers(locale)
     if view.http_status == 503:  # "temporarily unavailable": say when to come back, as the API does
         headers["Retry-After"] = str(view.refresh_seconds or 10)

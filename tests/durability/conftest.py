@@ -40,7 +40,7 @@ from router.checkout.model import Checkout
 from router.store import open_store
 from router.store.base import OutboxEvent, Store
 from router.webhooks.signature import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, verify_signature
-from tests.router.conftest import BASE_CONFIG
+from tests.router.conftest import APPS_AND_ROUTES
 from tests.store.conftest import postgres_backend
 from tests.support import free_port, serve_app, webhook_schema_errors
 
@@ -168,7 +168,7 @@ def config_text(
     """A router config with test timings: short lease, a reconciler that looks often."""
     webhook = (f'webhook_url = "{webhook_url}"\nwebhook_secret_env = "RR_TEST_WEBHOOK_SECRET"\n'
                if webhook_url else "")
-    return BASE_CONFIG + f"""
+    return APPS_AND_ROUTES + f"""
 [merchant]
 name = "Durable Shop"
 shop_url = "https://shop.example.com/cart"

@@ -14,7 +14,7 @@ from router.amazon_pay import create_emulator_app
 from router.amazon_pay.keys import load_public_key
 from router.app import create_app
 from router.config import Settings, load
-from tests.router.conftest import BASE_CONFIG
+from tests.router.conftest import APPS_AND_ROUTES
 from tests.support import serve_app
 
 KEY_ID = "SANDBOX-E2ETESTKEY"
@@ -47,7 +47,7 @@ def emulator(key_files: tuple[Path, Path]) -> Iterator[Emulator]:
 
 
 def router_config_text(emulator_url: str, private_key: Path, db: str, extra: str = "") -> str:
-    return BASE_CONFIG + f"""
+    return APPS_AND_ROUTES + f"""
 [merchant]
 name = "Example Shop"
 shop_url = "https://shop.example.com/cart"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-BASE_CONFIG = """
+APPS_AND_ROUTES = """
 [ios]
 app_ids = ["ABCDE12345.com.example.shop"]
 app_store_id = "1234567890"
@@ -32,6 +32,14 @@ host = "pay.example.com"
 path = "/amazon-pay/error"
 flow = "error"
 """
+
+# The in-process Amazon Pay emulator, said explicitly: a config without [amazon_pay] does not load.
+EMULATOR = """
+[amazon_pay]
+emulator = true
+"""
+
+BASE_CONFIG = APPS_AND_ROUTES + EMULATOR
 
 
 @pytest.fixture

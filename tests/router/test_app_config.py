@@ -67,6 +67,9 @@ flow = "success"
 host = "*"
 path = "/any/cancel"
 flow = "cancel"
+
+[amazon_pay]
+emulator = true
 """
 # Each configured host, and a Host header the served files are fetched with (a wildcard: any subdomain).
 HOSTS = {"pay.example.com": "pay.example.com", "*.shop.example.com": "m.shop.example.com",

@@ -10,7 +10,7 @@ import pytest
 from router.config import ConfigError, load
 from router.web.routing import Flow
 
-from .conftest import BASE_CONFIG
+from .conftest import APPS_AND_ROUTES, BASE_CONFIG
 
 Write = Callable[..., Path]
 
@@ -120,15 +120,15 @@ def test_amazon_pay_section(write_config: Write, tmp_path: Path) -> None:
     (tmp_path / "key.pem").write_bytes(private_pem)
     section = ('\n[amazon_pay]\npublic_key_id = "SANDBOX-AEXAMPLE"\nprivate_key_file = "key.pem"\n'
                'region = "US"\nstore_id = "amzn1.application-oa2-client.x"\n')
-    settings = load(write_config(BASE_CONFIG + section), env={})
+    settings = load(write_config(APPS_AND_ROUTES + section), env={})
     assert settings.amazon_pay is not None and settings.amazon_pay.region == "na"
     assert b"PRIVATE KEY" not in repr(settings).encode()
     bad = section.replace('"US"', '"mars"').replace('"SANDBOX-AEXAMPLE"', '"AEXAMPLE"').replace("key.pem", "nope.pem")
-    found = problems(write_config(BASE_CONFIG + bad))
+    found = problems(write_config(APPS_AND_ROUTES + bad))
     for key in ("amazon_pay.region", "amazon_pay.environment", "amazon_pay.private_key_file"):
         assert any(f": {key}: " in p for p in found), (key, found)
     (tmp_path / "notakey.pem").write_text("hello")
-    found = problems(write_config(BASE_CONFIG + section.replace("key.pem", "notakey.pem")))
+    found = problems(write_config(APPS_AND_ROUTES + section.replace("key.pem", "notakey.pem")))
     assert any("amazon_pay.private_key_file: is not a usable RSA private key" in p for p in found), found
 
 
@@ -151,9 +151,13 @@ def test_example_config_loads_as_printed(tmp_path: Path) -> None:
                              capture_output=True, text=True, check=True).stdout
     path = tmp_path / "example.toml"
     path.write_text(printed)
-    settings = load(path, env={})
+    settings = load(path, env={}, offline=True)  # the example names a key file the operator provides
     assert settings.ios is not None and settings.android is not None
+    assert settings.amazon_pay is not None and not settings.test_mode
     assert {r.flow for r in settings.routes} == set(Flow)
+    checked = subprocess.run([sys.executable, "-m", "router.cli", "check", "--offline", "--config", str(path)],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0 and checked.stdout.endswith("ok\n"), checked.stdout + checked.stderr
 
 
 def test_check_command_exit_codes(write_config: Write) -> None:

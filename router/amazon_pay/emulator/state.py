@@ -51,6 +51,10 @@ FAULT_REASONS = {408: "RequestTimeout", 425: "TooEarly", 429: "TooManyRequests",
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _COUNTRY_BY_CURRENCY = {"USD": "US", "EUR": "DE", "GBP": "GB", "JPY": "JP"}
 SESSION_LIFETIME = timedelta(hours=24)
+# Bounds for an emulator that runs for days (the public demo): the oldest sessions, with their
+# charges, and the oldest saved idempotent answers are dropped first.
+MAX_SESSIONS = 10_000
+MAX_SAVED = 2 * MAX_SESSIONS
 JSON = dict[str, Any]
 
 
@@ -217,8 +221,11 @@ class Fault:
 class EmulatorState:
     """All sessions, charges and saved idempotent responses of one emulator instance."""
 
-    def __init__(self, clock: Callable[[], datetime]) -> None:
+    def __init__(self, clock: Callable[[], datetime], *, max_sessions: int = MAX_SESSIONS,
+                 max_saved: int = MAX_SAVED) -> None:
         self._clock = clock
+        self.max_sessions = max_sessions
+        self.max_saved = max_saved
         self.sessions: dict[str, Session] = {}
         self.charges: dict[str, Charge] = {}
         self.saved: dict[tuple[str, str], Saved] = {}
@@ -249,7 +256,17 @@ class EmulatorState:
         elif spec.scenario == "buyer-canceled":
             self._cancel(session, "BuyerCanceled", "The buyer canceled the checkout.")
         self.sessions[session.session_id] = session
+        self._drop_oldest()
         return session
+
+    def _drop_oldest(self) -> None:
+        """Keep at most max_sessions sessions and max_saved answers (dicts keep insertion order)."""
+        while len(self.sessions) > self.max_sessions:
+            old = self.sessions.pop(next(iter(self.sessions)))
+            if old.charge_id is not None:
+                self.charges.pop(old.charge_id, None)
+        while len(self.saved) > self.max_saved:
+            del self.saved[next(iter(self.saved))]
 
     # -- faults ---------------------------------------------------------------------------------
 
@@ -295,6 +312,7 @@ class EmulatorState:
             status, body = exc.status, {"reasonCode": exc.reason_code, "message": exc.message}
         if status < 500:
             self.saved[(merchant, key)] = Saved(fingerprint, status, body)
+            self._drop_oldest()
         return status, body
 
     @staticmethod

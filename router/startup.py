@@ -1,0 +1,82 @@
+"""What `serve` and `check` do before serving: reach the store, describe it without its password.
+
+An unreachable database at start is one line and a bounded wait with backoff, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from router.store import open_store
+from router.store.base import StoreError
+
+Say = Callable[[str], None]
+
+
+def store_label(url: str) -> str:
+    """The store URL as an operator may see it in a log: no user, no password, no query."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        return f"sqlite {parts.path.removeprefix('/') or url}"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or 'localhost'}{port}{parts.path}"
+
+
+async def try_store(url: str) -> str | None:
+    """Open and close the store once (migrations included); None when it works, else why not."""
+    try:
+        store = open_store(url)
+        await store.open()
+        await store.close()
+    except (StoreError, OSError, ValueError) as exc:
+        return f"storage: cannot reach {store_label(url)} ({type(exc).__name__}: {_first_line(exc)})"
+    return None
+
+
+async def wait_for_store(
+    url: str,
+    retry_seconds: float,
+    say: Say,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Retry `try_store` with exponential backoff (0.5 s doubling to 10 s, jittered) for up to
+    `retry_seconds`. Says one line when the store is down and one when it gives up; True once it works."""
+    deadline = clock() + retry_seconds
+    delay = 0.5
+    problem = await try_store(url)
+    if problem is None:
+        return True
+    say(f"{problem}; retrying for up to {retry_seconds:g} s")
+    while clock() < deadline:
+        await sleep(min(delay * random.uniform(0.8, 1.2), max(0.0, deadline - clock())))
+        delay = min(delay * 2, 10.0)
+        problem = await try_store(url)
+        if problem is None:
+            say("storage: reachable again; starting")
+            return True
+    say(f"{problem}; gave up after {retry_seconds:g} s")
+    return False
+
+
+def wait_for_store_before_serving(url: str, retry_seconds: float, say: Say) -> bool:
+    """`wait_for_store` on a thread of its own, so the main thread's asyncio state stays untouched
+    for uvicorn: with the loop run and closed on the main thread first, webhook deliveries of the
+    served process were recorded late (tests/durability/test_pending.py failed 3 runs in 4)."""
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(asyncio.run(wait_for_store(url, retry_seconds, say))),
+                              name="store-preflight")
+    thread.start()
+    thread.join()
+    return bool(result and result[0])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else "no details"

@@ -1,0 +1,141 @@
+"""Operator mistakes the config refuses (issue 9): missing [amazon_pay], unsafe URLs, IP hosts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from router.config import ConfigError, load
+from router.config.reader import Problems, Section
+from router.validators import is_ip_literal, url_problem
+
+from .conftest import APPS_AND_ROUTES, BASE_CONFIG
+
+Write = Callable[..., Path]
+
+
+def problems(path: Path, env: dict[str, str] | None = None, offline: bool = False) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(path, env=env or {}, offline=offline)
+    return info.value.problems
+
+
+def test_a_config_without_amazon_pay_does_not_load(write_config: Write) -> None:
+    path = write_config(APPS_AND_ROUTES)
+    assert problems(path) == [f"{path}: amazon_pay: missing: add [amazon_pay] with public_key_id and "
+                              "private_key_file (Seller Central › Integration Central), or emulator = true to run "
+                              "against the built-in emulator (nothing is charged)"]
+
+
+def test_emulator_true_is_test_mode_and_takes_no_other_keys(write_config: Write) -> None:
+    settings = load(write_config(BASE_CONFIG), env={})
+    assert settings.amazon_pay is None and settings.test_mode
+    path = write_config(APPS_AND_ROUTES + '\n[amazon_pay]\nemulator = true\npublic_key_id = "LIVE-X"\n')
+    assert problems(path) == [f"{path}: amazon_pay.public_key_id: is not used with emulator = true "
+                              "(the built-in emulator answers)"]
+    found = problems(write_config(APPS_AND_ROUTES + '\n[amazon_pay]\nemulator = "yes"\n'))
+    assert any(": amazon_pay.emulator: must be true or false" in p for p in found), found
+
+
+def test_emulator_false_needs_the_real_keys(write_config: Write) -> None:
+    found = problems(write_config(APPS_AND_ROUTES + "\n[amazon_pay]\nemulator = false\n"))
+    assert any(": amazon_pay.public_key_id: is required" in p for p in found), found
+    assert any(": amazon_pay.private_key_file: set exactly one of" in p for p in found), found
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("merchant.shop_url", "javascript:alert(1)", "must be an absolute https:// URL (javascript: URLs are refused)"),
+    ("merchant.shop_url", "data:text/html,<b>x</b>", "must be an absolute https:// URL (data: URLs are refused)"),
+    ("merchant.shop_url", "/cart", "must be an absolute https:// URL (a relative URL is refused)"),
+    ("merchant.shop_url", "//evil.example/cart", "must be an absolute https:// URL (a relative URL is refused)"),
+    ("merchant.shop_url", "http://shop.example.com/", "must be an absolute https:// URL"),
+    ("merchant.shop_url", "http://127.0.0.1/", "must be an absolute https:// URL"),
+    ("merchant.shop_url", "https://shop.example.com\\@evil.example/", "must not contain spaces, control"),
+    ("merchant.shop_url", "https://user:pw@shop.example.com/", "must not carry a user name or password"),
+    ("merchant.webhook_url", "http://backend.example.com/h",
+     "must be an absolute https:// URL (http:// only on a loopback host)"),
+    ("android.play_store_url", "http://play.google.com/x", "must be an absolute https:// URL"),
+])
+def test_configured_urls_are_absolute_https(write_config: Write, key: str, value: str, message: str) -> None:
+    section, name = key.split(".")
+    extra = 'webhook_secret_env = "S"\n' if name == "webhook_url" else ""
+    text = BASE_CONFIG + f"\n[{section}]\n{name} = {value!r}\n{extra}"
+    if section == "android":  # [android] exists: add the key to it
+        text = BASE_CONFIG.replace('package = "com.example.shop"', f'package = "com.example.shop"\n{name} = {value!r}')
+    found = problems(write_config(text.replace("'", '"') if "\\" not in value else text), env={"S": "x"})
+    assert any(f": {key}: {message}" in p for p in found), found
+
+
+def test_loopback_http_is_fine_for_server_to_server_urls(write_config: Write) -> None:
+    text = BASE_CONFIG + ('\n[merchant]\nshop_url = "https://shop.example.com/"\n'
+                          'webhook_url = "http://127.0.0.1:9000/hook"\nwebhook_secret_env = "S"\n')
+    settings = load(write_config(text), env={"S": "x"})
+    assert settings.merchant.webhook_url == "http://127.0.0.1:9000/hook"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "10.0.0.1", "127.1", "0x7f.1", "[::1]", "::1"])
+def test_route_hosts_must_be_dns_names(write_config: Write, host: str) -> None:
+    text = BASE_CONFIG.replace('host = "pay.example.com"', f'host = "{host}"', 1)
+    found = problems(write_config(text))
+    assert any(": routes[0].host: " in p for p in found), found
+    if ":" not in host:
+        assert any("is an IP address: routes need a DNS name" in p for p in found), found
+
+
+def test_open_in_app_host_cannot_be_an_ip(write_config: Write) -> None:
+    text = BASE_CONFIG.replace('app_store_id = "1234567890"',
+                               'app_store_id = "1234567890"\nopen_in_app_host = "192.168.1.2"')
+    found = problems(write_config(text))
+    assert any(": ios.open_in_app_host: '192.168.1.2' is an IP address" in p for p in found), found
+
+
+def test_offline_skips_secrets_and_the_key_file(write_config: Write) -> None:
+    text = APPS_AND_ROUTES + ('\n[merchant]\napi_token_env = "RR_UNSET"\n\n[amazon_pay]\n'
+                              'public_key_id = "SANDBOX-X"\nprivate_key_file = "absent.pem"\n')
+    path = write_config(text)
+    online = problems(path)
+    assert any(": merchant.api_token_env: environment variable RR_UNSET" in p for p in online), online
+    assert any(": amazon_pay.private_key_file: cannot read absent.pem" in p for p in online), online
+    settings = load(path, env={}, offline=True)
+    assert settings.amazon_pay is not None and settings.amazon_pay.private_key_pem == b""
+
+
+def test_retain_days_and_connect_retry(write_config: Write) -> None:
+    text = BASE_CONFIG + "\n[checkout]\nretain_days = 7\n\n[storage]\nconnect_retry_seconds = 3\n"
+    settings = load(write_config(text), env={})
+    assert settings.checkout.retain_seconds == 7 * 86400 and settings.storage.connect_retry_seconds == 3
+    found = problems(write_config(BASE_CONFIG + "\n[checkout]\nretain_days = 0\n"))
+    assert any(": checkout.retain_days: must be greater than 0" in p for p in found), found
+
+
+def test_section_cursor_carries_its_path_and_keeps_going() -> None:
+    found = Problems("rr.toml", {})
+    root = Section(found, "", {"a": {"b": [{"n": "x", "u": "javascript:1", "zz": 1}]}})
+    a = root.section("a")
+    assert a is not None
+    (entry,) = a.tables("b", required="add [[a.b]]")
+    assert entry.int_("n", 5) == 5 and entry.url("u") is None and entry.bool_("t", True) is True
+    entry.done()
+    assert found.lines == [
+        "rr.toml: a.b[0].n: must be an integer",
+        "rr.toml: a.b[0].u: must be an absolute https:// URL (javascript: URLs are refused)",
+        "rr.toml: a.b[0].zz: unknown key (allowed: n, t, u)",
+    ]
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("https://shop.example.com/cart?x=1", True), ("HTTPS://SHOP.EXAMPLE/", True), ("https:///x", False),
+    ("https://a.example:0/", False), ("vbscript:x", False), ("https://a.example/\tx", False),
+])
+def test_url_problem(value: str, ok: bool) -> None:
+    assert (url_problem(value) is None) is ok
+
+
+@pytest.mark.parametrize(("host", "ip"), [
+    ("127.0.0.1", True), ("1.2.3.4.", True), ("2130706433", True), ("0x7f.0.0.1", True), ("::1", True),
+    ("pay.example.com", False), ("localhost", False), ("1password.example", False), ("a.b1", False),
+])
+def test_is_ip_literal(host: str, ip: bool) -> None:
+    assert is_ip_literal(host) is ip
