@@ -11,13 +11,13 @@ from router.amazon_pay.quota import FINALIZE, GET_CHARGE, GET_SESSION, Limit
 from router.app import create_app
 from router.config import ConfigError, load
 
-from .conftest import BASE_CONFIG
+from .conftest import APPS_AND_ROUTES, BASE_CONFIG
 
 
 def write(tmp_path: Path, extra: str, key_id: str = "SANDBOX-AEXAMPLE") -> Path:
     (tmp_path / "key.pem").write_bytes(generate_key_pair()[0])
     path = tmp_path / "config.toml"
-    path.write_text(BASE_CONFIG + f'\n[storage]\nurl = "sqlite:///{tmp_path}/rr.db"\n\n[amazon_pay]\n'
+    path.write_text(APPS_AND_ROUTES + f'\n[storage]\nurl = "sqlite:///{tmp_path}/rr.db"\n\n[amazon_pay]\n'
                     f'public_key_id = "{key_id}"\nprivate_key_file = "key.pem"\n{extra}\n')
     return path
 
