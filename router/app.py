@@ -201,6 +201,6 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
                     Middleware(RequestGuard, refuse=refused, max_headers=settings.server.max_headers,
                                max_header_bytes=settings.server.max_header_bytes),
                     Middleware(AssociationMiddleware, files=AssociationFiles(settings)),
-                    Middleware(ApiMetrics, routes=routes)],
+                    Middleware(ApiMetrics, routes=api_routes)],
         exception_handlers={StoreUnavailable: unavailable, Exception: internal_error},
     )

@@ -24,7 +24,11 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     work = tmp_path_factory.mktemp("service")
     config = work / "return-router.toml"
+    metrics_port = free_port()
     config.write_text(BASE_CONFIG + f"""
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+
 [merchant]
 name = "Example Shop"
 shop_url = "https://shop.example.com/cart"
@@ -42,7 +46,7 @@ url = "sqlite:///{work}/rr.db"
                                 env=service_env())
     try:
         wait_for_port(port, proc)  # type: ignore[arg-type]
-        yield Service(port, config, log)
+        yield Service(port, config, log, metrics_port)
     finally:
         proc.terminate()
         proc.wait(timeout=15)

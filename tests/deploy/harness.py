@@ -33,6 +33,7 @@ class Service:
     port: int
     config: Path
     log: Path
+    metrics_port: int  # the metrics listener ([metrics] listen), never behind the proxy
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

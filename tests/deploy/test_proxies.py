@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -76,7 +77,8 @@ def test_metrics_stay_off_the_public_host(proxy: Proxy, service: Service) -> Non
     with proxy.client() as client:
         public = fetch(client, "GET", f"https://127.0.0.1:{proxy.https_port}/metrics")
     assert public.status_code == 404 and "return_router" not in public.text
-    local = httpx.get(f"http://127.0.0.1:{service.port}/metrics")
+    assert httpx.get(f"http://127.0.0.1:{service.port}/metrics").status_code == 404  # nor on the service port
+    local = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics")
     assert local.status_code == 200 and "return_router_returns_total" in local.text
 
 
@@ -97,8 +99,13 @@ def test_service_sees_the_client_address_and_scheme_from_the_proxy(proxy: Proxy,
     assert len(scopes) == 1, service.output()[-3000:]
     assert "'scheme': 'https'" in scopes[0] and "'client': ('127.0.0.2', 0)" in scopes[0]
     assert "203.0.113.9" not in scopes[0].split("'headers'")[0]  # the client's own header was not believed
-    access = [line for line in service.output().splitlines() if '"GET /amazon-pay/error?… HTTP/1.1"' in line]
-    assert any(re.search(r"127\.0\.0\.2:0 - ", line) for line in access), access  # the access log says so too
+    def access() -> list[str]:  # written by the access log's own thread, a moment after the answer
+        return [line for line in service.output().splitlines() if '"GET /amazon-pay/error?… HTTP/1.1"' in line]
+
+    deadline = time.monotonic() + 5
+    while not access() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(re.search(r"127\.0\.0\.2:0 - ", line) for line in access()), access()  # the access log says so too
 
 
 def test_client_limits_match_the_service(proxy: Proxy) -> None:
