@@ -18,6 +18,7 @@ from router.amazon_pay.keys import load_private_key
 from router.amazon_pay.signing import ALGORITHM_V1, ALGORITHM_V2, normalize_region
 from router.checkout.model import SESSION_ID_PARAMS
 from router.validators import ANDROID_PACKAGE, APP_STORE_ID, DNS_NAME, is_http_url
+from router.web.branding import PagesSettings, read_pages
 from router.web.routing import Flow, Route, RouteTable, normalize_host
 from well_known import PathClaim, build_aasa, dumps, is_valid_app_id, normalize_fingerprint
 
@@ -99,6 +100,7 @@ class Settings:
     merchant: MerchantSettings = MerchantSettings()
     storage: StorageSettings = StorageSettings()
     checkout: CheckoutSettings = CheckoutSettings()
+    pages: PagesSettings = PagesSettings()
     source: str = "<built-in>"
     demo: bool = False
 
@@ -202,7 +204,7 @@ class _Reader:
     # --- sections --------------------------------------------------------------------------------
 
     def settings(self, data: Mapping[str, Any]) -> Settings | None:
-        allowed = {"ios", "android", "routes", "amazon_pay", "merchant", "storage", "checkout"}
+        allowed = {"ios", "android", "routes", "amazon_pay", "merchant", "storage", "checkout", "pages"}
         for unknown in sorted(set(data) - allowed):
             self.fail(unknown, f"unknown key (allowed: {', '.join(sorted(allowed))})")
         ios = self.ios(data)
@@ -218,6 +220,7 @@ class _Reader:
             merchant=self.merchant(data),
             storage=self.storage(data),
             checkout=self.checkout(data),
+            pages=read_pages(self.table(data, "pages", PagesSettings.KEYS) or {}, self.base_dir, self.fail),
             source=self.source,
         )
         if ios is not None and routes and not self.problems:  # needs valid app ids and routes
