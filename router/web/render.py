@@ -129,12 +129,14 @@ def _keep_terms(text: str) -> str:
     return text
 
 
-def texts(catalog: Catalog) -> tuple[Any, Any]:
+@functools.cache
+def texts(locale: Locale) -> tuple[Any, Any]:
     """``t(key, **params)`` (plain text) and ``heading(key, **params)`` (Markup with ``<wbr>`` at phrase marks)."""
-    plain = translator(catalog)
+    catalog = assets().catalogs[locale]
+    plain = translator({key: message.replace(_PHRASE, "") for key, message in catalog.items()})
 
     def t(key: str, **params: object) -> str:
-        return _keep_terms(plain(key, **params).replace(_PHRASE, ""))
+        return _keep_terms(plain(key, **params))
 
     def heading(key: str, **params: object) -> Markup:
         t(key, **params)  # unknown keys and parameters fail the same way as in t()
@@ -148,7 +150,7 @@ def common_context(locale: Locale, current_url: str, merchant_name: str,
                    branding: PagesSettings = NO_BRANDING) -> dict[str, Any]:
     loaded = assets()
     other: Locale = "ja" if locale == "en" else "en"
-    t, heading = texts(loaded.catalogs[locale])
+    t, heading = texts(locale)
     return {
         "locale": locale,
         "t": t,

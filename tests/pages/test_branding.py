@@ -17,8 +17,8 @@ import pytest
 from router.app import create_app
 from router.config import ConfigError, load
 from router.web.branding import LOGO_PATH, PagesSettings, accent_css, contrast, normalize_hex, readable
-from router.web.render import render_page, security_headers
 from router.web.platform import Platform, detect_platform
+from router.web.render import render_page, security_headers
 from tests.pages.samples import UA, sample_view
 from tests.support import serve_app
 
@@ -206,7 +206,8 @@ def test_a_failed_payment_puts_trying_again_first_and_the_app_second() -> None:
 
 
 def test_unavailable_page_says_money_may_be_taken_and_not_to_pay_again() -> None:
-    for locale, taken, again in [("en", "it may already have been taken", "You do not need to pay again."),
-                                 ("ja", "すでにお支払いが完了している可能性があります", "もう一度お支払いいただく必要はありません。")]:
+    expected = [("en", "it may already have been taken", "You do not need to pay again."),
+                ("ja", "すでにお支払いが完了している可能性があります", "もう一度お支払いいただく必要はありません。")]
+    for locale, taken, again in expected:
         html = render_page(sample_view("unavailable"), locale, Platform("desktop"), "https://pay.example/x")  # type: ignore[arg-type]
         assert taken in html and again in html

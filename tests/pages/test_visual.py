@@ -41,7 +41,7 @@ def difference(actual: Image.Image, expected: Image.Image) -> float:
     return histogram[255] / (actual.width * actual.height)
 
 
-def test_the_comparison_tolerates_noise_and_catches_layout_changes() -> None:
+async def test_the_comparison_tolerates_noise_and_catches_layout_changes() -> None:
     base = Image.new("L", (100, 100), 255)
     noisy = base.point(lambda v: v - 20)
     assert difference(noisy, base) == 0.0  # a slight tint is no change
