@@ -31,12 +31,19 @@ INSTRUCTIONS = {
 AGENTS = {"iphone": "iphone_safari", "android": "android_chrome", "in_app": "instagram_android",
           "desktop": "desktop_chrome"}
 PAGE_CHECKS_JS = """
-() => ({
-  text: document.body.innerText.toLowerCase(),
-  logo: (img => img ? img.complete && img.naturalWidth > 0 : null)(document.querySelector('img.logo')),
-  kind: document.querySelector('.card').dataset.kind,
-})
+(selectors) => {
+  const shown = el => !!el && el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+  const back = document.querySelector('a.back');
+  return {
+    text: document.body.innerText.toLowerCase(),
+    logo: (img => img ? img.complete && img.naturalWidth > 0 : null)(document.querySelector('img.logo')),
+    kind: document.querySelector('.card').dataset.kind,
+    visible: Object.fromEntries(selectors.map(s => [s, shown(document.querySelector(s))])),
+    back: shown(back) ? {href: back.getAttribute('href'), primary: back.classList.contains('primary')} : null,
+  };
+}
 """
+SELECTORS = sorted({*INSTRUCTIONS["en"].values(), *INSTRUCTIONS["ja"].values()})
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +53,11 @@ def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-async def _visible(page: Page, selector: str) -> bool:
-    locator = page.locator(selector)
-    return await locator.count() > 0 and await locator.first.is_visible()
-
-
 async def _read(page: Page) -> dict[str, Any]:
     """The page's text and state; a pending page may refresh itself meanwhile, so read again then."""
     for _ in range(3):
         try:
-            result: dict[str, Any] = await page.evaluate(PAGE_CHECKS_JS)
+            result: dict[str, Any] = await page.evaluate(PAGE_CHECKS_JS, SELECTORS)
             return result
         except PlaywrightError:
             await page.wait_for_load_state("load")
@@ -108,22 +110,20 @@ async def _check_page(page: Page, where: str, agent: str, locale: str, demo_url:
     problems = []
     seen = await _read(page)
     for words, selector in INSTRUCTIONS[locale].items():
-        if words in seen["text"] and not await _visible(page, selector):
+        if words in seen["text"] and not seen["visible"][selector]:
             problems.append(f"{where}: says {words!r} but has no {selector}")
     if seen["logo"] is not True:
         problems.append(f"{where}: the logo did not load ({seen['logo']})")
-    if not await _visible(page, ".support a"):
+    if not seen["visible"][".support a"]:
         problems.append(f"{where}: no support link")
     phone = agent in ("iphone", "android", "in_app")
-    if await _visible(page, "a.open-app") != phone:
+    if seen["visible"]["a.open-app"] != phone:
         problems.append(f"{where}: 'Open in app' shown={not phone} on {agent}")
-    back = page.locator("a.back")
-    href = await back.get_attribute("href") if await _visible(page, "a.back") else None
-    if href != f"{demo_url}/":
-        problems.append(f"{where}: the way back goes to {href!r}, not the demo shop")
-    elif seen["kind"] in ("declined", "canceled", "expired", "amazon_error"):
-        if "primary" not in (await back.get_attribute("class") or ""):
-            problems.append(f"{where}: trying again is not the primary action")
+    back = seen["back"] or {}
+    if back.get("href") != f"{demo_url}/":
+        problems.append(f"{where}: the way back goes to {back.get('href')!r}, not the demo shop")
+    elif seen["kind"] in ("declined", "canceled", "expired", "amazon_error") and not back["primary"]:
+        problems.append(f"{where}: trying again is not the primary action")
     return problems
 
 
@@ -146,8 +146,8 @@ async def test_the_walk_flags_an_instruction_without_its_button(browser: Browser
         await page.goto(f"{demo_url}/?lang=en", wait_until="load")
         await page.click('form[data-scenario="completed"] button')
         await page.wait_for_load_state("load")
-        assert not await _visible(page, "a.open-app")
-        text = (await _read(page))["text"]
-        assert "open in app" not in text and "thank you" in text
+        seen = await _read(page)
+        assert not seen["visible"]["a.open-app"] and await page.locator("a.open-app").count() == 0
+        assert "open in app" not in seen["text"] and "thank you" in seen["text"]
     finally:
         await context.close()
