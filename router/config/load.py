@@ -16,6 +16,7 @@ from router.config import sections
 from router.config.reader import Problems, Section
 from router.config.settings import AmazonPaySettings, ConfigError, Settings, claims_for
 from router.ops.settings import OpsSettings
+from router.web.branding import PagesSettings, read_pages
 from well_known import build_aasa, dumps
 
 AASA_MAX_BYTES = 128 * 1024
@@ -73,6 +74,7 @@ def _settings(root: Section, base_dir: Path) -> Settings:
         checkout=_table(root, "checkout", sections.checkout),
         ops=OpsSettings(_table(root, "metrics", sections.metrics_listen), graceful),
         server=limits,
+        pages=_pages(root, base_dir),
         source=root.problems.source,
     )
 
@@ -83,6 +85,16 @@ def _table(root: Section, name: str, read: Callable[[Section], T]) -> T:
     value = read(section)
     section.done()
     return value
+
+
+def _pages(root: Section, base_dir: Path) -> PagesSettings:
+    """[pages]: read by router.web.branding (the logo is loaded here, once)."""
+    section = root.section("pages") or Section(root.problems, "pages", {})
+    for key in sorted(PagesSettings.KEYS):
+        section.has(key)  # the allowed keys
+    pages = read_pages(section.table, base_dir, root.problems.add)
+    section.done()
+    return pages
 
 
 def _amazon_pay(root: Section, base_dir: Path) -> AmazonPaySettings | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from router.checkout.model import SESSION_ID_PARAMS
 from router.ops.settings import OpsSettings
+from router.web.branding import PagesSettings
 from router.web.routing import Flow, Route, RouteTable
 from well_known import PathClaim
 
@@ -106,6 +107,7 @@ class Settings:
     checkout: CheckoutSettings = CheckoutSettings()
     ops: OpsSettings = OpsSettings()  # [metrics] listen, [server] graceful_seconds
     server: ServerSettings = ServerSettings()  # [server] client limits
+    pages: PagesSettings = PagesSettings()  # [pages] branding and links
     source: str = "<built-in>"
     demo: bool = False
 

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from router.checkout.model import NewCheckout
 from router.checkout.service import CheckoutService
 from router.config import AndroidSettings, IosSettings, MerchantSettings, Settings, StorageSettings
+from router.web.branding import Logo, PagesSettings
 from router.web.demo_page import DemoView, demo_response, parse_demo_form
 from router.web.routing import Flow, RouteTable
 from router.web.routing import Route as ReturnRoute
@@ -33,8 +34,20 @@ SCENARIOS: dict[str, tuple[str, dict[str, Any], Flow]] = {
     "declined": ("declined", {}, Flow.SUCCESS),
     "expired": ("expired", {}, Flow.SUCCESS),
     "buyer-canceled": ("buyer-canceled", {}, Flow.CANCEL),
-    "amazon-error": ("completed", {"fail_first_n": 1000, "fail_status": 503}, Flow.SUCCESS),
+    "amazon-error": ("completed", {}, Flow.ERROR),  # Amazon gives up and sends the buyer to the error URL
 }
+# The demo shop's wordmark: served from memory like a merchant's logo_file.
+DEMO_LOGO = Logo(
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="160" height="40" viewBox="0 0 160 40">'
+    b'<rect x="2" y="8" width="24" height="24" rx="6" fill="#b4451f"/>'
+    b'<path d="M9 17h10l-1 9h-8z" fill="#fff"/>'
+    b'<text x="34" y="27" font-family="DejaVu Sans, sans-serif" font-size="18" font-weight="700" fill="#b4451f">'
+    b"Demo Shop</text></svg>",
+    "image/svg+xml",
+)
+
+
+DEMO_BRANDING = PagesSettings(logo=DEMO_LOGO, accent_color="#b4451f", support_email="support@demo-shop.example")
 
 
 def demo_settings(db_path: str) -> Settings:
@@ -44,14 +57,17 @@ def demo_settings(db_path: str) -> Settings:
             ReturnRoute("*", "/amazon-pay/cancel", Flow.CANCEL),
             ReturnRoute("*", "/amazon-pay/error", Flow.ERROR),
         ),
-        ios=IosSettings(app_ids=("ABCDE12345.com.example.shop",), app_store_id="1234567890"),
+        ios=IosSettings(app_ids=("ABCDE12345.com.example.shop",), app_store_id="1234567890",
+                        open_in_app_host="open.demo-shop.example"),
         android=AndroidSettings(
             package="com.example.shop",
             sha256_cert_fingerprints=(
                 "14:6D:E9:83:C5:73:06:50:D8:EE:B9:95:2F:34:FC:64:16:A0:83:42:E6:1D:BE:A8:8A:04:96:B2:3F:CF:44:E5",
             ),
         ),
-        merchant=MerchantSettings(name="Demo Shop", shop_url=None),
+        # The shop is the landing page; the flows move it onto whatever host the demo is reached at.
+        merchant=MerchantSettings(name="Demo Shop", shop_url="http://localhost/"),
+        pages=DEMO_BRANDING,
         storage=StorageSettings(url=f"sqlite:///{db_path}"),
         source="<built-in demo>",
         demo=True,
@@ -70,7 +86,7 @@ class Demo:
                 Route("/demo/start", self.start, methods=["POST"])]
 
     async def landing(self, request: Request) -> Response:
-        return demo_response(DemoView(), request)
+        return demo_response(DemoView(), request, DEMO_BRANDING)
 
     async def start(self, request: Request) -> Response:
         try:

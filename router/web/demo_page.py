@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from router.checkout.money import format_amount
+from router.web.branding import PagesSettings
 from router.web.i18n import Locale, detect_locale, is_locale
-from router.web.render import assets, common_context, get_environment, page_headers
+from router.web.render import NO_BRANDING, common_context, get_environment, page_headers
 
 DemoScenario = Literal[
     "completed", "pending-then-authorized", "pending-then-declined",
@@ -71,11 +72,12 @@ class DemoView:
     scenarios: tuple[DemoScenario, ...] = DEMO_SCENARIOS
 
 
-def build_demo_context(view: DemoView, locale: Locale, current_url: str) -> dict[str, Any]:
-    context = common_context(locale, current_url, view.merchant_name, test_mode=True)  # always the emulator
-    title = assets().catalogs[locale]["demo.title"]
+def build_demo_context(view: DemoView, locale: Locale, current_url: str,
+                       branding: PagesSettings = NO_BRANDING) -> dict[str, Any]:
+    context = common_context(locale, current_url, view.merchant_name, branding,
+                             test_mode=True)  # always the emulator
     context.update({
-        "page_title": title,
+        "page_title": context["t"]("demo.title"),
         "action": view.action,
         "scenarios": view.scenarios,
         "amounts": [{"currency": c, "label": format_amount(a, c)} for c, a in DEMO_AMOUNTS.items()],
@@ -85,12 +87,13 @@ def build_demo_context(view: DemoView, locale: Locale, current_url: str) -> dict
     return context
 
 
-def render_demo(view: DemoView, locale: Locale, current_url: str) -> str:
-    return get_environment().get_template("demo.html").render(build_demo_context(view, locale, current_url))
+def render_demo(view: DemoView, locale: Locale, current_url: str, branding: PagesSettings = NO_BRANDING) -> str:
+    context = build_demo_context(view, locale, current_url, branding)
+    return get_environment().get_template("demo.html").render(context)
 
 
-def demo_response(view: DemoView, request: Request) -> HTMLResponse:
+def demo_response(view: DemoView, request: Request, branding: PagesSettings = NO_BRANDING) -> HTMLResponse:
     """The demo landing page in the request's language, with the security headers."""
     locale = detect_locale(request.headers.get("accept-language"), request.query_params.get("lang"))
-    html = render_demo(view, locale, str(request.url))
-    return HTMLResponse(html, headers=page_headers(locale))
+    html = render_demo(view, locale, str(request.url), branding)
+    return HTMLResponse(html, headers=page_headers(locale, branding.accent_color))

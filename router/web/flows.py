@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -25,10 +26,11 @@ from router.checkout.model import (
 from router.checkout.service import CheckoutService
 from router.config import Settings
 from router.redact import mask
+from router.web.branding import LOGO_PATH
 from router.web.links import alternate_host_url, site_path
-from router.web.pages import AppLinks, PageKind, PageView
+from router.web.pages import RETRY_KINDS, AppLinks, PageKind, PageView
 from router.web.platform import detect_platform
-from router.web.render import page_response
+from router.web.render import logo_response, page_response
 from router.web.routing import Flow, Route, normalize_host
 
 log = logging.getLogger("router.web.flows")
@@ -78,8 +80,19 @@ class Flows:
         self.table = settings.route_table
         self.scheme = "https"
         self.shop_url = settings.merchant.shop_url
+        self.branding = settings.pages
+
+    def return_url(self, kind: PageKind) -> str | None:
+        """Where the page's main link goes: shopping on after a payment, trying again after a failed one."""
+        if kind == "success":
+            return self.branding.continue_shopping_url or self.shop_url
+        if kind in RETRY_KINDS:
+            return self.branding.retry_url or self.shop_url
+        return self.shop_url
 
     async def dispatch(self, request: Request) -> Response:
+        if request.url.path == LOGO_PATH and self.branding.logo is not None:
+            return logo_response(self.branding.logo, request)
         route = self.table.match(request.headers.get("host", ""), request.url.path)
         if route is None:
             return self.error_page(request, "not_found")
@@ -95,8 +108,8 @@ class Flows:
         if route.flow is Flow.CANCEL:
             return await self.cancel(request)
         # Amazon sent the buyer to the error URL: nothing was charged; a plain, honest page.
-        return self.page(request, PageView(kind="error", merchant_name=self.settings.merchant.name, status=200,
-                                           return_url=self.shop_url))
+        return self.page(request, PageView(kind="amazon_error", merchant_name=self.settings.merchant.name,
+                                           return_url=self.return_url("amazon_error")))
 
     async def success(self, request: Request) -> Response:
         try:
@@ -135,7 +148,7 @@ class Flows:
             return self.page(request, self.result_view(outcome))
         checkout = outcome.checkout if outcome is not None else None
         return self.page(request, PageView(kind="canceled", merchant_name=self.settings.merchant.name,
-                                           return_url=self.shop_url, **_order(checkout)))
+                                           return_url=self.return_url("canceled"), **_order(checkout)))
 
     def result_view(self, outcome: Outcome) -> PageView:
         checkout = outcome.checkout
@@ -153,7 +166,7 @@ class Flows:
             buyer_name=buyer.get("buyerName") if kind == "success" else None,
             buyer_email=buyer.get("maskedEmail") if kind == "success" else None,
             payment_descriptor=buyer.get("paymentDescriptor") if kind == "success" else None,
-            return_url=self.shop_url,
+            return_url=self.return_url(kind),
             reason=checkout.reason_code if kind == "error" else None,
             **_order(checkout),
         )
@@ -161,15 +174,24 @@ class Flows:
     def page(self, request: Request, view: PageView) -> Response:
         request.state.page = view.kind  # for the returns metric
         current = self.current_url(request)
-        return page_response(view, request, self.app_links(current), current_url=current,
+        view = self.demo_links(view, current)
+        return page_response(view, request, self.app_links(current), current_url=current, branding=self.branding,
                              test_mode=self.settings.test_mode)
+
+    def demo_links(self, view: PageView, current_url: str) -> PageView:
+        """The demo answers on any host: its shop (the landing page) lives on the host the buyer used."""
+        if not self.settings.demo or view.return_url is None:
+            return view
+        here, there = urlsplit(current_url), urlsplit(view.return_url)
+        return replace(view, return_url=urlunsplit((here.scheme, here.netloc, there.path, there.query, "")))
 
     def error_page(self, request: Request, kind: PageKind, *, status: int | None = None,
                    reason: str | None = None) -> Response:
         view = PageView(kind=kind, merchant_name=self.settings.merchant.name, status=status, reason=reason,
-                        return_url=self.shop_url, refresh_seconds=10 if kind == "unavailable" else None)
+                        return_url=self.return_url(kind), refresh_seconds=10 if kind == "unavailable" else None)
         request.state.page = kind  # for the returns metric
-        return page_response(view, request, current_url=self.current_url(request),
+        current = self.current_url(request)
+        return page_response(self.demo_links(view, current), request, current_url=current, branding=self.branding,
                              test_mode=self.settings.test_mode)
 
     def current_url(self, request: Request) -> str:

@@ -12,7 +12,7 @@ from router.validators import ANDROID_PACKAGE, APP_STORE_ID
 from router.web.links import configured_link, http_url
 
 PageKind = Literal[
-    "success", "pending", "declined", "canceled", "expired",
+    "success", "pending", "declined", "canceled", "expired", "amazon_error",
     "error", "not_found", "conflict", "bad_request", "unavailable",
 ]  # fmt: skip
 PAGE_KINDS: tuple[PageKind, ...] = get_args(PageKind)
@@ -20,15 +20,16 @@ PAGE_KINDS: tuple[PageKind, ...] = get_args(PageKind)
 # Outcomes the buyer reached through a claimed return path are normal pages (200); the rest say
 # what went wrong. The flows may override any of these per view.
 DEFAULT_STATUS: Mapping[PageKind, int] = MappingProxyType({
-    "success": 200, "pending": 200, "declined": 200, "canceled": 200, "expired": 200,
+    "success": 200, "pending": 200, "declined": 200, "canceled": 200, "expired": 200, "amazon_error": 200,
     "error": 502, "not_found": 404, "conflict": 409, "bad_request": 400, "unavailable": 503,
 })  # fmt: skip
 DEFAULT_REFRESH_SECONDS = 5
 _REFRESHING_KINDS = frozenset({"pending", "unavailable"})
-RETRY_KINDS = frozenset({"declined", "canceled", "expired", "error", "bad_request"})
+# Nothing was charged and the buyer can simply pay again: "try again" is the primary action.
+RETRY_KINDS = frozenset({"declined", "canceled", "expired", "amazon_error"})
 TONES: Mapping[PageKind, str] = MappingProxyType({
     "success": "ok", "pending": "wait", "unavailable": "wait",
-    "declined": "fail", "error": "fail", "conflict": "fail", "bad_request": "fail",
+    "declined": "fail", "amazon_error": "fail", "error": "fail", "conflict": "fail", "bad_request": "fail",
     "canceled": "info", "expired": "info", "not_found": "info",
 })  # fmt: skip
 

@@ -16,19 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 import router
 from router.checkout.money import format_amount
 from router.redact import mask_email
+from router.web.branding import Logo, PagesSettings, accent_css
 from router.web.i18n import Catalog, Locale, detect_locale, load_catalogs, translator
 from router.web.links import intent_url, relative, with_query
-from router.web.pages import RETRY_KINDS, TONES, AppLinks, PageView
+from router.web.pages import RETRY_KINDS, TONES, AppLinks, PageKind, PageView
 from router.web.platform import Platform, detect_platform
 
 _MAX_TEXT = 300  # free text shown to the buyer (reason, names) is cut to this many characters
+_PHRASE = "|"  # in a catalog heading: where a line may break (Japanese has no spaces; see page.css)
+_NBSP_TERMS = ("Amazon Pay",)  # never split across lines
+NO_BRANDING = PagesSettings()
 
 
 def _clip(text: str | None) -> str | None:
@@ -54,6 +58,27 @@ class _Assets:
     csp: str
 
 
+def _csp(css: str) -> str:
+    digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
+    return "; ".join((
+        "default-src 'none'",
+        f"style-src 'sha256-{digest}'",
+        # 'self' for the merchant's logo (served from memory); data: only for the empty favicon
+        # (<link rel="icon" href="data:,">) that keeps browsers from asking for /favicon.ico.
+        "img-src 'self' data:",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ))  # fmt: skip
+
+
+@functools.cache
+def styles(accent: str | None) -> tuple[Markup, str]:
+    """The final inline CSS (the merchant's accent appended) and its CSP, computed once per accent."""
+    css = str(assets().css) + (accent_css(accent) if accent else "")
+    return Markup(css), _csp(css)  # noqa: S704
+
+
 @functools.cache
 def assets() -> _Assets:
     """Jinja2 environment, catalogs, CSS and its CSP, loaded once per process."""
@@ -67,16 +92,7 @@ def assets() -> _Assets:
         auto_reload=False,
     )
     css = (directory / "page.css").read_text(encoding="utf-8").strip()
-    digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
-    csp = "; ".join((
-        "default-src 'none'",
-        f"style-src 'sha256-{digest}'",
-        "img-src 'self' data:",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ))  # fmt: skip
-    return _Assets(environment, load_catalogs(directory / "messages"), Markup(css), csp)  # noqa: S704
+    return _Assets(environment, load_catalogs(directory / "messages"), Markup(css), _csp(css))  # noqa: S704
 
 
 def get_environment() -> jinja2.Environment:
@@ -84,10 +100,10 @@ def get_environment() -> jinja2.Environment:
     return assets().environment
 
 
-def security_headers() -> dict[str, str]:
+def security_headers(accent: str | None = None) -> dict[str, str]:
     """Headers for every HTML page the service sends, error pages included (a fresh dict to extend)."""
     return {
-        "Content-Security-Policy": assets().csp,
+        "Content-Security-Policy": styles(accent)[1] if accent else assets().csp,
         "Referrer-Policy": "no-referrer",
         "Cache-Control": "no-store",
         "X-Robots-Tag": "noindex",
@@ -97,8 +113,8 @@ def security_headers() -> dict[str, str]:
     }
 
 
-def page_headers(locale: Locale) -> dict[str, str]:
-    headers = security_headers()
+def page_headers(locale: Locale, accent: str | None = None) -> dict[str, str]:
+    headers = security_headers(accent)
     headers["Content-Language"] = locale
     headers["Vary"] = "Accept-Language, User-Agent"
     return headers
@@ -107,15 +123,43 @@ def page_headers(locale: Locale) -> dict[str, str]:
 # ---------------------------------------------------------------- context building
 
 
-def common_context(locale: Locale, current_url: str, merchant_name: str, *, test_mode: bool = False) -> dict[str, Any]:
+def _keep_terms(text: str) -> str:
+    for term in _NBSP_TERMS:
+        text = text.replace(term, term.replace(" ", "\u00a0"))
+    return text
+
+
+@functools.cache
+def texts(locale: Locale) -> tuple[Any, Any]:
+    """``t(key, **params)`` (plain text) and ``heading(key, **params)`` (Markup with ``<wbr>`` at phrase marks)."""
+    catalog = assets().catalogs[locale]
+    plain = translator({key: message.replace(_PHRASE, "") for key, message in catalog.items()})
+
+    def t(key: str, **params: object) -> str:
+        return _keep_terms(plain(key, **params))
+
+    def heading(key: str, **params: object) -> Markup:
+        t(key, **params)  # unknown keys and parameters fail the same way as in t()
+        parts = [escape(_keep_terms(part.format(**params))) for part in catalog[key].split(_PHRASE)]
+        return Markup("<wbr>").join(parts)
+
+    return t, heading
+
+
+def common_context(locale: Locale, current_url: str, merchant_name: str,
+                   branding: PagesSettings = NO_BRANDING, *, test_mode: bool = False) -> dict[str, Any]:
     loaded = assets()
     other: Locale = "ja" if locale == "en" else "en"
+    t, heading = texts(locale)
     return {
         "locale": locale,
         "test_mode": test_mode,  # the built-in emulator answers: the band says nothing is charged
-        "t": translator(loaded.catalogs[locale]),
-        "css": loaded.css,
+        "t": t,
+        "heading": heading,
+        "css": styles(branding.accent_color)[0],
         "merchant_name": merchant_name,
+        "logo_url": branding.logo.url if branding.logo else None,
+        "support": _support(branding),
         "lang_switch": {
             "url": with_query(current_url, lang=other),
             "locale": other,
@@ -124,20 +168,30 @@ def common_context(locale: Locale, current_url: str, merchant_name: str, *, test
     }
 
 
+def _support(branding: PagesSettings) -> dict[str, str] | None:
+    """Where a buyer gets help, on every page when the merchant configured it."""
+    if not branding.support_url and not branding.support_email:
+        return None
+    support = {"url": branding.support_url or "", "email": branding.support_email or ""}
+    support["mailto"] = f"mailto:{branding.support_email}" if branding.support_email else ""
+    return support
+
+
 def _details(view: PageView) -> list[dict[str, str]]:
     total = format_amount(view.amount, view.currency) if view.amount and view.currency else None
+    success = view.kind == "success"  # the name is in the heading, the email in the confirmation line
     rows: list[tuple[str, str, str | None]] = [
         ("details.order", "", _clip(view.merchant_reference)),
         ("details.amount", "amount", total),
         ("details.payment_method", "", _clip(view.payment_descriptor)),
-        ("details.name", "", _clip(view.buyer_name)),
-        ("details.email", "", mask_email(view.buyer_email) if view.buyer_email else None),
+        ("details.name", "", None if success else _clip(view.buyer_name)),
+        ("details.email", "", mask_email(view.buyer_email) if view.buyer_email and not success else None),
         ("details.reason", "", _clip(view.reason)),
     ]  # fmt: skip
     return [{"label_key": key, "css": css, "value": value} for key, css, value in rows if value]
 
 
-def _app_section(links: AppLinks, platform: Platform, current_url: str) -> dict[str, Any] | None:
+def _app_section(links: AppLinks, platform: Platform, current_url: str, kind: PageKind) -> dict[str, Any] | None:
     """The "Open in app" block for phones; ``None`` on desktops/unknown agents or without app links."""
     if platform.os == "ios":
         open_url, store_url, store_key = links.ios_open_url, links.app_store_url, "app.store.ios"
@@ -153,7 +207,9 @@ def _app_section(links: AppLinks, platform: Platform, current_url: str) -> dict[
         "open_url": open_url,
         "store_url": store_url,
         "store_label_key": store_key,
-        "in_app": platform.in_app_browser is not None,
+        # After a decline, a cancel or an expiry the way forward is to try again; the app comes second.
+        "primary": kind not in RETRY_KINDS,
+        "in_app": platform.in_app_browser is not None and open_url is not None,
         "in_app_browser": platform.in_app_browser,
     }
 
@@ -165,41 +221,53 @@ def _smart_banner(links: AppLinks, platform: Platform, current_url: str) -> str 
     return f"app-id={links.app_store_id}, app-argument={current_url.replace(',', '%2C')}"
 
 
-def build_context(view: PageView, locale: Locale, platform: Platform, current_url: str, *,
-                  test_mode: bool = False) -> dict[str, Any]:
+def _return_label(kind: PageKind) -> str:
+    if kind == "success":
+        return "actions.continue"
+    return "actions.retry" if kind in RETRY_KINDS else "actions.back"
+
+
+def build_context(view: PageView, locale: Locale, platform: Platform, current_url: str,
+                  branding: PagesSettings = NO_BRANDING, *, test_mode: bool = False) -> dict[str, Any]:
     """Template context for ``page.html``. ``current_url`` is the absolute URL the buyer loaded."""
-    context = common_context(locale, current_url, view.merchant_name, test_mode=test_mode)
-    title_key = f"page.{view.kind}.title"
+    context = common_context(locale, current_url, view.merchant_name, branding, test_mode=test_mode)
+    name = _clip(view.buyer_name) if view.kind == "success" else None
+    title_key = "page.success.title_named" if name else f"page.{view.kind}.title"
+    title_params = {"name": name} if name else {}
     note_key = f"page.{view.kind}.note"
     catalog = assets().catalogs[locale]
+    email = mask_email(view.buyer_email) if view.kind == "success" and view.buyer_email else None
     context.update({
         "kind": view.kind,
         "status": view.http_status,
         "tone": TONES[view.kind],
         "title_key": title_key,
+        "title_params": title_params,
         "lead_key": f"page.{view.kind}.lead",
         "note_key": note_key if note_key in catalog else None,
-        "page_title": f"{catalog[title_key]} – {view.merchant_name}",
+        "page_title": f"{context['t'](title_key, **title_params)} – {view.merchant_name}",
         "details": _details(view),
+        "confirmation_email": email,
         "return_url": view.return_url,
-        "return_label_key": "actions.retry" if view.kind in RETRY_KINDS else "actions.back",
+        "return_label_key": _return_label(view.kind),
         "refresh_seconds": view.refresh_seconds,
         "check_again_url": relative(current_url) if view.refresh_seconds else None,
-        "app": _app_section(view.app_links, platform, current_url),
+        "app": _app_section(view.app_links, platform, current_url, view.kind),
         "smart_banner": _smart_banner(view.app_links, platform, current_url),
     })  # fmt: skip
     return context
 
 
-def render_page(view: PageView, locale: Locale, platform: Platform, current_url: str, *,
-                test_mode: bool = False) -> str:
+def render_page(view: PageView, locale: Locale, platform: Platform, current_url: str,
+                branding: PagesSettings = NO_BRANDING, *, test_mode: bool = False) -> str:
     """The complete HTML document for ``view``."""
-    context = build_context(view, locale, platform, current_url, test_mode=test_mode)
+    context = build_context(view, locale, platform, current_url, branding, test_mode=test_mode)
     return get_environment().get_template("page.html").render(context)
 
 
 def page_response(
     view: PageView, request: Request, app_links: AppLinks | None = None, *, current_url: str | None = None,
+    branding: PagesSettings = NO_BRANDING,
     test_mode: bool = False,
 ) -> HTMLResponse:
     """Render ``view`` for this request's language and platform, with the security headers.
@@ -213,8 +281,23 @@ def page_response(
         view = replace(view, app_links=app_links)
     locale = detect_locale(request.headers.get("accept-language"), request.query_params.get("lang"))
     platform = detect_platform(request.headers.get("user-agent"))
-    html = render_page(view, locale, platform, current_url or str(request.url), test_mode=test_mode)
-    headers = page_headers(locale)
+    html = render_page(view, locale, platform, current_url or str(request.url), branding, test_mode=test_mode)
+    headers = page_headers(locale, branding.accent_color)
     if view.http_status == 503:  # "temporarily unavailable": say when to come back, as the API does
         headers["Retry-After"] = str(view.refresh_seconds or 10)
     return HTMLResponse(html, status_code=view.http_status, headers=headers)
+
+
+def logo_response(logo: Logo, request: Request) -> Response:
+    """The merchant's logo from memory: a strong ETag, 304 on a match, and no way to run an SVG's scripts."""
+    headers = {
+        "ETag": logo.etag,
+        "Cache-Control": "public, max-age=86400",
+        "X-Content-Type-Options": "nosniff",
+        # Opened on its own, an SVG is a document: sandbox it so nothing in it can run.
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
+    if logo.etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(logo.content, media_type=logo.media_type, headers=headers)

@@ -31,9 +31,9 @@ def test_status_and_security_headers(client: httpx.Client, kind: str) -> None:
 
 def test_language_from_header_and_query(client: httpx.Client) -> None:
     ja = client.get("/page/success", headers={"Accept-Language": "ja,en;q=0.5"})
-    assert ja.headers["content-language"] == "ja" and "ご注文ありがとうございました" in ja.text
+    assert ja.headers["content-language"] == "ja" and "ご注文<wbr>ありがとう<wbr>ございました" in ja.text
     en = client.get("/page/success?lang=en", headers={"Accept-Language": "ja"})
-    assert en.headers["content-language"] == "en" and "Thank you for your order" in en.text
+    assert en.headers["content-language"] == "en" and "Thank you, Jane Doe" in en.text
 
 
 def test_platform_from_user_agent(client: httpx.Client) -> None:

@@ -236,20 +236,19 @@ def test_repr_leaves_out_buyer_data() -> None:
 def test_context_for_success_on_ios() -> None:
     ctx = build_context(sample_view("success"), "en", IOS, CURRENT)
     assert ctx["status"] == 200 and ctx["tone"] == "ok" and ctx["locale"] == "en"
-    assert ctx["t"](ctx["title_key"]) == "Thank you for your order"
+    assert ctx["t"](ctx["title_key"], **ctx["title_params"]) == "Thank you, Jane Doe"
     assert {row["label_key"]: row["value"] for row in ctx["details"]} == {
         "details.order": "ORDER-1042",
         "details.amount": "¥1,000",
         "details.payment_method": "Visa ****1234",
-        "details.name": "Jane Doe",
-        "details.email": "j***@example.com",
     }
+    assert ctx["confirmation_email"] == "j***@example.com"
     assert ctx["smart_banner"] == f"app-id={APP_STORE_ID}, app-argument={CURRENT}"
     assert ctx["app"]["open_url"] == IOS_OPEN_URL
     assert ctx["app"]["store_url"] == f"https://apps.apple.com/app/id{APP_STORE_ID}"
     assert ctx["app"]["in_app"] is False
     assert ctx["refresh_seconds"] is None and ctx["check_again_url"] is None
-    assert ctx["return_label_key"] == "actions.back"
+    assert ctx["return_label_key"] == "actions.continue"
 
 
 def test_context_on_android_uses_an_intent_with_the_play_fallback() -> None:
@@ -386,7 +385,7 @@ def test_pending_never_claims_payment() -> None:
         text = " ".join(_parse(render_page(sample_view("pending"), locale, IOS, CURRENT)).text)
         assert "complete" not in text.lower() and "完了しました" not in text
     en = " ".join(_parse(render_page(sample_view("pending"), "en", IOS, CURRENT)).text)
-    assert "We are confirming your payment with Amazon Pay. This page updates by itself." in en
+    assert "We are confirming your payment with Amazon\u00a0Pay. This page updates by itself." in en
 
 
 def test_style_block_matches_the_csp_hash() -> None:
