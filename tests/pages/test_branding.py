@@ -27,19 +27,22 @@ ROUTES = """
 app_ids = ["ABCDE12345.com.example.shop"]
 
 [[routes]]
-host = "127.0.0.1"
+host = "pay.example.com"
 path = "/amazon-pay/result"
 flow = "success"
 
 [[routes]]
-host = "127.0.0.1"
+host = "pay.example.com"
 path = "/amazon-pay/cancel"
 flow = "cancel"
 
 [[routes]]
-host = "127.0.0.1"
+host = "pay.example.com"
 path = "/amazon-pay/error"
 flow = "error"
+
+[amazon_pay]
+emulator = true
 
 [merchant]
 name = "Brand Shop"
@@ -94,7 +97,7 @@ colour = "#fff"
         load(path)
     problems = "\n".join(error.value.problems)
     for key, message in [("pages.logo_file", "must be a PNG or an SVG"), ("pages.accent_color", "is not a hex colour"),
-                         ("pages.support_url", "http:// or https://"), ("pages.support_email", "not an email"),
+                         ("pages.support_url", "must be an absolute https:// URL"), ("pages.support_email", "not an email"),
                          ("pages.retry_url", "must be a string"), ("pages.colour", "unknown key")]:
         assert f"{path}: {key}: " in problems and message in problems, (key, problems)
 
@@ -144,7 +147,7 @@ retry_url = "https://shop.example/cart"
 
 
 def test_logo_is_served_from_memory_with_a_strong_etag(branded: str) -> None:
-    with httpx.Client(base_url=branded) as client:
+    with httpx.Client(base_url=branded, headers={"host": "pay.example.com"}) as client:
         page = client.get("/amazon-pay/cancel?ref=unknown")
         assert page.status_code == 200
         src = re.search(r'<img class="logo" src="([^"]+)" alt="Brand Shop">', page.text)
@@ -161,14 +164,14 @@ def test_logo_is_served_from_memory_with_a_strong_etag(branded: str) -> None:
 
 
 def test_canceled_page_offers_retry_url_first_and_support(branded: str) -> None:
-    with httpx.Client(base_url=branded) as client:
+    with httpx.Client(base_url=branded, headers={"host": "pay.example.com"}) as client:
         html = client.get("/amazon-pay/cancel?ref=unknown", headers={"User-Agent": "curl/8"}).text
     assert '<a class="button primary back" href="https://shop.example/cart">' in html
     assert 'href="mailto:help@shop.example"' in html
 
 
 def test_amazon_error_url_page_says_nothing_was_charged(branded: str) -> None:
-    with httpx.Client(base_url=branded) as client:
+    with httpx.Client(base_url=branded, headers={"host": "pay.example.com"}) as client:
         response = client.get("/amazon-pay/error?ref=abc")
     assert response.status_code == 200
     assert "no payment was made" in response.text and 'href="https://shop.example/cart"' in response.text
