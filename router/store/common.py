@@ -23,7 +23,9 @@ T = TypeVar("T")
 Mode = Literal["read", "write", "transaction"]
 
 
-def _transition_params(ref: str, owner: str | None, now: float, state: str, changes: Mapping[str, Any] | None) -> dict[str, Any]:
+def _transition_params(
+    ref: str, owner: str | None, now: float, state: str, changes: Mapping[str, Any] | None
+) -> dict[str, Any]:
     params: dict[str, Any] = {"ref": ref, "owner": owner, "now": now, "state": state}
     for name, (present, value) in transition_values(state, changes).items():
         params[f"set_{name}"] = present
@@ -62,7 +64,8 @@ class SqlStore:
         return await self._flow(flows.bind_session(ref, checkout_session_id, now), "transaction")
 
     async def try_lease(self, ref: str, owner: str, now: float, ttl: float) -> Checkout | None:
-        found = await self._flow(flows.checkouts(sql.TRY_LEASE, ref=ref, owner=owner, now=now, until=now + ttl), "write")
+        flow = flows.checkouts(sql.TRY_LEASE, ref=ref, owner=owner, now=now, until=now + ttl)
+        found = await self._flow(flow, "write")
         return found[0] if found else None
 
     async def release_lease(self, ref: str, owner: str) -> None:
@@ -107,7 +110,8 @@ class SqlStore:
         self, event_id: str, owner: str, now: float, error: str, next_attempt_at: float | None
     ) -> None:
         # Only the current lease holder schedules the next attempt; a stale worker's report is dropped.
-        flow = flows.update_event(sql.EVENT_FAILED, id=event_id, owner=owner, error=clip_error(error), next=next_attempt_at)
+        params = {"id": event_id, "owner": owner, "error": clip_error(error), "next": next_attempt_at}
+        flow = flows.update_event(sql.EVENT_FAILED, **params)
         await self._flow(flow, "transaction")
 
     async def list_events(self, *, failed_only: bool = False, limit: int = 100) -> list[OutboxEvent]:

@@ -195,7 +195,8 @@ async def _execute(conn: Conn, step: Step) -> Result:
             return Result(rows, len(rows))
         status = await conn.execute(statement.postgres, *args)  # e.g. "UPDATE 3"
     except asyncpg.UniqueViolationError as exc:
-        raise violation(_CONSTRAINTS.get(exc.constraint_name or ""), f"unique violation on {exc.constraint_name}") from exc
+        name = exc.constraint_name
+        raise violation(_CONSTRAINTS.get(name or ""), f"unique violation on {name}") from exc
     return Result((), int(status.rsplit(" ", 1)[1]))
 
 
