@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from router.checkout.model import Checkout, CheckoutError, DuplicateRef, LeaseLost, NotFound, SessionConflict
 from router.store import statements as sql
-from router.store.base import REJECTED_PER_REF, DueResume, StoreError
+from router.store.base import REJECTED_PER_REF, DueResume, OutboxEvent, StoreError
 from router.store.records import Row, checkout_from_row, event_from_row
 from router.store.statements import Statement
 
@@ -166,7 +166,7 @@ def update_event(statement: Statement, **params: Any) -> Flow[None]:
         raise NotFound("unknown event id")
 
 
-def events(statement: Statement, **params: Any) -> Flow[list[Any]]:
+def events(statement: Statement, **params: Any) -> Flow[list[OutboxEvent]]:
     return [event_from_row(row) for row in (yield from rows(statement, **params))]
 
 
