@@ -55,7 +55,7 @@ EVENT_STATUSES = ("pending", "delivered", "failed")
 class Row(Protocol):
     """What both sqlite3.Row and asyncpg.Record offer."""
 
-    def __getitem__(self, key: str, /) -> Any: ...
+    def __getitem__(self, key: str | int, /) -> Any: ...
 
 
 def encode_result(result: Mapping[str, Any] | None) -> str | None:

@@ -1,0 +1,176 @@
+"""The Store protocol's methods, once for both backends: check the arguments, run a flow.
+
+A backend supplies `_flow(flow, mode)`, which runs one flow on one connection:
+- "read": a single read statement, a consistent snapshot of its own;
+- "write": a single write statement, atomic by itself;
+- "transaction": several statements in one transaction (PostgreSQL locks rows with FOR UPDATE;
+  SQLite holds the database's write lock from BEGIN IMMEDIATE on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeVar
+
+from router.checkout.model import Checkout, State
+from router.store import flows
+from router.store import statements as sql
+from router.store.base import DueResume, NewEvent, OutboxEvent, OutboxStats
+from router.store.flows import Flow
+from router.store.records import check_state, checkout_values, clip_error, event_values, transition_values
+
+T = TypeVar("T")
+Mode = Literal["read", "write", "transaction"]
+
+
+def _transition_params(
+    ref: str, owner: str | None, now: float, state: str, changes: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"ref": ref, "owner": owner, "now": now, "state": state}
+    for name, (present, value) in transition_values(state, changes).items():
+        params[f"set_{name}"] = present
+        params[name] = value
+    return params
+
+
+def _event_params(ref: str, now: float, events: Sequence[NewEvent]) -> list[dict[str, Any]]:
+    return [dict(zip(sql.EVENT_FIELDS, event_values(ref, now, event), strict=True)) for event in events]
+
+
+class SqlStore:
+    """The shared half of SQLiteStore and PostgresStore."""
+
+    async def _flow(self, flow: Flow[T], mode: Mode) -> T:
+        raise NotImplementedError
+
+    async def ping(self) -> None:
+        await self._flow(flows.rows(sql.PING), "read")
+
+    async def schema_versions(self) -> list[int]:
+        """The migration versions recorded in this database, in order."""
+        return [int(row[0]) for row in await self._flow(flows.rows(sql.SCHEMA_VERSIONS), "read")]
+
+    # --- checkouts -------------------------------------------------------------------------------
+
+    async def create_checkout(self, checkout: Checkout) -> None:
+        await self._flow(flows.count(sql.INSERT_CHECKOUT, **checkout_values(checkout)), "write")
+
+    async def get_checkout(self, ref: str) -> Checkout | None:
+        return await self._flow(flows.get_checkout(ref), "read")
+
+    async def bind_session(self, ref: str, checkout_session_id: str, now: float) -> Checkout:
+        if not checkout_session_id:
+            raise ValueError("checkout_session_id must be a non-empty string")
+        return await self._flow(flows.bind_session(ref, checkout_session_id, now), "transaction")
+
+    async def try_lease(self, ref: str, owner: str, now: float, ttl: float) -> Checkout | None:
+        flow = flows.checkouts(sql.TRY_LEASE, ref=ref, owner=owner, now=now, until=now + ttl)
+        found = await self._flow(flow, "write")
+        return found[0] if found else None
+
+    async def release_lease(self, ref: str, owner: str) -> None:
+        await self._flow(flows.count(sql.RELEASE_LEASE, ref=ref, owner=owner), "write")
+
+    async def transition(
+        self,
+        ref: str,
+        *,
+        owner: str | None,
+        now: float,
+        state: State,
+        changes: Mapping[str, Any] | None = None,
+        events: Sequence[NewEvent] = (),
+    ) -> Checkout:
+        params = _transition_params(ref, owner, now, state, changes)
+        return await self._flow(flows.transition(params, _event_params(ref, now, events)), "transaction")
+
+    async def list_checkouts(
+        self, states: Sequence[State], *, now: float, bound_only: bool = True, limit: int = 100
+    ) -> list[Checkout]:
+        for state in states:
+            check_state(state)
+        if not states or limit <= 0:
+            return []
+        flow = flows.checkouts(sql.LIST_CHECKOUTS, states=list(states), now=now, bound_only=bound_only, limit=limit)
+        return await self._flow(flow, "read")
+
+    # --- outbox ----------------------------------------------------------------------------------
+
+    async def claim_events(self, owner: str, now: float, lease_ttl: float, limit: int) -> list[OutboxEvent]:
+        if limit <= 0:
+            return []
+        flow = flows.events(sql.CLAIM_EVENTS, owner=owner, now=now, until=now + lease_ttl, limit=limit)
+        return sorted(await self._flow(flow, "write"), key=lambda event: event.seq)
+
+    async def event_delivered(self, event_id: str, owner: str, now: float) -> None:
+        # Recorded even if the lease was taken over meanwhile: the merchant has it, so stop sending it.
+        await self._flow(flows.update_event(sql.EVENT_DELIVERED, id=event_id, now=now), "transaction")
+
+    async def event_failed(
+        self, event_id: str, owner: str, now: float, error: str, next_attempt_at: float | None
+    ) -> None:
+        # Only the current lease holder schedules the next attempt; a stale worker's report is dropped.
+        params = {"id": event_id, "owner": owner, "error": clip_error(error), "next": next_attempt_at}
+        flow = flows.update_event(sql.EVENT_FAILED, **params)
+        await self._flow(flow, "transaction")
+
+    async def list_events(self, *, failed_only: bool = False, limit: int = 100) -> list[OutboxEvent]:
+        if limit <= 0:
+            return []
+        return await self._flow(flows.events(sql.LIST_EVENTS, failed_only=failed_only, limit=limit), "read")
+
+    async def get_event(self, event_id: str) -> OutboxEvent | None:
+        found = await self._flow(flows.events(sql.GET_EVENT, id=event_id), "read")
+        return found[0] if found else None
+
+    async def redeliver(self, event_ids: Sequence[str] | None, now: float) -> int:
+        if event_ids is not None and not event_ids:
+            return 0
+        flow = flows.count(sql.REDELIVER, now=now, all=event_ids is None, ids=list(event_ids or ()))
+        return await self._flow(flow, "write")
+
+    # --- ops: metrics gauges, graceful stop ------------------------------------------------------
+
+    async def outbox_stats(self) -> OutboxStats:
+        row = (await self._flow(flows.rows(sql.OUTBOX_STATS), "read"))[0]
+        return OutboxStats(int(row[0]), row[1])
+
+    async def release_leases(self, owner: str) -> int:
+        return await self._flow(flows.counts(sql.RELEASE_LEASES, owner=owner), "transaction")
+
+    # --- resume schedule -------------------------------------------------------------------------
+
+    async def list_due_resumes(self, *, now: float, resume_after: float, limit: int = 100) -> list[DueResume]:
+        if limit <= 0:
+            return []
+        return await self._flow(flows.due_resumes(now, resume_after, limit), "read")
+
+    async def claim_resume(self, ref: str, attempts: int, next_resume_at: float) -> bool:
+        flow = flows.count(sql.CLAIM_RESUME, ref=ref, attempts=attempts, next=next_resume_at)
+        return await self._flow(flow, "write") == 1
+
+    # --- safety: probes, cancel ------------------------------------------------------------------
+
+    async def session_rejected(self, ref: str, checkout_session_id: str, now: float) -> bool:
+        flow = flows.rows(sql.SESSION_REJECTED, ref=ref, session=checkout_session_id, now=now)
+        return bool(await self._flow(flow, "read"))
+
+    async def reject_session(self, ref: str, checkout_session_id: str, until: float, now: float) -> None:
+        await self._flow(flows.reject_session(ref, checkout_session_id, until, now), "transaction")
+
+    async def cancel_unbound(
+        self, ref: str, now: float, changes: Mapping[str, Any], events: Sequence[NewEvent]
+    ) -> Checkout | None:
+        params = _transition_params(ref, None, now, State.CANCELED, changes)
+        return await self._flow(flows.cancel_unbound(params, _event_params(ref, now, events)), "transaction")
+
+    async def has_event(self, ref: str, event_type: str) -> bool:
+        return bool(await self._flow(flows.rows(sql.HAS_EVENT, ref=ref, type=event_type), "read"))
+
+    # --- operator: buyer-detail retention, the demo's bound --------------------------------------
+
+    async def purge_buyer_details(self, before: float) -> int:
+        return await self._flow(flows.count(sql.PURGE_BUYER_DETAILS, before=before), "write")
+
+    async def drop_oldest_checkouts(self, keep: int) -> int:
+        return await self._flow(flows.drop_oldest_checkouts(keep), "transaction")

@@ -1,0 +1,186 @@
+"""The store's decisions, written once as sans-IO flows.
+
+A flow is a generator that yields a Step (a statement and its parameters) and receives its Result (the
+rows, or how many rows it changed), then decides what to run next or what to return or raise. Each
+backend drives flows with its own I/O: SQLite synchronously in its one thread inside one BEGIN
+IMMEDIATE transaction, PostgreSQL asynchronously on one pooled connection (the shape of httpx's
+auth flows). Unique violations are named by the backend and mapped here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from router.checkout.model import Checkout, CheckoutError, DuplicateRef, LeaseLost, NotFound, SessionConflict
+from router.store import statements as sql
+from router.store.base import REJECTED_PER_REF, DueResume, OutboxEvent, StoreError
+from router.store.records import Row, checkout_from_row, event_from_row
+from router.store.statements import Statement
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Step:
+    statement: Statement
+    params: Mapping[str, Any] = field(default_factory=dict)
+    many: Sequence[Mapping[str, Any]] | None = None  # run once per parameter set instead (executemany)
+
+
+@dataclass(frozen=True)
+class Result:
+    rows: Sequence[Row]
+    count: int  # rows returned, or rows changed by a statement without RETURNING
+
+    def first(self) -> Row | None:
+        return self.rows[0] if self.rows else None
+
+
+Flow = Generator[Step, Result, T]
+
+
+def run(statement: Statement, **params: Any) -> Generator[Step, Result, Result]:
+    return (yield Step(statement, params))
+
+
+def drive(flow: Flow[T], execute: Callable[[Step], Result]) -> T:
+    """Run `flow` to its end, executing each step synchronously (SQLite's thread)."""
+    try:
+        step = next(flow)
+        while True:
+            step = flow.send(execute(step))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    finally:
+        flow.close()
+
+
+async def drive_async(flow: Flow[T], execute: Callable[[Step], Awaitable[Result]]) -> T:
+    """Run `flow` to its end, awaiting each step (asyncpg)."""
+    try:
+        step = next(flow)
+        while True:
+            step = flow.send(await execute(step))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    finally:
+        flow.close()
+
+
+# The unique constraints a write may violate (named table.column by the backends), as domain errors.
+_VIOLATIONS: dict[str, Callable[[], StoreError | CheckoutError]] = {
+    "checkouts.ref": lambda: DuplicateRef("a checkout with this ref exists"),
+    "checkouts.checkout_session_id": lambda: SessionConflict("the checkout session is bound to another checkout"),
+    "outbox.id": lambda: StoreError("an outbox event with this id exists"),
+}
+
+
+def violation(constraint: str | None, detail: str) -> StoreError | CheckoutError:
+    """The error for a violated constraint (`table.column`, None when the backend cannot tell)."""
+    make = _VIOLATIONS.get(constraint or "")
+    return make() if make else StoreError(f"integrity error: {detail}")
+
+
+# --- single statements -------------------------------------------------------------------------------
+
+
+def rows(statement: Statement, **params: Any) -> Flow[Sequence[Row]]:
+    return (yield from run(statement, **params)).rows
+
+
+def count(statement: Statement, **params: Any) -> Flow[int]:
+    return (yield from run(statement, **params)).count
+
+
+def checkouts(statement: Statement, **params: Any) -> Flow[list[Checkout]]:
+    return [checkout_from_row(row) for row in (yield from rows(statement, **params))]
+
+
+def counts(statements: Sequence[Statement], **params: Any) -> Flow[int]:
+    """Run each statement in turn; how many rows they changed together."""
+    total = 0
+    for statement in statements:
+        total += yield from count(statement, **params)
+    return total
+
+
+# --- checkouts ---------------------------------------------------------------------------------------
+
+
+def bind_session(ref: str, session: str, now: float) -> Flow[Checkout]:
+    row = (yield from run(sql.LOCK_CHECKOUT, ref=ref)).first()
+    if row is None:
+        raise NotFound("unknown checkout ref")
+    bound = row["checkout_session_id"]
+    if bound == session:
+        return checkout_from_row(row)
+    if bound is not None:
+        raise SessionConflict("the checkout is bound to another checkout session")
+    row = (yield from run(sql.BIND_SESSION, ref=ref, session=session, now=now)).first()
+    assert row is not None  # locked (or write-locked) above
+    return checkout_from_row(row)
+
+
+def transition(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> Flow[Checkout]:
+    statement = sql.TRANSITION_FREE if params["owner"] is None else sql.TRANSITION_OWNED
+    row = (yield from run(statement, **params)).first()
+    if row is None:
+        if not (yield from rows(sql.CHECKOUT_EXISTS, ref=params["ref"])):
+            raise NotFound("unknown checkout ref")
+        raise LeaseLost("the finalize lease is held by someone else")
+    yield from _insert_events(events)
+    return checkout_from_row(row)
+
+
+def cancel_unbound(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> Flow[Checkout | None]:
+    row = (yield from run(sql.CANCEL_UNBOUND, **params)).first()
+    if row is None:
+        return None
+    yield from _insert_events(events)
+    return checkout_from_row(row)
+
+
+def _insert_events(events: Sequence[Mapping[str, Any]]) -> Flow[None]:
+    if events:
+        yield Step(sql.INSERT_EVENT, many=events)
+
+
+def get_checkout(ref: str) -> Flow[Checkout | None]:
+    found = yield from checkouts(sql.GET_CHECKOUT, ref=ref)
+    return found[0] if found else None
+
+
+def due_resumes(now: float, resume_after: float, limit: int) -> Flow[list[DueResume]]:
+    found = yield from rows(sql.DUE_RESUMES, now=now, resume_after=resume_after, limit=limit)
+    return [DueResume(checkout_from_row(row), int(row["resume_attempts"])) for row in found]
+
+
+# --- outbox ------------------------------------------------------------------------------------------
+
+
+def update_event(statement: Statement, **params: Any) -> Flow[None]:
+    """Update one event; NotFound if no such event (a stale report on a known one is dropped)."""
+    if (yield from count(statement, **params)) == 0 and not (yield from rows(sql.EVENT_EXISTS, id=params["id"])):
+        raise NotFound("unknown event id")
+
+
+def events(statement: Statement, **params: Any) -> Flow[list[OutboxEvent]]:
+    return [event_from_row(row) for row in (yield from rows(statement, **params))]
+
+
+# --- safety ------------------------------------------------------------------------------------------
+
+
+def reject_session(ref: str, session: str, until: float, now: float) -> Flow[None]:
+    yield from run(sql.REJECT_SESSION, ref=ref, session=session, now=now, until=until)
+    yield from run(sql.DROP_EXPIRED_REJECTED, now=now)
+    yield from run(sql.TRIM_REJECTED, ref=ref, keep=REJECTED_PER_REF)
+
+
+def drop_oldest_checkouts(keep: int) -> Flow[int]:
+    *dependents, checkouts_statement = sql.DROP_OLDEST
+    for statement in dependents:
+        yield from run(statement, keep=keep)
+    return (yield from count(checkouts_statement, keep=keep))
