@@ -97,7 +97,8 @@ colour = "#fff"
         load(path)
     problems = "\n".join(error.value.problems)
     for key, message in [("pages.logo_file", "must be a PNG or an SVG"), ("pages.accent_color", "is not a hex colour"),
-                         ("pages.support_url", "must be an absolute https:// URL"), ("pages.support_email", "not an email"),
+                         ("pages.support_url", "must be an absolute https:// URL"),
+                         ("pages.support_email", "not an email"),
                          ("pages.retry_url", "must be a string"), ("pages.colour", "unknown key")]:
         assert f"{path}: {key}: " in problems and message in problems, (key, problems)
 
