@@ -1,4 +1,5 @@
-"""The outermost layer: a request id (a valid incoming X-Request-Id kept) and `nosniff` on every response, one log line for an unexpected failure.
+"""The outermost layer: a request id (a valid incoming one kept) and `nosniff` on every response; one
+log line for an unexpected failure.
 
 Starlette's own last-resort middleware re-raises every exception after answering, so uvicorn logs a
 full traceback per failed request: a 70-byte request could write kilobytes of log. Here the

@@ -101,6 +101,20 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]  # fails on any line that is not JSON
 
 
+def _return_with(world: dict[str, Any], scenario: str) -> str:
+    """A checkout whose return meets `scenario` at Amazon; the return's request id."""
+    answer = httpx.post(f"{world['url']}/v1/checkouts", headers=AUTH, timeout=30,
+                        json={"merchantReference": f"order-{scenario}", "paymentIntent": "AuthorizeWithCapture",
+                              "chargeAmount": {"amount": "14.00", "currencyCode": "USD"}})
+    created = httpx.post(f"{world['emulator_url']}/_emulator/checkout-sessions",
+                         json={"chargeAmount": {"amount": "14.00", "currencyCode": "USD"},
+                               "paymentIntent": "AuthorizeWithCapture", "scenario": scenario})
+    returned = httpx.get(world["url"] + return_path(answer.json()["ref"], created.json()["checkoutSessionId"]),
+                         headers={"host": HOST}, timeout=60)
+    assert returned.status_code < 500
+    return str(returned.headers["x-request-id"])
+
+
 def test_json_logs_carry_request_ids_and_mask_ids(world: dict[str, Any]) -> None:
     url = world["url"]
     answer = httpx.post(f"{url}/v1/checkouts", headers={**AUTH, "x-request-id": "api-call.1"}, timeout=30,
@@ -125,6 +139,9 @@ def test_json_logs_carry_request_ids_and_mask_ids(world: dict[str, Any]) -> None
     wait_until(lambda: any(h.get("return-router-request-id") == rid for h in world["hooks"]),
                "a webhook carrying the return's request id", timeout=20)
 
+    # A decline and a buyer's cancel are ordinary outcomes: INFO, never WARNING.
+    ordinary = [_return_with(world, scenario) for scenario in ("declined", "buyer-canceled")]
+
     world["proc"].terminate()
     world["proc"].wait(timeout=20)
     time.sleep(0.1)
@@ -147,6 +164,11 @@ def test_json_logs_carry_request_ids_and_mask_ids(world: dict[str, Any]) -> None
     assert any(line["logger"].startswith("router.") for line in of_return)  # the service's own lines too
     assert all(line.get("ref") == f"{ref[:4]}…{ref[-4:]}" for line in of_return if line["logger"] != "uvicorn.access")
     assert any(line["request_id"] == "api-call.1" and line["logger"] == "uvicorn.access" for line in lines)
+
+    for request_id in ordinary:
+        mine = [line for line in lines if line["request_id"] == request_id]
+        assert any(line["logger"] == "router.amazon_pay" for line in mine), mine  # Amazon was asked
+        assert [line for line in mine if line["level"] != "INFO"] == []
 
     text = world["stderr"].read_text()
     assert ref not in text and session_id not in text  # only masked
