@@ -172,3 +172,28 @@ def test_json_logs_carry_request_ids_and_mask_ids(world: dict[str, Any]) -> None
 
     text = world["stderr"].read_text()
     assert ref not in text and session_id not in text  # only masked
+
+
+def test_every_worker_writes_json(tmp_path: Path, key_files: tuple[Path, Path]) -> None:
+    """uvicorn's worker processes configure logging anew: their lines are JSON too."""
+    config = tmp_path / "router.toml"
+    config.write_text(config_text("http://127.0.0.1:9", key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
+                      + '\n[metrics]\nlisten = ""\n')
+    port = free_port()
+    env = {**os.environ, "RR_TEST_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
+    with (tmp_path / "stderr.log").open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "router.cli", "serve", "--config", str(config), "--port",
+                                 str(port), "--workers", "2", "--log-format", "json"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: _healthy(url) and (tmp_path / "stderr.log").read_text().count(
+                "Application startup complete") >= 2, "both workers", timeout=60)
+            ids = [httpx.get(f"{url}/healthz").headers["x-request-id"] for _ in range(6)]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    lines = _lines(tmp_path / "stderr.log")
+    assert len({line["message"] for line in lines if line["message"].startswith("Started server process")}) == 2
+    logged = {line["request_id"] for line in lines if line["logger"] == "uvicorn.access"}
+    assert set(ids) <= logged
