@@ -22,13 +22,15 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from router.web.platform import detect_platform
+
 log = logging.getLogger("router.access_log")
 ACCESS_FORMAT = '%s - "%s %s HTTP/%s" %d'  # uvicorn's, so its AccessFormatter reads the same args
 QUEUE_SIZE = 10_000  # lines waiting at most; beyond, lines are counted and dropped
 INTERVAL = 0.05  # seconds a line may wait for its batch
 
-# (time, client, method, path, query string, http version, status)
-Entry = tuple[float, "tuple[str, int] | None", str, str, bytes, str, int]
+# (time, client, method, path, query string, http version, status, fields for JSON lines)
+Entry = tuple[float, "tuple[str, int] | None", str, str, bytes, str, int, dict[str, object]]
 
 
 class _Writer(threading.Thread):
@@ -61,6 +63,7 @@ class _Writer(threading.Thread):
         while self.pending:
             record = _record(self.logger, self.pending.popleft())
             if self.logger.filter(record):  # the redaction filter, as on uvicorn's own records
+                record.path = record.args[2] if isinstance(record.args, tuple) else None  # as redacted
                 records.append(record)
         if self.dropped:
             dropped, self.dropped = self.dropped, 0
@@ -81,11 +84,15 @@ class _Writer(threading.Thread):
 
 
 def _record(logger: logging.Logger, entry: Entry) -> logging.LogRecord:
-    at, client, method, path, query, version, status = entry
+    at, client, method, path, query, version, status, fields = entry
+    agent = fields.get("platform")
+    found = detect_platform(agent if isinstance(agent, str) else None)
+    fields = {**fields, "platform": found.os + (f"/{found.in_app_browser}" if found.in_app_browser else "")}
     target = quote(path) + ("?" + query.decode("ascii", "replace") if query else "")
     address = f"{client[0]}:{client[1]}" if client else ""
     record = logger.makeRecord(logger.name, logging.INFO, "", 0, ACCESS_FORMAT,
-                               (address, method, target, version, status), None)
+                               (address, method, target, version, status), None,
+                               extra={"method": method, "status": status, **fields})
     record.created, record.msecs = at, (at - int(at)) * 1000
     return record
 
@@ -121,13 +128,26 @@ class _AccessLogged:
             await self.app(scope, receive, send)
             return
 
+        began = time.monotonic()
+
         async def noted(message: Message) -> None:
             if message["type"] == "http.response.start":
+                fields = {"duration_ms": round((time.monotonic() - began) * 1000, 1),
+                          "request_id": _header(message.get("headers", ()), b"x-request-id") or "-",
+                          "host": _header(scope["headers"], b"host"),
+                          "platform": _header(scope["headers"], b"user-agent")}  # classified on the thread
                 self.writer.put((time.time(), scope.get("client"), scope["method"], scope["path"],
-                                 scope["query_string"], scope["http_version"], message["status"]))
+                                 scope["query_string"], scope["http_version"], message["status"], fields))
             await send(message)
 
         await self.app(scope, receive, noted)
+
+
+def _header(headers: object, name: bytes) -> str | None:
+    for key, value in headers:  # type: ignore[attr-defined]
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def take_over(app: ASGIApp) -> ASGIApp:

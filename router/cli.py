@@ -18,6 +18,7 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
+from router import logs
 from router.access_log import take_over
 from router.amazon_pay.emulator.state import SCENARIOS
 from router.config import ConfigError, Settings, load
@@ -49,7 +50,8 @@ def app_factory() -> ASGIApp:
     from router.app import create_app
     from router.web.server import set_header_timeout
 
-    quiet_logs()  # worker processes configure logging anew
+    logs.setup()  # worker processes configure logging anew, in the format `serve` chose
+    quiet_logs()
     path = os.environ.get(CONFIG_ENV)
     settings = _load_or_exit(path) if path else demo_settings(_demo_db())
     set_header_timeout(settings.server.header_timeout_seconds)
@@ -70,6 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from router.ops.serve import serving
     from router.web.server import uvicorn_options
 
+    logs.setup(args.log_format)
     workers = args.workers
     settings = None
     demo_dir = None
@@ -94,15 +97,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"return-router demo: open http://{args.host}:{args.port}/ (no config given; nothing is charged)",
               file=sys.stderr)
     settings = settings or demo_settings(_demo_db())
+    _log_start(settings, args, workers)
     try:  # serving() turns SIGTERM into exit 0, so `finally` removes the demo's directory
         with serving(settings, workers) as graceful_seconds:
             uvicorn.run("router.cli:app_factory", factory=True, host=args.host, port=args.port, workers=workers,
                         proxy_headers=args.proxy_headers, server_header=False, log_level=args.log_level,
+                        log_config=None,  # router.logs configured every logger, uvicorn's too
                         timeout_graceful_shutdown=graceful_seconds, **uvicorn_options(settings.server))
     finally:
         if demo_dir is not None:
             shutil.rmtree(demo_dir, ignore_errors=True)
     return 0
+
+
+def _log_start(settings: Settings, args: argparse.Namespace, workers: int) -> None:
+    from router.ops.start_summary import log_start
+
+    listeners = [f"http://{args.host}:{args.port}"]
+    if settings.ops.metrics_listen is not None:
+        host, port = settings.ops.metrics_listen
+        listeners.append(f"metrics http://{host}:{port}/metrics")
+    log_start(settings, listeners, workers)
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -277,6 +292,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--proxy-headers", action="store_true",
                        help="trust X-Forwarded-For/Proto from the proxy at FORWARDED_ALLOW_IPS (default 127.0.0.1,::1)")
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="uvicorn's log level")
+    serve.add_argument("--log-format", choices=logs.FORMATS,
+                       help="text or JSON lines on stderr (default: text when stderr is a terminal, else json)")
     serve.add_argument("--allow-public-demo", action="store_true",
                        help="serve the demo (no --config) on a non-loopback --host")
     serve.set_defaults(func=cmd_serve)

@@ -34,11 +34,13 @@ from router.amazon_pay.models import Charge, CheckoutSession, ClientConfig, Fina
 from router.amazon_pay.quota import Quota, in_background
 from router.amazon_pay.retry import next_delay, parse_retry_after
 from router.amazon_pay.signing import IDEMPOTENCY_HEADER, REGION_HOSTS, AmazonPayAuth
+from router.logs import current_request_id
 from router.outbound import async_client
 
 LOGGER = logging.getLogger("router.amazon_pay")
 USER_AGENT = "return-router-amazon-pay/0.1 (Python)"
 REQUEST_ID_HEADER = "x-amz-pay-request-id"
+OUR_REQUEST_ID_HEADER = "x-request-id"  # the request of ours that caused the call (not in the signed headers)
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _MAX_ID_LENGTH = 128
 T = TypeVar("T")
@@ -285,6 +287,8 @@ class AmazonPayClient:
         try:
             async with asyncio.timeout(remaining):
                 request = self._http.build_request(method, url, content=body, headers=headers)
+                if (request_id := current_request_id()) is not None:  # ours, for support; never signed
+                    request.headers[OUR_REQUEST_ID_HEADER] = request_id
                 response = await self._http.send(request, auth=self._auth)
         except (httpx.HTTPError, TimeoutError) as exc:
             kind = "deadline reached" if isinstance(exc, TimeoutError) else type(exc).__name__

@@ -286,8 +286,11 @@ class CheckoutService:
         try:
             result = await self.amazon.finalize_checkout_session(session_id, finalize_payload(checkout), key)
         except AmazonPayError as exc:
-            log.warning("finalize %s for ref %s failed: status=%s reason=%s request=%s", mask(session_id),
-                        mask(checkout.ref), exc.status, exc.reason_code, exc.request_id)
+            # A decline or a buyer's cancel (4xx but auth and throttling) is an ordinary outcome: INFO.
+            level = logging.INFO if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (
+                401, 403, 429) else logging.WARNING
+            log.log(level, "finalize %s for ref %s failed: status=%s reason=%s request=%s", mask(session_id),
+                    mask(checkout.ref), exc.status, exc.reason_code, exc.request_id)
             return await self._reconcile(checkout, exc)
         except Exception as exc:
             # Raised before Amazon answered (the client refused the input, or a bug): nothing may stay

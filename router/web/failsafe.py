@@ -1,4 +1,5 @@
-"""The outermost layer: a request id and `nosniff` on every response, one log line for an unexpected failure.
+"""The outermost layer: a request id (a valid incoming one kept) and `nosniff` on every response; one
+log line for an unexpected failure.
 
 Starlette's own last-resort middleware re-raises every exception after answering, so uvicorn logs a
 full traceback per failed request: a 70-byte request could write kilobytes of log. Here the
@@ -9,20 +10,35 @@ type); the traceback goes to DEBUG only. Pure ASGI.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from router import logs
+from router.checkout.model import SESSION_ID_PARAMS
+from router.redact import mask
 
 log = logging.getLogger("router.web.failsafe")
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
-def new_request_id() -> str:
-    return secrets.token_hex(8)
+def new_request_id(incoming: bytes | None = None) -> str:
+    return logs.request_id_from(incoming)
+
+
+def log_context(scope: Scope, request_id: str) -> dict[str, str]:
+    """What every log line of this request carries: its id and the masked ref and session id, if any."""
+    found = {"request_id": request_id}
+    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"))[:20]:
+        if name == "ref":
+            found["ref"], found["raw_ref"] = mask(value), value  # raw_ref: never logged (webhook cause)
+        elif name in SESSION_ID_PARAMS:
+            found["session_id"] = mask(value)
+    return found
 
 
 class Failsafe:
@@ -33,8 +49,10 @@ class Failsafe:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request_id = new_request_id()
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        request_id = new_request_id(incoming)
         scope.setdefault("state", {})["request_id"] = request_id
+        token = logs.context.set(log_context(scope, request_id))
         started = False
 
         async def send_with_headers(message: Message) -> None:
@@ -56,3 +74,5 @@ class Failsafe:
             if not started:
                 response = await self.handler(Request(scope), exc)
                 await response(scope, receive, send_with_headers)
+        finally:
+            logs.context.reset(token)

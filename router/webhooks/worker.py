@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import httpx
 
 import router.metrics as metrics
+from router import logs
 from router.checkout.model import CheckoutError
 from router.outbound import async_client
 from router.redact import mask
@@ -31,6 +32,8 @@ from router.webhooks.schedule import RetrySchedule
 from router.webhooks.signature import webhook_headers
 
 log = logging.getLogger("router.webhooks.worker")
+REQUEST_ID_HEADER = "Return-Router-Request-Id"  # the request that caused the event; absent for background ones
+CAUSES_MAX = 1024  # refs remembered with the request that last woke the worker for them
 
 MAX_ERROR_LENGTH = 120
 # Bytes of a merchant's response we read before giving up on reusing the connection: the status is
@@ -62,10 +65,13 @@ def describe_exception(exc: BaseException) -> str:
 
 
 async def post_event(
-    client: httpx.AsyncClient, url: str, secret: str, event: OutboxEvent, timestamp: int, timeout: float
+    client: httpx.AsyncClient, url: str, secret: str, event: OutboxEvent, timestamp: int, timeout: float,
+    request_id: str | None = None,
 ) -> AttemptResult:
     """POST the stored body byte for byte; the whole attempt is bounded by `timeout` seconds."""
     headers = webhook_headers(event, secret, timestamp)
+    if request_id is not None:
+        headers = {**headers, REQUEST_ID_HEADER: request_id}
     try:
         async with asyncio.timeout(timeout):
             async with client.stream("POST", url, content=event.body, headers=headers,
@@ -136,6 +142,7 @@ class WebhookWorker:
         self.schedule = schedule
         self.rng = rng or random.Random()  # jitter only, not security
         self._wake = asyncio.Event()
+        self._causes: dict[str, str] = {}  # ref → id of the request that wrote its newest event
 
     def __repr__(self) -> str:  # the secret and the URL's possible credentials stay out of logs
         return f"<WebhookWorker owner={self.owner} batch={self.batch}>"
@@ -155,7 +162,16 @@ class WebhookWorker:
         await self.aclose()
 
     def notify(self) -> None:
-        """An event was just written: deliver without waiting for the idle interval."""
+        """An event was just written: deliver without waiting for the idle interval.
+
+        Called within the request that wrote it (if any): its id and ref, from the log context, go
+        with the delivery. In memory only: a delivery by another process or after a restart has none.
+        """
+        ctx = logs.context.get()
+        if ctx and ctx.get("raw_ref") and ctx.get("request_id"):
+            if len(self._causes) >= CAUSES_MAX:
+                self._causes.pop(next(iter(self._causes)))
+            self._causes[ctx["raw_ref"]] = ctx["request_id"]
         self._wake.set()
 
     async def run_once(self) -> int:
@@ -185,7 +201,9 @@ class WebhookWorker:
 
     async def _deliver(self, event: OutboxEvent) -> bool:
         attempt = event.attempts + 1
-        result = await post_event(self.client, self.url, self._secret, event, int(self.clock()), self.timeout)
+        cause = self._causes.get(event.ref)
+        result = await post_event(self.client, self.url, self._secret, event, int(self.clock()), self.timeout,
+                                  request_id=cause)
         now = self.clock()
         try:
             if result.ok:

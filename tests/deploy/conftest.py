@@ -40,7 +40,8 @@ url = "sqlite:///{work}/rr.db"
     port = free_port()
     log = work / "serve.log"
     # trace: uvicorn logs each ASGI scope as the app receives it, after --proxy-headers applied X-Forwarded-*.
-    args = [*cli(), "serve", "--config", str(config), "--proxy-headers", "--port", str(port), "--log-level", "trace"]
+    args = [*cli(), "serve", "--config", str(config), "--proxy-headers", "--port", str(port), "--log-level", "trace",
+            "--log-format", "text"]  # the checks below read access lines as text
     with log.open("wb") as out:
         proc = subprocess.Popen(args, cwd=work, stdout=out, stderr=subprocess.STDOUT,
                                 env=service_env())

@@ -44,7 +44,9 @@ def test_emulator_mode_warns_at_start_and_every_page_carries_the_band(tmp_path: 
             page = httpx.get(url + path, headers=host)
             assert page.headers["content-type"].startswith("text/html")
             assert (BAND_JA if lang == "ja" else BAND_EN) in page.text, (path, page.text)
-    assert "WARNING router.cli: [amazon_pay] emulator = true: the built-in emulator answers" in output[0]
+    # stderr is no terminal here, so the default format is JSON lines (README "Logs")
+    assert ('"level": "WARNING", "logger": "router.cli", "message": "[amazon_pay] emulator = true: the built-in '
+            'emulator answers') in output[0]
 
 
 def test_the_demo_refuses_a_public_address_unless_allowed(tmp_path: Path) -> None:

@@ -1,0 +1,143 @@
+"""The service's log output: one format (text or JSON lines), request ids on every line, off the event loop.
+
+`setup` gives the root logger a QueueHandler: a record is only stamped with the request's context
+and put on a queue; a QueueListener thread formats it and writes it to stderr. uvicorn's loggers
+propagate to it (`serve` passes uvicorn no log config), except `uvicorn.access`, whose handler
+router/access_log.py drives from its own writer thread. Worker processes call `setup` again, with the
+format that `serve` chose handed down in an environment variable.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import json
+import logging
+import logging.handlers
+import os
+import queue
+import re
+import secrets
+import sys
+import time
+from typing import Any
+
+FORMAT_ENV = "RETURN_ROUTER_LOG_FORMAT"
+FORMATS = ("text", "json")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+
+# The request being served in this task: {"request_id": …, "ref": masked, "session_id": masked}.
+context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("log_context", default=None)
+CONTEXT_FIELDS = ("request_id", "ref", "session_id", "merchant_reference")
+ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "host", "platform")
+_listener: logging.handlers.QueueListener | None = None
+
+
+def request_id_from(incoming: bytes | None) -> str:
+    """A valid incoming X-Request-Id is kept (the proxy's or the client's); otherwise a new one."""
+    if incoming:
+        text = incoming.decode("latin-1")
+        if REQUEST_ID.fullmatch(text):
+            return text
+    return secrets.token_hex(8)
+
+
+def current_request_id() -> str | None:
+    ctx = context.get()
+    return ctx.get("request_id") if ctx else None
+
+
+def default_format() -> str:
+    """text for a person at a terminal, JSON lines for a log shipper (journald, docker, a file)."""
+    return "text" if sys.stderr.isatty() else "json"
+
+
+class ContextFilter(logging.Filter):
+    """Copies the request's context onto the record, in the thread (and task) that logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = context.get() or {}
+        for name in CONTEXT_FIELDS:
+            if not hasattr(record, name):
+                setattr(record, name, ctx.get(name, "-" if name == "request_id" else None))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in (*CONTEXT_FIELDS, *ACCESS_FIELDS):
+            value = getattr(record, name, None)
+            if value is not None:
+                doc[name] = value
+        doc.setdefault("request_id", "-")
+        summary = getattr(record, "summary", None)
+        if isinstance(summary, dict):
+            doc.update(summary)
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not hasattr(record, "request_id"):
+            record.request_id = "-"
+        line = super().format(record)
+        extra = [f"{name}={getattr(record, name)}" for name in ("ref", "session_id", "duration_ms", "host",
+                                                                 "platform") if getattr(record, name, None)]
+        return line + (" " + " ".join(extra) if extra else "")
+
+
+def formatter(fmt: str) -> logging.Formatter:
+    return JsonFormatter() if fmt == "json" else TextFormatter()
+
+
+def setup(fmt: str | None = None, level: int = logging.INFO) -> str:
+    """Configure this process's logging once more (workers too); returns the format used."""
+    global _listener
+    fmt = fmt or os.environ.get(FORMAT_ENV) or default_format()
+    os.environ[FORMAT_ENV] = fmt  # uvicorn's worker processes inherit it
+    if _listener is None:
+        atexit.register(_stop)  # the last records are written before the process exits
+    _stop()
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(formatter(fmt))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handler = logging.handlers.QueueHandler(records)
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    _listener = logging.handlers.QueueListener(records, stream, respect_handler_level=True)
+    _listener.start()
+    access = logging.getLogger("uvicorn.access")  # written by router/access_log.py's thread
+    for old in list(access.handlers):
+        access.removeHandler(old)
+    access_stream = logging.StreamHandler(sys.stderr)
+    access_stream.setFormatter(formatter(fmt))
+    access.addHandler(access_stream)
+    access.propagate = False
+    for name in ("uvicorn", "uvicorn.error"):  # uvicorn's own handlers would write a second format
+        for old in list(logging.getLogger(name).handlers):
+            logging.getLogger(name).removeHandler(old)
+        logging.getLogger(name).propagate = True
+    return fmt
+
+
+def _stop() -> None:
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None

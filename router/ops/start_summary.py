@@ -1,0 +1,49 @@
+"""The one record `serve` logs at start: what this process is about to do, for the operator."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from router.config import Settings
+from router.redact import mask
+from router.store.migrations import MIGRATIONS
+from router.version import version
+
+log = logging.getLogger("router.start")
+
+
+def amazon_mode(settings: Settings) -> dict[str, Any]:
+    pay = settings.amazon_pay
+    if pay is None:
+        return {"mode": "emulator"}
+    mode = pay.environment or ("sandbox" if pay.public_key_id.upper().startswith("SANDBOX") else "live")
+    found: dict[str, Any] = {"mode": mode.lower(), "region": pay.region, "key_id": mask(pay.public_key_id)}
+    if pay.endpoint:
+        found["endpoint"] = pay.endpoint
+    return found
+
+
+def summary(settings: Settings, listeners: list[str], workers: int) -> dict[str, Any]:
+    storage = settings.storage.url.partition(":")[0].partition("+")[0]  # never the URL: it may hold a password
+    return {
+        "version": version(),
+        "config": settings.source,
+        "routes": [f"{r.host}{r.path} ({r.flow.value})" for r in settings.routes],
+        "storage": storage,
+        "schema_version": max(m.version for m in MIGRATIONS),
+        "amazon_pay": amazon_mode(settings),
+        "webhooks": "on" if settings.merchant.webhook_url else "off",
+        "listeners": listeners,
+        "workers": workers,
+    }
+
+
+def log_start(settings: Settings, listeners: list[str], workers: int) -> None:
+    doc = summary(settings, listeners, workers)
+    pay = doc["amazon_pay"]
+    text = (f"starting return-router {doc['version']}: config {doc['config']}; serving {', '.join(doc['routes'])}; "
+            f"storage {doc['storage']} (schema {doc['schema_version']}); amazon pay "
+            + " ".join(str(v) for v in pay.values())
+            + f"; webhooks {doc['webhooks']}; listening on {', '.join(listeners)} ({workers} worker(s))")
+    log.info(text, extra={"summary": doc})

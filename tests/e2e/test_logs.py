@@ -1,0 +1,199 @@
+"""The real `serve --log-format json`: every stderr line is JSON, request ids correlate end to end, ids are masked.
+
+A return and API calls go to a subprocess router in front of the Amazon Pay emulator (headers it got
+are recorded by a thin ASGI wrapper) and a webhook receiver; then the output is read as an operator's
+log shipper would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from router.amazon_pay import create_emulator_app
+from router.amazon_pay.keys import load_public_key
+from tests.durability.conftest import (
+    AUTH,
+    HOST,
+    KEY_ID,
+    TOKEN,
+    WEBHOOK_SECRET,
+    config_text,
+    return_path,
+    wait_until,
+)
+from tests.support import free_port, serve_app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Recorded:
+    """The emulator, noting the x-request-id header of every request it got."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.request_ids: list[str | None] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v2/"):
+            found = [v.decode() for k, v in scope["headers"] if k == b"x-request-id"]
+            self.request_ids.append(found[0] if found else None)
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+def world(tmp_path: Path, key_files: tuple[Path, Path]) -> Iterator[dict[str, Any]]:
+    emulator = Recorded(create_emulator_app({KEY_ID: load_public_key(key_files[1].read_bytes())}))
+    hooks: list[dict[str, str]] = []
+
+    async def receive(request: Request) -> Response:
+        await request.body()
+        hooks.append(dict(request.headers))
+        return Response(status_code=204)
+
+    receiver = Starlette(routes=[Route("/hooks", receive, methods=["POST"])])
+    with serve_app(emulator) as emulator_url, serve_app(receiver) as receiver_url:
+        config = tmp_path / "router.toml"
+        config.write_text(config_text(emulator_url, key_files[0], f"sqlite:///{tmp_path / 'router.db'}",
+                                      webhook_url=f"{receiver_url}/hooks")
+                          + '\n[metrics]\nlisten = ""\n')
+        port = free_port()
+        err = (tmp_path / "stderr.log").open("wb")
+        env = {**os.environ, "RR_TEST_TOKEN": TOKEN, "RR_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET,
+               "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen([sys.executable, "-m", "router.cli", "serve", "--config", str(config),
+                                 "--port", str(port), "--log-format", "json"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until(lambda: _healthy(url), "the router to answer", timeout=30)
+            yield {"url": url, "emulator": emulator, "emulator_url": emulator_url, "hooks": hooks,
+                   "stderr": tmp_path / "stderr.log", "proc": proc}
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+            err.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text()
+    return [json.loads(line) for line in text.splitlines()]  # fails on any line that is not JSON
+
+
+def _return_with(world: dict[str, Any], scenario: str) -> str:
+    """A checkout whose return meets `scenario` at Amazon; the return's request id."""
+    answer = httpx.post(f"{world['url']}/v1/checkouts", headers=AUTH, timeout=30,
+                        json={"merchantReference": f"order-{scenario}", "paymentIntent": "AuthorizeWithCapture",
+                              "chargeAmount": {"amount": "14.00", "currencyCode": "USD"}})
+    created = httpx.post(f"{world['emulator_url']}/_emulator/checkout-sessions",
+                         json={"chargeAmount": {"amount": "14.00", "currencyCode": "USD"},
+                               "paymentIntent": "AuthorizeWithCapture", "scenario": scenario})
+    returned = httpx.get(world["url"] + return_path(answer.json()["ref"], created.json()["checkoutSessionId"]),
+                         headers={"host": HOST}, timeout=60)
+    assert returned.status_code < 500
+    return str(returned.headers["x-request-id"])
+
+
+def test_json_logs_carry_request_ids_and_mask_ids(world: dict[str, Any]) -> None:
+    url = world["url"]
+    answer = httpx.post(f"{url}/v1/checkouts", headers={**AUTH, "x-request-id": "api-call.1"}, timeout=30,
+                        json={"merchantReference": "order-4711", "paymentIntent": "AuthorizeWithCapture",
+                              "chargeAmount": {"amount": "14.00", "currencyCode": "USD"}})
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["x-request-id"] == "api-call.1"  # a valid incoming id is kept
+    ref = answer.json()["ref"]
+    created = httpx.post(f"{world['emulator_url']}/_emulator/checkout-sessions",
+                         json={"chargeAmount": {"amount": "14.00", "currencyCode": "USD"},
+                               "paymentIntent": "AuthorizeWithCapture", "scenario": "completed"})
+    session_id = created.json()["checkoutSessionId"]
+    bad = httpx.get(f"{url}/healthz", headers={"x-request-id": "no spaces allowed"})
+    assert bad.headers["x-request-id"] != "no spaces allowed"  # invalid: a new one instead
+    returned = httpx.get(url + return_path(ref, session_id), headers={"host": HOST}, timeout=60)
+    assert returned.status_code == 200
+    rid = returned.headers["x-request-id"]
+    assert len(rid) >= 8
+
+    # Amazon got the id of the return that caused the call; the merchant's webhook too.
+    assert rid in world["emulator"].request_ids
+    wait_until(lambda: any(h.get("return-router-request-id") == rid for h in world["hooks"]),
+               "a webhook carrying the return's request id", timeout=20)
+
+    # A decline and a buyer's cancel are ordinary outcomes: INFO, never WARNING.
+    ordinary = [_return_with(world, scenario) for scenario in ("declined", "buyer-canceled")]
+
+    world["proc"].terminate()
+    world["proc"].wait(timeout=20)
+    time.sleep(0.1)
+    lines = _lines(world["stderr"])
+    for line in lines:
+        assert {"time", "level", "logger", "message", "request_id"} <= line.keys(), line
+
+    start = [line for line in lines if line["logger"] == "router.start"]
+    assert len(start) == 1
+    assert start[0]["storage"] == "sqlite" and start[0]["webhooks"] == "on"
+    assert start[0]["amazon_pay"]["mode"] == "sandbox" and start[0]["amazon_pay"]["key_id"] != KEY_ID
+    assert any(str(url.rsplit(":", 1)[1]) in listener for listener in start[0]["listeners"])
+
+    of_return = [line for line in lines if line["request_id"] == rid]
+    access = [line for line in of_return if line["logger"] == "uvicorn.access"]
+    assert len(access) == 1
+    assert access[0]["method"] == "GET" and access[0]["status"] == 200 and access[0]["host"] == HOST
+    assert access[0]["path"] == "/amazon-pay/result?…" and access[0]["platform"] == "other"
+    assert isinstance(access[0]["duration_ms"], float)
+    assert any(line["logger"].startswith("router.") for line in of_return)  # the service's own lines too
+    assert all(line.get("ref") == f"{ref[:4]}…{ref[-4:]}" for line in of_return if line["logger"] != "uvicorn.access")
+    assert any(line["request_id"] == "api-call.1" and line["logger"] == "uvicorn.access" for line in lines)
+
+    for request_id in ordinary:
+        mine = [line for line in lines if line["request_id"] == request_id]
+        assert any(line["logger"] == "router.amazon_pay" for line in mine), mine  # Amazon was asked
+        assert [line for line in mine if line["level"] != "INFO"] == []
+
+    text = world["stderr"].read_text()
+    assert ref not in text and session_id not in text  # only masked
+
+
+def test_every_worker_writes_json(tmp_path: Path, key_files: tuple[Path, Path]) -> None:
+    """uvicorn's worker processes configure logging anew: their lines are JSON too."""
+    config = tmp_path / "router.toml"
+    config.write_text(config_text("http://127.0.0.1:9", key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
+                      + '\n[metrics]\nlisten = ""\n')
+    port = free_port()
+    env = {**os.environ, "RR_TEST_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
+    with (tmp_path / "stderr.log").open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "router.cli", "serve", "--config", str(config), "--port",
+                                 str(port), "--workers", "2", "--log-format", "json"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: _healthy(url) and (tmp_path / "stderr.log").read_text().count(
+                "Application startup complete") >= 2, "both workers", timeout=60)
+            ids = [httpx.get(f"{url}/healthz").headers["x-request-id"] for _ in range(6)]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    lines = _lines(tmp_path / "stderr.log")
+    assert len({line["message"] for line in lines if line["message"].startswith("Started server process")}) == 2
+    logged = {line["request_id"] for line in lines if line["logger"] == "uvicorn.access"}
+    assert set(ids) <= logged
