@@ -95,15 +95,20 @@ def test_service_sees_the_client_address_and_scheme_from_the_proxy(proxy: Proxy,
         answer = fetch(client, "GET", f"https://127.0.0.1:{proxy.https_port}/amazon-pay/error?{probe}",
                        headers={"x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "http"})
     assert answer.status_code == 200
-    scopes = [line for line in service.output().splitlines() if "Started scope=" in line and probe in line]
-    assert len(scopes) == 1, service.output()[-3000:]
-    assert "'scheme': 'https'" in scopes[0] and "'client': ('127.0.0.2', 0)" in scopes[0]
-    assert "203.0.113.9" not in scopes[0].split("'headers'")[0]  # the client's own header was not believed
+    def scopes() -> list[str]:  # log lines are written by the logging thread, a moment after the answer
+        return [line for line in service.output().splitlines() if "Started scope=" in line and probe in line]
+
+    deadline = time.monotonic() + 5
+    while not scopes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(scopes()) == 1, service.output()[-3000:]
+    scope = scopes()[0]
+    assert "'scheme': 'https'" in scope and "'client': ('127.0.0.2', 0)" in scope
+    assert "203.0.113.9" not in scope.split("'headers'")[0]  # the client's own header was not believed
     def access() -> list[str]:  # written by the access log's own thread, a moment after the answer
         return [line for line in service.output().splitlines() if '"GET /amazon-pay/error?… HTTP/1.1"' in line]
 
-    deadline = time.monotonic() + 5
-    while not access() and time.monotonic() < deadline:
+    while not access() and time.monotonic() < deadline + 5:
         time.sleep(0.05)
     assert any(re.search(r"127\.0\.0\.2:0 - ", line) for line in access()), access()  # the access log says so too
 
