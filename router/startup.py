@@ -6,12 +6,12 @@ An unreachable database at start is one line and a bounded wait with backoff, ne
 from __future__ import annotations
 
 import asyncio
-import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
+from router.backoff import Backoff
 from router.store import open_store
 from router.store.base import StoreError
 
@@ -49,14 +49,15 @@ async def wait_for_store(
     """Retry `try_store` with exponential backoff (0.5 s doubling to 10 s, jittered) for up to
     `retry_seconds`. Says one line when the store is down and one when it gives up; True once it works."""
     deadline = clock() + retry_seconds
-    delay = 0.5
+    backoff = Backoff(0.5, 10.0, (0.8, 1.2))
+    attempt = 0
     problem = await try_store(url)
     if problem is None:
         return True
     say(f"{problem}; retrying for up to {retry_seconds:g} s")
     while clock() < deadline:
-        await sleep(min(delay * random.uniform(0.8, 1.2), max(0.0, deadline - clock())))
-        delay = min(delay * 2, 10.0)
+        attempt += 1
+        await sleep(min(backoff.delay(attempt), max(0.0, deadline - clock())))
         problem = await try_store(url)
         if problem is None:
             say("storage: reachable again; starting")

@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from router.amazon_pay.models import RetryPolicy
+from router.backoff import NO_JITTER, Backoff
 
 
 def backoff_delay(policy: RetryPolicy, attempt: int, rand: Callable[[], float]) -> float:
     """Delay after failed attempt `attempt` (1-based): base * 2**(attempt-1), capped; jitter: 50-100 %."""
-    delay: float = min(policy.max_delay, policy.base_delay * 2.0 ** (attempt - 1))
-    return delay * (0.5 + 0.5 * rand()) if policy.jitter else delay
+    jitter = (0.5, 1.0) if policy.jitter else NO_JITTER
+    return Backoff(policy.base_delay, policy.max_delay, jitter).delay(attempt, rand)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

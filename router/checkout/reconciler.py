@@ -22,6 +22,7 @@ from collections.abc import Callable
 import router.metrics as metrics
 from router.amazon_pay import quota
 from router.amazon_pay.breaker import CircuitBreaker
+from router.backoff import Backoff
 from router.checkout.model import CheckoutError, State
 from router.checkout.service import CheckoutService
 from router.redact import mask
@@ -34,8 +35,7 @@ MAX_RESUME_DELAY = 15 * 60.0
 
 def resume_delay(resume_after: float, attempts: int, rand: Callable[[], float]) -> float:
     """Wait after the `attempts`-th resume: resume_after * 2**attempts, capped, minus up to 20 % jitter."""
-    delay = min(MAX_RESUME_DELAY, resume_after * 2.0 ** min(attempts, 32))
-    return delay * (0.8 + 0.2 * rand())
+    return Backoff(resume_after, MAX_RESUME_DELAY, (0.8, 1.0)).delay(attempts + 1, rand)
 
 
 class Reconciler:
@@ -61,6 +61,7 @@ class Reconciler:
         self.breaker = breaker  # open: Amazon is failing, leave it alone until the breaker half-opens
         self.rand = rand
         self._polls: dict[str, tuple[int, float]] = {}  # ref → (polls so far, next poll time)
+        self._poll_backoff = Backoff(interval, max_poll_delay, (0.8, 1.2))
 
     async def run_once(self) -> int:
         """One pass; returns how many checkouts changed state."""
@@ -89,8 +90,7 @@ class Reconciler:
                 self._polls.pop(checkout.ref, None)
                 changed += 1
             else:
-                delay = min(self.interval * 2**polls, self.max_poll_delay)
-                self._polls[checkout.ref] = (polls + 1, now + delay * random.uniform(0.8, 1.2))
+                self._polls[checkout.ref] = (polls + 1, now + self._poll_backoff.delay(polls + 1))
         return changed
 
     async def _resume_abandoned(self, now: float) -> int:

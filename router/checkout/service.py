@@ -16,13 +16,14 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
 import router.metrics as metrics
 from router.amazon_pay.errors import AmazonPayError
 from router.amazon_pay.models import Charge, CheckoutSession, FinalizeResult
+from router.backoff import Backoff, poll
 from router.checkout.events import event_for, superseded_type
 from router.checkout.model import (
     Busy,
@@ -45,6 +46,7 @@ log = logging.getLogger("router.checkout.service")
 
 DECLINE_REASONS = {"Declined", "HardDeclined", "SoftDeclined", "AmazonRejected", "PaymentMethodNotAllowed",
                    "MFAFailed", "ProcessingFailure", "TransactionAmountExceeded"}
+STORE_POLL = Backoff(0.02, 0.5)  # while another holder calls Amazon: poll the store, 20 ms doubling to 0.5 s
 
 
 class AmazonPay(Protocol):
@@ -186,26 +188,18 @@ class CheckoutService:
         bound = await self._bind(ref, checkout_session_id)
         if isinstance(bound, Outcome):
             return bound
-        checkout = bound
-        deadline = time.monotonic() + self.wait_seconds
-        delay = 0.02
-        while True:
+
+        async def join_or_lead(attempt: int) -> Outcome | None:
+            checkout = bound if attempt == 1 else await self._stored(ref)
             if checkout.state != State.CREATED:
                 return Outcome(checkout)
             inflight = self._inflight.get(ref)
             if inflight is not None:
                 return await asyncio.shield(inflight)
             leased = await self.store.try_lease(ref, self.owner, self.clock(), self.lease_seconds)
-            if leased is not None:
-                return await self._lead(leased)
-            if time.monotonic() > deadline:
-                raise Busy(ref)
-            await asyncio.sleep(delay)  # another instance holds the lease: poll the store
-            delay = min(delay * 2, 0.5)
-            found = await self.store.get_checkout(ref)
-            if found is None:
-                raise UnknownRef(ref)
-            checkout = found
+            return None if leased is None else await self._lead(leased)  # None: another instance holds it
+
+        return await self._poll(ref, join_or_lead)
 
     async def _bind(self, ref: str, checkout_session_id: str) -> Checkout | Outcome:
         """Bind the session to the ref; an Outcome instead when Amazon already rejected this pair."""
@@ -264,18 +258,25 @@ class CheckoutService:
 
     async def _await_result(self, ref: str) -> Outcome:
         """Poll the store until the current lease holder has stored a result; Busy after wait_seconds."""
-        deadline = time.monotonic() + self.wait_seconds
-        delay = 0.02
-        while True:
-            found = await self.store.get_checkout(ref)
-            if found is None:
-                raise UnknownRef(ref)
-            if found.state != State.CREATED:
-                return Outcome(found)
-            if time.monotonic() > deadline:
-                raise Busy(ref)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+
+        async def stored_result(_: int) -> Outcome | None:
+            found = await self._stored(ref)
+            return Outcome(found) if found.state != State.CREATED else None
+
+        return await self._poll(ref, stored_result)
+
+    async def _poll(self, ref: str, step: Callable[[int], Awaitable[Outcome | None]]) -> Outcome:
+        """`step` until it has an outcome, polling the store in between; Busy after wait_seconds."""
+        outcome = await poll(step, STORE_POLL, self.wait_seconds)
+        if outcome is None:
+            raise Busy(ref)
+        return outcome
+
+    async def _stored(self, ref: str) -> Checkout:
+        found = await self.store.get_checkout(ref)
+        if found is None:
+            raise UnknownRef(ref)
+        return found
 
     async def _call_amazon(self, checkout: Checkout) -> Outcome:
         session_id = checkout.checkout_session_id

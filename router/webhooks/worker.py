@@ -23,6 +23,7 @@ import httpx
 
 import router.metrics as metrics
 from router import logs
+from router.backoff import Backoff
 from router.checkout.model import CheckoutError
 from router.outbound import async_client
 from router.redact import mask
@@ -246,7 +247,7 @@ class WebhookWorker:
                     log.exception("webhook worker: unexpected error (retrying)")
             if claimed >= self.batch:
                 continue  # a full batch: more may be due right now
-            pause = idle_interval if failures == 0 else min(idle_interval * 2 ** failures, 30.0)
+            pause = idle_interval if failures == 0 else Backoff(idle_interval, 30.0).delay(failures + 1)
             await _wait_any(stop, self._wake, pause)
 
 

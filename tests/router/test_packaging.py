@@ -18,6 +18,8 @@ def test_wheel_installs_and_runs_from_another_directory(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "router/templates/page.html" in names and "router/templates/messages/ja.json" in names
     assert "router/example.toml" in names and "well_known/aasa.py" in names
+    fixtures = {f"router/amazon_pay/emulator/fixtures/{n}.json" for n in ("address", "buyer", "charge", "session")}
+    assert fixtures <= set(names)
     assert not any(name.startswith("tests/") for name in names)
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
@@ -33,6 +35,8 @@ def test_wheel_installs_and_runs_from_another_directory(tmp_path: Path) -> None:
         "html = render_page(PageView(kind='success', merchant_name='Shop'), 'ja', detect_platform(None), "
         "'https://pay.example.com/r')\n"
         "assert 'lang=\"ja\"' in html\n"
+        "from router.amazon_pay.emulator.documents import fixture\n"
+        "assert fixture('session')['chargePermissionType'] == 'OneTime'\n"
         "print('ok')\n"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
