@@ -57,7 +57,7 @@ def test_two_workers_add_up_on_the_metrics_listener(tmp_path: Path, emulator: Em
     n = 40
     answers = storm([("GET", f"{router.url}/amazon-pay/error", {"headers": {"host": HOST}})] * n)
     assert [a.status_code for a in answers] == [200] * n
-    series = ('return_router_returns_total{flow="error",host="pay.example.com",in_app="none",page="error",'
+    series = ('return_router_returns_total{flow="error",host="pay.example.com",in_app="none",page="amazon_error",'
               'platform="other"}')
     for _ in range(5):  # whichever worker served which request, every scrape sees all of them
         assert scrape(port)[series] == n
