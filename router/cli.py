@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from router import logs
 from router.access_log import take_over
 from router.amazon_pay.emulator.state import SCENARIOS
 from router.config import ConfigError, Settings, load
-from router.redact import mask
+from router.redact import redact_path
 from router.startup import wait_for_store_before_serving
 from router.validators import is_loopback
 from router.version import version
@@ -33,7 +32,6 @@ from router.webhooks.admin import SEARCH_WINDOW
 CONFIG_ENV = "RETURN_ROUTER_CONFIG"
 DEMO_DIR_ENV = "RETURN_ROUTER_DEMO_DIR"
 log = logging.getLogger("router.cli")
-ROUTE_WORD = re.compile(r"[a-z.-]+")  # "checkout-sessions", "apple-app-site-association": not identifiers
 
 
 def _load_or_exit(path: str, *, offline: bool = False) -> Settings:
@@ -351,26 +349,6 @@ def parser() -> argparse.ArgumentParser:
     for sp in (listing, again):
         sp.set_defaults(func=cmd_events)
     return p
-
-
-_PLAIN_PATHS: set[str] = set()  # paths seen with nothing to mask (/.well-known/…, /healthz): no work next time
-_PLAIN_PATHS_MAX = 1024
-
-
-def redact_path(path: str) -> str:
-    """"/v1/checkout-sessions/<id>/finalize?ref=…" → "/v1/checkout-sessions/bd50…5275/finalize?…"."""
-    if path in _PLAIN_PATHS:
-        return path
-    redacted = _redact_path(path)
-    if redacted == path and len(_PLAIN_PATHS) < _PLAIN_PATHS_MAX:
-        _PLAIN_PATHS.add(path)
-    return redacted
-
-
-def _redact_path(path: str) -> str:
-    path, query = path.split("?", 1) if "?" in path else (path, None)
-    segments = [mask(s) if len(s) >= 16 and not ROUTE_WORD.fullmatch(s) else s for s in path.split("/")]
-    return "/".join(segments) + ("?…" if query is not None else "")
 
 
 class RedactAccessLog(logging.Filter):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def mask(value: str | None) -> str:
     """"bd504926-f659-4ad7-a1a9-9a747aaf5275" → "bd50…5275"; short values are hidden entirely."""
@@ -18,3 +20,26 @@ def mask_email(email: str) -> str:
     if not at or not local or not domain:
         return "***"
     return f"{local[0]}***@{domain}"
+
+
+# Path segments that are route words ("checkout-sessions", "apple-app-site-association"), never ids.
+ROUTE_WORD = re.compile(r"[a-z.-]+")
+
+_PLAIN_PATHS: set[str] = set()  # paths seen with nothing to mask (/.well-known/…, /healthz): no work next time
+_PLAIN_PATHS_MAX = 1024
+
+
+def redact_path(path: str) -> str:
+    """"/v1/checkout-sessions/<id>/finalize?ref=…" → "/v1/checkout-sessions/bd50…5275/finalize?…"."""
+    if path in _PLAIN_PATHS:
+        return path
+    redacted = _redact_path(path)
+    if redacted == path and len(_PLAIN_PATHS) < _PLAIN_PATHS_MAX:
+        _PLAIN_PATHS.add(path)
+    return redacted
+
+
+def _redact_path(path: str) -> str:
+    path, query = path.split("?", 1) if "?" in path else (path, None)
+    segments = [mask(s) if len(s) >= 16 and not ROUTE_WORD.fullmatch(s) else s for s in path.split("/")]
+    return "/".join(segments) + ("?…" if query is not None else "")

@@ -98,6 +98,15 @@ class NewCheckout:
     total_order_amount: str | None = None
     supplementary_data: str | None = None
 
+    def opened(self, ref: str, *, now: float, ttl_seconds: float) -> Checkout:
+        """The checkout this order becomes under `ref`: created now, open for `ttl_seconds`."""
+        return Checkout(
+            ref=ref, merchant_reference=self.merchant_reference, amount=self.amount, currency=self.currency,
+            payment_intent=self.payment_intent, can_handle_pending=self.can_handle_pending,
+            total_order_amount=self.total_order_amount, supplementary_data=self.supplementary_data,
+            created_at=now, updated_at=now, expires_at=now + ttl_seconds,
+        )
+
 
 @dataclass(frozen=True)
 class Outcome:

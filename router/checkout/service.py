@@ -9,21 +9,27 @@ charge. Callers that lose the race wait for the holder's result instead of calli
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import logging
 import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 import router.metrics as metrics
 from router.amazon_pay.errors import AmazonPayError
-from router.amazon_pay.models import Charge, CheckoutSession, FinalizeResult
+from router.amazon_pay.models import CheckoutSession
 from router.backoff import Backoff, poll
+from router.checkout.amazon import (
+    AmazonPay,
+    finalize_payload,
+    idempotency_key,
+    session_fields,
+    state_of_charge,
+    state_of_session,
+)
 from router.checkout.events import event_for, superseded_type
 from router.checkout.model import (
     Busy,
@@ -39,93 +45,12 @@ from router.checkout.model import (
     is_ref,
     is_session_id,
 )
-from router.redact import mask, mask_email
+from router.redact import mask
 from router.store.base import Store
 
 log = logging.getLogger("router.checkout.service")
 
-DECLINE_REASONS = {"Declined", "HardDeclined", "SoftDeclined", "AmazonRejected", "PaymentMethodNotAllowed",
-                   "MFAFailed", "ProcessingFailure", "TransactionAmountExceeded"}
 STORE_POLL = Backoff(0.02, 0.5)  # while another holder calls Amazon: poll the store, 20 ms doubling to 0.5 s
-
-
-class AmazonPay(Protocol):
-    """What the orchestrator needs from the Amazon Pay client."""
-
-    async def finalize_checkout_session(
-        self, checkout_session_id: str, payload: Mapping[str, Any], idempotency_key: str
-    ) -> FinalizeResult: ...
-
-    async def get_checkout_session(self, checkout_session_id: str) -> CheckoutSession: ...
-
-    async def get_charge(self, charge_id: str) -> Charge: ...
-
-
-def idempotency_key(ref: str, checkout_session_id: str) -> str:
-    """32 characters of [A-Za-z0-9_-], the same for every attempt at one ref + session."""
-    digest = hashlib.sha256(f"finalize\x00{ref}\x00{checkout_session_id}".encode()).digest()
-    return base64.urlsafe_b64encode(digest).decode()[:32]
-
-
-def finalize_payload(checkout: Checkout) -> dict[str, Any]:
-    """The finalize body: built only from stored fields, so every retry sends identical bytes."""
-    payload: dict[str, Any] = {
-        "chargeAmount": {"amount": checkout.amount, "currencyCode": checkout.currency},
-        "paymentIntent": checkout.payment_intent,
-        "canHandlePendingAuthorization": checkout.can_handle_pending,
-    }
-    if checkout.total_order_amount is not None:
-        payload["totalOrderAmount"] = {"amount": checkout.total_order_amount, "currencyCode": checkout.currency}
-    if checkout.supplementary_data is not None:
-        payload["supplementaryData"] = checkout.supplementary_data
-    return payload
-
-
-def state_of_session(session: CheckoutSession) -> State | None:
-    """Our state for what Amazon says about a session; None while it is still Open."""
-    if session.state == "Completed":
-        return State.COMPLETED
-    if session.state == "Canceled":
-        return state_of_reason(session.reason_code)
-    return None
-
-
-def state_of_reason(reason_code: str | None) -> State:
-    if reason_code == "BuyerCanceled":
-        return State.CANCELED
-    if reason_code in ("Expired", "ExpiredUnused", "TransactionTimedOut"):
-        return State.EXPIRED
-    if reason_code in DECLINE_REASONS:
-        return State.DECLINED
-    return State.FAILED
-
-
-def state_of_charge(charge: Charge) -> State | None:
-    """Our state for a charge after a pending authorization; None while still pending."""
-    if charge.state in ("Authorized", "Captured", "CaptureInitiated"):
-        return State.AUTHORIZED
-    if charge.state == "Declined":
-        return State.DECLINED
-    if charge.state == "Canceled":
-        return state_of_reason(charge.reason_code) if charge.reason_code != "BuyerCanceled" else State.CANCELED
-    return None
-
-
-def buyer_summary(session: CheckoutSession) -> dict[str, Any]:
-    """What the buyer's page and the app need: no more than that is stored."""
-    return {
-        "buyerName": session.buyer_name,
-        "maskedEmail": mask_email(session.buyer_email) if session.buyer_email else None,
-        "paymentDescriptor": session.payment_descriptor,
-        "billingAddress": _address_summary(session.billing_address),
-    }
-
-
-def _address_summary(address: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not address:
-        return None
-    keys = ("name", "city", "stateOrRegion", "postalCode", "countryCode")
-    return {k: address[k] for k in keys if address.get(k)}
 
 
 class CheckoutService:
@@ -153,20 +78,8 @@ class CheckoutService:
     # --- merchant ---------------------------------------------------------------------------------
 
     async def register(self, new: NewCheckout) -> Checkout:
-        now = self.clock()
-        checkout = Checkout(
-            ref=secrets.token_urlsafe(24),  # 192 bits: unguessable, URL-safe
-            merchant_reference=new.merchant_reference,
-            amount=new.amount,
-            currency=new.currency,
-            payment_intent=new.payment_intent,
-            can_handle_pending=new.can_handle_pending,
-            total_order_amount=new.total_order_amount,
-            supplementary_data=new.supplementary_data,
-            created_at=now,
-            updated_at=now,
-            expires_at=now + self.ttl_seconds,
-        )
+        ref = secrets.token_urlsafe(24)  # 192 bits: unguessable, URL-safe
+        checkout = new.opened(ref, now=self.clock(), ttl_seconds=self.ttl_seconds)
         await self.store.create_checkout(checkout)
         return checkout
 
@@ -303,7 +216,7 @@ class CheckoutService:
                 raise InvalidSessionId("the Amazon Pay client refused the checkout session id") from exc
             raise
         session = result.session
-        fields = self._session_fields(session)
+        fields = session_fields(session)
         if result.http_status == 202:
             return Outcome(await self._settle(checkout, self.owner, State.PENDING, fields))
         state = state_of_session(session) or State.COMPLETED
@@ -319,7 +232,7 @@ class CheckoutService:
             await self.store.release_lease(checkout.ref, self.owner)
             return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
         state = state_of_session(session)
-        fields = self._session_fields(session)
+        fields = session_fields(session)
         if state == State.COMPLETED and session.charge_id:
             return await self._after_completed_session(checkout, session, fields)
         if state is None:  # still Open at Amazon: never finalized, and now it will not be
@@ -340,7 +253,7 @@ class CheckoutService:
             await self.store.release_lease(checkout.ref, self.owner)
             return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
         state = state_of_session(session)
-        fields = self._session_fields(session)
+        fields = session_fields(session)
         if state == State.COMPLETED and session.charge_id:
             return await self._after_completed_session(checkout, session, fields)
         if state is not None:
@@ -372,15 +285,6 @@ class CheckoutService:
         changes = {"checkout_session_id": None, "reason_code": reason_code}
         await self.store.transition(checkout.ref, owner=self.owner, now=self.clock(), state=State.CREATED,
                                     changes=changes)
-
-    @staticmethod
-    def _session_fields(session: CheckoutSession) -> dict[str, Any]:
-        return {
-            "charge_id": session.charge_id,
-            "charge_permission_id": session.charge_permission_id,
-            "reason_code": session.reason_code,
-            "result": buyer_summary(session),
-        }
 
     async def _settle(
         self, checkout: Checkout, owner: str | None, state: State, changes: Mapping[str, Any]
