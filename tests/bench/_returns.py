@@ -42,10 +42,11 @@ class Stack:
 
 
 @contextlib.contextmanager
-def emulator_process(public_key: Path) -> Iterator[str]:
+def emulator_process(public_key: Path, key_id: str = KEY_ID) -> Iterator[str]:
+    """`return-router emulator` in its own process, accepting `key_id`'s signatures."""
     port = free_port()
     cmd = [sys.executable, "-m", "router.cli", "emulator", "--port", str(port),
-           "--public-key", f"{KEY_ID}={public_key}"]
+           "--public-key", f"{key_id}={public_key}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, proc)

@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 import secrets
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,11 +23,9 @@ import asyncpg
 import httpx
 
 from router.amazon_pay import generate_key_pair
+from tests.bench._returns import emulator_process
 from tests.durability.conftest import HOST, KEY_ID, RouterProcess, config_text, return_path
 from tests.store.conftest import PG_DSN, postgres_problem, with_query
-from tests.support import free_port
-
-from ._load import wait_for_port
 
 CALLERS = 50
 STORMS = 10
@@ -51,20 +47,6 @@ async def burst(client: httpx.AsyncClient, urls: list[str]) -> Burst:
     started = time.perf_counter()
     results = await asyncio.gather(*(one(url) for url in urls))
     return Burst(time.perf_counter() - started, [r[0] for r in results], {r[1] for r in results})
-
-
-@contextlib.contextmanager
-def emulator_process(public_key: Path) -> Iterator[str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "router.cli", "emulator", "--port", str(port),
-           "--public-key", f"{KEY_ID}={public_key}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @contextlib.contextmanager
@@ -152,7 +134,7 @@ def main() -> None:
         private_pem, public_pem = generate_key_pair()
         (directory / "private.pem").write_bytes(private_pem)
         (directory / "public.pem").write_bytes(public_pem)
-        with emulator_process(directory / "public.pem") as emulator, database(directory) as (db_url, where):
+        with emulator_process(directory / "public.pem", KEY_ID) as emulator, database(directory) as (db_url, where):
             routers = start_routers(directory, emulator, directory / "private.pem", db_url)
             try:
                 storms, baselines, calls = asyncio.run(run(routers, emulator))
