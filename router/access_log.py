@@ -5,10 +5,12 @@ redaction filter and its access formatter, and writes and flushes one line to st
 CPU as serving an association file itself, plus a stall whenever the pipe (journald, docker) is full.
 `take_over` moves the handlers of the `uvicorn.access` logger to a writer thread (so uvicorn skips
 its own access logging); the app wrapper then only appends a tuple per response to a queue. The
-thread turns them into the same `uvicorn.access` records (the logger's filters, the handlers' levels
-and formatters apply as before) and writes each batch at once, waking at most once per INTERVAL.
-If the output stays blocked until QUEUE_SIZE lines wait, further lines are counted and dropped (the
-count is logged) rather than holding up buyers' requests.
+thread reads the request line and headers from it, redacts, and writes each batch at once, waking
+at most once per INTERVAL. With the handlers and filter `serve` sets up it formats each line
+directly (the formatters' `access_line`, the same text); with any other handler, formatter or
+filter it builds the same `uvicorn.access` records as uvicorn (the logger's filters, the handlers'
+levels and formatters apply as before). If the output stays blocked until QUEUE_SIZE lines wait,
+further lines are counted and dropped (the count is logged) rather than holding up buyers' requests.
 """
 
 from __future__ import annotations
@@ -18,19 +20,41 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from router.access_format import Line as LineOf
+from router.access_format import Template, template_for
+from router.redact import redact_path
 from router.web.platform import detect_platform
 
 log = logging.getLogger("router.access_log")
 ACCESS_FORMAT = '%s - "%s %s HTTP/%s" %d'  # uvicorn's, so its AccessFormatter reads the same args
 QUEUE_SIZE = 10_000  # lines waiting at most; beyond, lines are counted and dropped
 INTERVAL = 0.05  # seconds a line may wait for its batch
+_MEMO_MAX = 4096  # distinct targets and User-Agents remembered by the writer
 
-# (time, client, method, path, query string, http version, status, fields for JSON lines)
-Entry = tuple[float, "tuple[str, int] | None", str, str, bytes, str, int, dict[str, object]]
+Headers = Iterable[tuple[bytes, bytes]]
+# (time, duration s, client, method, path, query string, http version, status, request and response headers)
+Entry = tuple[float, float, "tuple[str, int] | None", str, str, bytes, str, int, Headers, Headers]
+# What repeats from line to line: method, path, query string, http version, status, Host, User-Agent
+Key = tuple[str, str, bytes, str, int, "bytes | None", "bytes | None"]
+# What a line says: created, client address, method, target, http version, status, duration ms, request id,
+# host, platform
+Line = tuple[float, str, str, str, str, int, float, str, "str | None", str]
+
+
+class RedactAccessLog(logging.Filter):
+    """Access log lines keep the route but not the refs and session ids in the path and query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, path, version, status = record.args
+            if isinstance(path, str):
+                record.args = (client, method, redact_path(path), version, status)
+        return True
 
 
 class _Writer(threading.Thread):
@@ -42,6 +66,10 @@ class _Writer(threading.Thread):
         self.wake = threading.Event()
         self.stopping = False
         self.dropped = 0
+        self.platforms: dict[str | None, str] = {}
+        self.targets: dict[tuple[str, bytes], str] = {}
+        self.templates: dict[Key, list[LineOf]] = {}  # an entry's repeating parts → its lines
+        self._direct_handlers: list[logging.Handler] = []
 
     def put(self, entry: Entry) -> None:
         if len(self.pending) >= QUEUE_SIZE:
@@ -59,15 +87,23 @@ class _Writer(threading.Thread):
             self.write_pending()
 
     def write_pending(self) -> None:
-        records = []
+        entries = []
         while self.pending:
-            record = _record(self.logger, self.pending.popleft())
-            if self.logger.filter(record):  # the redaction filter, as on uvicorn's own records
-                record.path = record.args[2] if isinstance(record.args, tuple) else None  # as redacted
-                records.append(record)
+            entries.append(self.pending.popleft())
         if self.dropped:
             dropped, self.dropped = self.dropped, 0
             log.warning("%d access log lines dropped: the log output was blocked", dropped)
+        if not entries:
+            return
+        direct = self._direct()
+        if direct is not None:
+            for (stream, _), lines in zip(direct, self._direct_lines(entries, direct), strict=True):
+                _write_lines(stream, lines)
+            return
+        records = [r for r in (_record(self.logger, self._line(e, redact=False)) for e in entries)
+                   if self.logger.filter(r)]  # the redaction filter, as on uvicorn's own records
+        for record in records:
+            record.path = record.args[2] if isinstance(record.args, tuple) else None  # as redacted
         for handler in self.handlers:
             mine = [r for r in records if r.levelno >= handler.level]
             if isinstance(handler, logging.StreamHandler) and type(handler).emit is logging.StreamHandler.emit:
@@ -76,6 +112,84 @@ class _Writer(threading.Thread):
                 for record in mine:
                     handler.handle(record)
 
+    def _direct(self) -> list[tuple[logging.StreamHandler, Template]] | None:  # type: ignore[type-arg]
+        """(handler, line template) for each handler when every line can skip the LogRecord, else None."""
+        if not all(type(f) is RedactAccessLog for f in self.logger.filters):
+            return None
+        direct = []
+        for handler in self.handlers:
+            if handler.level > logging.INFO:
+                continue
+            template = template_for(handler.formatter)
+            if (template is None or not isinstance(handler, logging.StreamHandler) or handler.filters
+                    or type(handler).emit is not logging.StreamHandler.emit):
+                return None
+            direct.append((handler, template))
+        if [h for h, _ in direct] != self._direct_handlers:  # new handlers, new templates
+            self._direct_handlers, self.templates = [h for h, _ in direct], {}
+        return direct
+
+    def _direct_lines(self, entries: list[Entry], direct: list[tuple[logging.StreamHandler, Template]],  # type: ignore[type-arg]
+                      ) -> list[list[str]]:
+        """Each handler's lines, from the templates of each entry's repeating parts."""
+        out: list[list[str]] = [[] for _ in direct]
+        for at, duration, client, method, path, query, version, status, request, response in entries:
+            found = dict(request)
+            host, agent = found.get(b"host"), found.get(b"user-agent")
+            key = (method, path, query, version, status, host, agent)
+            lines = self.templates.get(key) or self._templates(key, direct)
+            request_id = _request_id(response)
+            address = f"{client[0]}:{client[1]}" if client else ""
+            took = round(duration * 1000, 1)
+            for handler_lines, line in zip(out, lines, strict=True):
+                handler_lines.append(line(at, address, request_id, took))
+        return out
+
+    def _templates(self, key: Key,
+                   direct: list[tuple[logging.StreamHandler, Template]]) -> list[LineOf]:  # type: ignore[type-arg]
+        method, path, query, version, status, host, agent = key
+        target = self.target_of(path, query, True)
+        platform = self.platform_of(agent.decode("latin-1") if agent is not None else None)
+        text_host = host.decode("latin-1") if host is not None else None
+        lines = [template(method, target, version, status, text_host, platform) for _, template in direct]
+        if len(self.templates) < _MEMO_MAX:
+            self.templates[key] = lines
+        return lines
+
+    def _line(self, entry: Entry, *, redact: bool) -> Line:
+        at, duration, client, method, path, query, version, status, request, response = entry
+        host = agent = None
+        for name, value in request:
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"user-agent":
+                agent = value.decode("latin-1")
+        request_id = _request_id(response)
+        target = self.target_of(path, query, redact)
+        address = f"{client[0]}:{client[1]}" if client else ""
+        return (at, address, method, target, version, status, round(duration * 1000, 1), request_id, host,
+                self.platform_of(agent))
+
+    def target_of(self, path: str, query: bytes, redact: bool) -> str:
+        key = (path, query)
+        found = self.targets.get(key) if redact else None
+        if found is None:
+            found = quote(path) + ("?" + query.decode("ascii", "replace") if query else "")
+            if redact:
+                found = redact_path(found)
+                if len(self.targets) < _MEMO_MAX:
+                    self.targets[key] = found
+        return found
+
+    def platform_of(self, agent: str | None) -> str:
+        found = self.platforms.get(agent)
+        if found is None:
+            platform = detect_platform(agent)
+            found = platform.os + (f"/{platform.in_app_browser}" if platform.in_app_browser else "")
+            if len(self.platforms) < _MEMO_MAX:
+                self.platforms[agent] = found
+        return found
+
     def stop(self) -> None:
         self.stopping = True
         self.wake.set()
@@ -83,13 +197,16 @@ class _Writer(threading.Thread):
         self.write_pending()
 
 
-def _record(logger: logging.Logger, entry: Entry) -> logging.LogRecord:
-    at, client, method, path, query, version, status, fields = entry
-    agent = fields.get("platform")
-    found = detect_platform(agent if isinstance(agent, str) else None)
-    fields = {**fields, "platform": found.os + (f"/{found.in_app_browser}" if found.in_app_browser else "")}
-    target = quote(path) + ("?" + query.decode("ascii", "replace") if query else "")
-    address = f"{client[0]}:{client[1]}" if client else ""
+def _request_id(response: Headers) -> str:
+    """The X-Request-Id answered; the failsafe layer (and the front door) add it last."""
+    if isinstance(response, list) and response and response[-1][0] == b"x-request-id":
+        return str(response[-1][1].decode("latin-1"))
+    return next((v.decode("latin-1") for k, v in response if k.lower() == b"x-request-id"), "-")
+
+
+def _record(logger: logging.Logger, line: Line) -> logging.LogRecord:
+    at, address, method, target, version, status, duration_ms, request_id, host, platform = line
+    fields = {"duration_ms": duration_ms, "request_id": request_id, "host": host, "platform": platform}
     record = logger.makeRecord(logger.name, logging.INFO, "", 0, ACCESS_FORMAT,
                                (address, method, target, version, status), None,
                                extra={"method": method, "status": status, **fields})
@@ -97,23 +214,27 @@ def _record(logger: logging.Logger, entry: Entry) -> logging.LogRecord:
     return record
 
 
+def _write_lines(handler: logging.StreamHandler, lines: list[str]) -> None:  # type: ignore[type-arg]
+    handler.acquire()
+    try:
+        handler.stream.write(handler.terminator.join(lines) + handler.terminator)
+        handler.stream.flush()
+    except Exception:
+        handler.handleError(logging.makeLogRecord({"msg": "access log write failed"}))
+    finally:
+        handler.release()
+
+
 def _write_stream(handler: logging.StreamHandler, records: list[logging.LogRecord]) -> None:  # type: ignore[type-arg]
     lines = []
     for record in records:
         if handler.filter(record):
             try:
-                lines.append(handler.format(record) + handler.terminator)
+                lines.append(handler.format(record))
             except Exception:
                 handler.handleError(record)
     if lines:
-        handler.acquire()
-        try:
-            handler.stream.write("".join(lines))
-            handler.stream.flush()
-        except Exception:
-            handler.handleError(records[-1])
-        finally:
-            handler.release()
+        _write_lines(handler, lines)
 
 
 class _AccessLogged:
@@ -121,43 +242,41 @@ class _AccessLogged:
 
     def __init__(self, app: ASGIApp, writer: _Writer) -> None:
         self.app = app
-        self.writer = writer
+        self.put = writer.put
+
+    def note(self, scope: Scope, status: int, headers: Headers, began: float) -> None:
+        """For a layer in front that answers by itself: the line its answer gets (`began`: time.monotonic())."""
+        self.put((time.time(), time.monotonic() - began, scope.get("client"), scope["method"], scope["path"],
+                  scope["query_string"], scope["http_version"], status, scope["headers"], headers))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-
         began = time.monotonic()
+        note = self.note
 
         async def noted(message: Message) -> None:
             if message["type"] == "http.response.start":
-                fields = {"duration_ms": round((time.monotonic() - began) * 1000, 1),
-                          "request_id": _header(message.get("headers", ()), b"x-request-id") or "-",
-                          "host": _header(scope["headers"], b"host"),
-                          "platform": _header(scope["headers"], b"user-agent")}  # classified on the thread
-                self.writer.put((time.time(), scope.get("client"), scope["method"], scope["path"],
-                                 scope["query_string"], scope["http_version"], message["status"], fields))
+                note(scope, message["status"], message.get("headers", ()), began)
             await send(message)
 
         await self.app(scope, receive, noted)
 
 
-def _header(headers: object, name: bytes) -> str | None:
-    for key, value in headers:  # type: ignore[attr-defined]
-        if key.lower() == name:
-            return str(value.decode("latin-1"))
-    return None
+Note = Callable[[Scope, int, Headers, float], None]
 
 
-def take_over(app: ASGIApp) -> ASGIApp:
-    """`app` with the access log written off the loop; `app` itself when access lines are off."""
+def take_over(app: ASGIApp) -> tuple[ASGIApp, Note | None]:
+    """`app` with the access log written off the loop, and how a layer in front notes a line; `app` itself
+    and None when access lines are off."""
     logger = logging.getLogger("uvicorn.access")
     if not logger.handlers or not logger.isEnabledFor(logging.INFO):
-        return app
+        return app, None
     writer = _Writer(logger, list(logger.handlers))
     for handler in list(logger.handlers):
         logger.removeHandler(handler)  # uvicorn sees no handler and skips its own access logging
     writer.start()
     atexit.register(writer.stop)  # the last lines are written before the process exits
-    return _AccessLogged(app, writer)
+    logged = _AccessLogged(app, writer)
+    return logged, logged.note

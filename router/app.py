@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from router.access_log import take_over
 from router.amazon_pay import AmazonPayClient, ClientConfig, RetryPolicy, create_emulator_app, generate_key_pair
 from router.amazon_pay.breaker import CircuitBreaker
 from router.amazon_pay.keys import load_private_key, load_public_key
@@ -36,6 +37,7 @@ from router.web.demo import Demo
 from router.web.failsafe import Failsafe
 from router.web.fallback import json_fallback
 from router.web.flows import Flows
+from router.web.front import FrontDoor
 from router.web.guard import RequestGuard
 from router.webhooks.worker import WebhookWorker
 
@@ -141,6 +143,15 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
     app.state.runtime = runtime
     app.state.config = holder
     return app
+
+
+def serving_app(settings: Settings) -> ASGIApp:
+    """What `serve` runs: create_app behind the access log's writer, the association files answered in
+    front of both (router/web/front.py)."""
+    app = create_app(settings)
+    holder: ConfigHolder = app.state.config
+    logged, note = take_over(app)
+    return FrontDoor(logged, lambda: holder.settings, note)
 
 
 def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) -> ASGIApp:
