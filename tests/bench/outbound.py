@@ -15,7 +15,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
@@ -106,7 +106,10 @@ CLIENTS = (("httpx 0.28, default transport (httpcore pool)", httpx_default),
            ("plain aiohttp", plain_aiohttp))
 
 
-def run_loop(coroutine: Coroutine[Any, Any, Figures]) -> Figures:
+T = TypeVar("T")
+
+
+def run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     """On uvloop, as `serve` runs the router (uvicorn[standard]), else asyncio's own loop."""
     try:
         import uvloop
