@@ -140,6 +140,9 @@ class _AccessLogged:
                 ctx = logs.context.get()  # the request's, set further in (router/web/failsafe.py)
                 if ctx is not None and "merchant_reference" in ctx:
                     fields["merchant_reference"] = ctx["merchant_reference"]
+                ids = logs.trace_ids()  # with [tracing]: the request's span
+                if ids is not None:
+                    fields["trace_id"], fields["span_id"] = ids
                 self.writer.put((time.time(), scope.get("client"), scope["method"], scope["path"],
                                  scope["query_string"], scope["http_version"], message["status"], fields))
             await send(message)

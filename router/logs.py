@@ -100,6 +100,11 @@ def trace_with(ids: Callable[[], tuple[str, str] | None] | None) -> None:
     _trace_ids = ids
 
 
+def trace_ids() -> tuple[str, str] | None:
+    """The current span's (trace id, span id); None when tracing is off or outside a span."""
+    return _trace_ids() if _trace_ids is not None else None
+
+
 def default_format() -> str:
     """text for a person at a terminal, JSON lines for a log shipper (journald, docker, a file)."""
     return "text" if sys.stderr.isatty() else "json"

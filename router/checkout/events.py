@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 
-from router import logs
+from router import logs, tracing
 from router.checkout.model import Checkout, State
 from router.store.base import NewEvent
 
@@ -67,4 +67,5 @@ def event_for(checkout: Checkout, now: float, *, supersedes: str | None = None) 
         },
     }
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    return NewEvent(id=event_id, type=event_type, created=now, body=raw, request_id=logs.current_request_id())
+    return NewEvent(id=event_id, type=event_type, created=now, body=raw, request_id=logs.current_request_id(),
+                    traceparent=tracing.traceparent())

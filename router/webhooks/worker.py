@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import httpx
 
 import router.metrics as metrics
-from router import logs
+from router import logs, tracing
 from router.backoff import Backoff
 from router.checkout.model import CheckoutError
 from router.outbound import async_client
@@ -196,14 +196,16 @@ class WebhookWorker:
 
     async def _deliver(self, event: OutboxEvent) -> bool:
         # Its log lines carry the checkout (ref, order number) and the id of the request that caused it.
-        with logs.scope(request_id=event.request_id, ref=mask(event.ref),
-                        merchant_reference=_merchant_reference(event.body)):
+        with (tracing.delivery_span(event.traceparent, **{"webhook.event_type": event.type}),
+              logs.scope(request_id=event.request_id, ref=mask(event.ref),
+                         merchant_reference=_merchant_reference(event.body))):
             return await self._attempt(event)
 
     async def _attempt(self, event: OutboxEvent) -> bool:
         attempt = event.attempts + 1
         result = await post_event(self.client, self.url, self._secret, event, int(self.clock()), self.timeout,
                                   request_id=event.request_id)
+        tracing.note(**{"webhook.attempt": attempt, "webhook.delivered": result.ok})
         now = self.clock()
         try:
             if result.ok:
