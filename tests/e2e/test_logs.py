@@ -217,11 +217,17 @@ def test_lines_about_a_checkout_name_its_merchant_reference(world: dict[str, Any
     created = httpx.post(f"{world['emulator_url']}/_emulator/checkout-sessions",
                          json={"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}, "pending_polls": 3,
                                "paymentIntent": "AuthorizeWithCapture", "scenario": "pending-then-authorized"})
-    returned = httpx.get(url + return_path(ref, created.json()["checkoutSessionId"]),
-                         headers={"host": HOST, "x-request-id": "return.1"}, timeout=60)
+    session_id = created.json()["checkoutSessionId"]
+    returned = httpx.get(url + return_path(ref, session_id), headers={"host": HOST, "x-request-id": "return.1"},
+                         timeout=60)
     assert returned.status_code == 200 and 'data-kind="pending"' in returned.text
     # The reconciler settles it in the background; both events go out.
     wait_until(lambda: len(world["hooks"]) == 2, "checkout.pending and checkout.authorized", timeout=30)
+    app_read = httpx.get(f"{url}/v1/checkout-sessions/{session_id}", params={"ref": ref},
+                         headers={"x-request-id": "app.1"}, timeout=30)
+    assert app_read.status_code == 200 and app_read.json()["state"] == "authorized"
+    error = httpx.get(f"{url}/amazon-pay/error", params={"ref": ref}, headers={"host": HOST, "x-request-id": "err.1"})
+    assert error.status_code == 200 and 'data-kind="amazon_error"' in error.text
     world["proc"].terminate()
     world["proc"].wait(timeout=20)
     lines = _lines(world["stderr"])
@@ -230,6 +236,8 @@ def test_lines_about_a_checkout_name_its_merchant_reference(world: dict[str, Any
         return [line for line in lines if all(line.get(k) == v for k, v in match.items())]
 
     assert about(request_id="register.1", logger="uvicorn.access")[0]["merchant_reference"] == order
+    assert about(request_id="app.1", logger="uvicorn.access")[0]["merchant_reference"] == order
+    assert about(request_id="err.1", logger="router.web.flows")[0]["merchant_reference"] == order
     of_return = about(request_id="return.1")
     assert {line["logger"] for line in of_return} >= {"uvicorn.access", "router.checkout.service"}
     assert all(line["merchant_reference"] == order for line in of_return), of_return
