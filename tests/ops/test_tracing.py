@@ -144,7 +144,7 @@ def test_serve_sends_its_spans_to_the_otlp_collector(
     with serve_app(Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])) as collector:
         config = tmp_path / "router.toml"
         config.write_text(config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
-                          + f'\n[metrics]\nlisten = ""\n[tracing]\notlp_endpoint = "{collector}"\n'
+                          + f'\n[metrics]\nlisten = ""\n[tracing]\notlp_endpoint = "{collector}/"\n'
                           + 'service_name = "shop-returns"\n')
         router = RouterProcess(config, tmp_path / "router.log").start()
         try:
@@ -162,6 +162,7 @@ def test_serve_sends_its_spans_to_the_otlp_collector(
     service = {a.value.string_value for resource, _ in found for a in resource.attributes if a.key == "service.name"}
     assert service == {"shop-returns"}
     logged = [json.loads(line) for line in router.log_tail(100_000).splitlines() if line.startswith("{")]
+    assert [line["tracing"] for line in logged if line["logger"] == "router.start"] == [collector]
     request_trace = next(span.trace_id.hex() for _, span in found if span.name == "GET /amazon-pay/result")
     assert any(line.get("trace_id") == request_trace and line["logger"] == "uvicorn.access" for line in logged)
 
