@@ -171,9 +171,26 @@ def _spanned(name: str, method: Callable[..., Any], attributes: Mapping[str, Any
     async def call(*args: Any, **kwargs: Any) -> Any:
         if _tracer is None or not _otel.trace.get_current_span().get_span_context().is_valid:
             return await method(*args, **kwargs)  # background polling: no span of its own
-        with _tracer.start_as_current_span(name, kind=_otel.client, attributes=attributes):
-            return await method(*args, **kwargs)
+        with _tracer.start_as_current_span(name, kind=_otel.client, attributes=attributes, record_exception=False,
+                                           set_status_on_exception=False) as current:
+            try:
+                return await method(*args, **kwargs)
+            except Exception as exc:
+                _failed(current, exc)
+                raise
     return call
+
+
+def _failed(current: Any, exc: Exception) -> None:
+    """The exception's type, and an Amazon error's status and reason code; never its message or
+    traceback (an answer's text may hold ids)."""
+    attributes: dict[str, str | int] = {"error.type": type(exc).__name__}
+    for name in ("status", "reason_code"):
+        value = getattr(exc, name, None)
+        if isinstance(value, str | int):
+            attributes[f"error.{name}"] = value
+    current.set_attributes(attributes)
+    current.set_status(_otel.error)
 
 
 # --- the HTTP request ----------------------------------------------------------------------------
@@ -202,7 +219,7 @@ class Requests:
                       "server.address": host}
         with _tracer.start_as_current_span(f"{scope['method']} {route_name(scope['path'])}", kind=_otel.server,
                                            context=_otel.propagator.extract(incoming) if incoming else None,
-                                           attributes=attributes) as current:
+                                           attributes=attributes, record_exception=False) as current:
 
             async def with_status(message: Message) -> None:
                 if message["type"] == "http.response.start":

@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -225,6 +225,29 @@ def test_tracing_config_problems_name_the_key(tmp_path: Path, section: str, prob
     with pytest.raises(ConfigError) as raised:
         load(config, env={})
     assert any(problem in line for line in raised.value.problems), raised.value.problems
+
+
+class _Refused(Exception):
+    status, reason_code = 400, "InvalidCheckoutSessionStatus"
+
+
+class _Failing:
+    async def finalize(self) -> None:
+        raise _Refused("session S01-1234567-1234567-C123456 refused")  # an answer's text may hold ids
+
+
+async def test_a_failed_call_records_its_type_and_status_never_its_text(spans: InMemorySpanExporter) -> None:
+    amazon = tracing.traced(_Failing(), "amazon_pay")
+    with tracing.span("outer"), pytest.raises(_Refused):
+        await amazon.finalize()
+    [failed] = [s for s in spans.get_finished_spans() if s.name == "amazon_pay.finalize"]
+    assert failed.status.status_code is StatusCode.ERROR and failed.status.description is None
+    assert dict(failed.attributes or {}) == {"error.type": "_Refused", "error.status": 400,
+                                             "error.reason_code": "InvalidCheckoutSessionStatus"}
+    assert not failed.events  # no exception event: no message, no traceback
+    with pytest.raises(_Refused):  # outside any span: no span of its own
+        await amazon.finalize()
+    assert len([s for s in spans.get_finished_spans() if s.name == "amazon_pay.finalize"]) == 1
 
 
 def test_traces_url_and_span_names_hold_no_ids() -> None:
