@@ -100,7 +100,7 @@ def build_amazon(settings: Settings) -> tuple[AmazonPayClient, Starlette | None,
 
 
 def create_app(settings: Settings, *, background: bool = True) -> Starlette:
-    if settings.tracing is not None:  # before anything is built: the wrappers below look
+    if settings.tracing is not None:  # first: traced() and the request middleware wrap only when it is on
         tracing.enable(settings.tracing.otlp_endpoint, service_name=settings.tracing.service_name)
     store = tracing.traced(count_store_errors(open_store(settings.storage.url)), "store",
                            **{"db.system": settings.storage.url.partition(":")[0]})
