@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from router import logs
 from router.access_format import Line as LineOf
 from router.access_format import Template, template_for
 from router.redact import redact_path
@@ -37,8 +38,11 @@ INTERVAL = 0.05  # seconds a line may wait for its batch
 _MEMO_MAX = 4096  # distinct targets and User-Agents remembered by the writer
 
 Headers = Iterable[tuple[bytes, bytes]]
-# (time, duration s, client, method, path, query string, http version, status, request and response headers)
-Entry = tuple[float, float, "tuple[str, int] | None", str, str, bytes, str, int, Headers, Headers]
+# Per request, from its log context: merchant_reference, trace_id and span_id when known (else None)
+Context = dict[str, str] | None
+# (time, duration s, client, method, path, query string, http version, status, request and response headers,
+# context fields)
+Entry = tuple[float, float, "tuple[str, int] | None", str, str, bytes, str, int, Headers, Headers, Context]
 # What repeats from line to line: method, path, query string, http version, status, Host, User-Agent
 Key = tuple[str, str, bytes, str, int, "bytes | None", "bytes | None"]
 # What a line says: created, client address, method, target, http version, status, duration ms, request id,
@@ -100,10 +104,7 @@ class _Writer(threading.Thread):
             for (stream, _), lines in zip(direct, self._direct_lines(entries, direct), strict=True):
                 _write_lines(stream, lines)
             return
-        records = [r for r in (_record(self.logger, self._line(e, redact=False)) for e in entries)
-                   if self.logger.filter(r)]  # the redaction filter, as on uvicorn's own records
-        for record in records:
-            record.path = record.args[2] if isinstance(record.args, tuple) else None  # as redacted
+        records = [r for r in (self._record(e) for e in entries) if r is not None]
         for handler in self.handlers:
             mine = [r for r in records if r.levelno >= handler.level]
             if isinstance(handler, logging.StreamHandler) and type(handler).emit is logging.StreamHandler.emit:
@@ -129,11 +130,27 @@ class _Writer(threading.Thread):
             self._direct_handlers, self.templates = [h for h, _ in direct], {}
         return direct
 
+    def _record(self, entry: Entry) -> logging.LogRecord | None:
+        """The `uvicorn.access` record uvicorn would make, through the logger's filters (the redaction)."""
+        record = _record(self.logger, self._line(entry, redact=False), entry[-1])
+        if not self.logger.filter(record):
+            return None
+        record.path = record.args[2] if isinstance(record.args, tuple) else None  # as redacted
+        return record
+
     def _direct_lines(self, entries: list[Entry], direct: list[tuple[logging.StreamHandler, Template]],  # type: ignore[type-arg]
                       ) -> list[list[str]]:
-        """Each handler's lines, from the templates of each entry's repeating parts."""
+        """Each handler's lines, from the templates of each entry's repeating parts (an entry with context
+        fields, a merchant_reference or a trace id, goes through its formatter)."""
         out: list[list[str]] = [[] for _ in direct]
-        for at, duration, client, method, path, query, version, status, request, response in entries:
+        for entry in entries:
+            at, duration, client, method, path, query, version, status, request, response, context = entry
+            if context:
+                record = self._record(entry)
+                if record is not None:
+                    for handler_lines, (handler, _) in zip(out, direct, strict=True):
+                        handler_lines.append(handler.format(record))
+                continue
             found = dict(request)
             host, agent = found.get(b"host"), found.get(b"user-agent")
             key = (method, path, query, version, status, host, agent)
@@ -157,7 +174,7 @@ class _Writer(threading.Thread):
         return lines
 
     def _line(self, entry: Entry, *, redact: bool) -> Line:
-        at, duration, client, method, path, query, version, status, request, response = entry
+        at, duration, client, method, path, query, version, status, request, response, _ = entry
         host = agent = None
         for name, value in request:
             if name == b"host":
@@ -204,9 +221,20 @@ def _request_id(response: Headers) -> str:
     return next((v.decode("latin-1") for k, v in response if k.lower() == b"x-request-id"), "-")
 
 
-def _record(logger: logging.Logger, line: Line) -> logging.LogRecord:
+def _context_fields() -> Context:
+    """On the loop, in the request's task: what its log context adds to the access line."""
+    ctx = logs.context.get()  # the request's, set further in (router/web/failsafe.py)
+    fields = {"merchant_reference": ctx["merchant_reference"]} if ctx and "merchant_reference" in ctx else None
+    ids = logs.trace_ids()  # with [tracing]: the request's span
+    if ids is not None:
+        fields = {**(fields or {}), "trace_id": ids[0], "span_id": ids[1]}
+    return fields
+
+
+def _record(logger: logging.Logger, line: Line, context: Context) -> logging.LogRecord:
     at, address, method, target, version, status, duration_ms, request_id, host, platform = line
-    fields = {"duration_ms": duration_ms, "request_id": request_id, "host": host, "platform": platform}
+    fields: dict[str, object] = {"duration_ms": duration_ms, "request_id": request_id, "host": host,
+                                 "platform": platform, **(context or {})}
     record = logger.makeRecord(logger.name, logging.INFO, "", 0, ACCESS_FORMAT,
                                (address, method, target, version, status), None,
                                extra={"method": method, "status": status, **fields})
@@ -244,10 +272,10 @@ class _AccessLogged:
         self.app = app
         self.put = writer.put
 
-    def note(self, scope: Scope, status: int, headers: Headers, began: float) -> None:
+    def note(self, scope: Scope, status: int, headers: Headers, began: float, context: Context = None) -> None:
         """For a layer in front that answers by itself: the line its answer gets (`began`: time.monotonic())."""
         self.put((time.time(), time.monotonic() - began, scope.get("client"), scope["method"], scope["path"],
-                  scope["query_string"], scope["http_version"], status, scope["headers"], headers))
+                  scope["query_string"], scope["http_version"], status, scope["headers"], headers, context))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -258,7 +286,7 @@ class _AccessLogged:
 
         async def noted(message: Message) -> None:
             if message["type"] == "http.response.start":
-                note(scope, message["status"], message.get("headers", ()), began)
+                note(scope, message["status"], message.get("headers", ()), began, _context_fields())
             await send(message)
 
         await self.app(scope, receive, noted)

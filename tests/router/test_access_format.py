@@ -19,10 +19,10 @@ SESSION = "bd504926-f659-4ad7-a1a9-9a747aaf5275"
 def entry(path: str = "/.well-known/apple-app-site-association", query: bytes = b"", status: int = 200,
           duration: float = 0.000123, client: tuple[str, int] | None = ("127.0.0.1", 5555), version: str = "1.1",
           request: list[tuple[bytes, bytes]] | None = None,
-          response: list[tuple[bytes, bytes]] | None = None) -> Entry:
+          response: list[tuple[bytes, bytes]] | None = None, context: dict[str, str] | None = None) -> Entry:
     request = [(b"host", b"pay.example.com"), (b"user-agent", b"curl/8")] if request is None else request
     response = [(b"content-type", b"text/html"), (b"x-request-id", b"0123abcd")] if response is None else response
-    return (1_764_640_000.987654, duration, client, "GET", path, query, version, status, request, response)
+    return (1_764_640_000.987654, duration, client, "GET", path, query, version, status, request, response, context)
 
 
 ENTRIES = [
@@ -33,6 +33,9 @@ ENTRIES = [
     entry(version="1.0", request=[(b"user-agent", IPHONE_INSTAGRAM)]),
     entry(response=[(b"x-request-id", b'id"with%quote'), (b"content-length", b"0")]),
     entry(response=[]),
+    entry(request=[(b"host", b"pay example.com"), (b"user-agent", b'say "hi"=1')]),  # quoted in text lines
+    entry(path="/amazon-pay/result", context={"merchant_reference": 'order "7"', "trace_id": "ab" * 16,
+                                              "span_id": "cd" * 8}),
 ]
 
 
@@ -67,6 +70,13 @@ def test_the_direct_lines_are_the_formatters_lines() -> None:
 def test_a_second_batch_from_the_templates_is_the_same() -> None:
     twice = written(RedactAccessLog, ENTRIES + ENTRIES)
     assert twice[0][: len(ENTRIES)] == twice[0][len(ENTRIES):]
+
+
+def test_context_fields_reach_the_line() -> None:
+    json_lines, text_lines = written(RedactAccessLog, ENTRIES[-1:])
+    doc = json.loads(json_lines[0])
+    assert doc["merchant_reference"] == 'order "7"' and doc["trace_id"] == "ab" * 16
+    assert 'merchant_reference="order \\"7\\""' in text_lines[0]
 
 
 def test_the_lines_say_what_the_request_was() -> None:
