@@ -40,9 +40,11 @@ _MEMO_MAX = 4096  # distinct targets and User-Agents remembered by the writer
 Headers = Iterable[tuple[bytes, bytes]]
 # Per request, from its log context: merchant_reference, trace_id and span_id when known (else None)
 Context = dict[str, str] | None
-# (time, duration s, client, method, path, query string, http version, status, request and response headers,
-# context fields)
-Entry = tuple[float, float, "tuple[str, int] | None", str, str, bytes, str, int, Headers, Headers, Context]
+# (time, duration s, client, method, path, query string, http version, status, Host, User-Agent, the
+# X-Request-Id answered, context fields). Only values, no lists: a tuple of them the garbage collector stops
+# tracking, where thousands of waiting entries holding header lists made each collection walk them all.
+Entry = tuple[float, float, "tuple[str, int] | None", str, str, bytes, str, int, "bytes | None", "bytes | None",
+              "bytes | None", Context]
 # What repeats from line to line: method, path, query string, http version, status, Host, User-Agent
 Key = tuple[str, str, bytes, str, int, "bytes | None", "bytes | None"]
 # What a line says: created, client address, method, target, http version, status, duration ms, request id,
@@ -144,18 +146,16 @@ class _Writer(threading.Thread):
         fields, a merchant_reference or a trace id, goes through its formatter)."""
         out: list[list[str]] = [[] for _ in direct]
         for entry in entries:
-            at, duration, client, method, path, query, version, status, request, response, context = entry
+            at, duration, client, method, path, query, version, status, host, agent, answered, context = entry
             if context:
                 record = self._record(entry)
                 if record is not None:
                     for handler_lines, (handler, _) in zip(out, direct, strict=True):
                         handler_lines.append(handler.format(record))
                 continue
-            found = dict(request)
-            host, agent = found.get(b"host"), found.get(b"user-agent")
             key = (method, path, query, version, status, host, agent)
             lines = self.templates.get(key) or self._templates(key, direct)
-            request_id = _request_id(response)
+            request_id = answered.decode("latin-1") if answered is not None else "-"
             address = f"{client[0]}:{client[1]}" if client else ""
             took = round(duration * 1000, 1)
             for handler_lines, line in zip(out, lines, strict=True):
@@ -174,14 +174,10 @@ class _Writer(threading.Thread):
         return lines
 
     def _line(self, entry: Entry, *, redact: bool) -> Line:
-        at, duration, client, method, path, query, version, status, request, response, _ = entry
-        host = agent = None
-        for name, value in request:
-            if name == b"host":
-                host = value.decode("latin-1")
-            elif name == b"user-agent":
-                agent = value.decode("latin-1")
-        request_id = _request_id(response)
+        at, duration, client, method, path, query, version, status, raw_host, raw_agent, answered, _ = entry
+        host = raw_host.decode("latin-1") if raw_host is not None else None
+        agent = raw_agent.decode("latin-1") if raw_agent is not None else None
+        request_id = answered.decode("latin-1") if answered is not None else "-"
         target = self.target_of(path, query, redact)
         address = f"{client[0]}:{client[1]}" if client else ""
         return (at, address, method, target, version, status, round(duration * 1000, 1), request_id, host,
@@ -214,11 +210,18 @@ class _Writer(threading.Thread):
         self.write_pending()
 
 
-def _request_id(response: Headers) -> str:
+def _first(headers: Headers, name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def _answered_id(headers: Headers) -> bytes | None:
     """The X-Request-Id answered; the failsafe layer (and the front door) add it last."""
-    if isinstance(response, list) and response and response[-1][0] == b"x-request-id":
-        return str(response[-1][1].decode("latin-1"))
-    return next((v.decode("latin-1") for k, v in response if k.lower() == b"x-request-id"), "-")
+    if isinstance(headers, list) and headers and headers[-1][0] == b"x-request-id":
+        return bytes(headers[-1][1])
+    return next((v for k, v in headers if k.lower() == b"x-request-id"), None)
 
 
 def _context_fields() -> Context:
@@ -272,10 +275,12 @@ class _AccessLogged:
         self.app = app
         self.put = writer.put
 
-    def note(self, scope: Scope, status: int, headers: Headers, began: float, context: Context = None) -> None:
-        """For a layer in front that answers by itself: the line its answer gets (`began`: time.monotonic())."""
+    def note(self, scope: Scope, status: int, host: bytes | None, agent: bytes | None, request_id: bytes | None,
+             began: float, context: Context = None) -> None:
+        """The line for an answer (`began`: time.monotonic() at the request's start); also for a layer in
+        front that answers by itself and has read the request's Host and User-Agent already."""
         self.put((time.time(), time.monotonic() - began, scope.get("client"), scope["method"], scope["path"],
-                  scope["query_string"], scope["http_version"], status, scope["headers"], headers, context))
+                  scope["query_string"], scope["http_version"], status, host, agent, request_id, context))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -286,13 +291,15 @@ class _AccessLogged:
 
         async def noted(message: Message) -> None:
             if message["type"] == "http.response.start":
-                note(scope, message["status"], message.get("headers", ()), began, _context_fields())
+                request = scope["headers"]
+                note(scope, message["status"], _first(request, b"host"), _first(request, b"user-agent"),
+                     _answered_id(message.get("headers", ())), began, _context_fields())
             await send(message)
 
         await self.app(scope, receive, noted)
 
 
-Note = Callable[[Scope, int, Headers, float], None]
+Note = Callable[[Scope, int, "bytes | None", "bytes | None", "bytes | None", float], None]
 
 
 def take_over(app: ASGIApp) -> tuple[ASGIApp, Note | None]:

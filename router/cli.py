@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -52,7 +53,11 @@ def app_factory() -> ASGIApp:
     path = os.environ.get(CONFIG_ENV)
     settings = _load_or_exit(path) if path else demo_settings(_demo_db())
     set_limits(settings.server)
-    return serving_app(settings)
+    app = serving_app(settings)
+    # What start-up made (modules, config, routes, templates) lives as long as the process: out of the
+    # collector's sight, a collection walks only what requests made (a third of an association file's CPU).
+    gc.freeze()
+    return app
 
 
 def _say(line: str) -> None:

@@ -11,7 +11,7 @@ as before and gets their page, JSON and log line.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -20,9 +20,11 @@ from router.config import Settings
 from router.web.association import PATH_KIND, AssociationFiles, answer
 from router.web.guard import host_problem
 
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
-# The access log's line for an answer given here: (scope, status, headers, time.monotonic() at the start)
-Note = Callable[[Scope, int, Iterable[tuple[bytes, bytes]], float], None]
+# An answer given here, with the request's Host and User-Agent (for its access line)
+Answered = tuple[int, list[tuple[bytes, bytes]], bytes, "bytes | None", "bytes | None"]
+# The access log's line for an answer given here: (scope, status, Host, User-Agent, the request id answered,
+# time.monotonic() at the start)
+Note = Callable[[Scope, int, "bytes | None", "bytes | None", "bytes | None", float], None]
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 _HOSTS_MAX = 4096  # distinct Host values remembered as acceptable
 
@@ -41,15 +43,15 @@ class FrontDoor:
             began = time.monotonic()
             found = self._answer(scope)
             if found is not None:
-                status, headers, body = found
+                status, headers, body, host, agent = found
                 if self.note is not None:
-                    self.note(scope, status, headers, began)
+                    self.note(scope, status, host, agent, headers[-1][1], began)
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
                 return
         await self.app(scope, receive, send)
 
-    def _answer(self, scope: Scope) -> Answer | None:
+    def _answer(self, scope: Scope) -> Answered | None:
         """The layers' answer, or None where only they can give it."""
         settings = self.current()
         if settings is not self._settings or self._files is None:
@@ -58,7 +60,7 @@ class FrontDoor:
         headers = scope["headers"]
         if len(headers) > limits.max_headers:
             return None
-        host = if_none_match = request_id = None
+        host = if_none_match = request_id = agent = None
         hosts = 0
         size = len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b"")) + 1  # guard.head_size
         for name, value in headers:
@@ -67,6 +69,8 @@ class FrontDoor:
                 host, hosts = value, hosts + 1
             elif name == b"if-none-match":
                 if_none_match = value
+            elif name == b"user-agent" and agent is None:
+                agent = value
             elif name == b"x-request-id" and request_id is None:
                 request_id = value
         if hosts > 1 or size > limits.max_header_bytes or (host is not None and not self._acceptable(host)):
@@ -78,7 +82,7 @@ class FrontDoor:
         # As router/web/failsafe.py does to every answer: nosniff if missing, then the request id.
         if not any(name == b"x-content-type-options" for name, _ in head):
             head = [*head, NOSNIFF]
-        return status, [*head, (b"x-request-id", logs.request_id_from(request_id).encode())], body
+        return status, [*head, (b"x-request-id", logs.request_id_from(request_id).encode())], body, host, agent
 
     def _acceptable(self, host: bytes) -> bool:
         """The guard's Host rule (router/web/guard.py), remembered per distinct value."""

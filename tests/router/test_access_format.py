@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from router.access_log import Entry, RedactAccessLog, _Writer
+from router.access_log import Entry, RedactAccessLog, _answered_id, _first, _Writer
 from router.logs import JsonFormatter, TextFormatter
 
 IPHONE_INSTAGRAM = (b"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
@@ -22,7 +22,8 @@ def entry(path: str = "/.well-known/apple-app-site-association", query: bytes = 
           response: list[tuple[bytes, bytes]] | None = None, context: dict[str, str] | None = None) -> Entry:
     request = [(b"host", b"pay.example.com"), (b"user-agent", b"curl/8")] if request is None else request
     response = [(b"content-type", b"text/html"), (b"x-request-id", b"0123abcd")] if response is None else response
-    return (1_764_640_000.987654, duration, client, "GET", path, query, version, status, request, response, context)
+    return (1_764_640_000.987654, duration, client, "GET", path, query, version, status, _first(request, b"host"),
+            _first(request, b"user-agent"), _answered_id(response), context)
 
 
 ENTRIES = [
