@@ -38,65 +38,57 @@ def set_limits(server: ServerSettings) -> None:
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline and a size bound for each request head."""
+    """uvicorn's httptools protocol with a deadline and a size bound for each request head.
+
+    One timer per connection, not one per request: a request only notes when its head began and
+    ended; the timer, when it fires, compares and sets itself again for what is left."""
 
     _head_timer: asyncio.TimerHandle | None = None
-    _in_head = False  # between a request's first byte and the end of its headers
-    _in_body = False  # between the end of a request's headers and the end of its body
+    _head_began: float | None = None  # loop time of the unfinished head's first byte (or the opening)
     _head_bytes = 0  # bytes received while the current head was unfinished
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
+        self._head_began = self.loop.time()
+        self._head_timer = self.loop.call_later(_limits.header_timeout_seconds, self._check_head)
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is None and not self._in_body:
-            self._arm()  # the next request on a kept-alive connection starts its own deadline
         super().data_received(data)
-        if self._in_head and not self.transport.is_closing():
+        if self._head_began is not None and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > _limits.max_header_bytes:
                 self._refuse(_TOO_LARGE_RESPONSE, "larger than %s bytes", _limits.max_header_bytes)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head, self._head_bytes = True, 0
-        if self._head_timer is None:
-            self._arm()  # a pipelined request after one that just ended
+        if self._head_began is None:  # else the connection's opening (or an earlier byte) started it
+            self._head_began = self.loop.time()
+        self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
-        self._in_head, self._in_body = False, True
-        self._disarm()  # the head is complete: the app now has the request
+        self._head_began = None  # the head is complete: the app now has the request
         super().on_headers_complete()
 
-    def on_message_complete(self) -> None:
-        self._in_body = False
-        super().on_message_complete()
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        self._head_timer = self.loop.call_later(_limits.header_timeout_seconds, self._head_timed_out)
-
-    def _disarm(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        super().connection_lost(exc)
 
-    def _head_timed_out(self) -> None:
+    def _check_head(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or self._in_body:
+        if self.transport.is_closing():
             return
-        if self.cycle is not None and not self.cycle.response_complete:
-            self._arm()  # a response is still being written: a 408 now would land inside it
+        timeout, began = _limits.header_timeout_seconds, self._head_began
+        left = timeout if began is None else began + timeout - self.loop.time()
+        if left <= 0 and (self.cycle is None or self.cycle.response_complete):
+            self._refuse(_TIMEOUT_RESPONSE, "within %ss", timeout)
             return
-        self._refuse(_TIMEOUT_RESPONSE, "within %ss", _limits.header_timeout_seconds)
+        # Not yet, or a response is still being written (a 408 now would land inside it): look again.
+        self._head_timer = self.loop.call_later(max(left, 0.05), self._check_head)
 
     def _refuse(self, answer: bytes, why: str, limit: float) -> None:
         log.debug("closing a connection whose request head was not complete " + why, limit)
-        self._disarm()
         self.transport.write(answer)
         self.transport.close()
 
