@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from router import tracing
+from router.access_log import take_over
 from router.amazon_pay import AmazonPayClient, ClientConfig, RetryPolicy, create_emulator_app, generate_key_pair
 from router.amazon_pay.breaker import CircuitBreaker
 from router.amazon_pay.keys import load_private_key, load_public_key
@@ -37,6 +38,7 @@ from router.web.demo import Demo
 from router.web.failsafe import Failsafe
 from router.web.fallback import json_fallback
 from router.web.flows import Flows
+from router.web.front import FrontDoor
 from router.web.guard import RequestGuard
 from router.webhooks.worker import WebhookWorker
 
@@ -145,6 +147,17 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
     app.state.runtime = runtime
     app.state.config = holder
     return app
+
+
+def serving_app(settings: Settings) -> ASGIApp:
+    """What `serve` runs: create_app behind the access log's writer, the association files answered in
+    front of both (router/web/front.py)."""
+    app = create_app(settings)
+    holder: ConfigHolder = app.state.config
+    logged, note = take_over(app)
+    if tracing.enabled():  # every request gets its span (tracing.Requests, inside the layers)
+        return logged
+    return FrontDoor(logged, lambda: holder.settings, note)
 
 
 def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) -> ASGIApp:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -18,10 +19,9 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from router import logs
-from router.access_log import take_over
+from router.access_log import RedactAccessLog
 from router.amazon_pay.emulator.state import SCENARIOS
 from router.config import ConfigError, Settings, load
-from router.redact import redact_path
 from router.startup import wait_for_store_before_serving
 from router.validators import is_loopback
 from router.version import version
@@ -45,15 +45,19 @@ def _load_or_exit(path: str, *, offline: bool = False) -> Settings:
 
 def app_factory() -> ASGIApp:
     """For uvicorn workers: the config path travels in an environment variable."""
-    from router.app import create_app
-    from router.web.server import set_header_timeout
+    from router.app import serving_app
+    from router.web.server import set_limits
 
     logs.setup()  # worker processes configure logging anew, in the format `serve` chose
     quiet_logs()
     path = os.environ.get(CONFIG_ENV)
     settings = _load_or_exit(path) if path else demo_settings(_demo_db())
-    set_header_timeout(settings.server.header_timeout_seconds)
-    return take_over(create_app(settings))
+    set_limits(settings.server)
+    app = serving_app(settings)
+    # What start-up made (modules, config, routes, templates) lives as long as the process: out of the
+    # collector's sight, a collection walks only what requests made (a third of an association file's CPU).
+    gc.freeze()
+    return app
 
 
 def _say(line: str) -> None:
@@ -349,17 +353,6 @@ def parser() -> argparse.ArgumentParser:
     for sp in (listing, again):
         sp.set_defaults(func=cmd_events)
     return p
-
-
-class RedactAccessLog(logging.Filter):
-    """Access log lines keep the route but not the refs and session ids in the path and query."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and len(record.args) == 5:
-            client, method, path, version, status = record.args
-            if isinstance(path, str):
-                record.args = (client, method, redact_path(path), version, status)
-        return True
 
 
 def quiet_logs() -> None:

@@ -110,15 +110,21 @@ def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
 
 def respond(files: AssociationFiles, scope: Scope, kind: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Status, headers and body for an association path; pure apart from the files' memo."""
-    if scope["method"] not in ("GET", "HEAD"):
-        status, headers, body = _error(405, "method_not_allowed", "use GET or HEAD")
-        return status, [*headers, (b"allow", b"GET, HEAD")], body
     host = if_none_match = None
     for key, value in scope["headers"]:  # one pass: the two headers this answer depends on
         if key == b"host":
             host = bytes(value)
         elif key == b"if-none-match":
             if_none_match = bytes(value)
+    return answer(files, scope["method"], kind, host, if_none_match)
+
+
+def answer(files: AssociationFiles, method: str, kind: str, host: bytes | None,
+           if_none_match: bytes | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """`respond` for a request whose Host and If-None-Match headers were already read."""
+    if method not in ("GET", "HEAD"):
+        status, headers, body = _error(405, "method_not_allowed", "use GET or HEAD")
+        return status, [*headers, (b"allow", b"GET, HEAD")], body
     prepared = files.get_raw(kind, host) if host else None
     if prepared is None:
         return _error(404, "not_found", "no association file is configured for this host")

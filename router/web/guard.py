@@ -2,7 +2,7 @@
 
 Every part (routing, association files, return URLs, pages) reads the Host header; with two of
 them, or one with a bad port, parts could disagree. Such requests get a 400 here; ones with more
-headers, or more header bytes, than [server] allows get a 431 (the h11 parser `serve` uses bounds
+headers, or more header bytes, than [server] allows get a 431 (the protocol `serve` uses bounds
 only heads still unfinished; a complete one read at once is measured here). Pure ASGI.
 """
 

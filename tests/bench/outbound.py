@@ -2,16 +2,20 @@
 
 Clients: httpx with its default pool (httpcore), httpx over aiohttp's pool (`httpx-aiohttp`), plain
 aiohttp, and `router.outbound.async_client` (what the Amazon client and the webhook worker use). The
-baseline is the ideal: in flight / upstream latency. The upstream is the raw ASGI app in its own
-uvicorn process; every client sends the same small JSON POST.
+baseline is the ideal: in flight / upstream latency. The upstream is tests/bench/_upstream.py in its
+own process (a bare asyncio protocol: its CPU per request is printed, a small part of the client's);
+every client sends the same small JSON POST, on uvloop as under `serve`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
@@ -19,7 +23,8 @@ from httpx_aiohttp import AiohttpTransport
 
 from router.outbound import async_client
 
-from ._load import server_process
+from ._load import server
+from ._returns import cpu_seconds
 
 IN_FLIGHT = 100
 LATENCY_MS = 100
@@ -101,19 +106,39 @@ CLIENTS = (("httpx 0.28, default transport (httpcore pool)", httpx_default),
            ("plain aiohttp", plain_aiohttp))
 
 
+T = TypeVar("T")
+
+
+def run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """On uvloop, as `serve` runs the router (uvicorn[standard]), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def upstream() -> Any:
+    """(base URL, pid) of tests/bench/_upstream.py answering in LATENCY_MS."""
+    return server([], command=[sys.executable, "-m", "tests.bench._upstream", "--latency-ms", str(LATENCY_MS)])
+
+
 def main() -> None:
     ideal = IN_FLIGHT * 1000 / LATENCY_MS
-    with server_process(["tests.bench._baseline:raw_app"], {"BENCH_LATENCY_MS": str(LATENCY_MS)}) as base:
+    with upstream() as (base, pid):
         url = base + "/hooks"
-        print(f"{REQUESTS} POSTs, {IN_FLIGHT} in flight, upstream answering in {LATENCY_MS} ms "
-              f"(raw ASGI, 1 uvicorn worker); after one warm-up run each.\n")
-        print("| client | requests/s | p50 ms | p99 ms | errors or non-200 | client CPU µs/request | vs ideal |\n"
-              "|---|---:|---:|---:|---:|---:|---:|")
+        print(f"{REQUESTS} POSTs, {IN_FLIGHT} in flight, upstream answering in {LATENCY_MS} ms; after one warm-up "
+              f"run each. Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.\n")
+        print("| client | requests/s | p50 ms | p99 ms | errors or non-200 | client CPU µs/request "
+              "| upstream CPU µs/request | vs ideal |\n|---|---:|---:|---:|---:|---:|---:|---:|")
         for name, run in CLIENTS:
-            rate, p50, p99, bad, cpu = asyncio.run(run(url))
-            print(f"| {name} | {rate:,.0f} | {p50:.0f} | {p99:.0f} | {bad} | {cpu:,.0f} | {rate / ideal:.2f}x |",
-                  flush=True)
+            before = cpu_seconds(pid)
+            rate, p50, p99, bad, cpu = run_loop(run(url))
+            spent = 1e6 * (cpu_seconds(pid) - before) / (2 * REQUESTS)  # the warm-up run and the measured one
+            print(f"| {name} | {rate:,.0f} | {p50:.0f} | {p99:.0f} | {bad} | {cpu:,.0f} | {spent:,.0f} "
+                  f"| {rate / ideal:.2f}x |", flush=True)
         print(f"| ideal: {IN_FLIGHT} in flight / {LATENCY_MS} ms | {ideal:,.0f} | {LATENCY_MS} | {LATENCY_MS} | 0 | – "
-              "| 1.00x |")
-        print(f"\n(at most {REQUESTS} requests or {TIME_CAP:g} s per client; the client runs in this process, so on "
-              "a busy machine its CPU per request bounds its rate)")
+              "| – | 1.00x |")
+        print(f"\n(at most {REQUESTS} requests or {TIME_CAP:g} s per client. The client runs in this process, so on "
+              f"a busy machine its CPU per request bounds its rate: at {ideal:,.0f} requests/s each 100 µs per request "
+              f"is a tenth of a core. Load average now {os.getloadavg()[0]:.1f})")

@@ -1,6 +1,6 @@
 """Webhooks: events delivered per second from the SQLite outbox against a receiver answering in 100 ms.
 
-The receiver is the raw ASGI baseline app in its own uvicorn process, answering after LATENCY_MS.
+The receiver is tests/bench/_upstream.py in its own process, answering after LATENCY_MS.
 The baseline is the ideal: `batch` events in flight per LATENCY_MS. The worker uses its own client
 (router.outbound). Plain signed POSTs through the same client, `batch` at a time without the store,
 are shown too: the gap between them and the outbox is what claim, lease and record cost.
@@ -24,7 +24,7 @@ from router.store import open_store
 from router.store.base import NewEvent, OutboxEvent, Store
 from router.webhooks.worker import WebhookWorker, post_event
 
-from ._load import server_process
+from .outbound import run_loop, upstream
 
 CYCLES = int(os.environ.get("BENCH_WEBHOOK_CYCLES", "10"))  # batches per run: events = batch × CYCLES
 BATCHES = (5, 20, 100)
@@ -85,8 +85,7 @@ async def baseline_run(url: str, batch: int) -> tuple[float, int]:
 
 
 def main() -> None:
-    env = {"BENCH_LATENCY_MS": str(LATENCY_MS)}
-    with tempfile.TemporaryDirectory() as tmp, server_process(["tests.bench._baseline:raw_app"], env) as base:
+    with tempfile.TemporaryDirectory() as tmp, upstream() as (base, _):
         url = base + "/hooks"
         print("| what | events | events/s | vs ideal |\n|---|---:|---:|---:|")
         for batch in BATCHES:
@@ -94,10 +93,10 @@ def main() -> None:
             outbox_rate, plain_rate = 0.0, 0.0
             for run in range(ROUNDS):  # interleaved, best of each, to share the machine's noise fairly
                 db = Path(tmp) / f"outbox-{batch}-{run}.db"
-                seconds, delivered = asyncio.run(outbox_run(db, url, batch))
+                seconds, delivered = run_loop(outbox_run(db, url, batch))
                 assert delivered == events, f"only {delivered} of {events} delivered"
                 outbox_rate = max(outbox_rate, delivered / seconds)
-                seconds, ok = asyncio.run(baseline_run(url, batch))
+                seconds, ok = run_loop(baseline_run(url, batch))
                 assert ok == events, f"only {ok} of {events} plain POSTs succeeded"
                 plain_rate = max(plain_rate, ok / seconds)
             print(f"| outbox → receiver (SQLite, batch {batch}) | {events} | {outbox_rate:,.0f} | "
@@ -105,5 +104,6 @@ def main() -> None:
             print(f"| plain signed POSTs, same client ({batch} in flight) | {events} | {plain_rate:,.0f} | "
                   f"{plain_rate / ideal:.2f}x |")
             print(f"| ideal: {batch} in flight / {LATENCY_MS} ms | – | {ideal:,.0f} | 1.00x |")
-        print(f"\n({CYCLES} batches per run, best of {ROUNDS} interleaved runs; receiver: raw ASGI app answering in "
-              f"{LATENCY_MS} ms, 1 uvicorn worker in its own process; the worker's own client, router.outbound)")
+        print(f"\n({CYCLES} batches per run, best of {ROUNDS} interleaved runs, on uvloop; receiver: "
+              f"tests/bench/_upstream.py answering in {LATENCY_MS} ms in its own process; the worker's own client, "
+              f"router.outbound; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")

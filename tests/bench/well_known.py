@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -53,14 +54,24 @@ def main() -> None:
                 rows = compare(f"return-router serve {path}", subject, baseline, "raw ASGI, same bytes").split("\n")
                 print(f"{rows[0]} {subject_cpu:,.0f} | {cpu_ratios[len(runs) // 2]:.2f}x |")
                 print(f"{rows[1]} {baseline_cpu:,.0f} | 1.00x |")
-            print(f"\n(load: {subject.tool}, {SECONDS:.0f} s per run, 32 connections, the median of {PAIRS} "
+            generator = sorted(GENERATOR_CPU)[len(GENERATOR_CPU) // 2]
+            print(f"\n(load: {subject.tool} at {generator:,.0f} µs of CPU per request, the median run: less than "
+                  f"the servers need, so it is not what limits them; load average {os.getloadavg()[0]:.1f}, "
+                  f"{os.cpu_count()} cores; {SECONDS:.0f} s per run, 32 connections, the median of {PAIRS} "
                   "interleaved pairs, 1 uvicorn worker each; the router logs as `serve` does by default, to a "
                   "pipe this process reads. CPU vs baseline: the baseline's CPU per request over the router's, the "
                   "median pair; on a busy machine it is the steadier figure)")
 
 
+GENERATOR_CPU: list[float] = []  # the load generator's CPU µs per request, each run
+
+
 def measured(url: str, host: str | None, pid: int, seconds: float) -> tuple[LoadResult, float]:
     """The load result and the server's CPU µs per request over the run (from /proc/<pid>/stat)."""
-    before = cpu_seconds(pid)
+    before, children = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     result = load(url, host=host, seconds=seconds)
-    return result, 1e6 * (cpu_seconds(pid) - before) / (result.requests_per_s * seconds)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    requests = result.requests_per_s * seconds
+    spent = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    GENERATOR_CPU.append(1e6 * spent / requests)
+    return result, 1e6 * (cpu_seconds(pid) - before) / requests

@@ -102,10 +102,24 @@ def test_a_head_sent_byte_by_byte_is_cut_off(strict: tuple[int, int]) -> None:
     assert sent < 100 and answer.startswith(b"HTTP/1.1 408 "), (sent, answer)
 
 
+def test_a_request_line_sent_byte_by_byte_is_cut_off(strict: tuple[int, int]) -> None:
+    port, _ = strict
+    sent, answer = drip(port, b"GET /", every=0.2, max_bytes=100)  # the path, one byte at a time
+    assert sent < 100 and answer.startswith(b"HTTP/1.1 408 "), (sent, answer)
+
+
 def test_a_silent_connection_is_cut_off(strict: tuple[int, int]) -> None:
     port, _ = strict
-    sent, answer = drip(port, b"", every=0.2, max_bytes=100)  # the drip sends the request line's first bytes
-    assert sent < 100 and answer.startswith(b"HTTP/1.1 408 ")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        started = time.monotonic()
+        answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408 ") and time.monotonic() - started < 5, answer
+
+
+def test_a_byte_that_starts_no_method_is_refused_at_once(strict: tuple[int, int]) -> None:
+    port, _ = strict
+    sent, answer = drip(port, b"", every=0.2, max_bytes=100)  # "xxx…": no HTTP method starts so
+    assert sent < 3 and answer.startswith(b"HTTP/1.1 400 "), (sent, answer)
 
 
 def test_a_prompt_client_is_served_and_kept_alive(strict: tuple[int, int]) -> None:
@@ -120,9 +134,9 @@ def test_headers_beyond_the_size_limit_are_refused(strict: tuple[int, int]) -> N
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # all at once: the app measures it
         sock.sendall(HEAD + b"X-Big: " + b"a" * 20_000 + b"\r\nConnection: close\r\n\r\n")
         assert sock.recv(4096).startswith(b"HTTP/1.1 431 ")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # unfinished: h11's buffer limit
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # unfinished: the protocol's bound
         sock.sendall(HEAD + b"X-Big: " + b"a" * 20_000)
-        assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 431 ")
 
 
 def test_many_small_headers_are_refused(strict: tuple[int, int]) -> None:
@@ -149,7 +163,7 @@ def test_memory_stays_bounded_with_forty_unfinished_heads(strict: tuple[int, int
     finally:
         for sock in socks:
             sock.close()
-    # Unbounded buffering would hold 40 MB here; the h11 limit holds at most a few chunks per connection.
+    # Unbounded buffering would hold 40 MB here; the head bound holds at most a few chunks per connection.
     assert after - before < 16 * 1024, (before, after, unread_bytes(port))
 
 

@@ -1,0 +1,95 @@
+"""The association files answered in front of every other layer (what `serve` runs).
+
+Apple's and Google's fetchers (and a CDN's) ask for them far more often than buyers return, and
+behind the service's layers (the reload holder, two Starlette stacks, failsafe, guard) an answer
+cost several times what sending the bytes costs. FrontDoor gives the answer those layers give
+(the same status, headers and body; tests/router/test_front.py compares them) for every request
+the guard lets through; a request the guard would refuse, or any failure, goes through the layers
+as before and gets their page, JSON and log line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from router import logs
+from router.config import Settings
+from router.web.association import PATH_KIND, AssociationFiles, answer
+from router.web.guard import host_problem
+
+# An answer given here, with the request's Host and User-Agent (for its access line)
+Answered = tuple[int, list[tuple[bytes, bytes]], bytes, "bytes | None", "bytes | None"]
+# The access log's line for an answer given here: (scope, status, Host, User-Agent, the request id answered,
+# time.monotonic() at the start)
+Note = Callable[[Scope, int, "bytes | None", "bytes | None", "bytes | None", float], None]
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+_HOSTS_MAX = 4096  # distinct Host values remembered as acceptable
+
+
+class FrontDoor:
+    def __init__(self, app: ASGIApp, current: Callable[[], Settings], note: Note | None = None) -> None:
+        self.app = app
+        self.current = current  # the settings requests see now (a reload replaces them)
+        self.note = note
+        self._settings: Settings | None = None
+        self._files: AssociationFiles | None = None
+        self._hosts: set[bytes] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in PATH_KIND:
+            began = time.monotonic()
+            found = self._answer(scope)
+            if found is not None:
+                status, headers, body, host, agent = found
+                if self.note is not None:
+                    self.note(scope, status, host, agent, headers[-1][1], began)
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+                return
+        await self.app(scope, receive, send)
+
+    def _answer(self, scope: Scope) -> Answered | None:
+        """The layers' answer, or None where only they can give it."""
+        settings = self.current()
+        if settings is not self._settings or self._files is None:
+            self._files, self._settings, self._hosts = AssociationFiles(settings), settings, set()
+        limits = settings.server
+        headers = scope["headers"]
+        if len(headers) > limits.max_headers:
+            return None
+        host = if_none_match = request_id = agent = None
+        hosts = 0
+        size = len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b"")) + 1  # guard.head_size
+        for name, value in headers:
+            size += len(name) + len(value) + 4
+            if name == b"host":
+                host, hosts = value, hosts + 1
+            elif name == b"if-none-match":
+                if_none_match = value
+            elif name == b"user-agent" and agent is None:
+                agent = value
+            elif name == b"x-request-id" and request_id is None:
+                request_id = value
+        if hosts > 1 or size > limits.max_header_bytes or (host is not None and not self._acceptable(host)):
+            return None
+        try:
+            status, head, body = answer(self._files, scope["method"], PATH_KIND[scope["path"]], host, if_none_match)
+        except Exception:
+            return None  # the layers answer (and log) it as the failure it is
+        # As router/web/failsafe.py does to every answer: nosniff if missing, then the request id.
+        if not any(name == b"x-content-type-options" for name, _ in head):
+            head = [*head, NOSNIFF]
+        return status, [*head, (b"x-request-id", logs.request_id_from(request_id).encode())], body, host, agent
+
+    def _acceptable(self, host: bytes) -> bool:
+        """The guard's Host rule (router/web/guard.py), remembered per distinct value."""
+        if host in self._hosts:
+            return True
+        if host_problem([(b"host", host)]) is not None:
+            return False
+        if len(self._hosts) < _HOSTS_MAX:
+            self._hosts.add(host)
+        return True
