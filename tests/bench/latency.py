@@ -18,7 +18,7 @@ import aiohttp
 import httpx
 
 from router.amazon_pay import AmazonPayAuth, load_private_key, serialize_payload
-from tests.e2e.conftest import KEY_ID
+from tests.support.config import KEY_ID
 
 from ._returns import ORDER, Latencies, get_all, new_sessions, prepare, stack
 

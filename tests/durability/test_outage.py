@@ -8,21 +8,14 @@ from collections.abc import Iterator
 
 import httpx
 
-from .conftest import (
-    AUTH,
-    HOST,
-    Emulator,
-    Launcher,
-    RouterProcess,
-    in_background,
-    page_kind,
-    return_path,
-    stored_checkout,
-    stored_events,
-    via_proxy,
-    wait_until,
-)
-from .proxy import ThreadedProxy
+from tests.support import wait_until
+from tests.support.concurrency import in_background
+from tests.support.config import AUTH, HOST
+from tests.support.emulator import Emulator
+from tests.support.processes import Launcher, RouterProcess, page_kind, return_path
+from tests.support.stores import stored_checkout, stored_events
+
+from .proxy import ThreadedProxy, via_proxy
 
 NEW_CHECKOUT = {"merchantReference": "order-1", "chargeAmount": {"amount": "14.00", "currencyCode": "USD"},
                 "paymentIntent": "AuthorizeWithCapture"}

@@ -6,7 +6,12 @@ from collections import Counter
 
 import httpx
 
-from .conftest import HOST, Emulator, Launcher, Receiver, stored_events, wait_until
+from tests.support import wait_until
+from tests.support.config import HOST
+from tests.support.emulator import Emulator
+from tests.support.processes import Launcher
+from tests.support.receiver import Receiver
+from tests.support.stores import stored_events
 
 
 def test_events_survive_receiver_outage_and_router_crash(
@@ -16,7 +21,7 @@ def test_events_survive_receiver_outage_and_router_crash(
     router = launch(db_url, webhook_url=receiver.url)
     first = router.register(reference="order-1")
     assert router.finalize(first, emulator.create_session()).status_code == 200
-    wait_until(lambda: len(receiver.received()) == 1, "the first event to arrive")
+    wait_until(lambda: len(receiver.deliveries()) == 1, "the first event to arrive")
 
     receiver.down()
     for n in (2, 3):  # two payments and a cancel while nobody listens
@@ -38,12 +43,12 @@ def test_events_survive_receiver_outage_and_router_crash(
     wait_until(lambda: all(e.status == "delivered" for e in stored_events(db_url)),
                "every event to be delivered", timeout=40)  # the first retry comes 10 s (± 20 %) later
 
-    deliveries = receiver.received()
+    deliveries = receiver.deliveries()
     assert all(d.signature_ok for d in deliveries)
-    assert all(d.event_id == d.body["id"] for d in deliveries)
+    assert all(d.event_id == d.event["id"] for d in deliveries)
     # Each event stored before the crash arrived once, under its own id: none lost, none new.
     assert Counter(d.event_id for d in deliveries) == Counter({e.id: 1 for e in before})
     by_id = {e.id: e for e in before}
-    assert all(d.body["type"] == by_id[d.event_id].type for d in deliveries)
-    assert sorted(d.body["type"] for d in deliveries) == [
+    assert all(d.event["type"] == by_id[d.event_id].type for d in deliveries)
+    assert sorted(d.event["type"] for d in deliveries) == [
         "checkout.canceled", "checkout.completed", "checkout.completed", "checkout.completed"]

@@ -26,17 +26,9 @@ from starlette.types import Receive, Scope, Send
 
 from router.amazon_pay import create_emulator_app
 from router.amazon_pay.keys import load_public_key
-from tests.durability.conftest import (
-    AUTH,
-    HOST,
-    KEY_ID,
-    TOKEN,
-    WEBHOOK_SECRET,
-    config_text,
-    return_path,
-    wait_until,
-)
-from tests.support import free_port, serve_app
+from tests.support import free_port, serve_app, wait_until
+from tests.support.config import AUTH, HOST, KEY_ID, TOKEN, WEBHOOK_SECRET, process_config
+from tests.support.processes import return_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,7 +60,7 @@ def world(tmp_path: Path, key_files: tuple[Path, Path]) -> Iterator[dict[str, An
     receiver = Starlette(routes=[Route("/hooks", receive, methods=["POST"])])
     with serve_app(emulator) as emulator_url, serve_app(receiver) as receiver_url:
         config = tmp_path / "router.toml"
-        config.write_text(config_text(emulator_url, key_files[0], f"sqlite:///{tmp_path / 'router.db'}",
+        config.write_text(process_config(emulator_url, key_files[0], f"sqlite:///{tmp_path / 'router.db'}",
                                       webhook_url=f"{receiver_url}/hooks")
                           + '\n[metrics]\nlisten = ""\n')
         port = free_port()
@@ -177,7 +169,7 @@ def test_json_logs_carry_request_ids_and_mask_ids(world: dict[str, Any]) -> None
 def test_every_worker_writes_json(tmp_path: Path, key_files: tuple[Path, Path]) -> None:
     """uvicorn's worker processes configure logging anew: their lines are JSON too."""
     config = tmp_path / "router.toml"
-    config.write_text(config_text("http://127.0.0.1:9", key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
+    config.write_text(process_config("http://127.0.0.1:9", key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
                       + '\n[metrics]\nlisten = ""\n')
     port = free_port()
     env = {**os.environ, "RR_TEST_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
