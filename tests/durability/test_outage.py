@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from tests.support import wait_until
+from tests.support import http_client, wait_until
 from tests.support.concurrency import in_background
 from tests.support.config import AUTH, HOST
 from tests.support.emulator import Emulator
@@ -58,7 +58,7 @@ def test_postgres_outage(launch: Launcher, emulator: Emulator, pg_url: str, pg_p
     assert stored_checkout(pg_url, ref).checkout_session_id is None  # nothing half-written either
 
     pg_proxy.start()
-    wait_until(lambda: httpx.get(f"{router.url}/readyz").status_code == 200, "the store to recover")
+    wait_until(lambda: http_client().get(f"{router.url}/readyz").status_code == 200, "the store to recover")
     assert_recovers(router, emulator, pg_url, ref, session_id)
 
 

@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from router.amazon_pay import create_emulator_app
 from router.amazon_pay.keys import load_public_key
-from tests.support import free_port, serve_app, wait_until
+from tests.support import free_port, http_client, serve_app, wait_until
 from tests.support.config import AUTH, HOST, KEY_ID, TOKEN, WEBHOOK_SECRET, process_config
 from tests.support.processes import return_path
 
@@ -83,7 +83,7 @@ def world(tmp_path: Path, key_files: tuple[Path, Path]) -> Iterator[dict[str, An
 
 def _healthy(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        return http_client().get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.bench._load import wait_for_port
-from tests.support import free_port
+from tests.support import free_port, http_client
 from tests.support.config import TOKEN, router_config
 from tests.support.emulator import Emulator
 
@@ -166,7 +166,7 @@ def test_concurrency_beyond_the_limit_is_a_503(tmp_path: Path, emulator: Emulato
             for sock in idle:
                 sock.close()
         deadline = time.monotonic() + 20  # the server notices the closed sockets; then it serves again
-        while httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 503 and time.monotonic() < deadline:
+        while http_client().get(f"http://127.0.0.1:{port}/healthz").status_code == 503 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
 

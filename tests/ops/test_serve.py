@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import free_port, wait_until
+from tests.support import free_port, http_client, wait_until
 from tests.support.concurrency import in_background, storm
 from tests.support.config import HOST, process_config
 from tests.support.emulator import Emulator
@@ -116,7 +116,7 @@ def test_sighup_reloads_a_valid_config_and_keeps_the_old_on_errors(
     assert router.proc is not None
 
     def shop_name(path: str = "/amazon-pay/error") -> str | None:
-        page = httpx.get(router.url + path, headers={"host": HOST}, timeout=10)
+        page = http_client().get(router.url + path, headers={"host": HOST}, timeout=10)
         return next((n for n in ("Durable Shop", "Reloaded Shop") if n in page.text), None) \
             if page.status_code == 200 else None
 

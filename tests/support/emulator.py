@@ -8,13 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from router.amazon_pay import create_emulator_app
 from router.amazon_pay.emulator.app import Emulator as EmulatorCore
 from router.amazon_pay.emulator.state import Charge
 from router.amazon_pay.keys import load_public_key
-from tests.support import serve_app, wait_until
+from tests.support import http_client, serve_app, wait_until
 from tests.support.config import KEY_ID
 
 
@@ -29,12 +27,12 @@ class Emulator:
                        intent: str = "AuthorizeWithCapture", **extra: Any) -> str:
         body = {"chargeAmount": {"amount": amount, "currencyCode": currency}, "paymentIntent": intent,
                 "scenario": scenario, **extra}
-        answer = httpx.post(f"{self.url}/_emulator/checkout-sessions", json=body)
+        answer = http_client().post(f"{self.url}/_emulator/checkout-sessions", json=body)
         assert answer.status_code == 201, answer.text
         return str(answer.json()["checkoutSessionId"])
 
     def requests(self, operation: str | None = None, session_id: str | None = None) -> list[dict[str, Any]]:
-        log = httpx.get(f"{self.url}/_emulator/requests").json()["requests"]
+        log = http_client().get(f"{self.url}/_emulator/requests").json()["requests"]
         return [r for r in log if operation in (None, r.get("operation"))
                 and session_id in (None, r.get("checkoutSessionId"))]
 

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from tests.support import free_port
+from tests.support import free_port, http_client
 from tests.support.config import (
     AUTH,
     HOST,
@@ -76,7 +76,7 @@ class RouterProcess:
                 raise RuntimeError(f"router exited with {self.proc.returncode}:\n{self.log_tail()}")
             started = self.log_tail(100_000).split("--- start #")[-1].count("Application startup complete")
             with contextlib.suppress(httpx.HTTPError):
-                if started >= self.workers and httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if started >= self.workers and http_client().get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
             time.sleep(0.05)
         raise RuntimeError(f"router did not become ready in {timeout} s:\n{self.log_tail()}")
@@ -110,20 +110,20 @@ class RouterProcess:
     def register(self, pending: bool = False, amount: str = "14.00", reference: str = "order-1") -> str:
         body = {"merchantReference": reference, "chargeAmount": {"amount": amount, "currencyCode": "USD"},
                 "paymentIntent": "AuthorizeWithCapture", "canHandlePendingAuthorization": pending}
-        answer = httpx.post(f"{self.url}/v1/checkouts", json=body, headers=AUTH, timeout=30)
+        answer = http_client().post(f"{self.url}/v1/checkouts", json=body, headers=AUTH, timeout=30)
         assert answer.status_code == 201, answer.text
         return str(answer.json()["ref"])
 
     def checkout(self, ref: str) -> dict[str, Any]:
-        answer = httpx.get(f"{self.url}/v1/checkouts/{ref}", headers=AUTH, timeout=30)
+        answer = http_client().get(f"{self.url}/v1/checkouts/{ref}", headers=AUTH, timeout=30)
         assert answer.status_code == 200, answer.text
         return dict(answer.json())
 
     def buyer_return(self, ref: str, session_id: str, timeout: float = 60) -> httpx.Response:
-        return httpx.get(self.url + return_path(ref, session_id), headers={"host": HOST}, timeout=timeout)
+        return http_client().get(self.url + return_path(ref, session_id), headers={"host": HOST}, timeout=timeout)
 
     def finalize(self, ref: str, session_id: str, timeout: float = 60) -> httpx.Response:
-        return httpx.post(f"{self.url}/v1/checkout-sessions/{session_id}/finalize", json={"ref": ref},
+        return http_client().post(f"{self.url}/v1/checkout-sessions/{session_id}/finalize", json={"ref": ref},
                           timeout=timeout)
 
 

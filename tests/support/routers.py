@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from router.config import Settings, load
+from tests.support import http_client
 from tests.support.config import AUTH, HOST, TOKEN, TOKEN_ENV, router_config
 
 
@@ -28,9 +29,9 @@ class Router:
                  pending: bool = False, reference: str = "order-1") -> dict[str, Any]:
         body = {"merchantReference": reference, "chargeAmount": {"amount": amount, "currencyCode": currency},
                 "paymentIntent": intent, "canHandlePendingAuthorization": pending}
-        answer = httpx.post(f"{self.url}/v1/checkouts", json=body, headers=AUTH)
+        answer = http_client().post(f"{self.url}/v1/checkouts", json=body, headers=AUTH)
         assert answer.status_code == 201, answer.text
         return dict(answer.json())
 
     def get(self, path: str, host: str = HOST, **headers: str) -> httpx.Response:
-        return httpx.get(self.url + path, headers={"host": host, **headers}, follow_redirects=False, timeout=60)
+        return http_client().get(self.url + path, headers={"host": host, **headers}, follow_redirects=False, timeout=60)
