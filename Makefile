@@ -27,7 +27,7 @@ run: install
 	$(BIN)/return-router serve $(ARGS)
 
 test: install-test
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
 bench: install-test
 	$(BIN)/python -m tests.bench $(ARGS)

@@ -43,7 +43,7 @@ class Emulator:
     def charges(self, session_id: str) -> list[Charge]:
         return [c for c in list(self.core.state.charges.values()) if c.session_id == session_id]
 
-    def wait_for(self, predicate: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    def wait_for(self, predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
         wait_until(predicate, what, timeout)
 
 
