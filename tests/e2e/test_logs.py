@@ -61,7 +61,7 @@ def world(tmp_path: Path, key_files: tuple[Path, Path]) -> Iterator[dict[str, An
     with serve_app(emulator) as emulator_url, serve_app(receiver) as receiver_url:
         config = tmp_path / "router.toml"
         config.write_text(process_config(emulator_url, key_files[0], f"sqlite:///{tmp_path / 'router.db'}",
-                                      webhook_url=f"{receiver_url}/hooks")
+                                         webhook_url=f"{receiver_url}/hooks")
                           + '\n[metrics]\nlisten = ""\n')
         port = free_port()
         err = (tmp_path / "stderr.log").open("wb")

@@ -53,7 +53,7 @@ def test_a_paid_return_counts_every_step(tmp_path: Path, emulator: Emulator, rec
     receiver.up()
     config = tmp_path / "router.toml"
     config.write_text(process_config(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}",
-                                  webhook_url=receiver.url))
+                                     webhook_url=receiver.url))
     settings = load(config, env={"RR_TEST_TOKEN": TOKEN, "RR_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET})
     fin = {"operation": "finalizeCheckoutSession"}
     delta = Delta(

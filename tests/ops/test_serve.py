@@ -78,9 +78,9 @@ def test_sigterm_releases_the_lease_of_a_stuck_finalize(tmp_path: Path, emulator
     db = f"sqlite:///{tmp_path / 'shared.db'}"
     extra = '\n[server]\ngraceful_seconds = 1\n\n[metrics]\nlisten = ""\n'
     (tmp_path / "a.toml").write_text(process_config(emulator.url, key_files[0], db, lease_seconds=120,
-                                                 resume_after=600) + extra)
+                                                    resume_after=600) + extra)
     (tmp_path / "b.toml").write_text(process_config(emulator.url, key_files[0], db, lease_seconds=120,
-                                                 resume_after=600) + extra)
+                                                    resume_after=600) + extra)
     a, b = start(routers, tmp_path / "a.toml"), start(routers, tmp_path / "b.toml")
     ref = a.register()
     session_id = emulator.create_session(latency_ms=20_000, latency_first_n=1)  # only A's call is slow

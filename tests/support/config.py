@@ -71,12 +71,11 @@ class Timings:
 def router_config(
     emulator_url: str, private_key: Path, db_url: str, *, extra: str = "", webhook_url: str | None = None,
     timings: Timings | None = None, deadline: float = 10, merchant: str = "Example Shop",
-    apps_and_routes: str = APPS_AND_ROUTES,
 ) -> str:
     """A complete config against the emulator at `emulator_url`; `extra` goes last (after [amazon_pay])."""
     webhook = (f'webhook_url = "{webhook_url}"\nwebhook_secret_env = "{WEBHOOK_SECRET_ENV}"\n'
                if webhook_url else "")
-    return apps_and_routes + f"""
+    return APPS_AND_ROUTES + f"""
 [merchant]
 name = "{merchant}"
 shop_url = "https://shop.example.com/cart"
