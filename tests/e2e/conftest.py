@@ -11,6 +11,7 @@ from router.app import create_app
 from router.config import Settings
 from tests.support import serve_app
 from tests.support.emulator import Emulator
+from tests.support.fixtures import receiver  # noqa: F401  (fixture)
 from tests.support.routers import Router, load_settings
 
 

@@ -18,10 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from router.amazon_pay import create_emulator_app
@@ -29,6 +25,7 @@ from router.amazon_pay.keys import load_public_key
 from tests.support import free_port, http_client, serve_app, wait_until
 from tests.support.config import AUTH, HOST, KEY_ID, TOKEN, WEBHOOK_SECRET, process_config
 from tests.support.processes import return_path
+from tests.support.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,20 +45,13 @@ class Recorded:
 
 
 @pytest.fixture
-def world(tmp_path: Path, key_files: tuple[Path, Path]) -> Iterator[dict[str, Any]]:
+def world(tmp_path: Path, key_files: tuple[Path, Path], receiver: Receiver) -> Iterator[dict[str, Any]]:
     emulator = Recorded(create_emulator_app({KEY_ID: load_public_key(key_files[1].read_bytes())}))
-    hooks: list[dict[str, str]] = []
-
-    async def receive(request: Request) -> Response:
-        await request.body()
-        hooks.append(dict(request.headers))
-        return Response(status_code=204)
-
-    receiver = Starlette(routes=[Route("/hooks", receive, methods=["POST"])])
-    with serve_app(emulator) as emulator_url, serve_app(receiver) as receiver_url:
+    hooks = receiver.up()
+    with serve_app(emulator) as emulator_url:
         config = tmp_path / "router.toml"
         config.write_text(process_config(emulator_url, key_files[0], f"sqlite:///{tmp_path / 'router.db'}",
-                                         webhook_url=f"{receiver_url}/hooks")
+                                         webhook_url=hooks.url)
                           + '\n[metrics]\nlisten = ""\n')
         port = free_port()
         err = (tmp_path / "stderr.log").open("wb")
@@ -128,7 +118,7 @@ def test_json_logs_carry_request_ids_and_mask_ids(world: dict[str, Any]) -> None
 
     # Amazon got the id of the return that caused the call; the merchant's webhook too.
     assert rid in world["emulator"].request_ids
-    wait_until(lambda: any(h.get("return-router-request-id") == rid for h in world["hooks"]),
+    wait_until(lambda: any(d.headers.get("return-router-request-id") == rid for d in world["hooks"].deliveries()),
                "a webhook carrying the return's request id", timeout=20)
 
     # A decline and a buyer's cancel are ordinary outcomes: INFO, never WARNING.
@@ -189,3 +179,56 @@ def test_every_worker_writes_json(tmp_path: Path, key_files: tuple[Path, Path]) 
     assert len({line["message"] for line in lines if line["message"].startswith("Started server process")}) == 2
     logged = {line["request_id"] for line in lines if line["logger"] == "uvicorn.access"}
     assert set(ids) <= logged
+
+
+def test_lines_about_a_checkout_name_its_merchant_reference(world: dict[str, Any]) -> None:
+    """The return's lines, the reconciler's and the webhook worker's carry merchant_reference, exactly
+    as registered: printable merchant text with spaces, quotes and "=" stays one JSON field."""
+    url = world["url"]
+    refused = httpx.post(f"{url}/v1/checkouts", headers=AUTH, timeout=30,
+                         json={"merchantReference": "o-1\n{\"level\": \"ERROR\"}", "paymentIntent": "Authorize",
+                               "chargeAmount": {"amount": "14.00", "currencyCode": "USD"}})
+    assert refused.status_code == 400  # a line break never gets as far as a log line
+    order = 'Bestellung 4711 "eilig" level=ERROR'
+    answer = httpx.post(f"{url}/v1/checkouts", headers={**AUTH, "x-request-id": "register.1"}, timeout=30,
+                        json={"merchantReference": order, "paymentIntent": "AuthorizeWithCapture",
+                              "canHandlePendingAuthorization": True,
+                              "chargeAmount": {"amount": "14.00", "currencyCode": "USD"}})
+    assert answer.status_code == 201, answer.text
+    ref = answer.json()["ref"]
+    created = httpx.post(f"{world['emulator_url']}/_emulator/checkout-sessions",
+                         json={"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}, "pending_polls": 3,
+                               "paymentIntent": "AuthorizeWithCapture", "scenario": "pending-then-authorized"})
+    session_id = created.json()["checkoutSessionId"]
+    returned = httpx.get(url + return_path(ref, session_id), headers={"host": HOST, "x-request-id": "return.1"},
+                         timeout=60)
+    assert returned.status_code == 200 and 'data-kind="pending"' in returned.text
+    # The reconciler settles it in the background; both events go out.
+    wait_until(lambda: len(world["hooks"].deliveries()) == 2, "checkout.pending and checkout.authorized", timeout=30)
+    app_read = httpx.get(f"{url}/v1/checkout-sessions/{session_id}", params={"ref": ref},
+                         headers={"x-request-id": "app.1"}, timeout=30)
+    assert app_read.status_code == 200 and app_read.json()["state"] == "authorized"
+    error = httpx.get(f"{url}/amazon-pay/error", params={"ref": ref}, headers={"host": HOST, "x-request-id": "err.1"})
+    assert error.status_code == 200 and 'data-kind="amazon_error"' in error.text
+    world["proc"].terminate()
+    world["proc"].wait(timeout=20)
+    lines = _lines(world["stderr"])
+
+    def about(**match: str) -> list[dict[str, Any]]:
+        return [line for line in lines if all(line.get(k) == v for k, v in match.items())]
+
+    assert about(request_id="register.1", logger="uvicorn.access")[0]["merchant_reference"] == order
+    assert about(request_id="app.1", logger="uvicorn.access")[0]["merchant_reference"] == order
+    assert about(request_id="err.1", logger="router.web.flows")[0]["merchant_reference"] == order
+    of_return = about(request_id="return.1")
+    assert {line["logger"] for line in of_return} >= {"uvicorn.access", "router.checkout.service"}
+    assert all(line["merchant_reference"] == order for line in of_return), of_return
+    masked = f"{ref[:4]}…{ref[-4:]}"
+    settled = [line for line in about(logger="router.checkout.service", request_id="-")
+               if "→ authorized" in line["message"]]
+    assert len(settled) == 1 and settled[0]["merchant_reference"] == order and settled[0]["ref"] == masked
+    deliveries = [line for line in about(logger="router.webhooks.worker") if "delivered" in line["message"]]
+    assert len(deliveries) == 2
+    assert all(line["merchant_reference"] == order and line["ref"] == masked for line in deliveries)
+    # checkout.pending came from the return: its delivery line names that request; the reconciler's none.
+    assert sorted(line["request_id"] for line in deliveries) == ["-", "return.1"]

@@ -1,4 +1,4 @@
-"""Fixtures shared by the process tests (durability, ops); their conftests import them."""
+"""Fixtures shared by several test areas (durability, ops, e2e); their conftests import them."""
 
 from __future__ import annotations
 
