@@ -1,4 +1,10 @@
-"""Shared test helpers: real servers on real sockets."""
+"""Shared test helpers: real servers on real sockets, ports, polling, and the webhook schema check.
+
+The rest of tests/support: `config` (the one config builder), `emulator` (the Amazon Pay emulator and
+its client), `receiver` (the merchant's webhook endpoint), `processes` (`serve` processes), `routers`
+(a router in this process and its client), `stores` (the test databases), `concurrency`, `fixtures`
+(shared by several conftests) and `fake_amazon` (an in-memory AmazonPay).
+"""
 
 from __future__ import annotations
 
