@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
+# pytest-xdist workers for `make test`: most tests wait on processes, sockets and browsers, not on CPU.
+TEST_WORKERS ?= 4
 
 .PHONY: run test bench lint install install-test clean
 
@@ -25,7 +27,7 @@ run: install
 	$(BIN)/return-router serve $(ARGS)
 
 test: install-test
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
 bench: install-test
 	$(BIN)/python -m tests.bench $(ARGS)

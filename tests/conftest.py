@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, async_playwright
 
 from router.amazon_pay import generate_key_pair
+from tests.support.emulator import Emulator, serve_emulator
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -41,3 +42,10 @@ def key_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     (directory / "private.pem").write_bytes(private_pem)
     (directory / "public.pem").write_bytes(public_pem)
     return directory / "private.pem", directory / "public.pem"
+
+
+@pytest.fixture
+def emulator(key_files: tuple[Path, Path]) -> Iterator[Emulator]:
+    """The Amazon Pay emulator on a real socket in this process, knowing the merchant's key as KEY_ID."""
+    with serve_emulator(key_files[1]) as served:
+        yield served

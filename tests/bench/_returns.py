@@ -23,8 +23,8 @@ from urllib.parse import urlencode
 import httpx
 
 from router.amazon_pay import generate_key_pair
-from tests.e2e.conftest import KEY_ID, TOKEN, router_config_text
 from tests.support import free_port
+from tests.support.config import KEY_ID, TOKEN, router_config
 
 from ._load import server, wait_for_port
 
@@ -66,7 +66,7 @@ def stack(router_args: list[str] | None = None) -> Iterator[Stack]:
         (directory / "public.pem").write_bytes(public_pem)
         with emulator_process(directory / "public.pem") as emulator:
             config = directory / "bench.toml"
-            config.write_text(router_config_text(emulator, directory / "private.pem", f"sqlite:///{tmp}/bench.db"))
+            config.write_text(router_config(emulator, directory / "private.pem", f"sqlite:///{tmp}/bench.db"))
             env = {"RETURN_ROUTER_CONFIG": str(config), "RR_TEST_TOKEN": TOKEN}
             args = router_args or ["router.cli:app_factory", "--factory"]
             with server(args, env) as (router, pid):

@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 import httpx
 
 from router.amazon_pay import generate_key_pair
-from tests.e2e.conftest import KEY_ID, TOKEN, router_config_text
 from tests.support import free_port
+from tests.support.config import KEY_ID, TOKEN, router_config
 
 from ._load import TABLE_HEAD, LoadResult, compare, load, server_process, wait_for_port
 
@@ -76,7 +76,7 @@ def main() -> None:
             wait_for_port(port, emulator_proc)  # type: ignore[arg-type]
             emulator = f"http://127.0.0.1:{port}"
             config = Path(tmp) / "bench.toml"
-            config.write_text(router_config_text(emulator, Path(tmp) / "private.pem", f"sqlite:///{tmp}/bench.db"))
+            config.write_text(router_config(emulator, Path(tmp) / "private.pem", f"sqlite:///{tmp}/bench.db"))
             env = {"RETURN_ROUTER_CONFIG": str(config), "RR_TEST_TOKEN": TOKEN}
             with server_process(["router.cli:app_factory", "--factory"], env) as router, \
                     server_process(["tests.bench._pages_baseline:app"]) as baseline:

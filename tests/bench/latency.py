@@ -22,7 +22,7 @@ import aiohttp
 import httpx
 
 from router.amazon_pay import AmazonPayAuth, generate_key_pair, load_private_key, serialize_payload
-from tests.e2e.conftest import KEY_ID, TOKEN, router_config_text
+from tests.support.config import KEY_ID, TOKEN, router_config
 
 from ._load import server
 from ._returns import ORDER, Latencies, Stack, emulator_process, get_all, new_sessions, prepare
@@ -50,8 +50,8 @@ def raised_stack() -> Iterator[Stack]:
         (directory / "public.pem").write_bytes(public_pem)
         with emulator_process(directory / "public.pem") as emulator:
             config = directory / "bench.toml"
-            config.write_text(router_config_text(emulator, directory / "private.pem", f"sqlite:///{tmp}/bench.db",
-                                                 RAISED_QUOTAS))
+            config.write_text(router_config(emulator, directory / "private.pem", f"sqlite:///{tmp}/bench.db",
+                                            extra=RAISED_QUOTAS))
             env = {"RETURN_ROUTER_CONFIG": str(config), "RR_TEST_TOKEN": TOKEN}
             with server(["router.cli:app_factory", "--factory"], env) as (router, pid):
                 yield Stack(router, pid, emulator, private_pem, directory)

@@ -17,7 +17,7 @@ from typing import TypeVar
 from router.checkout.model import State
 from router.store.base import NewEvent
 from router.store.sqlite import Conn, SQLiteStore
-from tests.store.conftest import checkout
+from tests.support.stores import checkout
 
 T = TypeVar("T")
 OPS = 1000

@@ -24,8 +24,9 @@ import httpx
 
 from router.amazon_pay import generate_key_pair
 from tests.bench._returns import emulator_process
-from tests.durability.conftest import HOST, KEY_ID, RouterProcess, config_text, return_path
-from tests.store.conftest import PG_DSN, postgres_problem, with_query
+from tests.support.config import HOST, KEY_ID, process_config
+from tests.support.processes import RouterProcess, return_path
+from tests.support.stores import PG_DSN, postgres_problem, with_query
 
 CALLERS = 50
 STORMS = 10
@@ -75,7 +76,7 @@ async def _drop_schema(schema: str) -> None:
 def start_routers(directory: Path, emulator: str, private_key: Path, db_url: str) -> list[RouterProcess]:
     config = directory / "router.toml"
     # Production-like timings: nothing in a storm should wait for a lease to expire.
-    text = config_text(emulator, private_key, db_url, lease_seconds=90, interval=2, resume_after=15)
+    text = process_config(emulator, private_key, db_url, lease_seconds=90, interval=2, resume_after=15)
     config.write_text(text)
     if db_url.startswith("sqlite"):
         return [RouterProcess(config, directory / "router.log", workers=2).start()]

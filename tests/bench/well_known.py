@@ -21,7 +21,7 @@ HOST = "pay.example.com"
 
 
 def main() -> None:
-    from tests.router.conftest import BASE_CONFIG
+    from tests.support.config import BASE_CONFIG
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"

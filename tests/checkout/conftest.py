@@ -19,7 +19,7 @@ from router.amazon_pay import AmazonPayClient, ClientConfig, RetryPolicy, create
 from router.amazon_pay.emulator.app import Emulator
 from router.amazon_pay.emulator.state import Price, Session, SessionSpec
 from router.amazon_pay.keys import load_private_key, load_public_key
-from tests.store.conftest import backend, store  # noqa: F401  (fixtures: both backends)
+from tests.support.stores import backend, store  # noqa: F401  (fixtures: both backends)
 
 KEY_ID = "SANDBOX-CHECKOUT-MODEL"
 BASE = "http://amazon-pay-emulator.invalid"

@@ -49,7 +49,7 @@ from router.checkout.service import CheckoutService, finalize_payload, idempoten
 from router.store import open_store
 from router.store.base import NewEvent, Store
 from tests.checkout.conftest import FAULTS, Amazon, Clock, InjectedError, make_amazon
-from tests.store.conftest import PG_DSN, postgres_problem, with_query
+from tests.support.stores import PG_DSN, postgres_problem, with_query
 
 T = TypeVar("T")
 STEP_COUNT = 20

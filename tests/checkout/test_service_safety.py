@@ -11,7 +11,7 @@ from router.checkout.model import InvalidSessionId, NewCheckout, OutcomeError, S
 from router.checkout.service import CheckoutService
 from router.store.base import Store
 from tests.checkout.conftest import Amazon, Clock, make_amazon
-from tests.store.conftest import Backend
+from tests.support.stores import Backend
 
 ORDER = NewCheckout("order-1", "14.00", "USD", "AuthorizeWithCapture", False)
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.bench._load import wait_for_port
-from tests.router.conftest import BASE_CONFIG
 from tests.support import free_port
+from tests.support.config import BASE_CONFIG
 
 from .certs import Certificates, make_certificates
 from .harness import HOST, Service, cli, service_env

@@ -8,6 +8,7 @@ import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from tests.store.tcp_proxy import TcpProxy
 
@@ -45,3 +46,10 @@ class ThreadedProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
+
+
+def via_proxy(url: str, proxy: ThreadedProxy) -> str:
+    """The PostgreSQL URL `url`, reaching the server through `proxy`."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}"))

@@ -21,8 +21,8 @@ from router.checkout.reconciler import MAX_RESUME_DELAY, Reconciler
 from router.checkout.service import CheckoutService
 from router.store import open_store
 from router.store.base import Store
-
-from .conftest import KEY_ID, Emulator
+from tests.support.config import KEY_ID
+from tests.support.emulator import Emulator
 
 INTERVAL = 5.0  # seconds between passes
 RESUME_AFTER = 15.0

@@ -8,7 +8,7 @@ import pytest
 
 from router.app import create_app
 from router.config import CheckoutSettings, ConfigError, load
-from tests.router.conftest import BASE_CONFIG
+from tests.support.config import BASE_CONFIG
 
 
 def write(tmp_path: Path, checkout: str) -> Path:

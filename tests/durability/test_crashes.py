@@ -7,18 +7,13 @@ import time
 import httpx
 
 from router.checkout.service import idempotency_key
+from tests.support.concurrency import in_background
+from tests.support.config import LEASE_SECONDS
+from tests.support.emulator import Emulator
+from tests.support.processes import Launcher, page_kind
+from tests.support.stores import stored_checkout, stored_events
 
-from .conftest import (
-    LEASE_SECONDS,
-    Emulator,
-    Launcher,
-    in_background,
-    page_kind,
-    stored_checkout,
-    stored_events,
-    via_proxy,
-)
-from .proxy import ThreadedProxy
+from .proxy import ThreadedProxy, via_proxy
 
 
 def assert_replayed_once(emulator: Emulator, ref: str, session_id: str) -> list[dict[str, object]]:

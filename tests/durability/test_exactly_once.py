@@ -6,7 +6,11 @@ from typing import Any
 
 import httpx
 
-from .conftest import HOST, Emulator, Launcher, RouterProcess, page_kind, return_path, stored_checkout, storm
+from tests.support.concurrency import storm
+from tests.support.config import HOST
+from tests.support.emulator import Emulator
+from tests.support.processes import Launcher, RouterProcess, page_kind, return_path
+from tests.support.stores import stored_checkout
 
 Request = tuple[str, str, dict[str, Any]]
 

@@ -8,21 +8,14 @@ from collections.abc import Iterator
 
 import httpx
 
-from .conftest import (
-    AUTH,
-    HOST,
-    Emulator,
-    Launcher,
-    RouterProcess,
-    in_background,
-    page_kind,
-    return_path,
-    stored_checkout,
-    stored_events,
-    via_proxy,
-    wait_until,
-)
-from .proxy import ThreadedProxy
+from tests.support import http_client, wait_until
+from tests.support.concurrency import in_background
+from tests.support.config import AUTH, HOST
+from tests.support.emulator import Emulator
+from tests.support.processes import Launcher, RouterProcess, page_kind, return_path
+from tests.support.stores import stored_checkout, stored_events
+
+from .proxy import ThreadedProxy, via_proxy
 
 NEW_CHECKOUT = {"merchantReference": "order-1", "chargeAmount": {"amount": "14.00", "currencyCode": "USD"},
                 "paymentIntent": "AuthorizeWithCapture"}
@@ -65,7 +58,7 @@ def test_postgres_outage(launch: Launcher, emulator: Emulator, pg_url: str, pg_p
     assert stored_checkout(pg_url, ref).checkout_session_id is None  # nothing half-written either
 
     pg_proxy.start()
-    wait_until(lambda: httpx.get(f"{router.url}/readyz").status_code == 200, "the store to recover")
+    wait_until(lambda: http_client().get(f"{router.url}/readyz").status_code == 200, "the store to recover")
     assert_recovers(router, emulator, pg_url, ref, session_id)
 
 

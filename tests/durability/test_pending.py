@@ -6,7 +6,12 @@ import time
 
 import httpx
 
-from .conftest import Emulator, Launcher, Receiver, in_background, stored_checkout, stored_events, wait_until
+from tests.support import wait_until
+from tests.support.concurrency import in_background
+from tests.support.emulator import Emulator
+from tests.support.processes import Launcher
+from tests.support.receiver import Receiver
+from tests.support.stores import stored_checkout, stored_events
 
 
 def test_pending_authorization_survives_restart(
@@ -21,7 +26,9 @@ def test_pending_authorization_survives_restart(
     assert answer.status_code == 202 and answer.json()["state"] == "pending"
     # Let checkout.pending go out first: a worker killed while holding an event's delivery lease leaves
     # it to the next worker only once that lease expires (tests/durability/test_webhooks.py covers that).
-    wait_until(lambda: len(receiver.received()) == 1, "the pending webhook to arrive")
+    wait_until(lambda: len(receiver.deliveries()) == 1, "the pending webhook to arrive")
+    # …and its delivery stored: killed before that, the router would send it again after the restart.
+    wait_until(lambda: [e.status for e in stored_events(db_url)] == ["delivered"], "the delivery to be stored")
     router.kill()
 
     assert stored_checkout(db_url, ref).state == "pending"
@@ -37,9 +44,9 @@ def test_pending_authorization_survives_restart(
 
     events = [e for e in stored_events(db_url) if e.ref == ref]
     assert [e.type for e in events] == ["checkout.pending", "checkout.authorized"]
-    wait_until(lambda: len(receiver.received()) == 2, "both webhooks to arrive")
-    assert [(d.event_id, d.body["type"]) for d in receiver.received()] == [(e.id, e.type) for e in events]
-    assert all(d.signature_ok for d in receiver.received())
+    wait_until(lambda: len(receiver.deliveries()) == 2, "both webhooks to arrive")
+    assert [(d.event_id, d.event["type"]) for d in receiver.deliveries()] == [(e.id, e.type) for e in events]
+    assert all(d.signature_ok for d in receiver.deliveries())
 
 
 def test_pending_refresh_outlived_by_its_lease(launch: Launcher, emulator: Emulator, sqlite_url: str) -> None:

@@ -19,20 +19,12 @@ import pytest
 
 from router.amazon_pay import create_emulator_app
 from router.amazon_pay.keys import load_public_key
-from tests.support import serve_app
-
-from .conftest import (
-    HOST,
-    KEY_ID,
-    Emulator,
-    Launcher,
-    page_kind,
-    return_path,
-    stored_checkout,
-    storm,
-    wait_until,
-    with_store,
-)
+from tests.support import serve_app, wait_until
+from tests.support.concurrency import storm
+from tests.support.config import HOST, KEY_ID
+from tests.support.emulator import Emulator
+from tests.support.processes import Launcher, page_kind, return_path
+from tests.support.stores import stored_checkout, with_store
 
 BUYERS = 8
 ABANDONED = 3

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.router.conftest import BASE_CONFIG
+from tests.support.config import BASE_CONFIG
 
 from .test_cli import running
 

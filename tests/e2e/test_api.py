@@ -17,8 +17,9 @@ from router.amazon_pay.signing import ALGORITHM_V2, string_to_sign, verify
 from router.app import create_app
 from router.config import Settings
 from tests.support import serve_app
-
-from .conftest import KEY_ID, TOKEN, Emulator, Router
+from tests.support.config import KEY_ID, TOKEN
+from tests.support.emulator import Emulator
+from tests.support.routers import Router
 
 
 def finalize(router: Router, session_id: str, ref: str) -> httpx.Response:

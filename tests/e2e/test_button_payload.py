@@ -23,8 +23,7 @@ import jsonschema
 from router.app import create_app
 from router.config import Settings
 from tests.support import serve_app
-
-from .conftest import Router
+from tests.support.routers import Router
 
 STORE_ID = "amzn1.application-oa2-client.0123456789abcdef"
 _URL = {"type": "string", "pattern": "^https://"}

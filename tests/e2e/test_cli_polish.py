@@ -21,8 +21,8 @@ from router.checkout.events import event_for
 from router.checkout.model import Checkout, State
 from router.cli import main, parser
 from router.store import open_store
-from tests.router.conftest import BASE_CONFIG
 from tests.support import serve_app
+from tests.support.config import BASE_CONFIG
 
 CLI = [sys.executable, "-m", "router.cli"]
 

@@ -14,8 +14,9 @@ import pytest
 from router.app import create_app
 from router.config import Settings, load
 from tests.support import serve_app
-
-from .conftest import HOST, TOKEN, Emulator, Router, router_config_text
+from tests.support.config import HOST, TOKEN, router_config
+from tests.support.emulator import Emulator
+from tests.support.routers import Router
 
 SUCCESS = "/amazon-pay/result"
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
@@ -180,7 +181,7 @@ ANDROID = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, 
 
 
 def test_open_in_app_actions_per_platform(tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path]) -> None:
-    text = router_config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path}/o.db").replace(
+    text = router_config(emulator.url, key_files[0], f"sqlite:///{tmp_path}/o.db").replace(
         'app_store_id = "1234567890"', 'app_store_id = "1234567890"\nopen_in_app_host = "open.example.com"')
     (tmp_path / "o.toml").write_text(text)
     settings = load(tmp_path / "o.toml", env={"RR_TEST_TOKEN": TOKEN})

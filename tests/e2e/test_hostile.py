@@ -11,9 +11,10 @@ import pytest
 
 from router.app import create_app
 from router.config import Settings
-from tests.e2e.conftest import HOST, TOKEN, Router
 from tests.e2e.raw import captured_logs, exchange, get, hrefs, resolved_host
 from tests.support import serve_app
+from tests.support.config import HOST, TOKEN
+from tests.support.routers import Router
 
 SESSION = "bd504926-f659-4ad7-a1a9-9a747aaf5275"
 REF = "r" * 32

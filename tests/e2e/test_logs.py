@@ -18,25 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from router.amazon_pay import create_emulator_app
 from router.amazon_pay.keys import load_public_key
-from tests.durability.conftest import (
-    AUTH,
-    HOST,
-    KEY_ID,
-    TOKEN,
-    WEBHOOK_SECRET,
-    config_text,
-    return_path,
-    wait_until,
-)
-from tests.support import free_port, serve_app
+from tests.support import free_port, http_client, serve_app, wait_until
+from tests.support.config import AUTH, HOST, KEY_ID, TOKEN, WEBHOOK_SECRET, process_config
+from tests.support.processes import return_path
+from tests.support.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,20 +45,13 @@ class Recorded:
 
 
 @pytest.fixture
-def world(tmp_path: Path, key_files: tuple[Path, Path]) -> Iterator[dict[str, Any]]:
+def world(tmp_path: Path, key_files: tuple[Path, Path], receiver: Receiver) -> Iterator[dict[str, Any]]:
     emulator = Recorded(create_emulator_app({KEY_ID: load_public_key(key_files[1].read_bytes())}))
-    hooks: list[dict[str, str]] = []
-
-    async def receive(request: Request) -> Response:
-        await request.body()
-        hooks.append(dict(request.headers))
-        return Response(status_code=204)
-
-    receiver = Starlette(routes=[Route("/hooks", receive, methods=["POST"])])
-    with serve_app(emulator) as emulator_url, serve_app(receiver) as receiver_url:
+    hooks = receiver.up()
+    with serve_app(emulator) as emulator_url:
         config = tmp_path / "router.toml"
-        config.write_text(config_text(emulator_url, key_files[0], f"sqlite:///{tmp_path / 'router.db'}",
-                                      webhook_url=f"{receiver_url}/hooks")
+        config.write_text(process_config(emulator_url, key_files[0], f"sqlite:///{tmp_path / 'router.db'}",
+                                         webhook_url=hooks.url)
                           + '\n[metrics]\nlisten = ""\n')
         port = free_port()
         err = (tmp_path / "stderr.log").open("wb")
@@ -91,7 +73,7 @@ def world(tmp_path: Path, key_files: tuple[Path, Path]) -> Iterator[dict[str, An
 
 def _healthy(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        return http_client().get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -136,7 +118,7 @@ def test_json_logs_carry_request_ids_and_mask_ids(world: dict[str, Any]) -> None
 
     # Amazon got the id of the return that caused the call; the merchant's webhook too.
     assert rid in world["emulator"].request_ids
-    wait_until(lambda: any(h.get("return-router-request-id") == rid for h in world["hooks"]),
+    wait_until(lambda: any(d.headers.get("return-router-request-id") == rid for d in world["hooks"].deliveries()),
                "a webhook carrying the return's request id", timeout=20)
 
     # A decline and a buyer's cancel are ordinary outcomes: INFO, never WARNING.
@@ -177,7 +159,7 @@ def test_json_logs_carry_request_ids_and_mask_ids(world: dict[str, Any]) -> None
 def test_every_worker_writes_json(tmp_path: Path, key_files: tuple[Path, Path]) -> None:
     """uvicorn's worker processes configure logging anew: their lines are JSON too."""
     config = tmp_path / "router.toml"
-    config.write_text(config_text("http://127.0.0.1:9", key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
+    config.write_text(process_config("http://127.0.0.1:9", key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
                       + '\n[metrics]\nlisten = ""\n')
     port = free_port()
     env = {**os.environ, "RR_TEST_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
@@ -222,7 +204,7 @@ def test_lines_about_a_checkout_name_its_merchant_reference(world: dict[str, Any
                          timeout=60)
     assert returned.status_code == 200 and 'data-kind="pending"' in returned.text
     # The reconciler settles it in the background; both events go out.
-    wait_until(lambda: len(world["hooks"]) == 2, "checkout.pending and checkout.authorized", timeout=30)
+    wait_until(lambda: len(world["hooks"].deliveries()) == 2, "checkout.pending and checkout.authorized", timeout=30)
     app_read = httpx.get(f"{url}/v1/checkout-sessions/{session_id}", params={"ref": ref},
                          headers={"x-request-id": "app.1"}, timeout=30)
     assert app_read.status_code == 200 and app_read.json()["state"] == "authorized"

@@ -16,7 +16,8 @@ from schemathesis.specs.openapi.checks import (
 
 from router.checkout.model import REF_RE, SESSION_ID_RE
 from router.web.openapi import OPENAPI, anchored
-from tests.e2e.conftest import TOKEN, Router
+from tests.support.config import TOKEN
+from tests.support.routers import Router
 
 MAX_EXAMPLES = 60  # bounded: about 15 requests per operation, a few seconds
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.router.conftest import APPS_AND_ROUTES, BASE_CONFIG
 from tests.support import free_port
+from tests.support.config import APPS_AND_ROUTES, BASE_CONFIG
 
 from .test_cli import running
 

@@ -15,8 +15,9 @@ from router.checkout.service import CheckoutService
 from router.config import Settings
 from router.store import open_store
 from tests.support import serve_app
-
-from .conftest import TOKEN, Emulator, Router
+from tests.support.config import TOKEN
+from tests.support.emulator import Emulator
+from tests.support.routers import Router
 
 
 async def test_reconciler_purges_buyer_details_after_retain_days(

@@ -18,8 +18,8 @@ from router.app import create_app
 from router.config import Settings
 from router.store import open_store
 from tests.support import serve_app
-
-from .conftest import Emulator, Router
+from tests.support.emulator import Emulator
+from tests.support.routers import Router
 
 RESULT, CANCEL = "/amazon-pay/result", "/amazon-pay/cancel"
 

@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from tests.bench._load import wait_for_port
-from tests.e2e.conftest import TOKEN, Emulator, router_config_text
-from tests.support import free_port
+from tests.support import free_port, http_client
+from tests.support.config import TOKEN, router_config
+from tests.support.emulator import Emulator
 
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: pay.example.com\r\n"
 
@@ -25,8 +26,8 @@ def served(tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path], ser
            *args: str) -> Iterator[tuple[int, int]]:
     """(port, pid) of `return-router serve --config` with the given [server] section; its output in serve.out."""
     config = tmp_path / "rr.toml"
-    config.write_text(router_config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path}/rr.db",
-                                         "\n[server]\n" + server))
+    config.write_text(router_config(emulator.url, key_files[0], f"sqlite:///{tmp_path}/rr.db",
+                                    extra="\n[server]\n" + server))
     port = free_port()
     command = [sys.executable, "-m", "router.cli", "serve", "--config", str(config), "--port", str(port), *args]
     out = (tmp_path / "serve.out").open("wb")
@@ -179,7 +180,7 @@ def test_concurrency_beyond_the_limit_is_a_503(tmp_path: Path, emulator: Emulato
             for sock in idle:
                 sock.close()
         deadline = time.monotonic() + 20  # the server notices the closed sockets; then it serves again
-        while httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 503 and time.monotonic() < deadline:
+        while http_client().get(f"http://127.0.0.1:{port}/healthz").status_code == 503 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
 
@@ -200,8 +201,8 @@ def test_trace_logging_masks_session_ids_and_refs(tmp_path: Path, emulator: Emul
 
 def test_server_settings_are_checked(tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path]) -> None:
     config = tmp_path / "rr.toml"
-    config.write_text(router_config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path}/rr.db",
-                                         "\n[server]\nheader_timeout_seconds = 0\nmax_headers = \"many\"\nx = 1\n"))
+    server = '\n[server]\nheader_timeout_seconds = 0\nmax_headers = "many"\nx = 1\n'
+    config.write_text(router_config(emulator.url, key_files[0], f"sqlite:///{tmp_path}/rr.db", extra=server))
     result = subprocess.run([sys.executable, "-m", "router.cli", "check", "--config", str(config)],
                             capture_output=True, text=True, timeout=60, env={"RR_TEST_TOKEN": TOKEN})
     assert result.returncode == 2

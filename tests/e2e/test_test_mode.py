@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import Router
+from tests.support.routers import Router
 
 
 def test_real_amazon_pay_pages_have_no_band(router: Router) -> None:

@@ -1,5 +1,5 @@
-"""Ops tests reuse the durability harness: the emulator on a real socket, `serve` processes, a receiver."""
+"""Ops tests use the durability harness: `serve` processes and a receiver (the emulator is the root fixture)."""
 
 from __future__ import annotations
 
-from tests.durability.conftest import emulator, launch, receiver  # noqa: F401 - fixtures
+from tests.support.fixtures import launch, receiver  # noqa: F401  (fixtures)

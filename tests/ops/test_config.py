@@ -9,7 +9,7 @@ import pytest
 from router.config import ConfigError, load
 from router.ops.settings import OpsSettings
 from router.secrets import SecretProblem, resolve_secret
-from tests.router.conftest import BASE_CONFIG
+from tests.support.config import BASE_CONFIG
 
 
 def write(tmp_path: Path, extra: str) -> Path:

@@ -22,20 +22,12 @@ from router.store import open_store
 from router.store.base import NewEvent, StoreUnavailable
 from router.webhooks.schedule import RetrySchedule
 from router.webhooks.worker import WebhookWorker
-from tests.durability.conftest import (
-    AUTH,
-    HOST,
-    TOKEN,
-    WEBHOOK_SECRET,
-    Emulator,
-    Receiver,
-    config_text,
-    page_kind,
-    return_path,
-    wait_until,
-)
-from tests.store.conftest import checkout
-from tests.support import free_port, serve_app
+from tests.support import free_port, serve_app, wait_until
+from tests.support.config import AUTH, HOST, TOKEN, WEBHOOK_SECRET, process_config
+from tests.support.emulator import Emulator
+from tests.support.processes import page_kind, return_path
+from tests.support.receiver import Receiver
+from tests.support.stores import checkout
 
 INSTAGRAM_IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
                     "Mobile/15E148 Instagram 322.0.2.27.108 (iPhone14,2; iOS 17_4; en_US; en)")
@@ -60,8 +52,8 @@ def test_a_paid_return_counts_every_step(tmp_path: Path, emulator: Emulator, rec
                                          key_files: tuple[Path, Path]) -> None:
     receiver.up()
     config = tmp_path / "router.toml"
-    config.write_text(config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}",
-                                  webhook_url=receiver.url))
+    config.write_text(process_config(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}",
+                                     webhook_url=receiver.url))
     settings = load(config, env={"RR_TEST_TOKEN": TOKEN, "RR_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET})
     fin = {"operation": "finalizeCheckoutSession"}
     delta = Delta(
@@ -95,7 +87,7 @@ def test_a_paid_return_counts_every_step(tmp_path: Path, emulator: Emulator, rec
         cancel = httpx.get(f"{url}/amazon-pay/cancel", headers={
             "host": HOST, "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/126.0"})
         assert page_kind(cancel) == "canceled"
-        wait_until(lambda: len(receiver.received()) == 1, "the webhook")
+        wait_until(lambda: len(receiver.deliveries()) == 1, "the webhook")
         wait_until(lambda: delta()[9] == 1, "the delivery to be counted")
         wait_until(lambda: value("return_router_reconciler_passes_total", result="ok") > passes, "a reconciler pass")
         assert httpx.get(f"{url}/metrics").status_code == 404  # never on the public port

@@ -10,18 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.durability.conftest import (
-    HOST,
-    Emulator,
-    RouterProcess,
-    config_text,
-    in_background,
-    page_kind,
-    stored_checkout,
-    storm,
-    wait_until,
-)
-from tests.support import free_port
+from tests.support import free_port, http_client, wait_until
+from tests.support.concurrency import in_background, storm
+from tests.support.config import HOST, process_config
+from tests.support.emulator import Emulator
+from tests.support.processes import RouterProcess, page_kind
+from tests.support.stores import stored_checkout
 
 
 @pytest.fixture
@@ -50,7 +44,7 @@ def test_two_workers_add_up_on_the_metrics_listener(tmp_path: Path, emulator: Em
                                                     key_files: tuple[Path, Path]) -> None:
     port = free_port()
     config = tmp_path / "router.toml"
-    config.write_text(config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
+    config.write_text(process_config(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
                       + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
     router = start(routers, config, workers=2)
     assert f"metrics on http://127.0.0.1:{port}/metrics" in router.log_tail(100_000)
@@ -71,7 +65,7 @@ def test_two_workers_add_up_on_the_metrics_listener(tmp_path: Path, emulator: Em
 def test_an_empty_listen_turns_the_listener_off(tmp_path: Path, emulator: Emulator, routers: list[RouterProcess],
                                                 key_files: tuple[Path, Path]) -> None:
     config = tmp_path / "router.toml"
-    config.write_text(config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
+    config.write_text(process_config(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
                       + '\n[metrics]\nlisten = ""\n')
     router = start(routers, config)
     assert "metrics on http" not in router.log_tail(100_000)
@@ -83,10 +77,10 @@ def test_sigterm_releases_the_lease_of_a_stuck_finalize(tmp_path: Path, emulator
                                                         key_files: tuple[Path, Path]) -> None:
     db = f"sqlite:///{tmp_path / 'shared.db'}"
     extra = '\n[server]\ngraceful_seconds = 1\n\n[metrics]\nlisten = ""\n'
-    (tmp_path / "a.toml").write_text(config_text(emulator.url, key_files[0], db, lease_seconds=120,
-                                                 resume_after=600) + extra)
-    (tmp_path / "b.toml").write_text(config_text(emulator.url, key_files[0], db, lease_seconds=120,
-                                                 resume_after=600) + extra)
+    (tmp_path / "a.toml").write_text(process_config(emulator.url, key_files[0], db, lease_seconds=120,
+                                                    resume_after=600) + extra)
+    (tmp_path / "b.toml").write_text(process_config(emulator.url, key_files[0], db, lease_seconds=120,
+                                                    resume_after=600) + extra)
     a, b = start(routers, tmp_path / "a.toml"), start(routers, tmp_path / "b.toml")
     ref = a.register()
     session_id = emulator.create_session(latency_ms=20_000, latency_first_n=1)  # only A's call is slow
@@ -116,13 +110,13 @@ def test_sighup_reloads_a_valid_config_and_keeps_the_old_on_errors(
     tmp_path: Path, emulator: Emulator, routers: list[RouterProcess], key_files: tuple[Path, Path], workers: int
 ) -> None:
     config = tmp_path / "router.toml"
-    base = config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}") + '\n[metrics]\nlisten = ""\n'
+    base = process_config(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}") + '\n[metrics]\nlisten = ""\n'
     config.write_text(base)
     router = start(routers, config, workers=workers)
     assert router.proc is not None
 
     def shop_name(path: str = "/amazon-pay/error") -> str | None:
-        page = httpx.get(router.url + path, headers={"host": HOST}, timeout=10)
+        page = http_client().get(router.url + path, headers={"host": HOST}, timeout=10)
         return next((n for n in ("Durable Shop", "Reloaded Shop") if n in page.text), None) \
             if page.status_code == 200 else None
 

@@ -29,20 +29,11 @@ from starlette.routing import Route
 from router import logs, tracing
 from router.app import create_app
 from router.config import ConfigError, load
-from tests.durability.conftest import (
-    AUTH,
-    HOST,
-    TOKEN,
-    WEBHOOK_SECRET,
-    Emulator,
-    Receiver,
-    RouterProcess,
-    config_text,
-    return_path,
-    wait_until,
-)
-from tests.router.conftest import BASE_CONFIG
-from tests.support import serve_app
+from tests.support import serve_app, wait_until
+from tests.support.config import AUTH, BASE_CONFIG, HOST, TOKEN, WEBHOOK_SECRET, process_config
+from tests.support.emulator import Emulator
+from tests.support.processes import RouterProcess, return_path
+from tests.support.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {"RR_TEST_TOKEN": TOKEN, "RR_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET}
@@ -91,7 +82,7 @@ def test_a_return_is_one_trace_with_its_id_on_the_log_lines(
 ) -> None:
     receiver.up()
     config = tmp_path / "router.toml"
-    config.write_text(config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}",
+    config.write_text(process_config(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}",
                                   webhook_url=receiver.url) + '\n[metrics]\nlisten = ""\n' + TRACING)
     settings = load(config, env=ENV)
     assert settings.tracing is not None and settings.tracing.otlp_endpoint == "http://127.0.0.1:9"
@@ -104,7 +95,7 @@ def test_a_return_is_one_trace_with_its_id_on_the_log_lines(
         returned = httpx.get(url + return_path(ref, emulator.create_session()), timeout=60,
                              headers={"host": HOST, "x-request-id": "traced.1"})
         assert returned.status_code == 200
-        wait_until(lambda: len(receiver.received()) == 1, "the webhook")
+        wait_until(lambda: len(receiver.deliveries()) == 1, "the webhook")
         wait_until(lambda: any(s.name == "webhook.deliver" and s.end_time for s in spans.get_finished_spans()),
                    "the delivery span to end")
 
@@ -143,7 +134,7 @@ def test_serve_sends_its_spans_to_the_otlp_collector(
 
     with serve_app(Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])) as collector:
         config = tmp_path / "router.toml"
-        config.write_text(config_text(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
+        config.write_text(process_config(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
                           + f'\n[metrics]\nlisten = ""\n[tracing]\notlp_endpoint = "{collector}/"\n'
                           + 'service_name = "shop-returns"\n')
         router = RouterProcess(config, tmp_path / "router.log").start()

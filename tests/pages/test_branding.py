@@ -21,29 +21,9 @@ from router.web.platform import Platform, detect_platform
 from router.web.render import render_page, security_headers
 from tests.pages.samples import UA, sample_view
 from tests.support import serve_app
+from tests.support.config import BASE_CONFIG
 
-ROUTES = """
-[ios]
-app_ids = ["ABCDE12345.com.example.shop"]
-
-[[routes]]
-host = "pay.example.com"
-path = "/amazon-pay/result"
-flow = "success"
-
-[[routes]]
-host = "pay.example.com"
-path = "/amazon-pay/cancel"
-flow = "cancel"
-
-[[routes]]
-host = "pay.example.com"
-path = "/amazon-pay/error"
-flow = "error"
-
-[amazon_pay]
-emulator = true
-
+ROUTES = BASE_CONFIG + """
 [merchant]
 name = "Brand Shop"
 shop_url = "https://shop.example/"

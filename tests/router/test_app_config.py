@@ -22,6 +22,7 @@ from router import app_config
 from router.app import create_app
 from router.config import Settings, load
 from tests.support import serve_app
+from tests.support.config import ANDROID, EMULATOR, routes
 
 ANDROID_NS = "http://schemas.android.com/apk/res/android"
 A = "{" + ANDROID_NS + "}"
@@ -31,46 +32,14 @@ CONFIG = """
 app_ids = ["ABCDE12345.com.example.shop", "FGHIJ67890.com.example.shop.beta"]
 open_in_app_host = "open.example.com"
 webcredentials = true
-
-[android]
-package = "com.example.shop"
-sha256_cert_fingerprints = [
-  "14:6D:E9:83:C5:73:06:50:D8:EE:B9:95:2F:34:FC:64:16:A0:83:42:E6:1D:BE:A8:8A:04:96:B2:3F:CF:44:E5",
-]
-
-[[routes]]
-host = "pay.example.com"
-path = "/amazon-pay/result"
-flow = "success"
-
-[[routes]]
-host = "pay.example.com"
-path = "/pay&go/cancel"
-flow = "cancel"
-
-[[routes]]
-host = "*.shop.example.com"
-path = "/ap/result"
-flow = "success"
-
-[[routes]]
-host = "*.shop.example.com"
-path = "/ap/error"
-flow = "error"
-
-[[routes]]
-host = "eu.shop.example.com"
-path = "/eu/result"
-flow = "success"
-
-[[routes]]
-host = "*"
-path = "/any/cancel"
-flow = "cancel"
-
-[amazon_pay]
-emulator = true
-"""
+""" + ANDROID + routes(
+    ("pay.example.com", "/amazon-pay/result", "success"),
+    ("pay.example.com", "/pay&go/cancel", "cancel"),
+    ("*.shop.example.com", "/ap/result", "success"),
+    ("*.shop.example.com", "/ap/error", "error"),
+    ("eu.shop.example.com", "/eu/result", "success"),
+    ("*", "/any/cancel", "cancel"),
+) + EMULATOR
 # Each configured host, and a Host header the served files are fetched with (a wildcard: any subdomain).
 HOSTS = {"pay.example.com": "pay.example.com", "*.shop.example.com": "m.shop.example.com",
          "eu.shop.example.com": "eu.shop.example.com", "open.example.com": "open.example.com"}

@@ -12,9 +12,8 @@ import pytest
 from router.app import create_app
 from router.config import load
 from tests.support import serve_app
+from tests.support.config import BASE_CONFIG
 from well_known import aasa_opens, validate_aasa, validate_assetlinks
-
-from .conftest import BASE_CONFIG
 
 PATHS = ["/.well-known/apple-app-site-association", "/apple-app-site-association", "/.well-known/assetlinks.json"]
 WILDCARD = BASE_CONFIG + '\n[[routes]]\nhost = "*"\npath = "/any/result"\nflow = "success"\n'

@@ -9,8 +9,7 @@ import pytest
 
 from router.config import ConfigError, load
 from router.web.routing import Flow
-
-from .conftest import APPS_AND_ROUTES, BASE_CONFIG
+from tests.support.config import APPS_AND_ROUTES, BASE_CONFIG
 
 Write = Callable[..., Path]
 

@@ -10,8 +10,7 @@ from router.amazon_pay import generate_key_pair
 from router.amazon_pay.quota import FINALIZE, GET_CHARGE, GET_SESSION, Limit
 from router.app import create_app
 from router.config import ConfigError, load
-
-from .conftest import APPS_AND_ROUTES, BASE_CONFIG
+from tests.support.config import APPS_AND_ROUTES, BASE_CONFIG
 
 
 def write(tmp_path: Path, extra: str, key_id: str = "SANDBOX-AEXAMPLE") -> Path:

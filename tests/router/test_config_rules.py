@@ -10,8 +10,7 @@ import pytest
 from router.config import ConfigError, load
 from router.config.reader import Problems, Section
 from router.validators import is_ip_literal, url_problem
-
-from .conftest import APPS_AND_ROUTES, BASE_CONFIG
+from tests.support.config import APPS_AND_ROUTES, BASE_CONFIG
 
 Write = Callable[..., Path]
 

@@ -11,9 +11,9 @@ import pytest
 
 from router.store import open_store
 from router.store.base import StoreUnavailable
-from tests.store.conftest import PG_DSN, checkout, postgres_backend, postgres_problem
 from tests.store.tcp_proxy import TcpProxy
 from tests.support import free_port
+from tests.support.stores import PG_DSN, checkout, postgres_backend, postgres_problem
 
 
 async def test_postgres_unreachable_fails_fast() -> None:

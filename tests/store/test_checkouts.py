@@ -6,7 +6,7 @@ import pytest
 
 from router.checkout.model import STATES, DuplicateRef, LeaseLost, NotFound, SessionConflict, State
 from router.store.base import Store, StoreError
-from tests.store.conftest import checkout, event
+from tests.support.stores import checkout, event
 
 
 async def test_create_and_get_round_trip_every_field(store: Store) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from router.checkout.model import State
 from router.store.base import OutboxEvent, Store
 from router.store.migrations import MIGRATIONS
-from tests.store.conftest import Backend, checkout, event
+from tests.support.stores import Backend, checkout, event
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ import pytest
 from router.store import open_store
 from router.store.base import Store, StoreError, StoreUnavailable
 from router.store.migrations import LATEST_VERSION, MIGRATIONS, SQLITE_MIGRATIONS_TABLE
-from tests.store.conftest import PG_DSN, Backend, checkout
+from tests.support.stores import PG_DSN, Backend, checkout
 
 
 async def versions(store: Store) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from router.checkout.model import State
 from router.store.base import Store
-from tests.store.conftest import checkout, event
+from tests.support.stores import checkout, event
 
 
 async def test_outbox_stats_counts_pending_and_the_oldest(store: Store) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from router.checkout.model import NotFound, State
 from router.store.base import NewEvent, Store
-from tests.store.conftest import checkout, event
+from tests.support.stores import checkout, event
 
 
 async def _emit(store: Store, ref: str, *event_ids: str, now: float = 100.0) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from router.checkout.model import State
 from router.store.base import Store
-from tests.store.conftest import Backend, checkout
+from tests.support.stores import Backend, checkout
 
 RESUME_AFTER = 15.0
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from router.checkout.model import State
 from router.store.base import Store
-
-from .conftest import Backend, checkout
+from tests.support.stores import Backend, checkout
 
 BUYER = {"buyerName": "Hanako Yamada", "maskedEmail": "h***@example.com", "address": {"countryCode": "JP"}}
 
@@ -42,7 +41,7 @@ async def test_sqlite_files_are_created_owner_only(tmp_path: Path) -> None:
 
 
 async def test_drop_oldest_checkouts_keeps_the_newest(store: Store) -> None:
-    from .conftest import event
+    from tests.support.stores import event
 
     for n in range(5):
         await store.create_checkout(checkout(f"r{n}", created_at=1000.0 + n))

@@ -15,8 +15,8 @@ import pytest
 from router.checkout.model import State
 from router.store import open_store
 from router.store.base import REJECTED_PER_REF, Store, StoreUnavailable
-from tests.store.conftest import PG_DSN, Backend, checkout, event, postgres_backend
 from tests.store.tcp_proxy import TcpProxy
+from tests.support.stores import PG_DSN, Backend, checkout, event, postgres_backend
 
 CANCELED = {"reason_code": "BuyerCanceled"}
 

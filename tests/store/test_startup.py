@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from router.startup import store_label, wait_for_store
-from tests.store.conftest import postgres_backend
 from tests.store.tcp_proxy import TcpProxy
 from tests.support import free_port
+from tests.support.stores import postgres_backend
 
 
 def test_store_label_hides_credentials_and_query() -> None:

@@ -11,7 +11,7 @@ import asyncpg
 
 from router.store import statements
 from router.store.statements import Statement, for_sqlite, numbered
-from tests.store.conftest import PG_DSN, Backend
+from tests.support.stores import PG_DSN, Backend
 
 
 def all_statements() -> list[Statement]:

@@ -16,10 +16,9 @@ from router.checkout.events import EVENT_TYPES, event_for
 from router.checkout.model import Checkout
 from router.config import load
 from router.web.openapi import OPENAPI
-from tests.router.conftest import BASE_CONFIG
 from tests.support import serve_app, webhook_schema_errors
-
-from .conftest import START
+from tests.support.config import BASE_CONFIG
+from tests.webhooks.outbox import START
 
 EXAMPLES = {t: OPENAPI["webhooks"][t]["post"]["requestBody"]["content"]["application/json"]["example"]
             for t in OPENAPI["webhooks"]}

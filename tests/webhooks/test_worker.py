@@ -15,15 +15,8 @@ from router.store.base import Store, StoreUnavailable
 from router.webhooks.admin import list_events, redeliver
 from router.webhooks.schedule import RetrySchedule
 from router.webhooks.worker import WebhookWorker
-from tests.webhooks.conftest import (
-    SECRET,
-    Clock,
-    Receiver,
-    StoreFactory,
-    add_event,
-    new_ref,
-    serve_on_port,
-)
+from tests.support.receiver import Receiver
+from tests.webhooks.outbox import SECRET, Clock, StoreFactory, add_event, new_ref, serve_on_port
 
 NO_JITTER = RetrySchedule(jitter=0)
 
@@ -93,7 +86,7 @@ async def test_receiver_down_then_back(store: Store, clock: Clock) -> None:
         assert stored is not None and stored.attempts == 2
         assert stored.next_attempt_at == pytest.approx(clock.now + 30)  # backoff grows
 
-        receiver = Receiver(clock)
+        receiver = Receiver(clock, SECRET, port=port)
         with serve_on_port(receiver.app(), port):
             assert await worker.run_once() == 0  # still waiting for its time
             assert receiver.received == []
