@@ -123,7 +123,7 @@ def test_events_list_and_redeliver(tmp_path: Path) -> None:
 
 
 def test_access_log_hides_session_ids_and_refs() -> None:
-    from router.cli import redact_path
+    from router.redact import redact_path
 
     path = "/v1/checkout-sessions/bd504926-f659-4ad7-a1a9-9a747aaf5275/finalize"
     assert redact_path(path) == "/v1/checkout-sessions/bd50…5275/finalize"

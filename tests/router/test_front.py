@@ -13,8 +13,7 @@ from router.app import create_app
 from router.config import load
 from router.ops.reload import ConfigHolder
 from router.web.front import FrontDoor
-
-from .conftest import BASE_CONFIG
+from tests.support.config import BASE_CONFIG
 
 AASA, ASSETLINKS = "/.well-known/apple-app-site-association", "/.well-known/assetlinks.json"
 Headers = list[tuple[bytes, bytes]]
