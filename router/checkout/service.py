@@ -101,36 +101,40 @@ class CheckoutService:
         bound = await self._bind(ref, checkout_session_id)
         if isinstance(bound, Outcome):
             return bound
+        first, leased = bound
 
         async def join_or_lead(attempt: int) -> Outcome | None:
-            checkout = bound if attempt == 1 else await self._stored(ref)
+            if attempt == 1 and leased:
+                return await self._lead(first)
+            checkout = first if attempt == 1 else await self._stored(ref)
             if checkout.state != State.CREATED:
                 return Outcome(checkout)
             inflight = self._inflight.get(ref)
             if inflight is not None:
                 return await asyncio.shield(inflight)
-            leased = await self.store.try_lease(ref, self.owner, self.clock(), self.lease_seconds)
-            return None if leased is None else await self._lead(leased)  # None: another instance holds it
+            taken = await self.store.try_lease(ref, self.owner, self.clock(), self.lease_seconds)
+            return None if taken is None else await self._lead(taken)  # None: another instance holds it
 
         return await self._poll(ref, join_or_lead)
 
-    async def _bind(self, ref: str, checkout_session_id: str) -> Checkout | Outcome:
-        """Bind the session to the ref; an Outcome instead when Amazon already rejected this pair."""
-        existing = await self.get(ref)
-        if existing is None:
+    async def _bind(self, ref: str, checkout_session_id: str) -> tuple[Checkout, bool] | Outcome:
+        """Bind the session to the ref and, unless a local caller already leads, take the lease, in one
+        transaction: (checkout, leased). An Outcome instead when Amazon already rejected this pair."""
+        if not is_ref(ref):
             raise UnknownRef(ref)
-        unbound = existing.checkout_session_id is None
-        if unbound and await self.store.session_rejected(ref, checkout_session_id, self.clock()):
-            return Outcome(existing, error=OutcomeError.UNKNOWN_SESSION)  # a repeated probe: no Amazon call
+        owner = None if ref in self._inflight else self.owner  # a local leader is at work: join it below
         try:
-            bound = await self.store.bind_session(ref, checkout_session_id, self.clock())
+            binding = await self.store.bind_and_lease(ref, checkout_session_id, owner, self.clock(),
+                                                      self.lease_seconds)
         except NotFound:
             raise UnknownRef(ref) from None
-        if bound.state == State.CANCELED and unbound:
+        if binding.rejected:
+            return Outcome(binding.checkout, error=OutcomeError.UNKNOWN_SESSION)  # a repeated probe: no Amazon call
+        if binding.checkout.state == State.CANCELED and binding.newly_bound:
             # Canceled through the cancel URL (never by Amazon: that needs a bound session), before or
             # while we bound: the buyer paid after all, and the payment wins over the cancel.
-            return await self._reopen(bound)
-        return bound
+            return await self._reopen(binding.checkout), False
+        return binding.checkout, binding.leased
 
     async def _reopen(self, checkout: Checkout) -> Checkout:
         with contextlib.suppress(LeaseLost):

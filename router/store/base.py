@@ -51,6 +51,17 @@ class OutboxEvent:
     delivered_at: float | None = None
 
 
+@dataclass(frozen=True)
+class Binding:
+    """What bind_and_lease did: the checkout as it now is, whether the session was bound just now,
+    whether the caller now holds the lease, or (`rejected`) nothing, Amazon having refused the pair."""
+
+    checkout: Checkout
+    newly_bound: bool = False
+    leased: bool = False
+    rejected: bool = False
+
+
 # --- ops (branch ops): metrics gauges and releasing leases on a graceful stop --------------------
 
 
@@ -99,6 +110,12 @@ class Store(Protocol):
         NotFound for an unknown ref; SessionConflict if the ref is bound to a different session or
         the session is bound to a different ref.
         """
+
+    async def bind_and_lease(self, ref: str, checkout_session_id: str, owner: str | None, now: float,
+                             ttl: float) -> Binding:
+        """A buyer's return in one transaction: bind as bind_session (same errors), then, with an `owner`
+        and the checkout still `created`, try_lease. An unbound ref whose pair Amazon rejected
+        (session_rejected) is left as it is: `rejected`."""
 
     async def try_lease(self, ref: str, owner: str, now: float, ttl: float) -> Checkout | None:
         """Take the finalize lease atomically, or return None.

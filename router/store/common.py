@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 from router.checkout.model import Checkout, State
 from router.store import flows
 from router.store import statements as sql
-from router.store.base import DueResume, NewEvent, OutboxEvent, OutboxStats
+from router.store.base import Binding, DueResume, NewEvent, OutboxEvent, OutboxStats
 from router.store.flows import Flow
 from router.store.records import check_state, checkout_values, clip_error, event_values, transition_values
 
@@ -62,6 +62,12 @@ class SqlStore:
         if not checkout_session_id:
             raise ValueError("checkout_session_id must be a non-empty string")
         return await self._flow(flows.bind_session(ref, checkout_session_id, now), "transaction")
+
+    async def bind_and_lease(self, ref: str, checkout_session_id: str, owner: str | None, now: float,
+                             ttl: float) -> Binding:
+        if not checkout_session_id:
+            raise ValueError("checkout_session_id must be a non-empty string")
+        return await self._flow(flows.bind_and_lease(ref, checkout_session_id, owner, now, now + ttl), "transaction")
 
     async def try_lease(self, ref: str, owner: str, now: float, ttl: float) -> Checkout | None:
         flow = flows.checkouts(sql.TRY_LEASE, ref=ref, owner=owner, now=now, until=now + ttl)

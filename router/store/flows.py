@@ -13,9 +13,17 @@ from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from router.checkout.model import Checkout, CheckoutError, DuplicateRef, LeaseLost, NotFound, SessionConflict
+from router.checkout.model import (
+    Checkout,
+    CheckoutError,
+    DuplicateRef,
+    LeaseLost,
+    NotFound,
+    SessionConflict,
+    State,
+)
 from router.store import statements as sql
-from router.store.base import REJECTED_PER_REF, DueResume, OutboxEvent, StoreError
+from router.store.base import REJECTED_PER_REF, Binding, DueResume, OutboxEvent, StoreError
 from router.store.records import Row, checkout_from_row, event_from_row
 from router.store.statements import Statement
 
@@ -121,6 +129,26 @@ def bind_session(ref: str, session: str, now: float) -> Flow[Checkout]:
     row = (yield from run(sql.BIND_SESSION, ref=ref, session=session, now=now)).first()
     assert row is not None  # locked (or write-locked) above
     return checkout_from_row(row)
+
+
+def bind_and_lease(ref: str, session: str, owner: str | None, now: float, until: float) -> Flow[Binding]:
+    """bind_session, then (with an owner, still created) try_lease: one transaction for a buyer's return."""
+    row = (yield from run(sql.LOCK_CHECKOUT, ref=ref)).first()
+    if row is None:
+        raise NotFound("unknown checkout ref")
+    bound = row["checkout_session_id"]
+    if bound is None and (yield from rows(sql.SESSION_REJECTED, ref=ref, session=session, now=now)):
+        return Binding(checkout_from_row(row), rejected=True)
+    if bound is not None and bound != session:
+        raise SessionConflict("the checkout is bound to another checkout session")
+    if bound is None:
+        row = (yield from run(sql.BIND_SESSION, ref=ref, session=session, now=now)).first()
+        assert row is not None  # locked (or write-locked) above
+    if owner is not None and row["state"] == State.CREATED:
+        leased = (yield from run(sql.TRY_LEASE, ref=ref, owner=owner, now=now, until=until)).first()
+        if leased is not None:
+            return Binding(checkout_from_row(leased), newly_bound=bound is None, leased=True)
+    return Binding(checkout_from_row(row), newly_bound=bound is None)
 
 
 def transition(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> Flow[Checkout]:
