@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -81,23 +81,39 @@ def stack(router_args: list[str] | None = None, extra: str = "") -> Iterator[Sta
                 yield Stack(router, pid, emulator, private_pem, directory)
 
 
-async def new_sessions(emulator: str, n: int, latency_ms: int) -> list[str]:
+async def new_sessions(emulator: str, n: int, latency_ms: int, concurrency: int = 1) -> list[str]:
+    spec = {**ORDER, "latency_ms": latency_ms}
     async with httpx.AsyncClient(timeout=30) as client:
-        spec = {**ORDER, "latency_ms": latency_ms}
-        return [(await client.post(f"{emulator}/_emulator/checkout-sessions", json=spec)).json()["checkoutSessionId"]
-                for _ in range(n)]
+        async def one() -> str:
+            return str((await client.post(f"{emulator}/_emulator/checkout-sessions", json=spec)).json()[
+                "checkoutSessionId"])
+        return await _gathered(one, n, concurrency)
 
 
-async def prepare(s: Stack, n: int, latency_ms: int) -> list[str]:
+async def prepare(s: Stack, n: int, latency_ms: int, concurrency: int = 1) -> list[str]:
     """n registered checkouts, each with its own emulator session: the URLs Amazon would redirect to."""
     auth = {"authorization": f"Bearer {TOKEN}"}
     body = {"merchantReference": "bench", **ORDER}
     async with httpx.AsyncClient(timeout=30) as client:
-        refs = [(await client.post(f"{s.router}/v1/checkouts", json=body, headers=auth)).json()["ref"]
-                for _ in range(n)]
-    ids = await new_sessions(s.emulator, n, latency_ms)
+        async def one() -> str:
+            return str((await client.post(f"{s.router}/v1/checkouts", json=body, headers=auth)).json()["ref"])
+        refs = await _gathered(one, n, concurrency)
+    ids = await new_sessions(s.emulator, n, latency_ms, concurrency)
     return [f"/amazon-pay/result?{urlencode({'ref': r, 'amazonCheckoutSessionId': i})}"
             for r, i in zip(refs, ids, strict=True)]
+
+
+async def _gathered(one: Callable[[], Awaitable[str]], n: int, concurrency: int) -> list[str]:
+    """n results of `one()`, at most `concurrency` at a time."""
+    results: list[str] = []
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            results.append(await one())
+
+    share, extra = divmod(n, concurrency)
+    await asyncio.gather(*(worker(share + (i < extra)) for i in range(concurrency)))
+    return results
 
 
 @dataclass(frozen=True)
