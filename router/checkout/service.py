@@ -293,23 +293,20 @@ class CheckoutService:
     async def _settle(
         self, checkout: Checkout, owner: str | None, state: State, changes: Mapping[str, Any]
     ) -> Checkout:
-        """Store the new state and its event in one transaction."""
+        """Store the new state and its event in one transaction; the event says it supersedes an earlier
+        cancel when the store holds one (checked in that same transaction)."""
         now = self.clock()
-        after_cancel = await self._follows_cancel(checkout.ref, state)
-        event = event_for(replace(checkout, state=state, **dict(changes)), now, supersedes=after_cancel)
+        settled = replace(checkout, state=state, **dict(changes))
+        event = event_for(settled, now)
+        superseded = superseded_type(state)
+        superseding = event_for(settled, now, supersedes=superseded) if event and superseded else None
         log.info("checkout %s: %s → %s", mask(checkout.ref), checkout.state, state)
-        after = await self.store.transition(checkout.ref, owner=owner, now=now, state=state,
-                                            changes=changes, events=[event] if event else [])
+        after = await self.store.transition(
+            checkout.ref, owner=owner, now=now, state=state, changes=changes, events=[event] if event else [],
+            instead_after=(superseded, [superseding]) if superseded and superseding else None)
         if event is not None and self.on_event is not None:
             self.on_event()
         return after
-
-    async def _follows_cancel(self, ref: str, state: State) -> str | None:
-        """The event type a new event for `state` supersedes (a `checkout.canceled` sent earlier), if any."""
-        superseded = superseded_type(state)
-        if superseded is None or not await self.store.has_event(ref, superseded):
-            return None
-        return superseded
 
     # --- cancel, pending, reconciliation ---------------------------------------------------------
 

@@ -86,9 +86,11 @@ class SqlStore:
         state: State,
         changes: Mapping[str, Any] | None = None,
         events: Sequence[NewEvent] = (),
+        instead_after: tuple[str, Sequence[NewEvent]] | None = None,
     ) -> Checkout:
         params = _transition_params(ref, owner, now, state, changes)
-        return await self._flow(flows.transition(params, _event_params(ref, now, events)), "transaction")
+        instead = (instead_after[0], _event_params(ref, now, instead_after[1])) if instead_after else None
+        return await self._flow(flows.transition(params, _event_params(ref, now, events), instead), "transaction")
 
     async def list_checkouts(
         self, states: Sequence[State], *, now: float, bound_only: bool = True, limit: int = 100

@@ -151,7 +151,11 @@ def bind_and_lease(ref: str, session: str, owner: str | None, now: float, until:
     return Binding(checkout_from_row(row), newly_bound=bound is None)
 
 
-def transition(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> Flow[Checkout]:
+def transition(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]],
+               instead: tuple[str, Sequence[Mapping[str, Any]]] | None = None) -> Flow[Checkout]:
+    """`instead`: (event type, events) to write in place of `events` when the checkout has such an event."""
+    if instead is not None and (yield from rows(sql.HAS_EVENT, ref=params["ref"], type=instead[0])):
+        events = instead[1]
     statement = sql.TRANSITION_FREE if params["owner"] is None else sql.TRANSITION_OWNED
     row = (yield from run(statement, **params)).first()
     if row is None:

@@ -81,9 +81,11 @@ class RecordingStore:
         return getattr(self.inner, name)
 
     async def transition(self, ref: str, *, owner: str | None, now: float, state: State,
-                         changes: Mapping[str, Any] | None = None, events: Sequence[NewEvent] = ()) -> Checkout:
+                         changes: Mapping[str, Any] | None = None, events: Sequence[NewEvent] = (),
+                         instead_after: tuple[str, Sequence[NewEvent]] | None = None) -> Checkout:
         before = await self.inner.get_checkout(ref)
-        after = await self.inner.transition(ref, owner=owner, now=now, state=state, changes=changes, events=events)
+        after = await self.inner.transition(ref, owner=owner, now=now, state=state, changes=changes, events=events,
+                                            instead_after=instead_after)
         self.changes.append((ref, before.state if before else None, after.state, len(events)))
         return after
 

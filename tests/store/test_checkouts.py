@@ -279,3 +279,17 @@ async def test_list_checkouts_filters_and_order(store: Store) -> None:
     assert await store.list_checkouts([], now=100.0) == []
     with pytest.raises(ValueError):
         await store.list_checkouts(["bogus"], now=100.0)
+
+
+async def test_transition_writes_the_superseding_events_when_the_earlier_type_is_stored(store: Store) -> None:
+    await store.create_checkout(checkout("x"))
+    await store.create_checkout(checkout("y"))
+    await store.transition("x", owner=None, now=1100.0, state=State.CANCELED,
+                           events=[event("e-x-canceled", type="checkout.canceled")])
+    await store.transition("x", owner=None, now=1200.0, state=State.CREATED)  # reopened: the buyer paid after all
+    for ref in ("x", "y"):
+        await store.transition(ref, owner=None, now=1300.0, state=State.COMPLETED, events=[event(f"e-{ref}-plain")],
+                               instead_after=("checkout.canceled", [event(f"e-{ref}-superseding")]))
+    ids = {e.id for e in await store.list_events()}
+    assert {"e-x-superseding", "e-y-plain"} <= ids
+    assert not {"e-x-plain", "e-y-superseding"} & ids
