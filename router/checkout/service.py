@@ -46,7 +46,7 @@ from router.checkout.model import (
     is_session_id,
 )
 from router.redact import mask
-from router.store.base import Store
+from router.store.base import NewEvent, Store
 
 log = logging.getLogger("router.checkout.service")
 
@@ -317,37 +317,35 @@ class CheckoutService:
         load this URL after the buyer paid): its return is finished instead, on the same exactly-once path,
         and the outcome says what is true. Raises Busy like finalize.
         """
-        checkout = await self.get(ref)
-        if checkout is None:
+        if not is_ref(ref):
             return None
+        checkout, canceled = await self._cancel_or_get(ref)  # the common case: one transaction
         for _ in range(3):  # bound → finalize (may unbind an unknown session) → cancel; each at most once
-            if checkout.state != State.CREATED:
+            if checkout is None:
+                return None
+            if canceled or checkout.state != State.CREATED:
                 return Outcome(checkout)
             if checkout.checkout_session_id is not None:
                 outcome = await self.finalize(ref, checkout.checkout_session_id)
                 if outcome.error != OutcomeError.UNKNOWN_SESSION:
                     return outcome
-            else:
-                canceled = await self._cancel_unbound(checkout)
-                if canceled is not None:
-                    return Outcome(canceled)
-            found = await self.store.get_checkout(ref)
-            if found is None:
-                return None
-            checkout = found
-        return Outcome(checkout)
+            checkout, canceled = await self._cancel_or_get(ref)
+        return Outcome(checkout) if checkout is not None else None
 
-    async def _cancel_unbound(self, checkout: Checkout) -> Checkout | None:
-        """Cancel atomically if still unbound, created and not leased; None otherwise."""
+    async def _cancel_or_get(self, ref: str) -> tuple[Checkout | None, bool]:
+        """Cancel atomically if still unbound, created and not leased, else read it: (checkout, canceled?)."""
         now = self.clock()
-        changes: dict[str, Any] = {"reason_code": "BuyerCanceled"}
-        event = event_for(replace(checkout, state=State.CANCELED, reason_code="BuyerCanceled"), now)
-        after = await self.store.cancel_unbound(checkout.ref, now, changes, [event] if event else [])
-        if after is not None:
-            log.info("checkout %s: %s → %s", mask(checkout.ref), checkout.state, State.CANCELED)
+
+        def events(canceled: Checkout) -> list[NewEvent]:
+            event = event_for(canceled, now)
+            return [event] if event else []
+
+        checkout, canceled = await self.store.cancel_or_get(ref, now, {"reason_code": "BuyerCanceled"}, events)
+        if canceled:
+            log.info("checkout %s: %s → %s", mask(ref), State.CREATED, State.CANCELED)
             if self.on_event is not None:
                 self.on_event()
-        return after
+        return checkout, canceled
 
     async def refresh_pending(self, checkout: Checkout) -> Checkout:
         """Ask Amazon whether a pending authorization has settled; store and report if so."""

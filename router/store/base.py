@@ -10,7 +10,7 @@ backends hold no clock of their own and tests control time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -206,6 +206,12 @@ class Store(Protocol):
     ) -> Checkout | None:
         """Set state `canceled` (and `changes`, `events`) only if the checkout is `created`, bound to no
         session and not leased, in one transaction; None (nothing changed) otherwise."""
+
+    async def cancel_or_get(
+        self, ref: str, now: float, changes: Mapping[str, Any], events_for: Callable[[Checkout], Sequence[NewEvent]]
+    ) -> tuple[Checkout | None, bool]:
+        """cancel_unbound, its events made by `events_for(the canceled checkout)`, and otherwise a read of
+        the checkout, in one transaction: (the checkout as it now is or None if unknown, canceled?)."""
 
     async def has_event(self, ref: str, event_type: str) -> bool:
         """Whether the outbox holds an event of `event_type` for the checkout."""

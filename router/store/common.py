@@ -9,7 +9,7 @@ A backend supplies `_flow(flow, mode)`, which runs one flow on one connection:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from router.checkout.model import Checkout, State
@@ -171,6 +171,13 @@ class SqlStore:
     ) -> Checkout | None:
         params = _transition_params(ref, None, now, State.CANCELED, changes)
         return await self._flow(flows.cancel_unbound(params, _event_params(ref, now, events)), "transaction")
+
+    async def cancel_or_get(
+        self, ref: str, now: float, changes: Mapping[str, Any], events_for: Callable[[Checkout], Sequence[NewEvent]]
+    ) -> tuple[Checkout | None, bool]:
+        params = _transition_params(ref, None, now, State.CANCELED, changes)
+        flow = flows.cancel_or_get(params, lambda canceled: _event_params(ref, now, events_for(canceled)))
+        return await self._flow(flow, "transaction")
 
     async def has_event(self, ref: str, event_type: str) -> bool:
         return bool(await self._flow(flows.rows(sql.HAS_EVENT, ref=ref, type=event_type), "read"))

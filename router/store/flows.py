@@ -174,6 +174,17 @@ def cancel_unbound(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]
     return checkout_from_row(row)
 
 
+def cancel_or_get(params: Mapping[str, Any], events_for: Callable[[Checkout], Sequence[Mapping[str, Any]]]
+                  ) -> Flow[tuple[Checkout | None, bool]]:
+    """cancel_unbound, with the events made from the canceled row; else the checkout as it is."""
+    row = (yield from run(sql.CANCEL_UNBOUND, **params)).first()
+    if row is None:
+        return (yield from get_checkout(params["ref"])), False
+    canceled = checkout_from_row(row)
+    yield from _insert_events(events_for(canceled))
+    return canceled, True
+
+
 def _insert_events(events: Sequence[Mapping[str, Any]]) -> Flow[None]:
     if events:
         yield Step(sql.INSERT_EVENT, many=events)
