@@ -299,11 +299,14 @@ class CheckoutService:
         settled = replace(checkout, state=state, **dict(changes))
         event = event_for(settled, now)
         superseded = superseded_type(state)
-        superseding = event_for(settled, now, supersedes=superseded) if event and superseded else None
+        def superseding() -> list[NewEvent]:  # made in the transaction, only if the earlier event is there
+            made = event_for(settled, now, supersedes=superseded)
+            return [made] if made else []
+
         log.info("checkout %s: %s → %s", mask(checkout.ref), checkout.state, state)
         after = await self.store.transition(
             checkout.ref, owner=owner, now=now, state=state, changes=changes, events=[event] if event else [],
-            instead_after=(superseded, [superseding]) if superseded and superseding else None)
+            instead_after=(superseded, superseding) if superseded and event else None)
         if event is not None and self.on_event is not None:
             self.on_event()
         return after

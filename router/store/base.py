@@ -136,10 +136,10 @@ class Store(Protocol):
         state: State,
         changes: Mapping[str, Any] | None = None,
         events: Sequence[NewEvent] = (),
-        instead_after: tuple[str, Sequence[NewEvent]] | None = None,
+        instead_after: tuple[str, Callable[[], Sequence[NewEvent]]] | None = None,
     ) -> Checkout:
         """Set the state (and MUTABLE_FIELDS in `changes`), release the lease, append `events`; with
-        `instead_after` = (type, others), append `others` instead when the checkout has an event of `type`.
+        `instead_after` = (type, make), append `make()` instead when the checkout has an event of `type`.
 
         All in one transaction. With an `owner`, LeaseLost unless that owner still holds the lease;
         with owner None (merchant/cancel actions) the lease must be free or expired, else LeaseLost.

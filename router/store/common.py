@@ -86,10 +86,13 @@ class SqlStore:
         state: State,
         changes: Mapping[str, Any] | None = None,
         events: Sequence[NewEvent] = (),
-        instead_after: tuple[str, Sequence[NewEvent]] | None = None,
+        instead_after: tuple[str, Callable[[], Sequence[NewEvent]]] | None = None,
     ) -> Checkout:
         params = _transition_params(ref, owner, now, state, changes)
-        instead = (instead_after[0], _event_params(ref, now, instead_after[1])) if instead_after else None
+        instead = None
+        if instead_after is not None:
+            kind, make = instead_after
+            instead = (kind, lambda: _event_params(ref, now, make()))
         return await self._flow(flows.transition(params, _event_params(ref, now, events), instead), "transaction")
 
     async def list_checkouts(

@@ -152,10 +152,10 @@ def bind_and_lease(ref: str, session: str, owner: str | None, now: float, until:
 
 
 def transition(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]],
-               instead: tuple[str, Sequence[Mapping[str, Any]]] | None = None) -> Flow[Checkout]:
-    """`instead`: (event type, events) to write in place of `events` when the checkout has such an event."""
+               instead: tuple[str, Callable[[], Sequence[Mapping[str, Any]]]] | None = None) -> Flow[Checkout]:
+    """`instead`: (event type, make): write make() in place of `events` when the checkout has such an event."""
     if instead is not None and (yield from rows(sql.HAS_EVENT, ref=params["ref"], type=instead[0])):
-        events = instead[1]
+        events = instead[1]()
     statement = sql.TRANSITION_FREE if params["owner"] is None else sql.TRANSITION_OWNED
     row = (yield from run(statement, **params)).first()
     if row is None:

@@ -82,7 +82,7 @@ class RecordingStore:
 
     async def transition(self, ref: str, *, owner: str | None, now: float, state: State,
                          changes: Mapping[str, Any] | None = None, events: Sequence[NewEvent] = (),
-                         instead_after: tuple[str, Sequence[NewEvent]] | None = None) -> Checkout:
+                         instead_after: tuple[str, Callable[[], Sequence[NewEvent]]] | None = None) -> Checkout:
         before = await self.inner.get_checkout(ref)
         after = await self.inner.transition(ref, owner=owner, now=now, state=state, changes=changes, events=events,
                                             instead_after=instead_after)

@@ -289,7 +289,7 @@ async def test_transition_writes_the_superseding_events_when_the_earlier_type_is
     await store.transition("x", owner=None, now=1200.0, state=State.CREATED)  # reopened: the buyer paid after all
     for ref in ("x", "y"):
         await store.transition(ref, owner=None, now=1300.0, state=State.COMPLETED, events=[event(f"e-{ref}-plain")],
-                               instead_after=("checkout.canceled", [event(f"e-{ref}-superseding")]))
+                               instead_after=("checkout.canceled", lambda ref=ref: [event(f"e-{ref}-superseding")]))
     ids = {e.id for e in await store.list_events()}
     assert {"e-x-superseding", "e-y-plain"} <= ids
     assert not {"e-x-plain", "e-y-superseding"} & ids
