@@ -128,7 +128,7 @@ class SQLiteStore(SqlStore):
         if self.path != MEMORY:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             _create_private(self.path)
-        # check_same_thread=False: access is serialised by the one executor thread anyway; this only
+        # check_same_thread=False: access is serialised by the store's one thread anyway; this only
         # lets an instrumented subclass (the benchmark) hop threads differently.
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
