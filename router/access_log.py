@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from router import logs
 from router.web.platform import detect_platform
 
 log = logging.getLogger("router.access_log")
@@ -136,6 +137,12 @@ class _AccessLogged:
                           "request_id": _header(message.get("headers", ()), b"x-request-id") or "-",
                           "host": _header(scope["headers"], b"host"),
                           "platform": _header(scope["headers"], b"user-agent")}  # classified on the thread
+                ctx = logs.context.get()  # the request's, set further in (router/web/failsafe.py)
+                if ctx is not None and "merchant_reference" in ctx:
+                    fields["merchant_reference"] = ctx["merchant_reference"]
+                ids = logs.trace_ids()  # with [tracing]: the request's span
+                if ids is not None:
+                    fields["trace_id"], fields["span_id"] = ids
                 self.writer.put((time.time(), scope.get("client"), scope["method"], scope["path"],
                                  scope["query_string"], scope["http_version"], message["status"], fields))
             await send(message)

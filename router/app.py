@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from router import tracing
 from router.amazon_pay import AmazonPayClient, ClientConfig, RetryPolicy, create_emulator_app, generate_key_pair
 from router.amazon_pay.breaker import CircuitBreaker
 from router.amazon_pay.keys import load_private_key, load_public_key
@@ -99,12 +100,15 @@ def build_amazon(settings: Settings) -> tuple[AmazonPayClient, Starlette | None,
 
 
 def create_app(settings: Settings, *, background: bool = True) -> Starlette:
-    store = count_store_errors(open_store(settings.storage.url))
+    if settings.tracing is not None:  # first: traced() and the request middleware wrap only when it is on
+        tracing.enable(settings.tracing.otlp_endpoint, service_name=settings.tracing.service_name)
+    store = tracing.traced(count_store_errors(open_store(settings.storage.url)), "store",
+                           **{"db.system": settings.storage.url.partition(":")[0]})
     amazon, emulator, button = build_amazon(settings)
     webhooks = None
     if background and settings.merchant.webhook_url and settings.merchant.webhook_secret:
         webhooks = WebhookWorker(store, settings.merchant.webhook_url, settings.merchant.webhook_secret)
-    service = CheckoutService(store, amazon, ttl_seconds=settings.checkout.ttl_seconds,
+    service = CheckoutService(store, tracing.traced(amazon, "amazon_pay"), ttl_seconds=settings.checkout.ttl_seconds,
                               lease_seconds=settings.checkout.lease_seconds,
                               on_event=webhooks.notify if webhooks else None)
     runtime = Runtime(settings, store, amazon, service, emulator, webhooks)
@@ -196,7 +200,8 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(Failsafe, handler=internal_error),
+        middleware=[*([Middleware(tracing.Requests)] if tracing.enabled() else []),
+                    Middleware(Failsafe, handler=internal_error),
                     Middleware(lifecycle.AnswerWhenCancelled, fallback=stopping),
                     Middleware(RequestGuard, refuse=refused, max_headers=settings.server.max_headers,
                                max_header_bytes=settings.server.max_header_bytes),

@@ -11,6 +11,7 @@ format that `serve` chose handed down in an environment variable.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import contextvars
 import json
 import logging
@@ -22,18 +23,32 @@ import secrets
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar
 
 FORMAT_ENV = "RETURN_ROUTER_LOG_FORMAT"
 FORMATS = ("text", "json")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
-# The request being served in this task: {"request_id": …, "ref": masked, "session_id": masked}.
+# The request (or background step) being served in this task: {"request_id": …, "ref": masked,
+# "session_id": masked, "merchant_reference": the merchant's order number, once the checkout is known}.
 context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("log_context", default=None)
 CONTEXT_FIELDS = ("request_id", "ref", "session_id", "merchant_reference")
+TRACE_FIELDS = ("trace_id", "span_id")  # with [tracing] on (router/tracing.py)
 ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "host", "platform")
 FLUSH_SECONDS = 0.05  # how long a line may wait in the queue (a person reading a terminal does not notice)
+MAX_REFERENCE = 128  # the API's limit for merchantReference
+_PLAIN = re.compile(r'[^\s"=]+')  # a text-format value written as is; others are quoted
+_trace_ids: Callable[[], tuple[str, str] | None] | None = None  # set by router.tracing when tracing is on
+
+
+class _Referenced(Protocol):
+    @property
+    def merchant_reference(self) -> str: ...
+
+
+R = TypeVar("R", bound="_Referenced | None")
 
 
 def request_id_from(incoming: bytes | None) -> str:
@@ -50,6 +65,48 @@ def current_request_id() -> str | None:
     return ctx.get("request_id") if ctx else None
 
 
+def clean(value: str, limit: int = MAX_REFERENCE) -> str:
+    """Merchant-supplied text fit for one log line: printable characters only (a line break or a
+    control character becomes \\uXXXX, so it cannot start a fake line), at most `limit` of them.
+    The API already refuses such references; this holds for whatever else reaches a log."""
+    value = value[:limit]
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in value)
+
+
+def noted(checkout: R) -> R:
+    """The rest of this request's log lines carry the checkout's merchant_reference; returns `checkout`."""
+    ctx = context.get()
+    if ctx is not None and checkout is not None:
+        ctx["merchant_reference"] = clean(checkout.merchant_reference)
+    return checkout
+
+
+@contextlib.contextmanager
+def scope(**fields: str | None) -> Iterator[None]:
+    """Log context for one step of background work (a reconciler step, a webhook delivery)."""
+    found = {name: value for name, value in fields.items() if value is not None}
+    if "merchant_reference" in found:
+        found["merchant_reference"] = clean(found["merchant_reference"])
+    token = context.set({**(context.get() or {}), **found})
+    try:
+        yield
+    finally:
+        context.reset(token)
+
+
+def trace_with(ids: Callable[[], tuple[str, str] | None] | None) -> None:
+    """router.tracing: `ids()` gives the current span's (trace id, span id) for each log line."""
+    global _trace_ids
+    _trace_ids = ids
+
+
+def trace_ids() -> tuple[str, str] | None:
+    """The current span's (trace id, span id); None when tracing is off or outside a span."""
+    return _trace_ids() if _trace_ids is not None else None
+
+
 def default_format() -> str:
     """text for a person at a terminal, JSON lines for a log shipper (journald, docker, a file)."""
     return "text" if sys.stderr.isatty() else "json"
@@ -63,6 +120,8 @@ class ContextFilter(logging.Filter):
         for name in CONTEXT_FIELDS:
             if not hasattr(record, name):
                 setattr(record, name, ctx.get(name, "-" if name == "request_id" else None))
+        if _trace_ids is not None and not hasattr(record, "trace_id"):
+            record.trace_id, record.span_id = _trace_ids() or (None, None)
         return True
 
 
@@ -74,7 +133,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in (*CONTEXT_FIELDS, *ACCESS_FIELDS):
+        for name in (*CONTEXT_FIELDS, *TRACE_FIELDS, *ACCESS_FIELDS):
             value = getattr(record, name, None)
             if value is not None:
                 doc[name] = value
@@ -95,9 +154,17 @@ class TextFormatter(logging.Formatter):
         if not hasattr(record, "request_id"):
             record.request_id = "-"
         line = super().format(record)
-        extra = [f"{name}={getattr(record, name)}" for name in ("ref", "session_id", "duration_ms", "host",
-                                                                 "platform") if getattr(record, name, None)]
+        extra = [f"{name}={_text_value(getattr(record, name))}"
+                 for name in ("ref", "session_id", "merchant_reference", "trace_id", "duration_ms", "host", "platform")
+                 if getattr(record, name, None)]
         return line + (" " + " ".join(extra) if extra else "")
+
+
+def _text_value(value: object) -> str:
+    """A field of a text line: quoted (JSON string) when it has a space, a quote or "=", so that a
+    merchant's reference cannot pass for another field."""
+    text = str(value)
+    return text if _PLAIN.fullmatch(text) else json.dumps(text, ensure_ascii=False)
 
 
 def formatter(fmt: str) -> logging.Formatter:

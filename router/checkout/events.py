@@ -1,4 +1,7 @@
-"""Webhook events: which state change reports which event, and the exact JSON body. Pure.
+"""Webhook events: which state change reports which event, and the exact JSON body.
+
+Pure but for the cause an event records: the id of the request being served (the log context) and
+its trace, so that whichever process delivers the event sends them.
 
 An event that reports a state after a `checkout.canceled` of the same checkout (the buyer canceled,
 then returned from Amazon and paid after all) carries `"supersedes": "checkout.canceled"` at the top
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 
+from router import logs, tracing
 from router.checkout.model import Checkout, State
 from router.store.base import NewEvent
 
@@ -63,4 +67,5 @@ def event_for(checkout: Checkout, now: float, *, supersedes: str | None = None) 
         },
     }
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    return NewEvent(id=event_id, type=event_type, created=now, body=raw)
+    return NewEvent(id=event_id, type=event_type, created=now, body=raw, request_id=logs.current_request_id(),
+                    traceparent=tracing.traceparent())

@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable
 
 import router.metrics as metrics
+from router import logs
 from router.amazon_pay import quota
 from router.amazon_pay.breaker import CircuitBreaker
 from router.backoff import Backoff
-from router.checkout.model import CheckoutError, State
+from router.checkout.model import Checkout, CheckoutError, State
 from router.checkout.service import CheckoutService
 from router.redact import mask
 from router.store.base import DueResume, StoreError
@@ -36,6 +37,11 @@ MAX_RESUME_DELAY = 15 * 60.0
 def resume_delay(resume_after: float, attempts: int, rand: Callable[[], float]) -> float:
     """Wait after the `attempts`-th resume: resume_after * 2**attempts, capped, minus up to 20 % jitter."""
     return Backoff(resume_after, MAX_RESUME_DELAY, (0.8, 1.0)).delay(attempts + 1, rand)
+
+
+def _about(checkout: Checkout) -> contextlib.AbstractContextManager[None]:
+    """The log lines of one checkout's step carry its masked ref and its merchant_reference."""
+    return logs.scope(ref=mask(checkout.ref), merchant_reference=checkout.merchant_reference)
 
 
 class Reconciler:
@@ -72,7 +78,8 @@ class Reconciler:
         for checkout in await self.store.list_checkouts([State.CREATED], now=now, bound_only=False):
             if checkout.expires_at > now:
                 continue
-            changed += (await self.service.expire(checkout)).state != State.CREATED
+            with _about(checkout):
+                changed += (await self.service.expire(checkout)).state != State.CREATED
         await self.store.purge_buyer_details(now - self.retain_seconds)
         return changed
 
@@ -85,7 +92,8 @@ class Reconciler:
             polls, due = self._polls.get(checkout.ref, (0, 0.0))
             if due > now or self._amazon_paused():
                 continue
-            after = await self.service.refresh_pending(checkout)
+            with _about(checkout):
+                after = await self.service.refresh_pending(checkout)
             if after.state != State.PENDING:
                 self._polls.pop(checkout.ref, None)
                 changed += 1
@@ -100,8 +108,10 @@ class Reconciler:
             if not expired and self._amazon_paused():
                 continue
             if await self._claim(due, now):
-                log.info("resuming abandoned finalize of %s (resume %d)", mask(due.checkout.ref), due.attempts + 1)
-                changed += (await self.service.resume(due.checkout)).state != State.CREATED
+                with _about(due.checkout):
+                    log.info("resuming abandoned finalize of %s (resume %d)", mask(due.checkout.ref),
+                             due.attempts + 1)
+                    changed += (await self.service.resume(due.checkout)).state != State.CREATED
         return changed
 
     async def _claim(self, due: DueResume, now: float) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 import router.metrics as metrics
+from router import logs
 from router.amazon_pay.errors import AmazonPayError
 from router.amazon_pay.models import CheckoutSession
 from router.backoff import Backoff, poll
@@ -81,12 +82,12 @@ class CheckoutService:
         ref = secrets.token_urlsafe(24)  # 192 bits: unguessable, URL-safe
         checkout = new.opened(ref, now=self.clock(), ttl_seconds=self.ttl_seconds)
         await self.store.create_checkout(checkout)
-        return checkout
+        return logs.noted(checkout)
 
     async def get(self, ref: str) -> Checkout | None:
         if not is_ref(ref):
             return None
-        return await self.store.get_checkout(ref)
+        return logs.noted(await self.store.get_checkout(ref))  # this request's log lines name the order
 
     # --- the buyer's return ----------------------------------------------------------------------
 

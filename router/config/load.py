@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from router.config import sections
 from router.config.reader import Problems, Section
-from router.config.settings import AmazonPaySettings, ConfigError, Settings, claims_for
+from router.config.settings import AmazonPaySettings, ConfigError, Settings, TracingSettings, claims_for
 from router.ops.settings import OpsSettings
 from router.web.branding import PagesSettings, read_pages
 from well_known import build_aasa, dumps
@@ -75,6 +75,7 @@ def _settings(root: Section, base_dir: Path) -> Settings:
         ops=OpsSettings(_table(root, "metrics", sections.metrics_listen), graceful),
         server=limits,
         pages=_pages(root, base_dir),
+        tracing=_tracing(root),
         source=root.problems.source,
     )
 
@@ -83,6 +84,16 @@ def _table(root: Section, name: str, read: Callable[[Section], T]) -> T:
     """A section whose keys all have defaults: read as empty when absent."""
     section = root.section(name) or Section(root.problems, name, {})
     value = read(section)
+    section.done()
+    return value
+
+
+def _tracing(root: Section) -> TracingSettings | None:
+    """[tracing], or None (no traces) when the section is absent."""
+    section = root.section("tracing")
+    if section is None:
+        return None
+    value = sections.tracing(section)
     section.done()
     return value
 

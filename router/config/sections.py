@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from router import tracing as otel
 from router.amazon_pay.keys import load_private_key
 from router.amazon_pay.signing import ALGORITHM_V1, ALGORITHM_V2, normalize_region
 from router.config.reader import Section
@@ -17,9 +18,10 @@ from router.config.settings import (
     MerchantSettings,
     ServerSettings,
     StorageSettings,
+    TracingSettings,
 )
 from router.ops.settings import DEFAULT_METRICS_LISTEN, OpsSettings, parse_listen
-from router.validators import ANDROID_PACKAGE, APP_STORE_ID
+from router.validators import ANDROID_PACKAGE, APP_STORE_ID, is_http_url
 from router.web.routing import Flow, Route
 from well_known import is_valid_app_id, normalize_fingerprint
 
@@ -282,3 +284,16 @@ def server(s: Section) -> tuple[ServerSettings, int]:
         limit_concurrency=s.int_("limit_concurrency", d.limit_concurrency, positive=True),
     )
     return limits, graceful
+
+
+def tracing(s: Section) -> TracingSettings:
+    """[tracing]: fails closed without the otel extra, rather than running untraced unnoticed."""
+    endpoint = s.str_("otlp_endpoint", "", required=True)
+    name = s.str_("service_name", TracingSettings.service_name)
+    if endpoint and not is_http_url(endpoint):
+        s.fail("otlp_endpoint", 'must be the collector\'s http(s) URL, e.g. "http://127.0.0.1:4318"')
+    elif endpoint and not otel.available():
+        s.fail("otlp_endpoint", "needs the otel extra, which is not installed: pip install 'return-router[otel]'")
+    if not name:
+        s.fail("service_name", "must not be empty")
+    return TracingSettings(otlp_endpoint=endpoint, service_name=name or TracingSettings.service_name)

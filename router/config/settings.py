@@ -97,6 +97,14 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class TracingSettings:
+    """[tracing]: OpenTelemetry spans to an OTLP/HTTP collector (needs the `otel` extra; router/tracing.py)."""
+
+    otlp_endpoint: str  # the collector's base URL; /v1/traces is appended
+    service_name: str = "return-router"
+
+
+@dataclass(frozen=True)
 class Settings:
     routes: tuple[Route, ...]
     ios: IosSettings | None = None
@@ -108,6 +116,7 @@ class Settings:
     ops: OpsSettings = OpsSettings()  # [metrics] listen, [server] graceful_seconds
     server: ServerSettings = ServerSettings()  # [server] client limits
     pages: PagesSettings = PagesSettings()  # [pages] branding and links
+    tracing: TracingSettings | None = None  # [tracing]: None, no traces and nothing of OpenTelemetry imported
     source: str = "<built-in>"
     demo: bool = False
 

@@ -20,7 +20,7 @@ log = logging.getLogger("router.ops.reload")
 
 # Settings a reload cannot apply: the process holds them (connections, clients, sockets, timers).
 RESTART_ONLY = {"storage": "the storage URL", "amazon_pay": "[amazon_pay]", "checkout": "[checkout] timings",
-                "ops": "the listeners and [server]"}
+                "ops": "the listeners and [server]", "tracing": "[tracing]"}
 
 
 class ConfigHolder:

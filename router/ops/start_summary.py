@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from router.config import Settings
 from router.redact import mask
@@ -24,6 +25,12 @@ def amazon_mode(settings: Settings) -> dict[str, Any]:
     return found
 
 
+def tracing_target(endpoint: str) -> str:
+    """Where spans go, without a path or credentials the URL may hold: "http://collector:4318"."""
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
 def summary(settings: Settings, listeners: list[str], workers: int) -> dict[str, Any]:
     storage = settings.storage.url.partition(":")[0].partition("+")[0]  # never the URL: it may hold a password
     return {
@@ -34,6 +41,7 @@ def summary(settings: Settings, listeners: list[str], workers: int) -> dict[str,
         "schema_version": max(m.version for m in MIGRATIONS),
         "amazon_pay": amazon_mode(settings),
         "webhooks": "on" if settings.merchant.webhook_url else "off",
+        "tracing": "off" if settings.tracing is None else tracing_target(settings.tracing.otlp_endpoint),
         "listeners": listeners,
         "workers": workers,
     }
@@ -45,5 +53,6 @@ def log_start(settings: Settings, listeners: list[str], workers: int) -> None:
     text = (f"starting return-router {doc['version']}: config {doc['config']}; serving {', '.join(doc['routes'])}; "
             f"storage {doc['storage']} (schema {doc['schema_version']}); amazon pay "
             + " ".join(str(v) for v in pay.values())
-            + f"; webhooks {doc['webhooks']}; listening on {', '.join(listeners)} ({workers} worker(s))")
+            + f"; webhooks {doc['webhooks']}; tracing {doc['tracing']}"
+            + f"; listening on {', '.join(listeners)} ({workers} worker(s))")
     log.info(text, extra={"summary": doc})

@@ -34,6 +34,10 @@ class NewEvent:
     type: str  # checkout.completed, checkout.pending, ...
     created: float
     body: bytes  # the exact JSON bytes that will be delivered and signed
+    # What caused it, sent with every delivery by whichever process makes it: the request's id (the
+    # Return-Router-Request-Id header) and its W3C traceparent when tracing is on. None for background work.
+    request_id: str | None = None
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class OutboxEvent:
     next_attempt_at: float = 0.0
     last_error: str | None = None
     delivered_at: float | None = None
+    request_id: str | None = None  # as NewEvent
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)

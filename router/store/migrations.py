@@ -164,10 +164,17 @@ _SAFETY_POSTGRES = (
     "CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at DOUBLE PRECISION NOT NULL)",
 )
 
+# --- ops: what caused each event (the request's id and trace), so that any process delivering it sends them
+_CAUSE = (
+    "ALTER TABLE outbox ADD COLUMN request_id TEXT",
+    "ALTER TABLE outbox ADD COLUMN traceparent TEXT",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "checkouts and outbox", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "quotas: resume schedule", _RESUME_SQLITE, _RESUME_POSTGRES),
     Migration(3, "safety: rejected sessions and heartbeat", _SAFETY_SQLITE, _SAFETY_POSTGRES),
+    Migration(4, "ops: the request that caused each event", _CAUSE, _CAUSE),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

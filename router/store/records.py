@@ -138,6 +138,8 @@ def event_from_row(row: Row) -> OutboxEvent:
         next_attempt_at=float(row["next_attempt_at"]),
         last_error=row["last_error"],
         delivered_at=_float_or_none(row["delivered_at"]),
+        request_id=row["request_id"],
+        traceparent=row["traceparent"],
     )
 
 
@@ -150,10 +152,12 @@ def clip_error(error: str) -> str:
     return error if len(error) <= MAX_ERROR_CHARS else error[: MAX_ERROR_CHARS - 1] + "…"
 
 
-def event_values(ref: str, now: float, event: NewEvent) -> tuple[str, str, str, float, bytes, float]:
-    """(id, ref, type, created, body, next_attempt_at) for a new outbox row; due at once."""
+def event_values(
+    ref: str, now: float, event: NewEvent
+) -> tuple[str, str, str, float, bytes, float, str | None, str | None]:
+    """(id, ref, type, created, body, next_attempt_at, request_id, traceparent) for a new outbox row; due at once."""
     if not isinstance(event.body, bytes | bytearray | memoryview):
         raise ValueError("event body must be bytes")
     if not event.id:
         raise ValueError("event id must be a non-empty string")
-    return (event.id, ref, event.type, event.created, bytes(event.body), now)
+    return (event.id, ref, event.type, event.created, bytes(event.body), now, event.request_id, event.traceparent)

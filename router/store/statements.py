@@ -112,10 +112,11 @@ LIMIT :limit""")
 
 # --- outbox ----------------------------------------------------------------------------------------
 
-EVENT_FIELDS = ("id", "ref", "type", "created", "body", "next_attempt_at")  # records.event_values' order
+# records.event_values' order
+EVENT_FIELDS = ("id", "ref", "type", "created", "body", "next_attempt_at", "request_id", "traceparent")
 INSERT_EVENT = statement("""
-INSERT INTO outbox (id, ref, type, created, body, status, attempts, next_attempt_at)
-VALUES (:id, :ref, :type, :created, :body, 'pending', 0, :next_attempt_at)""")
+INSERT INTO outbox (id, ref, type, created, body, status, attempts, next_attempt_at, request_id, traceparent)
+VALUES (:id, :ref, :type, :created, :body, 'pending', 0, :next_attempt_at, :request_id::text, :traceparent::text)""")
 
 _DUE_EVENTS = """
     SELECT e.seq FROM outbox e

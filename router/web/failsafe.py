@@ -35,7 +35,7 @@ def log_context(scope: Scope, request_id: str) -> dict[str, str]:
     found = {"request_id": request_id}
     for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"))[:20]:
         if name == "ref":
-            found["ref"], found["raw_ref"] = mask(value), value  # raw_ref: never logged (webhook cause)
+            found["ref"] = mask(value)
         elif name in SESSION_ID_PARAMS:
             found["session_id"] = mask(value)
     return found

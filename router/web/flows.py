@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import replace
 from typing import Any
@@ -107,7 +108,15 @@ class Flows:
             return await self.success(request)
         if route.flow is Flow.CANCEL:
             return await self.cancel(request)
-        # Amazon sent the buyer to the error URL: nothing was charged; a plain, honest page.
+        return await self.amazon_error(request)
+
+    async def amazon_error(self, request: Request) -> Response:
+        """Amazon sent the buyer to the error URL: nothing was charged; a plain, honest page, and one
+        line naming the order (the service notes its merchant_reference) when the ref is known."""
+        with contextlib.suppress(Exception):  # the page never depends on the store: logging only
+            refs = query_params(request.url.query[:MAX_QUERY]).get("ref", [])
+            if len(refs) == 1 and await self.service.get(refs[0]) is not None:
+                log.info("buyer sent to the error URL by Amazon Pay for %s", mask(refs[0]))
         return self.page(request, PageView(kind="amazon_error", merchant_name=self.settings.merchant.name,
                                            return_url=self.return_url("amazon_error")))
 

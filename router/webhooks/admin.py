@@ -32,6 +32,7 @@ def event_summary(event: OutboxEvent) -> dict[str, Any]:
         "last_error": event.last_error,
         "created": _iso(event.created),
         "delivered_at": _iso(event.delivered_at),
+        "request_id": event.request_id,  # the request that caused it (search the logs by it)
     }
 
 

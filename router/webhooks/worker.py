@@ -12,6 +12,7 @@ I/O: the store, the HTTP client and the clock, all passed in.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import secrets
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import httpx
 
 import router.metrics as metrics
-from router import logs
+from router import logs, tracing
 from router.backoff import Backoff
 from router.checkout.model import CheckoutError
 from router.outbound import async_client
@@ -34,7 +35,6 @@ from router.webhooks.signature import webhook_headers
 
 log = logging.getLogger("router.webhooks.worker")
 REQUEST_ID_HEADER = "Return-Router-Request-Id"  # the request that caused the event; absent for background ones
-CAUSES_MAX = 1024  # refs remembered with the request that last woke the worker for them
 
 MAX_ERROR_LENGTH = 120
 # Bytes of a merchant's response we read before giving up on reusing the connection: the status is
@@ -143,7 +143,6 @@ class WebhookWorker:
         self.schedule = schedule
         self.rng = rng or random.Random()  # jitter only, not security
         self._wake = asyncio.Event()
-        self._causes: dict[str, str] = {}  # ref → id of the request that wrote its newest event
 
     def __repr__(self) -> str:  # the secret and the URL's possible credentials stay out of logs
         return f"<WebhookWorker owner={self.owner} batch={self.batch}>"
@@ -165,14 +164,9 @@ class WebhookWorker:
     def notify(self) -> None:
         """An event was just written: deliver without waiting for the idle interval.
 
-        Called within the request that wrote it (if any): its id and ref, from the log context, go
-        with the delivery. In memory only: a delivery by another process or after a restart has none.
+        The id of the request that caused it is stored with the event, so whichever process delivers
+        it (this one, another instance, this one after a restart) sends it.
         """
-        ctx = logs.context.get()
-        if ctx and ctx.get("raw_ref") and ctx.get("request_id"):
-            if len(self._causes) >= CAUSES_MAX:
-                self._causes.pop(next(iter(self._causes)))
-            self._causes[ctx["raw_ref"]] = ctx["request_id"]
         self._wake.set()
 
     async def run_once(self) -> int:
@@ -201,10 +195,17 @@ class WebhookWorker:
         return delivered
 
     async def _deliver(self, event: OutboxEvent) -> bool:
+        # Its log lines carry the checkout (ref, order number) and the id of the request that caused it.
+        with (tracing.delivery_span(event.traceparent, **{"webhook.event_type": event.type}),
+              logs.scope(request_id=event.request_id, ref=mask(event.ref),
+                         merchant_reference=_merchant_reference(event.body))):
+            return await self._attempt(event)
+
+    async def _attempt(self, event: OutboxEvent) -> bool:
         attempt = event.attempts + 1
-        cause = self._causes.get(event.ref)
         result = await post_event(self.client, self.url, self._secret, event, int(self.clock()), self.timeout,
-                                  request_id=cause)
+                                  request_id=event.request_id)
+        tracing.note(**{"webhook.attempt": attempt, "webhook.delivered": result.ok})
         now = self.clock()
         try:
             if result.ok:
@@ -249,6 +250,15 @@ class WebhookWorker:
                 continue  # a full batch: more may be due right now
             pause = idle_interval if failures == 0 else Backoff(idle_interval, 30.0).delay(failures + 1)
             await _wait_any(stop, self._wake, pause)
+
+
+def _merchant_reference(body: bytes) -> str | None:
+    """data.merchantReference of an event body (ours, but read defensively: None when absent)."""
+    try:
+        value = json.loads(body)["data"]["merchantReference"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _by_ref(events: Sequence[OutboxEvent]) -> list[list[OutboxEvent]]:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.support import serve_app
 
 from .conftest import HOST, Emulator, Launcher, Receiver, stored_events, wait_until
 
@@ -47,3 +54,41 @@ def test_events_survive_receiver_outage_and_router_crash(
     assert all(d.body["type"] == by_id[d.event_id].type for d in deliveries)
     assert sorted(d.body["type"] for d in deliveries) == [
         "checkout.canceled", "checkout.completed", "checkout.completed", "checkout.completed"]
+
+
+def test_the_request_id_travels_with_the_event_to_another_process(
+    launch: Launcher, emulator: Emulator, db_url: str
+) -> None:
+    """The process that served the finalize has no webhooks; another one, started later on the same
+    database, delivers the event with the finalize's request id (stored with the event)."""
+    headers: list[dict[str, str]] = []
+
+    async def hook(request: Request) -> Response:
+        await request.body()
+        headers.append(dict(request.headers))
+        return Response(status_code=204)
+
+    with serve_app(Starlette(routes=[Route("/hooks", hook, methods=["POST"])])) as receiver_url:
+        writer = launch(db_url, name="writer")  # no webhook_url: its events wait in the outbox
+        ref = writer.register(reference="order-cross")
+        answer = httpx.post(f"{writer.url}/v1/checkout-sessions/{emulator.create_session()}/finalize",
+                            json={"ref": ref}, headers={"x-request-id": "finalize.cross-1"}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        writer.stop()
+        [stored] = stored_events(db_url)
+        assert (stored.status, stored.request_id) == ("pending", "finalize.cross-1")
+
+        deliverer = launch(db_url, name="deliverer", webhook_url=f"{receiver_url}/hooks")
+        wait_until(lambda: len(headers) == 1, "the event to arrive from the second process", timeout=30)
+        assert headers[0]["return-router-request-id"] == "finalize.cross-1"
+        assert headers[0]["return-router-event-id"] == stored.id
+        wait_until(lambda: "delivered (attempt" in deliverer.log_tail(100_000), "the delivery's log line")
+        deliverer.stop()
+
+    # The second process's line about the delivery names the cause and the order (JSON lines: not a TTY).
+    lines = [json.loads(line) for line in deliverer.log_tail(100_000).splitlines() if line.startswith("{")]
+    [delivered] = [line for line in lines if line["logger"] == "router.webhooks.worker"
+                   and "delivered" in line["message"]]
+    assert delivered["request_id"] == "finalize.cross-1"
+    assert delivered["merchant_reference"] == "order-cross"
+    assert delivered["ref"] == f"{ref[:4]}…{ref[-4:]}"

@@ -197,3 +197,56 @@ def test_every_worker_writes_json(tmp_path: Path, key_files: tuple[Path, Path]) 
     assert len({line["message"] for line in lines if line["message"].startswith("Started server process")}) == 2
     logged = {line["request_id"] for line in lines if line["logger"] == "uvicorn.access"}
     assert set(ids) <= logged
+
+
+def test_lines_about_a_checkout_name_its_merchant_reference(world: dict[str, Any]) -> None:
+    """The return's lines, the reconciler's and the webhook worker's carry merchant_reference, exactly
+    as registered: printable merchant text with spaces, quotes and "=" stays one JSON field."""
+    url = world["url"]
+    refused = httpx.post(f"{url}/v1/checkouts", headers=AUTH, timeout=30,
+                         json={"merchantReference": "o-1\n{\"level\": \"ERROR\"}", "paymentIntent": "Authorize",
+                               "chargeAmount": {"amount": "14.00", "currencyCode": "USD"}})
+    assert refused.status_code == 400  # a line break never gets as far as a log line
+    order = 'Bestellung 4711 "eilig" level=ERROR'
+    answer = httpx.post(f"{url}/v1/checkouts", headers={**AUTH, "x-request-id": "register.1"}, timeout=30,
+                        json={"merchantReference": order, "paymentIntent": "AuthorizeWithCapture",
+                              "canHandlePendingAuthorization": True,
+                              "chargeAmount": {"amount": "14.00", "currencyCode": "USD"}})
+    assert answer.status_code == 201, answer.text
+    ref = answer.json()["ref"]
+    created = httpx.post(f"{world['emulator_url']}/_emulator/checkout-sessions",
+                         json={"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}, "pending_polls": 3,
+                               "paymentIntent": "AuthorizeWithCapture", "scenario": "pending-then-authorized"})
+    session_id = created.json()["checkoutSessionId"]
+    returned = httpx.get(url + return_path(ref, session_id), headers={"host": HOST, "x-request-id": "return.1"},
+                         timeout=60)
+    assert returned.status_code == 200 and 'data-kind="pending"' in returned.text
+    # The reconciler settles it in the background; both events go out.
+    wait_until(lambda: len(world["hooks"]) == 2, "checkout.pending and checkout.authorized", timeout=30)
+    app_read = httpx.get(f"{url}/v1/checkout-sessions/{session_id}", params={"ref": ref},
+                         headers={"x-request-id": "app.1"}, timeout=30)
+    assert app_read.status_code == 200 and app_read.json()["state"] == "authorized"
+    error = httpx.get(f"{url}/amazon-pay/error", params={"ref": ref}, headers={"host": HOST, "x-request-id": "err.1"})
+    assert error.status_code == 200 and 'data-kind="amazon_error"' in error.text
+    world["proc"].terminate()
+    world["proc"].wait(timeout=20)
+    lines = _lines(world["stderr"])
+
+    def about(**match: str) -> list[dict[str, Any]]:
+        return [line for line in lines if all(line.get(k) == v for k, v in match.items())]
+
+    assert about(request_id="register.1", logger="uvicorn.access")[0]["merchant_reference"] == order
+    assert about(request_id="app.1", logger="uvicorn.access")[0]["merchant_reference"] == order
+    assert about(request_id="err.1", logger="router.web.flows")[0]["merchant_reference"] == order
+    of_return = about(request_id="return.1")
+    assert {line["logger"] for line in of_return} >= {"uvicorn.access", "router.checkout.service"}
+    assert all(line["merchant_reference"] == order for line in of_return), of_return
+    masked = f"{ref[:4]}…{ref[-4:]}"
+    settled = [line for line in about(logger="router.checkout.service", request_id="-")
+               if "→ authorized" in line["message"]]
+    assert len(settled) == 1 and settled[0]["merchant_reference"] == order and settled[0]["ref"] == masked
+    deliveries = [line for line in about(logger="router.webhooks.worker") if "delivered" in line["message"]]
+    assert len(deliveries) == 2
+    assert all(line["merchant_reference"] == order and line["ref"] == masked for line in deliveries)
+    # checkout.pending came from the return: its delivery line names that request; the reconciler's none.
+    assert sorted(line["request_id"] for line in deliveries) == ["-", "return.1"]

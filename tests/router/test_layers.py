@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The root package `router` itself holds no code (modules import it only to find its files).
 LEAVES = (
     "router.checkout.model", "router.web.routing", "router.validators", "router.redact", "router.version",
-    "router.metrics", "router.outbound", "router.logs", "router.backoff",
+    "router.metrics", "router.outbound", "router.logs", "router.backoff", "router.tracing",
 )
 
 
@@ -67,6 +67,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "router.outbound": (),
     "router.logs": (),
     "router.backoff": (),
+    "router.tracing": (),
     # Amazon Pay: its client, signing and emulator know nothing of checkouts, stores or the web.
     "router.amazon_pay": (),
     # Infrastructure under the domain: persistence and the webhook outbox.

@@ -77,3 +77,39 @@ def test_the_writer_writes_what_queued_in_one_write_and_drains_at_stop() -> None
     records.put(_record("the last one"))
     writer.stop()  # at once: the record queued just before is written all the same
     assert json.loads(stream.writes[-1])["message"] == "the last one"
+
+
+def test_a_merchant_reference_cannot_forge_a_line_or_a_field() -> None:
+    """merchant_reference is the merchant's text: printable only and bounded, quoted in text lines."""
+    assert logs.clean("order-4711") == "order-4711"
+    forged = 'o-1\n2026-01-01 00:00:00 ERROR router.x [-]: forged\r\u2028\x85\x1b'
+    cleaned = logs.clean(forged)
+    assert cleaned.isprintable() and len(cleaned.splitlines()) == 1
+    assert cleaned.startswith("o-1\\u000a2026") and cleaned.endswith("\\u2028\\u0085\\u001b")
+    assert len(logs.clean("x" * 500)) == logs.MAX_REFERENCE
+
+    record = logging.LogRecord("router.x", logging.INFO, "", 0, "paid", None, None)
+    token = logs.context.set({"request_id": "r-1"})
+    try:
+        logs.noted(_Order('A 1 level=ERROR "q"\n'))
+        logs.ContextFilter().filter(record)
+    finally:
+        logs.context.reset(token)
+    line = logs.TextFormatter().format(record)
+    assert line.endswith(' merchant_reference="A 1 level=ERROR \\"q\\"\\\\u000a"')  # one quoted field
+    assert "\n" not in line
+    doc = json.loads(logs.JsonFormatter().format(record))
+    assert doc["merchant_reference"] == 'A 1 level=ERROR "q"\\u000a'
+
+
+def test_noted_needs_a_request_and_scope_ends_with_its_step() -> None:
+    assert logs.noted(_Order("o-1")) is not None and logs.context.get() is None  # no request: nothing kept
+    assert logs.noted(None) is None
+    with logs.scope(ref="abcd…wxyz", merchant_reference="o-2", request_id=None):
+        assert logs.context.get() == {"ref": "abcd…wxyz", "merchant_reference": "o-2"}
+    assert logs.context.get() is None
+
+
+class _Order:
+    def __init__(self, merchant_reference: str) -> None:
+        self.merchant_reference = merchant_reference

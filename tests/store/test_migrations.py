@@ -11,7 +11,7 @@ import pytest
 
 from router.store import open_store
 from router.store.base import Store, StoreError, StoreUnavailable
-from router.store.migrations import LATEST_VERSION, MIGRATIONS
+from router.store.migrations import LATEST_VERSION, MIGRATIONS, SQLITE_MIGRATIONS_TABLE
 from tests.store.conftest import PG_DSN, Backend, checkout
 
 
@@ -90,3 +90,29 @@ async def test_postgres_tables_live_in_the_requested_schema(pg_backend: Backend)
     finally:
         await conn.close()
     assert {"checkouts", "outbox", "schema_migrations"} <= {row["table_name"] for row in rows}
+
+
+async def test_an_event_written_before_the_cause_columns_is_still_delivered(tmp_path: Path) -> None:
+    """A database of the release before migration 4, with an event waiting: after the upgrade the event
+    is claimed as before, with no cause (request id, traceparent) to send."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(SQLITE_MIGRATIONS_TABLE)
+        for migration in (m for m in MIGRATIONS if m.version < 4):
+            for text in migration.sqlite:
+                conn.execute(text)
+            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                         (migration.version, migration.name))
+        conn.execute("""INSERT INTO checkouts (ref, merchant_reference, amount, currency, payment_intent,
+            can_handle_pending, created_at, expires_at, state, updated_at, version)
+            VALUES ('old', 'order-old', '14.00', 'USD', 'Confirm', 0, 1, 99999, 'completed', 2, 1)""")
+        conn.execute("""INSERT INTO outbox (id, ref, type, created, body, status, attempts, next_attempt_at)
+            VALUES ('ev-old', 'old', 'checkout.completed', 2, x'7b7d', 'pending', 0, 2)""")
+    store = open_store(f"sqlite:///{path}")
+    await store.open()
+    try:
+        assert await versions(store) == [m.version for m in MIGRATIONS]
+        [claimed] = await store.claim_events("w", now=10.0, lease_ttl=30.0, limit=5)
+        assert (claimed.id, claimed.body, claimed.request_id, claimed.traceparent) == ("ev-old", b"{}", None, None)
+    finally:
+        await store.close()

@@ -34,6 +34,20 @@ async def test_event_is_stored_exactly(store: Store) -> None:
     assert await store.get_event("nope") is None
 
 
+async def test_the_cause_is_stored_with_the_event(store: Store) -> None:
+    """The request id and traceparent come back with the claim, whichever worker claims it."""
+    parent = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    await store.create_checkout(checkout("r"))
+    await store.transition("r", owner=None, now=50.0, state=State.COMPLETED, events=[
+        NewEvent("ev", "checkout.completed", 49.5, b"{}", request_id="return-1.a", traceparent=parent)])
+    await _emit(store, "s", "background", now=50.0)
+    claimed = {e.id: e for e in await store.claim_events("another-worker", now=60.0, lease_ttl=30.0, limit=10)}
+    assert (claimed["ev"].request_id, claimed["ev"].traceparent) == ("return-1.a", parent)
+    assert (claimed["background"].request_id, claimed["background"].traceparent) == (None, None)
+    stored = await store.get_event("ev")
+    assert stored is not None and stored.request_id == "return-1.a"
+
+
 async def test_claim_in_seq_order_one_event_per_ref(store: Store) -> None:
     await _emit(store, "a", "a1", "a2")
     await _emit(store, "b", "b1")

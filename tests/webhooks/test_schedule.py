@@ -96,12 +96,13 @@ def test_errors_name_the_class_not_the_message() -> None:
 def test_event_summary_masks_the_ref_and_hides_the_body() -> None:
     event = OutboxEvent(id="evt_1", ref="ref_0123456789abcdefghijkl", type="checkout.failed",
                         created=1_700_000_000, body=b'{"secret":"body"}', seq=3, status="failed",
-                        attempts=16, next_attempt_at=1_700_000_500, last_error="HTTP 500")
+                        attempts=16, next_attempt_at=1_700_000_500, last_error="HTTP 500", request_id="rq-1",
+                        traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
     summary = event_summary(event)
     assert summary == {
         "id": "evt_1", "type": "checkout.failed", "ref": "ref_…ijkl", "status": "failed",
         "attempts": 16, "next_attempt_at": None, "last_error": "HTTP 500",
-        "created": "2023-11-14T22:13:20Z", "delivered_at": None,
+        "created": "2023-11-14T22:13:20Z", "delivered_at": None, "request_id": "rq-1",
     }
     pending = event_summary(OutboxEvent(id="e", ref="r", type="t", created=0, body=b"", seq=1,
                                         next_attempt_at=60))
