@@ -1,7 +1,8 @@
 """The service's log output: one format (text or JSON lines), request ids on every line, off the event loop.
 
 `setup` gives the root logger a QueueHandler: a record is only stamped with the request's context
-and put on a queue; a QueueListener thread formats it and writes it to stderr. uvicorn's loggers
+and put on a queue; a writer thread formats what has queued every FLUSH_SECONDS and writes it to
+stderr in one write (waking a thread per record cost more CPU than the record itself). uvicorn's loggers
 propagate to it (`serve` passes uvicorn no log config), except `uvicorn.access`, whose handler
 router/access_log.py drives from its own writer thread. Worker processes call `setup` again, with the
 format that `serve` chose handed down in an environment variable.
@@ -20,6 +21,7 @@ import queue
 import random
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
@@ -35,9 +37,9 @@ context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
 CONTEXT_FIELDS = ("request_id", "ref", "session_id", "merchant_reference")
 TRACE_FIELDS = ("trace_id", "span_id")  # with [tracing] on (router/tracing.py)
 ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "host", "platform")
+FLUSH_SECONDS = 0.05  # how long a line may wait in the queue (a person reading a terminal does not notice)
 MAX_REFERENCE = 128  # the API's limit for merchantReference
 _PLAIN = re.compile(r'[^\s"=]+')  # a text-format value written as is; others are quoted
-_listener: logging.handlers.QueueListener | None = None
 _trace_ids: Callable[[], tuple[str, str] | None] | None = None  # set by router.tracing when tracing is on
 
 
@@ -172,6 +174,53 @@ def formatter(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else TextFormatter()
 
 
+class BatchWriter:
+    """Drains the queue every FLUSH_SECONDS (and at stop): the records' lines, one write and one flush."""
+
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord], handler: logging.StreamHandler[Any]) -> None:
+        self.records = records
+        self.handler = handler
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Write what is queued, then end the thread."""
+        self._stopping.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(FLUSH_SECONDS):
+            self.flush()
+        self.flush()
+
+    def flush(self) -> None:
+        lines = []
+        while True:
+            try:
+                record = self.records.get_nowait()
+            except queue.Empty:
+                break
+            if record.levelno < self.handler.level:
+                continue
+            try:
+                lines.append(self.handler.format(record) + self.handler.terminator)
+            except Exception:
+                self.handler.handleError(record)
+        if not lines:
+            return
+        try:
+            self.handler.stream.write("".join(lines))
+            self.handler.flush()
+        except Exception:  # stderr closed or full: logging must never take the service down
+            self.handler.handleError(logging.makeLogRecord({"msg": "log write failed"}))
+
+
+_listener: BatchWriter | None = None
+
+
 def setup(fmt: str | None = None, level: int = logging.INFO) -> str:
     """Configure this process's logging once more (workers too); returns the format used."""
     global _listener
@@ -190,7 +239,7 @@ def setup(fmt: str | None = None, level: int = logging.INFO) -> str:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    _listener = logging.handlers.QueueListener(records, stream, respect_handler_level=True)
+    _listener = BatchWriter(records, stream)
     _listener.start()
     access = logging.getLogger("uvicorn.access")  # written by router/access_log.py's thread
     for old in list(access.handlers):

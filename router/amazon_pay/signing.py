@@ -6,6 +6,7 @@ Everything above `AmazonPayAuth` is a pure function; the emulator verifies with 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -187,20 +188,25 @@ def string_to_sign(algorithm: str, canonical_request: str) -> str:
     return f"{algorithm}\n{hashlib.sha256(canonical_request.encode('utf-8')).hexdigest()}"
 
 
+_SHA256 = hashes.SHA256()  # immutable: one for every signature
+
+
+@functools.cache
 def _pss(algorithm: str) -> padding.PSS:
-    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=salt_length(algorithm))
+    """The padding of one algorithm label, built once (it holds no state)."""
+    return padding.PSS(mgf=padding.MGF1(_SHA256), salt_length=salt_length(algorithm))
 
 
 def sign(private_key: RSAPrivateKey, algorithm: str, string_to_sign: str) -> str:
     """RSASSA-PSS (SHA-256, MGF1-SHA-256, salt per label) over the UTF-8 string; standard base64."""
-    raw = private_key.sign(string_to_sign.encode("utf-8"), _pss(algorithm), hashes.SHA256())
+    raw = private_key.sign(string_to_sign.encode("utf-8"), _pss(algorithm), _SHA256)
     return base64.b64encode(raw).decode("ascii")
 
 
 def verify(public_key: RSAPublicKey, algorithm: str, string_to_sign: str, signature_b64: str) -> bool:
     try:
         raw = base64.b64decode(signature_b64, validate=True)
-        public_key.verify(raw, string_to_sign.encode("utf-8"), _pss(algorithm), hashes.SHA256())
+        public_key.verify(raw, string_to_sign.encode("utf-8"), _pss(algorithm), _SHA256)
     except (InvalidSignature, ValueError):
         return False
     return True

@@ -47,7 +47,7 @@ from router.checkout.model import (
     is_session_id,
 )
 from router.redact import mask
-from router.store.base import Store
+from router.store.base import NewEvent, Store
 
 log = logging.getLogger("router.checkout.service")
 
@@ -102,36 +102,40 @@ class CheckoutService:
         bound = await self._bind(ref, checkout_session_id)
         if isinstance(bound, Outcome):
             return bound
+        first, leased = bound
 
         async def join_or_lead(attempt: int) -> Outcome | None:
-            checkout = bound if attempt == 1 else await self._stored(ref)
+            if attempt == 1 and leased:
+                return await self._lead(first)
+            checkout = first if attempt == 1 else await self._stored(ref)
             if checkout.state != State.CREATED:
                 return Outcome(checkout)
             inflight = self._inflight.get(ref)
             if inflight is not None:
                 return await asyncio.shield(inflight)
-            leased = await self.store.try_lease(ref, self.owner, self.clock(), self.lease_seconds)
-            return None if leased is None else await self._lead(leased)  # None: another instance holds it
+            taken = await self.store.try_lease(ref, self.owner, self.clock(), self.lease_seconds)
+            return None if taken is None else await self._lead(taken)  # None: another instance holds it
 
         return await self._poll(ref, join_or_lead)
 
-    async def _bind(self, ref: str, checkout_session_id: str) -> Checkout | Outcome:
-        """Bind the session to the ref; an Outcome instead when Amazon already rejected this pair."""
-        existing = await self.get(ref)
-        if existing is None:
+    async def _bind(self, ref: str, checkout_session_id: str) -> tuple[Checkout, bool] | Outcome:
+        """Bind the session to the ref and, unless a local caller already leads, take the lease, in one
+        transaction: (checkout, leased). An Outcome instead when Amazon already rejected this pair."""
+        if not is_ref(ref):
             raise UnknownRef(ref)
-        unbound = existing.checkout_session_id is None
-        if unbound and await self.store.session_rejected(ref, checkout_session_id, self.clock()):
-            return Outcome(existing, error=OutcomeError.UNKNOWN_SESSION)  # a repeated probe: no Amazon call
+        owner = None if ref in self._inflight else self.owner  # a local leader is at work: join it below
         try:
-            bound = await self.store.bind_session(ref, checkout_session_id, self.clock())
+            binding = await self.store.bind_and_lease(ref, checkout_session_id, owner, self.clock(),
+                                                      self.lease_seconds)
         except NotFound:
             raise UnknownRef(ref) from None
-        if bound.state == State.CANCELED and unbound:
+        if binding.rejected:
+            return Outcome(binding.checkout, error=OutcomeError.UNKNOWN_SESSION)  # a repeated probe: no Amazon call
+        if binding.checkout.state == State.CANCELED and binding.newly_bound:
             # Canceled through the cancel URL (never by Amazon: that needs a bound session), before or
             # while we bound: the buyer paid after all, and the payment wins over the cancel.
-            return await self._reopen(bound)
-        return bound
+            return await self._reopen(binding.checkout), False
+        return binding.checkout, binding.leased
 
     async def _reopen(self, checkout: Checkout) -> Checkout:
         with contextlib.suppress(LeaseLost):
@@ -290,23 +294,23 @@ class CheckoutService:
     async def _settle(
         self, checkout: Checkout, owner: str | None, state: State, changes: Mapping[str, Any]
     ) -> Checkout:
-        """Store the new state and its event in one transaction."""
+        """Store the new state and its event in one transaction; the event says it supersedes an earlier
+        cancel when the store holds one (checked in that same transaction)."""
         now = self.clock()
-        after_cancel = await self._follows_cancel(checkout.ref, state)
-        event = event_for(replace(checkout, state=state, **dict(changes)), now, supersedes=after_cancel)
+        settled = replace(checkout, state=state, **dict(changes))
+        event = event_for(settled, now)
+        superseded = superseded_type(state)
+        def superseding() -> list[NewEvent]:  # made in the transaction, only if the earlier event is there
+            made = event_for(settled, now, supersedes=superseded)
+            return [made] if made else []
+
         log.info("checkout %s: %s → %s", mask(checkout.ref), checkout.state, state)
-        after = await self.store.transition(checkout.ref, owner=owner, now=now, state=state,
-                                            changes=changes, events=[event] if event else [])
+        after = await self.store.transition(
+            checkout.ref, owner=owner, now=now, state=state, changes=changes, events=[event] if event else [],
+            instead_after=(superseded, superseding) if superseded and event else None)
         if event is not None and self.on_event is not None:
             self.on_event()
         return after
-
-    async def _follows_cancel(self, ref: str, state: State) -> str | None:
-        """The event type a new event for `state` supersedes (a `checkout.canceled` sent earlier), if any."""
-        superseded = superseded_type(state)
-        if superseded is None or not await self.store.has_event(ref, superseded):
-            return None
-        return superseded
 
     # --- cancel, pending, reconciliation ---------------------------------------------------------
 
@@ -317,37 +321,35 @@ class CheckoutService:
         load this URL after the buyer paid): its return is finished instead, on the same exactly-once path,
         and the outcome says what is true. Raises Busy like finalize.
         """
-        checkout = await self.get(ref)
-        if checkout is None:
+        if not is_ref(ref):
             return None
+        checkout, canceled = await self._cancel_or_get(ref)  # the common case: one transaction
         for _ in range(3):  # bound → finalize (may unbind an unknown session) → cancel; each at most once
-            if checkout.state != State.CREATED:
+            if checkout is None:
+                return None
+            if canceled or checkout.state != State.CREATED:
                 return Outcome(checkout)
             if checkout.checkout_session_id is not None:
                 outcome = await self.finalize(ref, checkout.checkout_session_id)
                 if outcome.error != OutcomeError.UNKNOWN_SESSION:
                     return outcome
-            else:
-                canceled = await self._cancel_unbound(checkout)
-                if canceled is not None:
-                    return Outcome(canceled)
-            found = await self.store.get_checkout(ref)
-            if found is None:
-                return None
-            checkout = found
-        return Outcome(checkout)
+            checkout, canceled = await self._cancel_or_get(ref)
+        return Outcome(checkout) if checkout is not None else None
 
-    async def _cancel_unbound(self, checkout: Checkout) -> Checkout | None:
-        """Cancel atomically if still unbound, created and not leased; None otherwise."""
+    async def _cancel_or_get(self, ref: str) -> tuple[Checkout | None, bool]:
+        """Cancel atomically if still unbound, created and not leased, else read it: (checkout, canceled?)."""
         now = self.clock()
-        changes: dict[str, Any] = {"reason_code": "BuyerCanceled"}
-        event = event_for(replace(checkout, state=State.CANCELED, reason_code="BuyerCanceled"), now)
-        after = await self.store.cancel_unbound(checkout.ref, now, changes, [event] if event else [])
-        if after is not None:
-            log.info("checkout %s: %s → %s", mask(checkout.ref), checkout.state, State.CANCELED)
+
+        def events(canceled: Checkout) -> list[NewEvent]:
+            event = event_for(canceled, now)
+            return [event] if event else []
+
+        checkout, canceled = await self.store.cancel_or_get(ref, now, {"reason_code": "BuyerCanceled"}, events)
+        if canceled:
+            log.info("checkout %s: %s → %s", mask(ref), State.CREATED, State.CANCELED)
             if self.on_event is not None:
                 self.on_event()
-        return after
+        return checkout, canceled
 
     async def refresh_pending(self, checkout: Checkout) -> Checkout:
         """Ask Amazon whether a pending authorization has settled; store and report if so."""

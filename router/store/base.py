@@ -10,7 +10,7 @@ backends hold no clock of their own and tests control time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -55,6 +55,17 @@ class OutboxEvent:
     delivered_at: float | None = None
     request_id: str | None = None  # as NewEvent
     traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What bind_and_lease did: the checkout as it now is, whether the session was bound just now,
+    whether the caller now holds the lease, or (`rejected`) nothing, Amazon having refused the pair."""
+
+    checkout: Checkout
+    newly_bound: bool = False
+    leased: bool = False
+    rejected: bool = False
 
 
 # --- ops (branch ops): metrics gauges and releasing leases on a graceful stop --------------------
@@ -106,6 +117,12 @@ class Store(Protocol):
         the session is bound to a different ref.
         """
 
+    async def bind_and_lease(self, ref: str, checkout_session_id: str, owner: str | None, now: float,
+                             ttl: float) -> Binding:
+        """A buyer's return in one transaction: bind as bind_session (same errors), then, with an `owner`
+        and the checkout still `created`, try_lease. An unbound ref whose pair Amazon rejected
+        (session_rejected) is left as it is: `rejected`."""
+
     async def try_lease(self, ref: str, owner: str, now: float, ttl: float) -> Checkout | None:
         """Take the finalize lease atomically, or return None.
 
@@ -125,8 +142,10 @@ class Store(Protocol):
         state: State,
         changes: Mapping[str, Any] | None = None,
         events: Sequence[NewEvent] = (),
+        instead_after: tuple[str, Callable[[], Sequence[NewEvent]]] | None = None,
     ) -> Checkout:
-        """Set the state (and MUTABLE_FIELDS in `changes`), release the lease, append `events`.
+        """Set the state (and MUTABLE_FIELDS in `changes`), release the lease, append `events`; with
+        `instead_after` = (type, make), append `make()` instead when the checkout has an event of `type`.
 
         All in one transaction. With an `owner`, LeaseLost unless that owner still holds the lease;
         with owner None (merchant/cancel actions) the lease must be free or expired, else LeaseLost.
@@ -193,6 +212,12 @@ class Store(Protocol):
     ) -> Checkout | None:
         """Set state `canceled` (and `changes`, `events`) only if the checkout is `created`, bound to no
         session and not leased, in one transaction; None (nothing changed) otherwise."""
+
+    async def cancel_or_get(
+        self, ref: str, now: float, changes: Mapping[str, Any], events_for: Callable[[Checkout], Sequence[NewEvent]]
+    ) -> tuple[Checkout | None, bool]:
+        """cancel_unbound, its events made by `events_for(the canceled checkout)`, and otherwise a read of
+        the checkout, in one transaction: (the checkout as it now is or None if unknown, canceled?)."""
 
     async def has_event(self, ref: str, event_type: str) -> bool:
         """Whether the outbox holds an event of `event_type` for the checkout."""

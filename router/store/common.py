@@ -9,13 +9,13 @@ A backend supplies `_flow(flow, mode)`, which runs one flow on one connection:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from router.checkout.model import Checkout, State
 from router.store import flows
 from router.store import statements as sql
-from router.store.base import DueResume, NewEvent, OutboxEvent, OutboxStats
+from router.store.base import Binding, DueResume, NewEvent, OutboxEvent, OutboxStats
 from router.store.flows import Flow
 from router.store.records import check_state, checkout_values, clip_error, event_values, transition_values
 
@@ -63,6 +63,12 @@ class SqlStore:
             raise ValueError("checkout_session_id must be a non-empty string")
         return await self._flow(flows.bind_session(ref, checkout_session_id, now), "transaction")
 
+    async def bind_and_lease(self, ref: str, checkout_session_id: str, owner: str | None, now: float,
+                             ttl: float) -> Binding:
+        if not checkout_session_id:
+            raise ValueError("checkout_session_id must be a non-empty string")
+        return await self._flow(flows.bind_and_lease(ref, checkout_session_id, owner, now, now + ttl), "transaction")
+
     async def try_lease(self, ref: str, owner: str, now: float, ttl: float) -> Checkout | None:
         flow = flows.checkouts(sql.TRY_LEASE, ref=ref, owner=owner, now=now, until=now + ttl)
         found = await self._flow(flow, "write")
@@ -80,9 +86,14 @@ class SqlStore:
         state: State,
         changes: Mapping[str, Any] | None = None,
         events: Sequence[NewEvent] = (),
+        instead_after: tuple[str, Callable[[], Sequence[NewEvent]]] | None = None,
     ) -> Checkout:
         params = _transition_params(ref, owner, now, state, changes)
-        return await self._flow(flows.transition(params, _event_params(ref, now, events)), "transaction")
+        instead = None
+        if instead_after is not None:
+            kind, make = instead_after
+            instead = (kind, lambda: _event_params(ref, now, make()))
+        return await self._flow(flows.transition(params, _event_params(ref, now, events), instead), "transaction")
 
     async def list_checkouts(
         self, states: Sequence[State], *, now: float, bound_only: bool = True, limit: int = 100
@@ -163,6 +174,13 @@ class SqlStore:
     ) -> Checkout | None:
         params = _transition_params(ref, None, now, State.CANCELED, changes)
         return await self._flow(flows.cancel_unbound(params, _event_params(ref, now, events)), "transaction")
+
+    async def cancel_or_get(
+        self, ref: str, now: float, changes: Mapping[str, Any], events_for: Callable[[Checkout], Sequence[NewEvent]]
+    ) -> tuple[Checkout | None, bool]:
+        params = _transition_params(ref, None, now, State.CANCELED, changes)
+        flow = flows.cancel_or_get(params, lambda canceled: _event_params(ref, now, events_for(canceled)))
+        return await self._flow(flow, "transaction")
 
     async def has_event(self, ref: str, event_type: str) -> bool:
         return bool(await self._flow(flows.rows(sql.HAS_EVENT, ref=ref, type=event_type), "read"))

@@ -13,9 +13,17 @@ from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from router.checkout.model import Checkout, CheckoutError, DuplicateRef, LeaseLost, NotFound, SessionConflict
+from router.checkout.model import (
+    Checkout,
+    CheckoutError,
+    DuplicateRef,
+    LeaseLost,
+    NotFound,
+    SessionConflict,
+    State,
+)
 from router.store import statements as sql
-from router.store.base import REJECTED_PER_REF, DueResume, OutboxEvent, StoreError
+from router.store.base import REJECTED_PER_REF, Binding, DueResume, OutboxEvent, StoreError
 from router.store.records import Row, checkout_from_row, event_from_row
 from router.store.statements import Statement
 
@@ -123,7 +131,31 @@ def bind_session(ref: str, session: str, now: float) -> Flow[Checkout]:
     return checkout_from_row(row)
 
 
-def transition(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> Flow[Checkout]:
+def bind_and_lease(ref: str, session: str, owner: str | None, now: float, until: float) -> Flow[Binding]:
+    """bind_session, then (with an owner, still created) try_lease: one transaction for a buyer's return."""
+    row = (yield from run(sql.LOCK_CHECKOUT, ref=ref)).first()
+    if row is None:
+        raise NotFound("unknown checkout ref")
+    bound = row["checkout_session_id"]
+    if bound is None and (yield from rows(sql.SESSION_REJECTED, ref=ref, session=session, now=now)):
+        return Binding(checkout_from_row(row), rejected=True)
+    if bound is not None and bound != session:
+        raise SessionConflict("the checkout is bound to another checkout session")
+    if bound is None:
+        row = (yield from run(sql.BIND_SESSION, ref=ref, session=session, now=now)).first()
+        assert row is not None  # locked (or write-locked) above
+    if owner is not None and row["state"] == State.CREATED:
+        leased = (yield from run(sql.TRY_LEASE, ref=ref, owner=owner, now=now, until=until)).first()
+        if leased is not None:
+            return Binding(checkout_from_row(leased), newly_bound=bound is None, leased=True)
+    return Binding(checkout_from_row(row), newly_bound=bound is None)
+
+
+def transition(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]],
+               instead: tuple[str, Callable[[], Sequence[Mapping[str, Any]]]] | None = None) -> Flow[Checkout]:
+    """`instead`: (event type, make): write make() in place of `events` when the checkout has such an event."""
+    if instead is not None and (yield from rows(sql.HAS_EVENT, ref=params["ref"], type=instead[0])):
+        events = instead[1]()
     statement = sql.TRANSITION_FREE if params["owner"] is None else sql.TRANSITION_OWNED
     row = (yield from run(statement, **params)).first()
     if row is None:
@@ -140,6 +172,17 @@ def cancel_unbound(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]
         return None
     yield from _insert_events(events)
     return checkout_from_row(row)
+
+
+def cancel_or_get(params: Mapping[str, Any], events_for: Callable[[Checkout], Sequence[Mapping[str, Any]]]
+                  ) -> Flow[tuple[Checkout | None, bool]]:
+    """cancel_unbound, with the events made from the canceled row; else the checkout as it is."""
+    row = (yield from run(sql.CANCEL_UNBOUND, **params)).first()
+    if row is None:
+        return (yield from get_checkout(params["ref"])), False
+    canceled = checkout_from_row(row)
+    yield from _insert_events(events_for(canceled))
+    return canceled, True
 
 
 def _insert_events(events: Sequence[Mapping[str, Any]]) -> Flow[None]:

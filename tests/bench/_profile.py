@@ -1,13 +1,17 @@
 """Where a successful return's CPU goes: py-spy samples the router process during N returns.
 
 Not a `make bench` section (it needs py-spy and ptrace rights): run it by hand,
-`python -m tests.bench._profile [N] [CONCURRENCY]`. One worker, SQLite, emulator answering in 100 ms;
-prints the top functions by self and by cumulative share of the samples (all threads, idle excluded).
+`python -m tests.bench._profile [N] [CONCURRENCY] [result|cancel]`. One worker, SQLite, emulator answering in
+100 ms, the bench's raised quotas;
+prints the top functions by self and by cumulative share of the samples. py-spy's idle detection
+misses waits on queues, epoll and fsync, so with PROFILE_GIL=1 only the thread holding the GIL is
+sampled: where the Python CPU goes (SQLite and OpenSSL work done without the GIL then drops out).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -16,7 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ._returns import cpu_seconds, get_all, prepare, stack
+from ._returns import RAISED_QUOTAS, cpu_seconds, expect_all, get_all, prepare, stack
 
 LATENCY_MS = 100
 TOP = 40
@@ -59,21 +63,23 @@ def _name(frame: str) -> str:
     return f"{match['func']} ({file})"
 
 
-def main(n: int = 400, concurrency: int = 10) -> None:
+def main(n: int = 400, concurrency: int = 10, page: str = "result") -> None:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    with stack() as s:
+    with stack(extra=RAISED_QUOTAS) as s:
         asyncio.run(get_all(s.router, asyncio.run(prepare(s, 20, LATENCY_MS)), concurrency))  # warm-up
-        paths = asyncio.run(prepare(s, n, LATENCY_MS))
+        paths = [p.replace("/result", f"/{page}") for p in asyncio.run(prepare(s, n, LATENCY_MS))]
         raw = s.directory / "profile.txt"
+        gil = ["--gil"] if os.environ.get("PROFILE_GIL") == "1" else []
         proc = subprocess.Popen([spy, "record", "-p", str(s.router_pid), "-r", "200", "-f", "raw", "-o", str(raw),
-                                 "--threads"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "--threads", *gil], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)  # py-spy attaches
         cpu = cpu_seconds(s.router_pid)
         result = asyncio.run(get_all(s.router, paths, concurrency))
         cpu = cpu_seconds(s.router_pid) - cpu
         proc.send_signal(2)
         proc.wait(timeout=30)
-        print(f"{n} successful returns, {concurrency} in flight, emulator latency {LATENCY_MS} ms: "
+        expect_all(result.statuses, 200, f"{page} pages")
+        print(f"{n} {page} pages, {concurrency} in flight, emulator latency {LATENCY_MS} ms: "
               f"{1000 * cpu / n:.2f} ms server CPU per return (under py-spy), p50 {result.p(0.5):.0f} ms, "
               f"statuses {result.statuses}")
         summarize(raw)
@@ -81,4 +87,4 @@ def main(n: int = 400, concurrency: int = 10) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:]))
+    main(*(int(a) for a in sys.argv[1:3]), *sys.argv[3:4])

@@ -24,7 +24,7 @@ import json
 import os
 import secrets
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -81,9 +81,11 @@ class RecordingStore:
         return getattr(self.inner, name)
 
     async def transition(self, ref: str, *, owner: str | None, now: float, state: State,
-                         changes: Mapping[str, Any] | None = None, events: Sequence[NewEvent] = ()) -> Checkout:
+                         changes: Mapping[str, Any] | None = None, events: Sequence[NewEvent] = (),
+                         instead_after: tuple[str, Callable[[], Sequence[NewEvent]]] | None = None) -> Checkout:
         before = await self.inner.get_checkout(ref)
-        after = await self.inner.transition(ref, owner=owner, now=now, state=state, changes=changes, events=events)
+        after = await self.inner.transition(ref, owner=owner, now=now, state=state, changes=changes, events=events,
+                                            instead_after=instead_after)
         self.changes.append((ref, before.state if before else None, after.state, len(events)))
         return after
 
@@ -93,6 +95,19 @@ class RecordingStore:
         if after is not None:
             self.changes.append((ref, State.CREATED, after.state, len(events)))
         return after
+
+    async def cancel_or_get(self, ref: str, now: float, changes: Mapping[str, Any],
+                            events_for: Callable[[Checkout], Sequence[NewEvent]]) -> tuple[Checkout | None, bool]:
+        made: list[NewEvent] = []
+
+        def counted(canceled: Checkout) -> Sequence[NewEvent]:
+            made[:] = events_for(canceled)
+            return made
+
+        after, canceled = await self.inner.cancel_or_get(ref, now, changes, counted)
+        if canceled and after is not None:
+            self.changes.append((ref, State.CREATED, after.state, len(made)))
+        return after, canceled
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import queue
 
 import pytest
 
@@ -46,6 +47,36 @@ def test_json_and_text_lines_carry_the_context() -> None:
     assert doc["level"] == "INFO" and doc["logger"] == "router.x" and doc["time"].endswith("Z")
     line = logs.TextFormatter().format(_record("hello"))
     assert "[r-1]: hello" in line and "ref=abcd…wxyz" in line
+
+
+class _CountingStream:
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_the_writer_writes_what_queued_in_one_write_and_drains_at_stop() -> None:
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    stream = _CountingStream()
+    handler = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    handler.setFormatter(logs.JsonFormatter())
+    handler.setLevel(logging.INFO)
+    writer = logs.BatchWriter(records, handler)
+    for i in range(5):
+        records.put(_record(f"line {i}"))
+    records.put(logging.LogRecord("router.x", logging.DEBUG, "", 0, "below the level", None, None))
+    writer.flush()
+    assert len(stream.writes) == 1
+    assert [json.loads(line)["message"] for line in stream.writes[0].splitlines()] == [f"line {i}" for i in range(5)]
+    writer.start()
+    records.put(_record("the last one"))
+    writer.stop()  # at once: the record queued just before is written all the same
+    assert json.loads(stream.writes[-1])["message"] == "the last one"
 
 
 def test_a_merchant_reference_cannot_forge_a_line_or_a_field() -> None:

@@ -81,6 +81,43 @@ async def test_bind_once_same_pair_noop_and_conflicts(store: Store) -> None:
     assert await store.get_checkout("a") == bound
 
 
+async def test_bind_and_lease_in_one_transaction(store: Store) -> None:
+    await store.create_checkout(checkout("a"))
+    await store.create_checkout(checkout("b"))
+    first = await store.bind_and_lease("a", "sess-a", "w1", now=1100.0, ttl=30.0)
+    assert first.newly_bound and first.leased and not first.rejected
+    assert first.checkout.checkout_session_id == "sess-a" and first.checkout.lease_owner == "w1"
+    assert first.checkout.lease_until == 1130.0
+
+    again = await store.bind_and_lease("a", "sess-a", "w2", now=1110.0, ttl=30.0)  # w1 holds the lease
+    assert not again.newly_bound and not again.leased and again.checkout.lease_owner == "w1"
+    joined = await store.bind_and_lease("a", "sess-a", None, now=1110.0, ttl=30.0)  # no owner: bind only
+    assert not joined.leased and joined.checkout == again.checkout
+
+    with pytest.raises(SessionConflict):  # the ref is bound to another session
+        await store.bind_and_lease("a", "sess-other", "w2", now=1200.0, ttl=30.0)
+    with pytest.raises(SessionConflict):  # the session is bound to another ref: nothing of b changes
+        await store.bind_and_lease("b", "sess-a", "w2", now=1200.0, ttl=30.0)
+    b = await store.get_checkout("b")
+    assert b is not None and b.checkout_session_id is None and b.lease_owner is None
+    with pytest.raises(NotFound):
+        await store.bind_and_lease("missing", "sess-x", "w1", now=1200.0, ttl=30.0)
+
+
+async def test_bind_and_lease_leaves_a_rejected_pair_and_leases_only_created(store: Store) -> None:
+    await store.create_checkout(checkout("r"))
+    await store.reject_session("r", "probe-0001", until=5000.0, now=1000.0)
+    rejected = await store.bind_and_lease("r", "probe-0001", "w1", now=1100.0, ttl=30.0)
+    assert rejected.rejected and not rejected.leased and rejected.checkout.checkout_session_id is None
+    r = await store.get_checkout("r")
+    assert r is not None and r.checkout_session_id is None and r.lease_owner is None
+
+    await store.create_checkout(checkout("c", state=State.CANCELED))
+    canceled = await store.bind_and_lease("c", "sess-c", "w1", now=1100.0, ttl=30.0)
+    assert canceled.newly_bound and not canceled.leased  # bound (the payment wins), but not leased here
+    assert canceled.checkout.checkout_session_id == "sess-c" and canceled.checkout.lease_owner is None
+
+
 async def test_lease_is_exclusive_until_it_expires(store: Store) -> None:
     await store.create_checkout(checkout("l"))
     leased = await store.try_lease("l", "w1", now=2000.0, ttl=30.0)
@@ -242,3 +279,17 @@ async def test_list_checkouts_filters_and_order(store: Store) -> None:
     assert await store.list_checkouts([], now=100.0) == []
     with pytest.raises(ValueError):
         await store.list_checkouts(["bogus"], now=100.0)
+
+
+async def test_transition_writes_the_superseding_events_when_the_earlier_type_is_stored(store: Store) -> None:
+    await store.create_checkout(checkout("x"))
+    await store.create_checkout(checkout("y"))
+    await store.transition("x", owner=None, now=1100.0, state=State.CANCELED,
+                           events=[event("e-x-canceled", type="checkout.canceled")])
+    await store.transition("x", owner=None, now=1200.0, state=State.CREATED)  # reopened: the buyer paid after all
+    for ref in ("x", "y"):
+        await store.transition(ref, owner=None, now=1300.0, state=State.COMPLETED, events=[event(f"e-{ref}-plain")],
+                               instead_after=("checkout.canceled", lambda ref=ref: [event(f"e-{ref}-superseding")]))
+    ids = {e.id for e in await store.list_events()}
+    assert {"e-x-superseding", "e-y-plain"} <= ids
+    assert not {"e-x-plain", "e-y-superseding"} & ids

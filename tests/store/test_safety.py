@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from router.checkout.model import State
+from router.checkout.model import Checkout, State
 from router.store import open_store
-from router.store.base import REJECTED_PER_REF, Store, StoreUnavailable
+from router.store.base import REJECTED_PER_REF, NewEvent, Store, StoreUnavailable
 from tests.store.tcp_proxy import TcpProxy
 from tests.support.stores import PG_DSN, Backend, checkout, event, postgres_backend
 
@@ -118,3 +118,24 @@ async def test_postgres_unreachable_is_not_writable() -> None:
                 await store.close()
     finally:
         await proxy.stop()
+
+
+async def test_cancel_or_get_cancels_an_unbound_checkout_else_reads_it(store: Store) -> None:
+    await store.create_checkout(checkout("free"))
+    await store.create_checkout(checkout("bound"))
+    await store.bind_session("bound", "sess-b", now=1.0)
+    made: list[str] = []
+
+    def events_for(canceled: Checkout) -> list[NewEvent]:
+        made.append(canceled.ref)
+        assert canceled.state == State.CANCELED and canceled.reason_code == "BuyerCanceled"
+        return [event(f"e-{canceled.ref}", type="checkout.canceled")]
+
+    found, canceled = await store.cancel_or_get("free", 2.0, CANCELED, events_for)
+    assert canceled and found is not None and found.state == State.CANCELED
+    assert await store.has_event("free", "checkout.canceled")
+    found, canceled = await store.cancel_or_get("bound", 2.0, CANCELED, events_for)
+    assert not canceled and found is not None and found.state == State.CREATED and found.checkout_session_id
+    assert not await store.has_event("bound", "checkout.canceled")
+    assert await store.cancel_or_get("missing", 2.0, CANCELED, events_for) == (None, False)
+    assert made == ["free"]  # events are made only for a checkout that was canceled

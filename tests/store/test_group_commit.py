@@ -1,0 +1,110 @@
+"""SQLite group commit: the writes waiting together share one COMMIT, and one failing write fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from router.checkout.model import LeaseLost, SessionConflict, State
+from router.store.sqlite import SQLiteStore
+from tests.support.stores import checkout, event
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(tmp_path / "group.db")
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def held(store: SQLiteStore) -> AsyncIterator[list[str]]:
+    """The store's thread blocked while the body queues work; yields the statements run after release."""
+    statements: list[str] = []
+    gate = threading.Event()
+    await store._run(lambda conn: conn.set_trace_callback(statements.append))
+    blocker = asyncio.ensure_future(store._run(lambda conn: gate.wait(10)))
+    await asyncio.sleep(0.05)  # the thread is inside the blocker now
+    try:
+        yield statements
+    finally:
+        gate.set()
+        await blocker
+
+
+def committed_states(path: Path) -> dict[str, str]:
+    """What a second connection sees on the file: only committed data."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return dict(conn.execute("SELECT ref, state FROM checkouts").fetchall())
+
+
+async def test_queued_writes_share_one_commit_and_are_durable(sqlite_store: SQLiteStore, tmp_path: Path) -> None:
+    refs = [f"r{i}" for i in range(20)]
+    async with held(sqlite_store) as statements:
+        creates = [asyncio.ensure_future(sqlite_store.create_checkout(checkout(ref))) for ref in refs]
+        await asyncio.sleep(0.05)
+        assert not any(task.done() for task in creates)  # queued behind the blocker
+    await asyncio.gather(*creates)
+    assert statements.count("COMMIT") == 1
+    assert statements.count("BEGIN IMMEDIATE") == 1
+    assert committed_states(tmp_path / "group.db") == dict.fromkeys(refs, "created")
+
+
+async def test_a_failing_write_is_rolled_back_alone(sqlite_store: SQLiteStore, tmp_path: Path) -> None:
+    for ref in ("a", "b", "c"):
+        await sqlite_store.create_checkout(checkout(ref))
+    await sqlite_store.bind_session("b", "S-other", now=1001.0)
+    async with held(sqlite_store):
+        ok_a = asyncio.ensure_future(sqlite_store.transition(
+            "a", owner=None, now=1002.0, state=State.CANCELED, events=[event("e-a", type="checkout.canceled")]))
+        conflict = asyncio.ensure_future(sqlite_store.bind_session("c", "S-other", now=1002.0))  # b has it
+        lost = asyncio.ensure_future(sqlite_store.transition("c", owner="nobody", now=1002.0, state=State.COMPLETED,
+                                                             events=[event("e-c")]))
+        ok_b = asyncio.ensure_future(sqlite_store.try_lease("b", "me", now=1002.0, ttl=30.0))
+    assert (await ok_a).state == State.CANCELED
+    with pytest.raises(SessionConflict):
+        await conflict
+    with pytest.raises(LeaseLost):
+        await lost
+    leased = await ok_b
+    assert leased is not None and leased.lease_owner == "me"
+    assert committed_states(tmp_path / "group.db") == {"a": "canceled", "b": "created", "c": "created"}
+    c = await sqlite_store.get_checkout("c")
+    assert c is not None and c.checkout_session_id is None
+    assert await sqlite_store.has_event("a", "checkout.canceled")
+    assert not await sqlite_store.has_event("c", "checkout.completed")
+
+
+async def test_a_read_queued_after_a_write_sees_it(sqlite_store: SQLiteStore) -> None:
+    await sqlite_store.create_checkout(checkout("a"))
+    async with held(sqlite_store):
+        bind = asyncio.ensure_future(sqlite_store.bind_session("a", "S-1", now=1001.0))
+        read = asyncio.ensure_future(sqlite_store.get_checkout("a"))
+    await bind
+    found = await read
+    assert found is not None and found.checkout_session_id == "S-1"
+
+
+async def test_a_failed_commit_fails_every_write_of_the_group(sqlite_store: SQLiteStore, tmp_path: Path) -> None:
+    await sqlite_store.create_checkout(checkout("a"))
+    other = sqlite3.connect(tmp_path / "group.db", isolation_level=None)
+    await sqlite_store._run(lambda conn: conn.execute("PRAGMA busy_timeout = 100"))
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the busy timeout
+        async with held(sqlite_store):
+            writes = [asyncio.ensure_future(sqlite_store.create_checkout(checkout(f"n{i}"))) for i in range(3)]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        assert all(type(r).__name__ == "StoreUnavailable" for r in results), results
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert committed_states(tmp_path / "group.db") == {"a": "created"}
