@@ -125,10 +125,10 @@ class CheckoutService:
             raise UnknownRef(ref)
         owner = None if ref in self._inflight else self.owner  # a local leader is at work: join it below
         try:
-            binding = await self.store.bind_and_lease(ref, checkout_session_id, owner, self.clock(),
-                                                      self.lease_seconds)
+            binding = await self.store.bind_and_lease(ref, checkout_session_id, owner, self.clock(), self.lease_seconds)
         except NotFound:
             raise UnknownRef(ref) from None
+        logs.noted(binding.checkout)  # this request's log lines name the order
         if binding.rejected:
             return Outcome(binding.checkout, error=OutcomeError.UNKNOWN_SESSION)  # a repeated probe: no Amazon call
         if binding.checkout.state == State.CANCELED and binding.newly_bound:
@@ -345,6 +345,7 @@ class CheckoutService:
             return [event] if event else []
 
         checkout, canceled = await self.store.cancel_or_get(ref, now, {"reason_code": "BuyerCanceled"}, events)
+        logs.noted(checkout)
         if canceled:
             log.info("checkout %s: %s → %s", mask(ref), State.CREATED, State.CANCELED)
             if self.on_event is not None:
