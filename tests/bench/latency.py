@@ -10,51 +10,22 @@ pool size / upstream latency.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import httpx
 
-from router.amazon_pay import AmazonPayAuth, generate_key_pair, load_private_key, serialize_payload
-from tests.support.config import KEY_ID, TOKEN, router_config
+from router.amazon_pay import AmazonPayAuth, load_private_key, serialize_payload
+from tests.support.config import KEY_ID
 
-from ._load import server
-from ._returns import ORDER, Latencies, Stack, emulator_process, get_all, new_sessions, prepare
+from ._returns import ORDER, RAISED_QUOTAS, Latencies, get_all, new_sessions, prepare, stack
 
 LATENCY_MS = 100
 LEVELS = ((10, int(os.environ.get("BENCH_RETURNS", "300"))), (32, 640))
 POOL = 10  # the Amazon client's connection pool (AmazonPayClient's default)
-# The emulator's key id is a Sandbox one, and Sandbox allows finalize a burst of 2 at 1/s: the router's own
-# quota would answer most returns 503 in 2 s. A merchant whose limits Amazon raised says so in [amazon_pay];
-# these are above what the bench asks for, so what queues at 32 in flight is the pool.
-RAISED_QUOTAS = """finalize_quota = [100, 1000]
-get_checkout_session_quota = [100, 1000]
-get_charge_quota = [100, 1000]
-"""
 EXPECTED = 200  # a success return's page; plain finalize POSTs to the emulator answer 200 too
-
-
-@contextlib.contextmanager
-def raised_stack() -> Iterator[Stack]:
-    """tests/bench/_returns.stack with RAISED_QUOTAS in the router's [amazon_pay]."""
-    with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
-        directory = Path(tmp)
-        private_pem, public_pem = generate_key_pair()
-        (directory / "private.pem").write_bytes(private_pem)
-        (directory / "public.pem").write_bytes(public_pem)
-        with emulator_process(directory / "public.pem") as emulator:
-            config = directory / "bench.toml"
-            config.write_text(router_config(emulator, directory / "private.pem", f"sqlite:///{tmp}/bench.db",
-                                            extra=RAISED_QUOTAS))
-            env = {"RETURN_ROUTER_CONFIG": str(config), "RR_TEST_TOKEN": TOKEN}
-            with server(["router.cli:app_factory", "--factory"], env) as (router, pid):
-                yield Stack(router, pid, emulator, private_pem, directory)
 
 
 def unexpected(statuses: dict[int, int]) -> str | None:
@@ -101,7 +72,7 @@ def main() -> None:
           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
     added = []
     problems = []
-    with raised_stack() as s:
+    with stack(extra=RAISED_QUOTAS) as s:  # Sandbox's finalize quota (2, 1/s) would answer 503
         warm = asyncio.run(get_all(s.router, asyncio.run(prepare(s, 20, LATENCY_MS)), 10))
         if (problem := unexpected(warm.statuses)) is not None:
             problems.append(f"warm-up: {problem}")
