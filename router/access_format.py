@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from router.logs import JsonFormatter, TextFormatter, _text_value
+from router.logs import JsonFormatter, TextFormatter, text_value
 
 # (created, client address, request id, duration_ms) → the line
 Line = Callable[[float, str, str, float], str]
@@ -74,7 +74,7 @@ def text_template(formatter: TextFormatter) -> Template:
     stamp = _PerSecond(formatter.default_time_format, formatter.converter)
 
     def template(method: str, target: str, version: str, status: int, host: str | None, platform: str) -> Line:
-        rest = "".join(f" {name}={_text_value(value)}" for name, value in (("host", host), ("platform", platform))
+        rest = "".join(f" {name}={text_value(value)}" for name, value in (("host", host), ("platform", platform))
                        if value)
         form = ("%s,%03d INFO uvicorn.access [%s]: %s" + _literal(_request_line(method, target, version, status))
                 + "%s" + _literal(rest))

@@ -104,13 +104,13 @@ class _Writer(threading.Thread):
         direct = self._direct()
         if direct is not None:
             for (stream, _), lines in zip(direct, self._direct_lines(entries, direct), strict=True):
-                _write_lines(stream, lines)
+                logs.write_lines(stream, lines)
             return
         records = [r for r in (self._record(e) for e in entries) if r is not None]
         for handler in self.handlers:
             mine = [r for r in records if r.levelno >= handler.level]
             if isinstance(handler, logging.StreamHandler) and type(handler).emit is logging.StreamHandler.emit:
-                _write_stream(handler, mine)  # one write and one flush for the whole batch
+                logs.write_records(handler, mine)  # one write and one flush for the whole batch
             else:
                 for record in mine:
                     handler.handle(record)
@@ -243,29 +243,6 @@ def _record(logger: logging.Logger, line: Line, context: Context) -> logging.Log
                                extra={"method": method, "status": status, **fields})
     record.created, record.msecs = at, (at - int(at)) * 1000
     return record
-
-
-def _write_lines(handler: logging.StreamHandler, lines: list[str]) -> None:  # type: ignore[type-arg]
-    handler.acquire()
-    try:
-        handler.stream.write(handler.terminator.join(lines) + handler.terminator)
-        handler.stream.flush()
-    except Exception:
-        handler.handleError(logging.makeLogRecord({"msg": "access log write failed"}))
-    finally:
-        handler.release()
-
-
-def _write_stream(handler: logging.StreamHandler, records: list[logging.LogRecord]) -> None:  # type: ignore[type-arg]
-    lines = []
-    for record in records:
-        if handler.filter(record):
-            try:
-                lines.append(handler.format(record))
-            except Exception:
-                handler.handleError(record)
-    if lines:
-        _write_lines(handler, lines)
 
 
 class _AccessLogged:

@@ -157,13 +157,13 @@ class TextFormatter(logging.Formatter):
         if not hasattr(record, "request_id"):
             record.request_id = "-"
         line = super().format(record)
-        extra = [f"{name}={_text_value(getattr(record, name))}"
+        extra = [f"{name}={text_value(getattr(record, name))}"
                  for name in ("ref", "session_id", "merchant_reference", "trace_id", "duration_ms", "host", "platform")
                  if getattr(record, name, None)]
         return line + (" " + " ".join(extra) if extra else "")
 
 
-def _text_value(value: object) -> str:
+def text_value(value: object) -> str:
     """A field of a text line: quoted (JSON string) when it has a space, a quote or "=", so that a
     merchant's reference cannot pass for another field."""
     text = str(value)
@@ -197,25 +197,42 @@ class BatchWriter:
         self.flush()
 
     def flush(self) -> None:
-        lines = []
+        records = []
         while True:
             try:
                 record = self.records.get_nowait()
             except queue.Empty:
                 break
-            if record.levelno < self.handler.level:
-                continue
+            if record.levelno >= self.handler.level:
+                records.append(record)
+        write_records(self.handler, records)
+
+
+def write_records(handler: logging.StreamHandler[Any], records: list[logging.LogRecord]) -> None:
+    """Format the records the handler's filters let through, then write them at once (`write_lines`)."""
+    lines = []
+    for record in records:
+        if handler.filter(record):
             try:
-                lines.append(self.handler.format(record) + self.handler.terminator)
+                lines.append(handler.format(record))
             except Exception:
-                self.handler.handleError(record)
-        if not lines:
-            return
-        try:
-            self.handler.stream.write("".join(lines))
-            self.handler.flush()
-        except Exception:  # stderr closed or full: logging must never take the service down
-            self.handler.handleError(logging.makeLogRecord({"msg": "log write failed"}))
+                handler.handleError(record)
+    write_lines(handler, lines)
+
+
+def write_lines(handler: logging.StreamHandler[Any], lines: list[str]) -> None:
+    """One write and one flush for many lines, under the handler's lock; a failed write is reported,
+    never raised: logging must not take the service down."""
+    if not lines:
+        return
+    handler.acquire()
+    try:
+        handler.stream.write(handler.terminator.join(lines) + handler.terminator)
+        handler.stream.flush()
+    except Exception:  # stderr closed or full
+        handler.handleError(logging.makeLogRecord({"msg": "log write failed"}))
+    finally:
+        handler.release()
 
 
 _listener: BatchWriter | None = None
