@@ -4,8 +4,8 @@ The access log writer (router/access_log.py) would otherwise build a LogRecord, 
 the formatter for every request: about 20 µs of CPU per line, as much as serving an association
 file. Most of a line repeats (method, redacted target, status, host, platform), so each distinct
 combination becomes a %-template once; a line is then one `%` with the time, the client address,
-the request id and the duration. tests/router/test_access_format.py checks the text against the
-formatters' own.
+the request id, the duration and the order's merchant_reference (a return's and a cancel's lines
+have one). tests/router/test_access_format.py checks the text against the formatters' own.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from router.logs import JsonFormatter, TextFormatter, text_value
 
-# (created, client address, request id, duration_ms) → the line
-Line = Callable[[float, str, str, float], str]
+# (created, client address, request id, duration_ms, merchant_reference or None) → the line
+Line = Callable[[float, str, str, float, "str | None"], str]
 # (method, target as redacted, http version, status, host, platform) → Line
 Template = Callable[[str, str, str, int, "str | None", str], Line]
 
@@ -58,12 +58,13 @@ def json_template() -> Template:
         fields = f'"method": {_text(method)}, "path": {_text(target)}, "status": {status!r}, "duration_ms": '
         rest = (f', "host": {_text(host)}' if host is not None else "") + f', "platform": {_text(platform)}}}'
         form = ('{"time": "%s.%03dZ", "level": "INFO", "logger": "uvicorn.access", "message": "%s'
-                + _literal(_inner(_request_line(method, target, version, status))) + '", "request_id": %s, '
+                + _literal(_inner(_request_line(method, target, version, status))) + '", "request_id": %s, %s'
                 + _literal(fields) + "%r" + _literal(rest))
 
-        def line(created: float, address: str, request_id: str, duration_ms: float) -> str:
+        def line(created: float, address: str, request_id: str, duration_ms: float, reference: str | None) -> str:
+            order = f'"merchant_reference": {_text(reference)}, ' if reference is not None else ""
             return form % (stamp(created), (created - int(created)) * 1000, _inner(address), _text(request_id),
-                           duration_ms)
+                           order, duration_ms)
 
         return line
 
@@ -79,8 +80,9 @@ def text_template(formatter: TextFormatter) -> Template:
         form = ("%s,%03d INFO uvicorn.access [%s]: %s" + _literal(_request_line(method, target, version, status))
                 + "%s" + _literal(rest))
 
-        def line(created: float, address: str, request_id: str, duration_ms: float) -> str:
-            took = f" duration_ms={duration_ms}" if duration_ms else ""
+        def line(created: float, address: str, request_id: str, duration_ms: float, reference: str | None) -> str:
+            took = f" merchant_reference={text_value(reference)}" if reference else ""
+            took += f" duration_ms={duration_ms}" if duration_ms else ""
             return form % (stamp(created), (created - int(created)) * 1000, request_id, address, took)
 
         return line

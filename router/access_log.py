@@ -142,12 +142,13 @@ class _Writer(threading.Thread):
 
     def _direct_lines(self, entries: list[Entry], direct: list[tuple[logging.StreamHandler, Template]],  # type: ignore[type-arg]
                       ) -> list[list[str]]:
-        """Each handler's lines, from the templates of each entry's repeating parts (an entry with context
-        fields, a merchant_reference or a trace id, goes through its formatter)."""
+        """Each handler's lines, from the templates of each entry's repeating parts and its merchant_reference
+        (an entry with a trace id goes through its formatter)."""
         out: list[list[str]] = [[] for _ in direct]
         for entry in entries:
             at, duration, client, method, path, query, version, status, host, agent, answered, context = entry
-            if context:
+            reference = context.get("merchant_reference") if context else None
+            if context and (len(context) > 1 or reference is None):  # trace ids: through the formatter
                 record = self._record(entry)
                 if record is not None:
                     for handler_lines, (handler, _) in zip(out, direct, strict=True):
@@ -159,7 +160,7 @@ class _Writer(threading.Thread):
             address = f"{client[0]}:{client[1]}" if client else ""
             took = round(duration * 1000, 1)
             for handler_lines, line in zip(out, lines, strict=True):
-                handler_lines.append(line(at, address, request_id, took))
+                handler_lines.append(line(at, address, request_id, took, reference))
         return out
 
     def _templates(self, key: Key,

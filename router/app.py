@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from router import tracing
 from router.access_log import take_over
@@ -149,12 +149,23 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
     return app
 
 
+class HttpToHolder:
+    """Requests straight to the config holder, the lifespan to the Starlette app: its error middleware and
+    router only passed each request on to the holder, whose app has all of its own."""
+
+    def __init__(self, app: Starlette, holder: ConfigHolder) -> None:
+        self.app, self.holder = app, holder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await (self.holder if scope["type"] == "http" else self.app)(scope, receive, send)
+
+
 def serving_app(settings: Settings) -> ASGIApp:
     """What `serve` runs: create_app behind the access log's writer, the association files answered in
     front of both (router/web/front.py)."""
     app = create_app(settings)
     holder: ConfigHolder = app.state.config
-    logged, note = take_over(app)
+    logged, note = take_over(HttpToHolder(app, holder))
     if tracing.enabled():  # every request gets its span (tracing.Requests, inside the layers)
         return logged
     return FrontDoor(logged, lambda: holder.settings, note)

@@ -174,6 +174,22 @@ def formatter(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else TextFormatter()
 
 
+class _Enqueue(logging.handlers.QueueHandler):
+    """QueueHandler with the same record on the queue, made for less: the message is merged with
+    getMessage() unless there is a traceback to add (the standard formatter's whole work then), and
+    the copy copies the attributes directly (copy.copy's generic path was ~5 µs per line, on the loop)."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if self.formatter is not None or record.exc_info or record.exc_text or record.stack_info:
+            standard: logging.LogRecord = super().prepare(record)
+            return standard
+        queued = logging.LogRecord.__new__(logging.LogRecord)
+        queued.__dict__.update(record.__dict__)  # other handlers of the chain keep the original
+        queued.message = queued.msg = record.getMessage()
+        queued.args = queued.exc_info = queued.exc_text = queued.stack_info = None
+        return queued
+
+
 class BatchWriter:
     """Drains the queue every FLUSH_SECONDS (and at stop): the records' lines, one write and one flush."""
 
@@ -243,13 +259,16 @@ def setup(fmt: str | None = None, level: int = logging.INFO) -> str:
     global _listener
     fmt = fmt or os.environ.get(FORMAT_ENV) or default_format()
     os.environ[FORMAT_ENV] = fmt  # uvicorn's worker processes inherit it
+    # No line says where in the code it was logged from: skip finding the caller's frame for every record
+    # (the logging HOWTO's "Optimization": a few µs per line, on the event loop).
+    logging._srcfile = None
     if _listener is None:
         atexit.register(_stop)  # the last records are written before the process exits
     _stop()
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(formatter(fmt))
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    handler = logging.handlers.QueueHandler(records)
+    handler = _Enqueue(records)
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     for old in list(root.handlers):

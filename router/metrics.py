@@ -9,6 +9,7 @@ listener adds them up; with one worker the process's own registry is served.
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -56,24 +57,37 @@ def declared_series() -> set[str]:
     return counters | histogram | {BUILD_INFO._name} | set(STORE_GAUGES)
 
 
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """metric.labels(*labels), remembered: labels() validates and locks on every call (a few µs each, on
+    every return). Children are never removed, and prometheus_client keeps every one it made anyway."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
+
+
 def returned(host: str, flow: str, page: str, platform: str, in_app: str | None) -> None:
-    RETURNS.labels(host, flow, page, platform, in_app or "none").inc()
+    _child(RETURNS, host, flow, page, platform, in_app or "none").inc()
 
 
 def finalized(outcome: str) -> None:
-    FINALIZE.labels(outcome).inc()
+    _child(FINALIZE, outcome).inc()
 
 
 def amazon_request(operation: str, status: int | None, seconds: float) -> None:
     """One attempt; status None means no HTTP answer (connection error or timeout)."""
-    AMAZON_REQUESTS.labels(operation, str(status) if status is not None else "error").inc()
-    AMAZON_SECONDS.labels(operation).observe(seconds)
+    _child(AMAZON_REQUESTS, operation, str(status) if status is not None else "error").inc()
+    _child(AMAZON_SECONDS, operation).observe(seconds)
     if status == 429:
         AMAZON_THROTTLED.labels(operation).inc()
 
 
 def api_request(endpoint: str, status: int) -> None:
-    API_REQUESTS.labels(endpoint, str(status)).inc()
+    _child(API_REQUESTS, endpoint, str(status)).inc()
 
 
 def webhook_delivery(result: str) -> None:

@@ -23,7 +23,9 @@ class _CountingStore:
         attr = getattr(self._store, name)
         if not callable(attr) or name.startswith("_"):
             return attr
-        return _counted(name, attr)
+        counted = _counted(name, attr)
+        setattr(self, name, counted)  # made once: later lookups find it without __getattr__
+        return counted
 
 
 def _counted(name: str, method: Callable[..., Any]) -> Callable[..., Any]:

@@ -37,6 +37,8 @@ class FrontDoor:
         self._settings: Settings | None = None
         self._files: AssociationFiles | None = None
         self._hosts: set[bytes] = set()
+        # (method, path, Host) → the finished answer (nosniff added), for requests without If-None-Match
+        self._answers: dict[tuple[str, str, bytes | None], tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in PATH_KIND:
@@ -55,34 +57,52 @@ class FrontDoor:
         """The layers' answer, or None where only they can give it."""
         settings = self.current()
         if settings is not self._settings or self._files is None:
-            self._files, self._settings, self._hosts = AssociationFiles(settings), settings, set()
+            self._files, self._settings, self._hosts, self._answers = AssociationFiles(settings), settings, set(), {}
         limits = settings.server
         headers = scope["headers"]
         if len(headers) > limits.max_headers:
             return None
         host = if_none_match = request_id = agent = None
         hosts = 0
-        size = len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b"")) + 1  # guard.head_size
+        # guard.head_size: the target, and each header's name, value and 4 bytes of ": " and CRLF
+        size = len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b"")) + 1 + 4 * len(headers)
         for name, value in headers:
-            size += len(name) + len(value) + 4
+            size += len(name) + len(value)
             if name == b"host":
                 host, hosts = value, hosts + 1
-            elif name == b"if-none-match":
-                if_none_match = value
             elif name == b"user-agent" and agent is None:
                 agent = value
             elif name == b"x-request-id" and request_id is None:
                 request_id = value
+            elif name == b"if-none-match":
+                if_none_match = value
         if hosts > 1 or size > limits.max_header_bytes or (host is not None and not self._acceptable(host)):
             return None
+        found = self._finished(scope["method"], scope["path"], host, if_none_match)
+        if found is None:
+            return None
+        status, head, body = found
+        return status, [*head, (b"x-request-id", logs.request_id_from(request_id).encode())], body, host, agent
+
+    def _finished(self, method: str, path: str, host: bytes | None,
+                  if_none_match: bytes | None) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """The answer with nosniff added, as router/web/failsafe.py adds it to every answer; None on a failure
+        (the layers answer and log it). Remembered while the settings last, except for conditional requests."""
+        key = (method, path, host)
+        found = self._answers.get(key) if if_none_match is None else None
+        if found is not None:
+            return found
+        assert self._files is not None
         try:
-            status, head, body = answer(self._files, scope["method"], PATH_KIND[scope["path"]], host, if_none_match)
+            status, head, body = answer(self._files, method, PATH_KIND[path], host, if_none_match)
         except Exception:
-            return None  # the layers answer (and log) it as the failure it is
-        # As router/web/failsafe.py does to every answer: nosniff if missing, then the request id.
+            return None
         if not any(name == b"x-content-type-options" for name, _ in head):
             head = [*head, NOSNIFF]
-        return status, [*head, (b"x-request-id", logs.request_id_from(request_id).encode())], body, host, agent
+        found = status, head, body
+        if if_none_match is None and len(self._answers) < _HOSTS_MAX:
+            self._answers[key] = found
+        return found
 
     def _acceptable(self, host: bytes) -> bool:
         """The guard's Host rule (router/web/guard.py), remembered per distinct value."""

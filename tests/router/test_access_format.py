@@ -35,6 +35,9 @@ ENTRIES = [
     entry(response=[(b"x-request-id", b'id"with%quote'), (b"content-length", b"0")]),
     entry(response=[]),
     entry(request=[(b"host", b"pay example.com"), (b"user-agent", b'say "hi"=1')]),  # quoted in text lines
+    entry(path="/amazon-pay/cancel", context={"merchant_reference": 'order "7" 100% = ½ \\ 注文'}),
+    entry(path="/amazon-pay/cancel", duration=0.0, context={"merchant_reference": "plain-42"}),
+    entry(path="/amazon-pay/cancel", context={"merchant_reference": ""}),
     entry(path="/amazon-pay/result", context={"merchant_reference": 'order "7"', "trace_id": "ab" * 16,
                                               "span_id": "cd" * 8}),
 ]
@@ -71,6 +74,19 @@ def test_the_direct_lines_are_the_formatters_lines() -> None:
 def test_a_second_batch_from_the_templates_is_the_same() -> None:
     twice = written(RedactAccessLog, ENTRIES + ENTRIES)
     assert twice[0][: len(ENTRIES)] == twice[0][len(ENTRIES):]
+
+
+def test_a_merchant_reference_alone_takes_the_template_path() -> None:
+    logger = logging.Logger("uvicorn.access")
+    logger.addFilter(RedactAccessLog())
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(JsonFormatter())
+    writer = _Writer(logger, [handler])
+    direct = writer._direct()
+    assert direct is not None
+    lines = writer._direct_lines([ENTRIES[-4], ENTRIES[-3]], direct)[0]
+    assert len(writer.templates) == 1  # both cancel lines came from one template, with their own references
+    assert [json.loads(line)["merchant_reference"] for line in lines] == ['order "7" 100% = ½ \\ 注文', "plain-42"]
 
 
 def test_context_fields_reach_the_line() -> None:

@@ -136,3 +136,15 @@ def test_a_reload_reaches_the_front_door(apps: Any, write_config: Callable[[str]
     after = call(front, AASA, [HOST])
     assert after[2] != before and b"ZYXWV54321" in after[2]
     assert after[2] == call(layers, AASA, [HOST])[2]
+
+
+def test_a_remembered_answer_gets_its_own_request_id_and_still_revalidates(apps: Any) -> None:
+    layers, front, behind, _ = apps
+    first, second = call(front, AASA, [HOST]), call(front, AASA, [HOST])
+    assert without_request_id(first[1]) == without_request_id(second[1]) == without_request_id(
+        call(layers, AASA, [HOST])[1])
+    assert dict(first[1])[b"x-request-id"] != dict(second[1])[b"x-request-id"]
+    assert [k for k, _ in second[1]].count(b"x-request-id") == 1  # the remembered head was not appended to
+    etag = dict(first[1])[b"etag"]
+    assert call(front, AASA, [HOST, (b"if-none-match", etag)])[0] == 304
+    assert call(front, AASA, [HOST])[0] == 200 and behind.calls == 0

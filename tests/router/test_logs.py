@@ -6,6 +6,7 @@ import json
 import logging
 import logging.handlers
 import queue
+import sys
 
 import pytest
 
@@ -25,10 +26,35 @@ def test_the_root_logger_only_queues(monkeypatch: pytest.MonkeyPatch) -> None:
     saved = list(root.handlers), root.level
     try:
         assert logs.setup("json") == "json"
-        assert [type(h) for h in root.handlers] == [logging.handlers.QueueHandler]
+        assert len(root.handlers) == 1 and isinstance(root.handlers[0], logging.handlers.QueueHandler)
     finally:
         logs._stop()
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+
+
+def test_the_queued_record_is_the_standard_queue_handlers() -> None:
+    def queued(handler_type: type[logging.handlers.QueueHandler], record: logging.LogRecord) -> dict[str, object]:
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        handler_type(records).handle(record)
+        found = records.get_nowait()
+        assert found is not record and record.args is not None  # the original is left to other handlers
+        return {k: v for k, v in vars(found).items() if k != "exc_info"} | {"exc_info": found.exc_info}
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failure = sys.exc_info()
+    for exc_info in (None, failure):
+        made = [logging.LogRecord("router.x", logging.WARNING, "f.py", 3, "checkout %s: %d", ("a…b", 7), exc_info)
+                for _ in range(2)]
+        mine, standard = queued(logs._Enqueue, made[0]), queued(logging.handlers.QueueHandler, made[1])
+        assert mine == {**standard, "created": mine["created"], "msecs": mine["msecs"],
+                        "relativeCreated": mine["relativeCreated"]}
+        assert mine["msg"] == mine["message"]
+        if exc_info is None:
+            assert mine["msg"] == "checkout a…b: 7"
+        else:
+            assert str(mine["msg"]).startswith("checkout a…b: 7\nTraceback") and "ValueError: boom" in str(mine["msg"])
 
 
 def _record(message: str) -> logging.LogRecord:
