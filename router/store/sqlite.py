@@ -220,7 +220,13 @@ class SQLiteStore(SqlStore):
             finally:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
 
-        await within(self._run(beat), timeout, f"SQLite database {self.path!r} not writable")
+        what = f"SQLite database {self.path!r} not writable"
+        try:
+            await within(self._run(beat), timeout, what)
+        except StoreUnavailable as exc:  # the lock wait gave up first ("locked"): the same answer, said the same
+            if not str(exc).startswith(what):
+                raise StoreUnavailable(f"{what}: {exc}") from exc
+            raise
 
 
 def _migrate(conn: Conn) -> None:

@@ -97,6 +97,25 @@ async def test_sqlite_locked_is_not_writable_though_reads_work(tmp_path: Path) -
         await store.close()
 
 
+async def test_sqlite_says_not_writable_when_the_lock_wait_gives_up_first(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import router.store.sqlite as sqlite_store
+
+    patient = sqlite_store.within
+    monkeypatch.setattr(sqlite_store, "within", lambda job, timeout, what: patient(job, timeout * 20, what))
+    path = tmp_path / "locked.db"
+    store = open_store(f"sqlite:///{path}")
+    await store.open()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match=r"not writable: .*locked"):
+            await store.check_writable(now=1.0, timeout=0.2)  # SQLite's busy wait (0.2 s) ends before `within`
+    finally:
+        blocker.close()
+        await store.close()
+
+
 async def test_postgres_unreachable_is_not_writable() -> None:
     target = urlsplit(PG_DSN)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
