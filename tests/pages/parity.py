@@ -152,13 +152,14 @@ def _base_cases() -> Iterator[Case]:
         ("lang_in_url", "https://pay.example.com/amazon-pay/result?ref=r1&lang=en&amazonCheckoutSessionId=s-1"),
         ("odd_url", "https://pay.example.com//evil.example/%2Fx?ref=a,b&q=%7E+%20&empty="),
     ])
-    for kind, locale, branded, view_name in itertools.product(PAGE_KINDS, ("en", "ja"), (False, True), _views("success")):
+    matrix = itertools.product(PAGE_KINDS, ("en", "ja"), (False, True), _views("success"))
+    for kind, locale, branded, view_name in matrix:
         view = _views(kind)[view_name]
         agent, link, (url_name, url) = next(agents), next(links), next(urls)
         branding = next(brandings) if branded else "none"
         test_mode = (len(kind) + len(view_name) + branded) % 2 == 0
-        yield Case(f"{kind}|{locale}|{view_name}|brand={branding}|ua={agent}|links={link}|test={test_mode:d}|{url_name}",
-                   view, accept_language=locale, user_agent=USER_AGENTS[agent], branding=branding, links=link,
+        name = f"{kind}|{locale}|{view_name}|brand={branding}|ua={agent}|links={link}|test={test_mode:d}|{url_name}"
+        yield Case(name, view, accept_language=locale, user_agent=USER_AGENTS[agent], branding=branding, links=link,
                    test_mode=test_mode, current_url=url)
 
 

@@ -5,8 +5,8 @@ and over a real socket."""
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
