@@ -7,8 +7,7 @@ a placeholder when the page is filled into its shape's skeleton.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from collections.abc import Callable
 from typing import Any
 
 from router.redact import mask_email
@@ -35,7 +34,7 @@ def common_context(locale: Locale, current_url: str, merchant_name: str,
                    branding: PagesSettings = NO_BRANDING, *, test_mode: bool = False,
                    slot: Callable[[Any], Any] = as_is) -> dict[str, Any]:
     """What every page shows; ``slot`` takes each per-request value (see router.web.shapes)."""
-    context = dict(_common(locale, branding, test_mode))
+    context = _common(locale, branding, test_mode).copy()
     context["merchant_name"] = slot(merchant_name)
     other: Locale = "ja" if locale == "en" else "en"
     context["lang_switch"] = Frozen(url=slot(with_query(current_url, lang=other)), locale=other,
@@ -44,9 +43,10 @@ def common_context(locale: Locale, current_url: str, merchant_name: str,
 
 
 @functools.lru_cache(maxsize=64)
-def _common(locale: Locale, branding: PagesSettings, test_mode: bool) -> Mapping[str, Any]:
+def _common(locale: Locale, branding: PagesSettings, test_mode: bool) -> dict[str, Any]:
+    """The part of every page that depends on the language and the configuration only (callers copy it)."""
     t, heading = texts(locale)
-    return MappingProxyType({
+    return {
         "locale": locale,
         "test_mode": test_mode,  # the built-in emulator answers: the band says nothing is charged
         "t": t,
@@ -54,7 +54,7 @@ def _common(locale: Locale, branding: PagesSettings, test_mode: bool) -> Mapping
         "css": styles(branding.accent_color)[0],
         "logo_url": branding.logo.url if branding.logo else None,
         "support": _support(branding),
-    })
+    }
 
 
 def _support(branding: PagesSettings) -> Frozen | None:
