@@ -11,6 +11,7 @@ another shape than a page with one.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -85,6 +86,7 @@ class ShapeCache:
         self._render = render
         self._maxsize = maxsize
         self._skeletons: dict[Hashable, Skeleton] = {}
+        self._lock = threading.Lock()  # only a new shape takes it: pages may be rendered from threads too
 
     def __len__(self) -> int:
         return len(self._skeletons)
@@ -102,9 +104,10 @@ class ShapeCache:
     def _new(self, shape: Hashable, shaped: Mapping[str, Any]) -> Skeleton:
         # A mark in the shape's own text (a configured support address, say) would be read as a gap.
         skeleton = _DIRECT if _has_mark(shape) else Skeleton.parse(self._render(shaped))
-        if len(self._skeletons) >= self._maxsize:
-            del self._skeletons[next(iter(self._skeletons))]
-        self._skeletons[shape] = skeleton
+        with self._lock:
+            if len(self._skeletons) >= self._maxsize:
+                del self._skeletons[next(iter(self._skeletons))]
+            self._skeletons[shape] = skeleton
         return skeleton
 
 
