@@ -6,6 +6,7 @@ Jinja2's autoescape when the result is written into a page.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,6 +20,8 @@ DEFAULT_LOCALE: Locale = "en"
 # Browsers send a handful of entries; a longer header is noise or abuse and is cut.
 _MAX_HEADER_LENGTH = 1024
 _MAX_ENTRIES = 32
+# Browsers send few distinct headers; any stranger can send endless ones, so the memo of answers is bounded.
+_CACHED_HEADERS = 256
 
 Catalog = Mapping[str, str]
 Translator = Callable[..., str]
@@ -65,7 +68,14 @@ def detect_locale(accept_language: str | None, lang_param: str | None) -> Locale
         chosen = _primary(lang_param[:35])
         if is_locale(chosen):
             return chosen
-    for tag in _ranked_languages(accept_language or ""):
+    if not accept_language:
+        return DEFAULT_LOCALE
+    return _header_locale(accept_language[:_MAX_HEADER_LENGTH])  # only this much is read: the memo's key
+
+
+@functools.lru_cache(maxsize=_CACHED_HEADERS)
+def _header_locale(accept_language: str) -> Locale:
+    for tag in _ranked_languages(accept_language):
         if tag == "*":
             return DEFAULT_LOCALE
         if is_locale(tag):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -13,6 +14,10 @@ _UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f\\]")
 _LEADING_SLASHES = re.compile(r"^[/\\]+")
 _PATH_SAFE = "/:@!$&'()*+,;=~%"  # RFC 3986 pchar, "/" and escapes: everything else is percent-encoded
 _QUERY_SAFE = _PATH_SAFE + "?"
+# Characters that parse_qsl decodes to themselves and urlencode leaves as they are (besides "&" and "=").
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.~&=-]*")
+_CACHED_PATH_MAX = 256  # longer paths are made safe each time rather than kept
 
 
 def http_url(name: str, value: str) -> str:
@@ -40,7 +45,14 @@ def site_path(path: str) -> str:
     ``//evil.example/x``, ``/\\evil.example/x`` (and ``/%2Fevil…`` once decoded) would otherwise be
     read by browsers as a link to another host.
     """
+    return _cached_site_path(path) if len(path) <= _CACHED_PATH_MAX else _site_path(path)
+
+
+def _site_path(path: str) -> str:
     return "/" + quote(_LEADING_SLASHES.sub("", path), safe=_PATH_SAFE)
+
+
+_cached_site_path = functools.lru_cache(maxsize=256)(_site_path)  # a site's pages have few paths
 
 
 def intent_url(url: str, package: str, fallback_url: str) -> str:
@@ -70,9 +82,26 @@ def alternate_host_url(url: str, host: str) -> str:
 def with_query(url: str, **params: str) -> str:
     """Same-origin relative URL (path + query) of ``url`` with ``params`` set."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    pairs = _plain_pairs(parts.query)
+    if pairs is None:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = [(k, v) for k, v in pairs if k not in params]
     query.extend(params.items())
-    return urlunsplit(("", "", site_path(parts.path), urlencode(query), ""))
+    return urlunsplit(("", "", site_path(parts.path), _encoded(query), ""))
+
+
+def _plain_pairs(query: str) -> list[tuple[str, str]] | None:
+    """parse_qsl's pairs for a query with nothing to decode (no %, +, ;…), else None: the common query."""
+    if not _PLAIN_QUERY.fullmatch(query):
+        return None
+    return [(name, value) for name, _, value in (field.partition("=") for field in query.split("&") if field)]
+
+
+def _encoded(pairs: list[tuple[str, str]]) -> str:
+    """urlencode's text for ``pairs``, joined directly when no name or value has anything to escape."""
+    if all(_PLAIN.fullmatch(k) and _PLAIN.fullmatch(v) for k, v in pairs):
+        return "&".join(f"{k}={v}" for k, v in pairs)
+    return urlencode(pairs)
 
 
 def relative(url: str) -> str:

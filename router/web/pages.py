@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -32,7 +33,19 @@ TONES: Mapping[PageKind, str] = MappingProxyType({
     "declined": "fail", "amazon_error": "fail", "error": "fail", "conflict": "fail", "bad_request": "fail",
     "canceled": "info", "expired": "info", "not_found": "info",
 })  # fmt: skip
+_CACHED_AMOUNT_MAX = 32  # characters; a real amount has at most 12 + 1 + 12
 
+
+@functools.lru_cache(maxsize=256)
+def _display_amount(amount: str, currency: str) -> str:
+    return format_amount(amount, currency)
+
+
+def display_amount(amount: str, currency: str) -> str:
+    """``format_amount``, remembered for the few amounts and currencies a shop's pages show (bounded)."""
+    if len(amount) > _CACHED_AMOUNT_MAX or len(currency) > 3:
+        return format_amount(amount, currency)
+    return _display_amount(amount, currency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +108,7 @@ class PageView:
         if (self.amount is None) != (self.currency is None):
             raise ValueError("amount and currency must be given together")
         if self.amount is not None and self.currency is not None:
-            format_amount(self.amount, self.currency)  # fail at construction, not at render time
+            display_amount(self.amount, self.currency)  # fail at construction, not at render time
         if self.return_url is not None:
             configured_link("return_url", self.return_url)
         self._check_refresh()

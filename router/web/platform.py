@@ -6,6 +6,7 @@ must degrade to a page that still works, so unknown agents get ``os="other"`` an
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -14,6 +15,8 @@ OS = Literal["ios", "android", "desktop", "other"]
 
 # Longer than any real User-Agent; anything beyond this is not worth scanning.
 _MAX_UA_LENGTH = 2048
+# Real traffic repeats a few hundred User-Agents; any stranger can send endless ones, so the memo is bounded.
+_CACHED_AGENTS = 256
 
 # (name, pattern) in priority order: Instagram and Messenger UAs also carry Facebook tokens, so the
 # more specific apps come first.
@@ -72,11 +75,18 @@ def _detect_in_app(ua: str, os: OS) -> str | None:
     return None
 
 
+_OTHER = Platform("other")
+
+
 def detect_platform(user_agent: str | None) -> Platform:
     """Classify a User-Agent header; ``None``, empty or unknown agents give ``Platform("other")``."""
     if not user_agent:
-        return Platform("other")
-    ua = user_agent[:_MAX_UA_LENGTH]
+        return _OTHER
+    return _classify(user_agent[:_MAX_UA_LENGTH])  # only this much is read: the memo's key
+
+
+@functools.lru_cache(maxsize=_CACHED_AGENTS)
+def _classify(ua: str) -> Platform:
     os = _detect_os(ua)
     in_app = _detect_in_app(ua, os) if os in ("ios", "android") else None
     return Platform(os, in_app)
