@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import replace
 from typing import Any
@@ -212,15 +213,20 @@ class Flows:
         return urlunsplit((scheme, host, site_path(request.url.path), request.url.query[:MAX_QUERY], ""))
 
     def app_links(self, current_url: str) -> AppLinks:
-        ios, android = self.settings.ios, self.settings.android
+        ios = self.settings.ios
         open_host = ios.open_in_app_host if ios else None
+        if not open_host:  # nothing of the request in them: the same links for every page
+            return self._fixed_links
         here = urlsplit(current_url).hostname
-        return AppLinks(
-            app_store_id=ios.app_store_id if ios else None,
-            ios_open_url=alternate_host_url(current_url, open_host) if open_host and open_host != here else None,
-            android_package=android.package if android else None,
-            play_store_url=android.play_store_url if android else None,
-        )
+        return replace(self._fixed_links,
+                       ios_open_url=alternate_host_url(current_url, open_host) if open_host != here else None)
+
+    @functools.cached_property
+    def _fixed_links(self) -> AppLinks:
+        ios, android = self.settings.ios, self.settings.android
+        return AppLinks(app_store_id=ios.app_store_id if ios else None,
+                        android_package=android.package if android else None,
+                        play_store_url=android.play_store_url if android else None)
 
 
 def _order(checkout: Checkout | None) -> dict[str, Any]:
