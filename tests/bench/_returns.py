@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+import aiohttp
 import httpx
 
 from router.amazon_pay import generate_key_pair
@@ -77,7 +78,7 @@ def stack(router_args: list[str] | None = None, extra: str = "") -> Iterator[Sta
                                             extra=extra))
             env = {"RETURN_ROUTER_CONFIG": str(config), "RR_TEST_TOKEN": TOKEN}
             args = router_args or ["router.cli:app_factory", "--factory"]
-            with server(args, env) as (router, pid):
+            with server(args, env, logs_to_pipe=True) as (router, pid):  # as under systemd or docker
                 yield Stack(router, pid, emulator, private_pem, directory)
 
 
@@ -133,23 +134,27 @@ class Latencies:
 
 
 async def get_all(base: str, paths: list[str], concurrency: int, host: str = HOST) -> Latencies:
-    """GET every path, `concurrency` at a time, each on its own connection (as buyers' phones would)."""
+    """GET every path, `concurrency` at a time, on `concurrency` keep-alive connections (as buyers' phones
+    would each keep theirs). aiohttp, the client of the latency baseline (tests/bench/latency.py): httpx's
+    own pool slows down with concurrency (httpx #3215) and would add its delay to the router's figures."""
     queue = list(reversed(paths))
     seconds: list[float] = []
     statuses: dict[int, int] = {}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"host": host}
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(session: aiohttp.ClientSession) -> None:
         while queue:
             path = queue.pop()
             start = time.perf_counter()
-            answer = await client.get(base + path, headers={"host": host})
+            async with session.get(base + path, headers=headers, allow_redirects=False) as answer:
+                await answer.read()
             seconds.append(time.perf_counter() - start)
-            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+            statuses[answer.status] = statuses.get(answer.status, 0) + 1
 
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
         started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         return Latencies(seconds, time.perf_counter() - started, statuses)
 
 

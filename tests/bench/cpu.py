@@ -6,7 +6,9 @@ SQLite commits (synchronous=FULL, WAL) as the return makes (two transactions: bi
 group commit may share a COMMIT between returns, the floor does not). Cancel and error pages are also set
 beside a bare Starlette route rendering the same template with Jinja2 for every request (the issue's baseline),
 and beside one rendering it through the service's own renderer (one Jinja2 rendering per page shape); their
-CPU is read the same way.
+CPU is read the same way. A raw ASGI app answering an empty 200 to the same client is the HTTP floor that
+every row pays (uvicorn, the loopback sockets). The client (tests/bench/_returns.get_all) is aiohttp on
+CONCURRENCY keep-alive connections; the router writes its logs to a pipe that this process reads.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def main() -> None:
           f"emulator latency {LATENCY_MS} ms, {CONCURRENCY} in flight).\n")
     print("| what | n | server CPU ms/request | floor ms | vs floor | statuses |\n|---|---:|---:|---:|---:|---|")
     with stack(extra=RAISED_QUOTAS) as s, server(["tests.bench._pages_baseline:app"]) as (bare, bare_pid), \
-            server(["tests.bench._pages_baseline:shaped_app"]) as (shaped, shaped_pid):
+            server(["tests.bench._pages_baseline:shaped_app"]) as (shaped, shaped_pid), \
+            server(["tests.bench._baseline:raw_app"]) as (raw, raw_pid):
         asyncio.run(get_all(s.router, asyncio.run(prepare(s, 20, LATENCY_MS)), CONCURRENCY))  # warm-up
         paths = asyncio.run(prepare(s, RETURNS, LATENCY_MS))
         success, statuses = cpu_ms(s.router_pid, s.router, paths, CONCURRENCY, "successful returns")
@@ -84,12 +87,15 @@ def main() -> None:
         bare_ms, bare_statuses = cpu_ms(bare_pid, bare, ["/amazon-pay/cancel"] * PAGES, CONCURRENCY, "bare route")
         shaped_ms, shaped_statuses = cpu_ms(shaped_pid, shaped, ["/amazon-pay/cancel"] * PAGES, CONCURRENCY,
                                             "bare route, shaped")
+        raw_ms, raw_statuses = cpu_ms(raw_pid, raw, ["/amazon-pay/cancel"] * PAGES, CONCURRENCY, "raw ASGI app")
         print(f"| error page (no store) | {PAGES} | {error:.2f} | {bare_ms:.2f} | {error / bare_ms:.1f}x | "
               f"{statuses} |")
         print(f"| bare Starlette route, same template, Jinja2 each request (the pages' baseline) | {PAGES} | "
               f"{bare_ms:.2f} | – | – | {bare_statuses} |")
         print(f"| bare Starlette route, same template, the service's renderer | {PAGES} | {shaped_ms:.2f} | – | – | "
               f"{shaped_statuses} |")
+        print(f"| raw ASGI app, an empty 200, same client (the HTTP floor of every row) | {PAGES} | {raw_ms:.2f} | – | "
+              f"– | {raw_statuses} |")
     print(f"\nPages against the bare route (its CPU / ours; goal ≥ 0.8x): cancel {bare_ms / cancel:.2f}x "
           f"(the cancel's commit included), error {bare_ms / error:.2f}x. Against the bare route with the "
           f"service's renderer: cancel {shaped_ms / cancel:.2f}x, error {shaped_ms / error:.2f}x.")
