@@ -9,6 +9,14 @@ request: as much as serving an association file) and adds both limits around it:
 - at most `max_header_bytes` read while a head is unfinished; beyond, a 431 and the connection is
   closed. What httptools holds is then at most that plus one read (256 KiB). A complete head read
   at once is measured by the app (router/web/guard.py), which answers with a page or JSON.
+
+An association file asked for on a quiet keep-alive connection is answered by the protocol itself
+(router/web/front.py gives the answer): the same bytes uvicorn would write for it, in one write, without
+a request cycle, a task and two ASGI messages, which were a third of its CPU. Anything else (another
+path, a query, a pipelined request behind an unfinished answer, a full write buffer, HTTP/1.0,
+Connection: close, Expect, an upgrade, uvicorn's own wrappers around the app such as --proxy-headers)
+takes uvicorn's path, as before. Such an answer holds no task, so `limit_concurrency` does not count it:
+the fetchers still get the files while buyers' requests are refused with 503.
 """
 
 from __future__ import annotations
@@ -18,10 +26,12 @@ import logging
 import re
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from router.config import ServerSettings
 from router.redact import mask
+from router.web.association import PATH_KIND
+from router.web.front import FrontDoor
 
 log = logging.getLogger("router.web.server")
 
@@ -29,6 +39,8 @@ _TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconne
 _TOO_LARGE_RESPONSE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
                        b"content-length: 32\r\nconnection: close\r\n\r\nThe request head is too large.\r\n")
 _limits = ServerSettings()
+_TARGETS = {path.encode(): path for path in PATH_KIND}  # request targets answered in front: no query, no escapes
+_METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
 
 
 def set_limits(server: ServerSettings) -> None:
@@ -46,9 +58,12 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     _head_timer: asyncio.TimerHandle | None = None
     _head_began: float | None = None  # loop time of the unfinished head's first byte (or the opening)
     _head_bytes = 0  # bytes received while the current head was unfinished
+    _front: FrontDoor | None = None  # the app, when it is the front door with nothing of uvicorn's around it
+    _default_head: tuple[object, bytes] = (None, b"")  # uvicorn's default headers (Date) and their lines
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._front = self.app if isinstance(self.app, FrontDoor) else None
         self._head_began = self.loop.time()
         self._head_timer = self.loop.call_later(_limits.header_timeout_seconds, self._check_head)
 
@@ -67,7 +82,36 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_began = None  # the head is complete: the app now has the request
-        super().on_headers_complete()
+        if self._front is None or not self._answered_in_front():
+            super().on_headers_complete()
+
+    def _answered_in_front(self) -> bool:
+        """Write the front door's answer as uvicorn would (status line, default headers, the answer's headers,
+        the body unless HEAD); False, with nothing written, where uvicorn's own path must answer."""
+        path, method = _TARGETS.get(self.url), _METHODS.get(self.parser.get_method())
+        if (path is None or method is None or self.pipeline or not _finished(self.cycle) or self.flow.write_paused
+                or self.expect_100_continue or self.parser.get_http_version() != "1.1"
+                or not self.parser.should_keep_alive() or self.parser.should_upgrade()):
+            return False
+        scope: Any = self.scope  # what uvicorn's on_headers_complete would add to it
+        scope["method"], scope["path"], scope["raw_path"], scope["query_string"] = method, path, self.url, b""
+        assert self._front is not None
+        found = self._front.answer_now(scope)
+        if found is None:
+            return False
+        status, lines, body, request_id = found
+        self.cycle = _ANSWERED  # uvicorn's later callbacks for this request (body, message end) see it done
+        self.transport.write(b"".join((STATUS_LINE[status], self._defaults(), lines, b"x-request-id: ", request_id,
+                                       b"\r\n\r\n", body if method == "GET" else b"")))
+        self.on_response_complete()  # the request count, the keep-alive timer, reading resumed
+        return True
+
+    def _defaults(self) -> bytes:
+        """uvicorn's default headers as lines; it replaces the list when the Date changes (once a second)."""
+        headers = self.server_state.default_headers
+        if self._default_head[0] is not headers:
+            BoundedHeadProtocol._default_head = (headers, b"".join(b"%s: %s\r\n" % pair for pair in headers))
+        return self._default_head[1]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_timer is not None:
@@ -91,6 +135,26 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         log.debug("closing a connection whose request head was not complete " + why, limit)
         self.transport.write(answer)
         self.transport.close()
+
+
+class _NobodyWaits:
+    def set(self) -> None:  # uvicorn wakes a cycle's body reader with it; no reader here
+        pass
+
+
+class _Answered:
+    """Stands in for uvicorn's request cycle of a request answered in front: complete, nothing to wake."""
+
+    response_complete = True
+    keep_alive = True
+    message_event = _NobodyWaits()
+
+
+_ANSWERED: Any = _Answered()
+
+
+def _finished(cycle: Any) -> bool:
+    return cycle is None or bool(cycle.response_complete)
 
 
 # What a session id or a ref looks like in a log line: 16 or more id characters, at least one a digit.

@@ -1,5 +1,6 @@
 """Association files: `return-router serve` with its default logging (an access line per request, to a
-pipe) vs a raw ASGI app returning the same bytes and headers under uvicorn with no logging."""
+pipe) vs a raw ASGI app returning the same bytes and headers under uvicorn with no logging (and, as `serve`,
+no proxy-headers middleware). `serve`'s protocol writes these answers itself (router/web/server.py)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ def main() -> None:
                 body_file.write_bytes(answers[path].content)
                 headers = {k: v for k, v in answers[path].headers.items() if k != "date"}
                 env = {"BENCH_BODY_FILE": str(body_file), "BENCH_HEADERS": json.dumps(headers)}
-                with server(["tests.bench._baseline:raw_app"], env) as (base, base_pid):
+                # --no-proxy-headers: as `serve` runs by default (uvicorn's own default would wrap the raw app in
+                # its proxy-headers middleware, a cost the baseline should not carry)
+                with server(["tests.bench._baseline:raw_app", "--no-proxy-headers"], env) as (base, base_pid):
                     subject_run = (router_url + path, HOST, router_pid)
                     baseline_run = (base + path, None, base_pid)
                     measured(*subject_run, seconds=1)  # warm both up before measuring
