@@ -12,9 +12,36 @@ This module is small on purpose rather than the `httpx-aiohttp` package: that on
 connection to `ConnectTimeout` and keeps aiohttp's cookie jar, and our logs and the webhook outbox
 record the exception class.
 
-Per request it does little beyond aiohttp's own work (the same benchmark, client CPU per request):
-a small body with a Content-Length is read at once and handed to httpx as bytes (no stream to
-drive), and the aiohttp timeout and URL are not rebuilt or re-quoted.
+Per request the transport does little beyond aiohttp's own work: a small body with a Content-Length is
+read at once and handed to httpx as bytes (no stream to drive), the aiohttp timeouts and URLs are not
+rebuilt or re-quoted, headers are converted once each way.
+
+The client, `OutboundClient` (what `async_client` returns), is an `httpx.AsyncClient` whose
+`build_request` and `send` take a lean path for the calls this service makes, because at 100 in flight
+httpx's own per-request work (URL merge, two header copies, cookie merge, the auth and redirect
+generators, event-hook loops, the response stream wrapper and its reference cycle) was most of the
+client's CPU and kept it below 0.9x of the ideal. The lean path produces the request and response httpx
+would (tests/amazon_pay/test_outbound_lean.py compares the raw bytes on a socket, the responses and the
+exceptions with a plain `httpx.AsyncClient` over the same transport):
+- `build_request` is lean for an absolute `str` URL, `bytes` content (or none), a `dict` of `str` headers
+  and at most a timeout, on a client without params or cookies. It skips only the merging of what is
+  absent (no base URL applies to an absolute URL, no params, no cookies) and builds the headers list in
+  the order httpx does: Host, (Content-Length: 0), the client's headers less those the call replaces
+  (case-insensitively), the call's, then Content-Length. Anything else (params, json, files, str or
+  streamed content, cookies in the jar, a relative URL, list headers) is httpx's own `build_request`.
+- `send` is lean when nothing it skips could act: no redirects to follow, no event hooks, no mounts
+  (proxies: httpx reads proxy variables only when it builds the transport itself, which it never does
+  here, so `trust_env` changes nothing per request), a body already read, and an auth that is either none
+  (and no credentials in the URL) or an `InPlaceAuth` whose flow is "change the request, send once" and
+  needs no response body (`AmazonPayAuth`): its `sign_request` is called directly instead of driving
+  httpx's auth generators, which would call it the same way. A 3xx still gets `next_request`; cookies
+  are extracted when the response sets any (so the next request is built by httpx with them); httpx's
+  log line is written; a small eager body without Content-Encoding becomes the content as it is (httpx
+  would join its one chunk through the identity decoder). Anything else is httpx's own `send`.
+- The response stream holds its response weakly: httpx's wrapper holds it strongly, a cycle per response
+  that only the garbage collector frees; at 100 in flight those collections cost as much as the rest.
+The lean path uses a few of httpx's private names (checked by those tests); it is on only for the httpx
+minor it was checked on (`LEAN_HTTPX`), else everything is httpx's own code.
 """
 
 from __future__ import annotations
