@@ -98,8 +98,12 @@ def _wire_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
     """`headers.multi_items()`: lower-cased names, in order, repeats kept (decoded once per call)."""
     if not LEAN_HTTPX:
         return headers.multi_items()
-    encoding = headers.encoding
-    return [(lower.decode(encoding), value.decode(encoding)) for _, lower, value in headers._list]
+    try:  # what `headers.encoding` finds when every name and value is ASCII, as they almost always are
+        items = [(lower.decode("ascii"), value.decode("ascii")) for _, lower, value in headers._list]
+    except UnicodeDecodeError:
+        return headers.multi_items()
+    headers.encoding = "ascii"  # as httpx's `encoding` property would have remembered it
+    return items
 
 
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> httpx.Headers:
@@ -260,12 +264,12 @@ class _Bound(BoundAsyncStream):
     def __init__(self, stream: httpx.AsyncByteStream, response: httpx.Response, start: float) -> None:
         self._stream = stream
         self._owner = weakref.ref(response)
-        self._start = start
+        self.start = start
 
     async def aclose(self) -> None:
         response = self._owner()
         if response is not None:
-            response.elapsed = datetime.timedelta(seconds=time.perf_counter() - self._start)
+            response.elapsed = datetime.timedelta(seconds=time.perf_counter() - self.start)
         await self._stream.aclose()
 
 
@@ -337,7 +341,7 @@ class OutboundClient(httpx.AsyncClient):
         chosen = self.timeout if isinstance(timeout, UseClientDefault) else httpx.Timeout(timeout)
         request = httpx.Request(method, target, stream=httpx.ByteStream(body), extensions={"timeout": chosen.as_dict()})
         request.headers._list = auto + merged
-        request.read()
+        request._content = body  # what request.read() sets: its one chunk joined, which is the same bytes
         return request
 
     # --- sending ---
@@ -411,11 +415,12 @@ class OutboundClient(httpx.AsyncClient):
         as it is (httpx would join its one chunk through an identity decoder)."""
         bound = response.stream
         inner = bound._stream if isinstance(bound, BoundAsyncStream) else None  # always one: _lean_send
-        if type(inner) is _Eager and inner.identity:
+        if type(inner) is _Eager and inner.identity and isinstance(bound, _Bound):
             response._content = inner.body
             response.is_stream_consumed = True
             response._num_bytes_downloaded = len(inner.body)
-            await response.aclose()
+            response.is_closed = True  # what aclose() does: _Bound sets elapsed, a ByteStream closes as a no-op
+            response.elapsed = datetime.timedelta(seconds=time.perf_counter() - bound.start)
         else:
             await response.aread()
 
