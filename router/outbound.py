@@ -96,7 +96,7 @@ LEAN_HTTPX = httpx.__version__.startswith("0.28.")
 
 def _wire_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
     """`headers.multi_items()`: lower-cased names, in order, repeats kept (decoded once per call)."""
-    if not LEAN_HTTPX:
+    if not LEAN_HTTPX or headers._encoding not in (None, "ascii"):  # an encoding set by hand: httpx's way
         return headers.multi_items()
     try:  # what `headers.encoding` finds when every name and value is ASCII, as they almost always are
         items = [(lower.decode("ascii"), value.decode("ascii")) for _, lower, value in headers._list]

@@ -283,3 +283,14 @@ async def test_cookies_set_by_a_lean_response_are_sent_by_httpx_next(lean_calls:
     assert lean_calls == {"build": 1, "send": 2}  # the second built by httpx: it carries the jar's cookie
     assert b"\r\ncookie: sid=1\r\n" in upstream.raw[1]
 
+
+
+async def test_non_ascii_header_values_go_out_as_httpx_sends_them(lean_calls: dict[str, int]) -> None:
+    async def call(client: httpx.AsyncClient, url: str) -> object:
+        built = client.build_request("GET", url + "/utf8")
+        built.headers["x-name"] = "José"  # httpx encodes it as UTF-8 (no encoding chosen yet)
+        return await client.send(built)
+
+    _, (lean, plain) = await both(call)
+    assert lean == plain and "x-name: José".encode() in lean
+    assert lean_calls == {"build": 1, "send": 1}
