@@ -9,7 +9,7 @@ import base64
 import functools
 import hashlib
 import re
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -19,6 +19,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+
+from router.outbound import InPlaceAuth
 
 ALGORITHM_V1 = "AMZN-PAY-RSASSA-PSS"
 ALGORITHM_V2 = "AMZN-PAY-RSASSA-PSS-V2"
@@ -251,7 +253,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class AmazonPayAuth(httpx.Auth):
+class AmazonPayAuth(InPlaceAuth):
     """Signs each request (and each retry, with a fresh date) over the exact body bytes being sent."""
 
     requires_request_body = True
@@ -277,6 +279,12 @@ class AmazonPayAuth(httpx.Auth):
         # An endpoint override may add a path prefix (a proxy, a mounted emulator); like the Node SDK,
         # the canonical URI is the API path only (/v2/…, /sandbox/v2/…), which is what reaches Amazon.
         self._path_prefix = path_prefix.rstrip("/")
+        # Built once, without and with the idempotency key (keyed by whether the request has one): the sorted
+        # signed names and the authorization header up to the signature.
+        self._signed: dict[bool, tuple[list[str], str]] = {}
+        for with_key in (False, True):
+            names = signed_header_list(STANDARD_SIGNED_HEADERS + ((IDEMPOTENCY_HEADER,) if with_key else ()))
+            self._signed[with_key] = (names, authorization_header(algorithm, public_key_id, names, ""))
 
     def __repr__(self) -> str:
         return (
@@ -284,27 +292,43 @@ class AmazonPayAuth(httpx.Auth):
             f"algorithm={self._algorithm!r})"
         )
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        self.sign_request(request)
-        yield request
-
     def sign_request(self, request: httpx.Request) -> None:
-        """Set the x-amz-pay-* headers and the authorization header on `request` in place."""
-        request.headers.setdefault("accept", "application/json")
-        request.headers.setdefault("content-type", "application/json")
-        request.headers["x-amz-pay-date"] = format_date(self._clock())
-        request.headers["x-amz-pay-host"] = request.url.netloc.decode("ascii")
-        request.headers["x-amz-pay-region"] = self._region
-        names = list(STANDARD_SIGNED_HEADERS)
-        if IDEMPOTENCY_HEADER in request.headers:
-            names.append(IDEMPOTENCY_HEADER)
-        path = request.url.raw_path.decode("ascii").partition("?")[0]
+        """Set the x-amz-pay-* headers and the authorization header on `request` in place.
+
+        The same canonical request as `canonical_request` (tests hold them equal), built with less work per
+        call: the signed names are sorted once, a path of plain characters is its own canonical URI, the
+        query is parsed only when there is one, and the headers are decoded once.
+        """
+        headers = request.headers
+        headers.setdefault("accept", "application/json")
+        headers.setdefault("content-type", "application/json")
+        headers["x-amz-pay-date"] = format_date(self._clock())
+        headers["x-amz-pay-host"] = request.url.netloc.decode("ascii")
+        headers["x-amz-pay-region"] = self._region
+        values = _joined_values(headers)
+        names, authorization = self._signed[IDEMPOTENCY_HEADER in values]
+        path, _, query = request.url.raw_path.decode("ascii").partition("?")
         if self._path_prefix and path.startswith(self._path_prefix + "/"):
             path = path[len(self._path_prefix) :]
-        canonical = canonical_request(
-            request.method, path, request.url.params.multi_items(), request.headers, names, request.content
+        canonical = assemble_canonical_request(
+            request.method,
+            path if _PLAIN_PATH.fullmatch(path) else canonical_uri(path),
+            canonical_query(request.url.params.multi_items()) if query else "",
+            "".join([f"{name}:{values[name].strip()}\n" for name in names]),
+            names,
+            hashlib.sha256(request.content).hexdigest(),
         )
         signature = sign(self._private_key, self._algorithm, string_to_sign(self._algorithm, canonical))
-        request.headers["authorization"] = authorization_header(
-            self._algorithm, self._public_key_id, names, signature
-        )
+        headers["authorization"] = authorization + signature
+
+
+def _joined_values(headers: httpx.Headers) -> dict[str, str]:
+    """Lower-cased name → value, repeated headers joined with ", " (what `headers.items()` gives)."""
+    values: dict[str, str] = {}
+    for name, value in headers.multi_items():  # names come lower-cased
+        values[name] = f"{values[name]}, {value}" if name in values else value
+    return values
+
+
+# A path that canonical_uri leaves as it is: starts with '/', only unreserved characters and single slashes.
+_PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9._~-]+)+/?|/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -11,6 +12,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -348,3 +350,60 @@ def test_auth_uses_a_fresh_date_per_attempt(keys: KeyPair) -> None:
         "20250102T030409Z",
     )
     assert first.headers["authorization"] != second.headers["authorization"]
+
+
+# --- AmazonPayAuth.sign_request (built for speed) against the pure functions above ---------------------------
+
+_SEGMENT = st.lists(st.sampled_from([*"aZ09-._~!*'() %@:+=,;é€", "%2f", "%7E", "%41", "%zz"]),
+                    max_size=6).map("".join)
+_QUERY = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "A", "x y", "é", "k~*"]), st.text(alphabet="1 a+=&%~*é/", max_size=5)),
+    max_size=5,
+)
+_SIGNED_EXTRA = st.lists(st.sampled_from([
+    ("accept", " application/json "), ("Accept", "text/plain"), ("content-type", "application/json;\tcharset=utf-8"),
+    ("x-amz-pay-idempotency-key", "key-1"), ("X-Amz-Pay-Idempotency-Key", " key-2"), ("x-amz-pay-date", "stale"),
+    ("user-agent", "not signed"), ("x-amz-pay-region", "jp"),
+]), max_size=5)
+
+
+@functools.cache
+def _loaded(keys: KeyPair) -> RSAPrivateKey:
+    return keys.private_key  # loading checks the key: slow enough to matter per example
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "POST", "DELETE", "patch"]),
+    segments=st.lists(_SEGMENT, max_size=4),
+    query=_QUERY,
+    headers=_SIGNED_EXTRA,
+    body=st.binary(max_size=40),
+    prefix=st.sampled_from(["", "/mounted"]),
+)
+def test_sign_request_signs_what_canonical_request_builds(
+    keys: KeyPair, method: str, segments: list[str], query: list[tuple[str, str]],
+    headers: list[tuple[str, str]], body: bytes, prefix: str,
+) -> None:
+    """Paths needing encoding or not, queries with repeats (or none), repeated and padded signed headers."""
+    moment = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    private = _loaded(keys)
+    auth = AmazonPayAuth("SANDBOX-K", private, "us", clock=lambda: moment, path_prefix=prefix)
+    url = "https://pay-api.amazon.com" + prefix + "/" + "/".join(segments)
+    try:
+        request = httpx.Request(method, url, params=query or None, headers=headers, content=body)
+    except httpx.InvalidURL:
+        return
+    auth.sign_request(request)
+
+    path = request.url.raw_path.decode("ascii").partition("?")[0]
+    if prefix and path.startswith(prefix + "/"):
+        path = path[len(prefix):]
+    names = ["accept", "content-type", "x-amz-pay-date", "x-amz-pay-host", "x-amz-pay-region"]
+    if "x-amz-pay-idempotency-key" in request.headers:
+        names.append("x-amz-pay-idempotency-key")
+    expected = canonical_request(request.method, path, request.url.params.multi_items(), request.headers, names, body)
+    parsed = parse_authorization_header(request.headers["authorization"])
+    assert request.headers["authorization"] == authorization_header(ALGORITHM_V2, "SANDBOX-K", names,
+                                                                     parsed.signature)
+    assert verify(private.public_key(), ALGORITHM_V2, string_to_sign(ALGORITHM_V2, expected), parsed.signature)
