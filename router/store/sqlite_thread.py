@@ -7,8 +7,10 @@ every job in it fails. Results go back to the event loop only after the COMMIT r
 wake-up per batch: a caller never hears of a write that is not durable.
 
 Each hop costs a thread wake-up on both sides, so the per-job Python around it is kept small: a job is a
-plain tuple, the caller awaits the future itself (no coroutine around it), and a batch with one event
-loop (the usual case) is handed back without sorting by loop. A job runs in a copy of its caller's
+plain tuple, the caller awaits the future itself (no coroutine around it), the jobs a loop submits during
+one turn reach the thread together at the end of that turn (one wake-up, and their writes share a COMMIT
+even when the thread was idle), and a batch with one event loop (the usual case) is handed back without
+sorting by loop. A job runs in a copy of its caller's
 context (contextvars), so what it reads from there (the request id an event records) is the caller's.
 """
 
@@ -40,7 +42,10 @@ class StoreThread:
                  name: str) -> None:
         self._connection = connection
         self._mapped = mapped
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        # Jobs submitted during one turn of a loop, handed over together at its end: one wake-up of the
+        # thread for all of them, and the writes among them share a COMMIT even when the thread was idle.
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -48,18 +53,30 @@ class StoreThread:
         """`fn(connection)` in the thread; await the returned future for its result."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((fn, write, loop, future, contextvars.copy_context(), False))
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._flush, loop)
+        pending.append((fn, write, loop, future, contextvars.copy_context(), False))
         return future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        jobs = self._pending.pop(loop, None)
+        if jobs:
+            self._jobs.put(jobs)
 
     async def call(self, fn: Callable[[], T]) -> T:
         """`fn()` in the thread, in queue order (opening and closing the connection)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((fn, False, loop, future, contextvars.copy_context(), True))
+        self._flush(loop)  # after what this loop submitted before
+        self._jobs.put([(fn, False, loop, future, contextvars.copy_context(), True)])
         return await future
 
     async def stop(self) -> None:
         """Finish the queued jobs, then end the thread."""
+        with contextlib.suppress(RuntimeError):
+            self._flush(asyncio.get_running_loop())
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join)
 
@@ -68,11 +85,10 @@ class StoreThread:
     def _serve(self) -> None:
         get, get_nowait = self._jobs.get, self._jobs.get_nowait
         while True:
-            first = get()
-            if first is None:
+            batch = get()
+            if batch is None:
                 return
-            batch = [first]
-            last: _Job | None = first
+            last: list[_Job] | None = batch
             while len(batch) < MAX_GROUP:
                 try:
                     last = get_nowait()
@@ -80,8 +96,10 @@ class StoreThread:
                     break
                 if last is None:
                     break
-                batch.append(last)
-            _deliver(batch, self._run(batch))
+                batch += last
+            for start in range(0, len(batch), MAX_GROUP):
+                jobs = batch[start:start + MAX_GROUP] if len(batch) > MAX_GROUP else batch
+                _deliver(jobs, self._run(jobs))
             if last is None:
                 return
 

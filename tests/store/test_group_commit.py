@@ -152,3 +152,25 @@ async def test_a_failing_commit_fails_every_write_of_its_group_and_commits_none(
     assert committed_states(tmp_path / "group.db") == {}
     await sqlite_store.create_checkout(checkout("after"))  # the connection is usable again
     assert committed_states(tmp_path / "group.db") == {"after": "created"}
+
+
+async def test_writes_submitted_in_one_turn_of_the_loop_share_a_commit(sqlite_store: SQLiteStore,
+                                                                        tmp_path: Path) -> None:
+    """The thread is idle, yet the writes that tasks submit during one turn of the loop are handed over
+    together and committed together (one wake-up, one fsync)."""
+    statements: list[str] = []
+    await sqlite_store._run(lambda conn: conn.set_trace_callback(statements.append))
+    refs = [f"t{i}" for i in range(8)]
+    await asyncio.gather(*(sqlite_store.create_checkout(checkout(ref)) for ref in refs))
+    assert statements.count("BEGIN IMMEDIATE") == statements.count("COMMIT") == 1
+    assert committed_states(tmp_path / "group.db") == dict.fromkeys(refs, "created")
+
+
+async def test_a_write_submitted_just_before_close_is_committed_first(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "close.db")
+    await store.open()
+    write = asyncio.ensure_future(store.create_checkout(checkout("last")))
+    await asyncio.sleep(0)  # the task has handed its job to the store, not yet to its thread
+    await store.close()
+    await write
+    assert committed_states(tmp_path / "close.db") == {"last": "created"}
