@@ -9,7 +9,7 @@ A backend supplies `_flow(flow, mode)`, which runs one flow on one connection:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from router.checkout.model import Checkout, State
@@ -40,7 +40,7 @@ def _event_params(ref: str, now: float, events: Sequence[NewEvent]) -> list[dict
 class SqlStore:
     """The shared half of SQLiteStore and PostgresStore."""
 
-    async def _flow(self, flow: Flow[T], mode: Mode) -> T:
+    def _flow(self, flow: Flow[T], mode: Mode) -> Awaitable[T]:
         raise NotImplementedError
 
     async def ping(self) -> None:

@@ -141,6 +141,11 @@ def bind_and_lease(ref: str, session: str, owner: str | None, now: float, until:
         return Binding(checkout_from_row(row), rejected=True)
     if bound is not None and bound != session:
         raise SessionConflict("the checkout is bound to another checkout session")
+    if bound is None and owner is not None and row["state"] == State.CREATED and _lease_free(row, now):
+        # try_lease would succeed (the row is locked): bind and lease in one statement instead of two
+        row = (yield from run(sql.BIND_AND_LEASE, ref=ref, session=session, now=now, owner=owner, until=until)).first()
+        assert row is not None  # locked (or write-locked) above
+        return Binding(checkout_from_row(row), newly_bound=True, leased=True)
     if bound is None:
         row = (yield from run(sql.BIND_SESSION, ref=ref, session=session, now=now)).first()
         assert row is not None  # locked (or write-locked) above
@@ -149,6 +154,12 @@ def bind_and_lease(ref: str, session: str, owner: str | None, now: float, until:
         if leased is not None:
             return Binding(checkout_from_row(leased), newly_bound=bound is None, leased=True)
     return Binding(checkout_from_row(row), newly_bound=bound is None)
+
+
+def _lease_free(row: Row, now: float) -> bool:
+    """TRY_LEASE's `lease_owner IS NULL OR lease_until <= :now`, on a row read in this transaction."""
+    until = row["lease_until"]
+    return row["lease_owner"] is None or (until is not None and until <= now)
 
 
 def transition(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]],

@@ -22,7 +22,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -88,11 +88,12 @@ class SQLiteStore(SqlStore):
 
     # --- plumbing --------------------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[[Conn], T], *, write: bool = False) -> T:
-        """`fn` in the store's thread; `write`: inside a BEGIN IMMEDIATE transaction (maybe a shared one)."""
+    def _run(self, fn: Callable[[Conn], T], *, write: bool = False) -> Awaitable[T]:
+        """`fn` in the store's thread; `write`: inside a BEGIN IMMEDIATE transaction (maybe a shared one).
+        The thread's future itself, not a coroutine around it: one frame less per call."""
         if self._thread is None:
             raise StoreUnavailable("SQLite store is not open")
-        return await self._thread.submit(fn, write)
+        return self._thread.submit(fn, write)
 
     def _call(self, fn: Callable[[Conn], T]) -> T:
         if self._conn is None:
@@ -200,13 +201,13 @@ class SQLiteStore(SqlStore):
         if conn is not None:
             conn.close()
 
-    async def _flow(self, flow: Flow[T], mode: Mode) -> T:
+    def _flow(self, flow: Flow[T], mode: Mode) -> Awaitable[T]:
         """The whole flow runs in the store's one thread; a write flow inside one BEGIN IMMEDIATE."""
 
         def run(conn: Conn) -> T:
             return drive(flow, lambda step: _execute(conn, step))
 
-        return await self._run(run, write=mode != "read")
+        return self._run(run, write=mode != "read")
 
     async def check_writable(self, now: float, timeout: float = 2.0) -> None:
         """The heartbeat write waits for the lock at most `timeout` (not the busy timeout), and the caller

@@ -5,34 +5,34 @@ are queued, up to MAX_GROUP) share one BEGIN IMMEDIATE … COMMIT, each inside a
 that raises is rolled back alone; if the shared transaction itself fails (BEGIN, COMMIT, a savepoint),
 every job in it fails. Results go back to the event loop only after the COMMIT returned, in one
 wake-up per batch: a caller never hears of a write that is not durable.
+
+Each hop costs a thread wake-up on both sides, so the per-job Python around it is kept small: a job is a
+plain tuple, the caller awaits the future itself (no coroutine around it), the jobs a loop submits during
+one turn reach the thread together at the end of that turn (one wake-up, and their writes share a COMMIT
+even when the thread was idle), and a batch with one event loop (the usual case) is handed back without
+sorting by loop. A job runs in a copy of its caller's
+context (contextvars), so what it reads from there (the request id an event records) is the caller's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 Conn = sqlite3.Connection
 MAX_GROUP = 64  # writes per shared transaction: bounds the work the first of them waits for
 
-
-@dataclass(slots=True)
-class _Job:
-    fn: Callable[[Conn], Any] | Callable[[], Any]
-    write: bool
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
-    raw: bool = False  # fn takes no connection (opening and closing it)
-
-
-Outcome = tuple[_Job, Any, Exception | None]
+# (fn, write, loop, future, context, raw), read by position (job[2] the loop, job[3] the future); raw jobs
+# take no connection (opening and closing it).
+_Job = tuple[Callable[..., Any], bool, asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, bool]
+Outcome = tuple["asyncio.Future[Any]", Any, Exception | None]
 
 
 class StoreThread:
@@ -42,51 +42,80 @@ class StoreThread:
                  name: str) -> None:
         self._connection = connection
         self._mapped = mapped
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        # Jobs submitted during one turn of a loop, handed over together at its end: one wake-up of the
+        # thread for all of them, and the writes among them share a COMMIT even when the thread was idle.
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
-    async def submit(self, fn: Callable[[Conn], T], write: bool) -> T:
+    def submit(self, fn: Callable[[Conn], T], write: bool) -> asyncio.Future[T]:
+        """`fn(connection)` in the thread; await the returned future for its result."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(fn, write, loop, future))
-        return await future
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._flush, loop)
+        pending.append((fn, write, loop, future, contextvars.copy_context(), False))
+        return future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        jobs = self._pending.pop(loop, None)
+        if jobs:
+            self._jobs.put(jobs)
 
     async def call(self, fn: Callable[[], T]) -> T:
         """`fn()` in the thread, in queue order (opening and closing the connection)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(fn, False, loop, future, raw=True))
+        self._flush(loop)  # after what this loop submitted before
+        self._jobs.put([(fn, False, loop, future, contextvars.copy_context(), True)])
         return await future
 
     async def stop(self) -> None:
         """Finish the queued jobs, then end the thread."""
+        with contextlib.suppress(RuntimeError):
+            self._flush(asyncio.get_running_loop())
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join)
 
     # --- in the thread -----------------------------------------------------------------------------
 
     def _serve(self) -> None:
+        get, get_nowait = self._jobs.get, self._jobs.get_nowait
         while True:
-            batch = [self._jobs.get()]
-            while batch[-1] is not None and len(batch) < MAX_GROUP:
+            batch = get()
+            if batch is None:
+                return
+            last: list[_Job] | None = batch
+            while len(batch) < MAX_GROUP:
                 try:
-                    batch.append(self._jobs.get_nowait())
+                    last = get_nowait()
                 except queue.Empty:
                     break
-            jobs = [job for job in batch if job is not None]
-            _deliver(self._run(jobs))
-            if batch[-1] is None:
+                if last is None:
+                    break
+                batch += last
+            for start in range(0, len(batch), MAX_GROUP):
+                jobs = batch[start:start + MAX_GROUP] if len(batch) > MAX_GROUP else batch
+                _deliver(jobs, self._run(jobs))
+            if last is None:
                 return
 
     def _run(self, jobs: Sequence[_Job]) -> list[Outcome]:
         """Jobs in queue order: a read after a write sees it (the writes before it are committed first)."""
+        if len(jobs) == 1:  # the common case when the store is not busy
+            job = jobs[0]
+            if job[3].cancelled():
+                return []
+            return self._writes(jobs) if job[1] else [self._read(job)]
         outcomes: list[Outcome] = []
         group: list[_Job] = []
         for job in jobs:
-            if job.future.cancelled():  # its caller is gone, as an executor drops a job not yet started
+            if job[3].cancelled():  # its caller is gone, as an executor drops a job not yet started
                 continue
-            if job.write:
+            if job[1]:
                 group.append(job)
                 continue
             outcomes += self._writes(group)
@@ -95,11 +124,11 @@ class StoreThread:
         return outcomes + self._writes(group)
 
     def _read(self, job: _Job) -> Outcome:
+        fn, _, _, future, context, raw = job
         try:
-            value = job.fn() if job.raw else job.fn(self._connection())  # type: ignore[call-arg]
-            return job, value, None
+            return future, context.run(fn) if raw else context.run(fn, self._connection()), None
         except Exception as exc:
-            return job, None, self._mapped(exc)
+            return future, None, self._mapped(exc)
 
     def _writes(self, group: Sequence[_Job]) -> list[Outcome]:
         if not group:
@@ -118,44 +147,57 @@ class StoreThread:
                 with contextlib.suppress(Exception):
                     conn.execute("ROLLBACK")
             error = self._mapped(exc)
-            return [(job, None, error) for job in group]
+            return [(job[3], None, error) for job in group]
 
     def _alone(self, conn: Conn, job: _Job) -> Outcome:
         """The only write of its transaction: no savepoint needed, a failure rolls it all back."""
+        fn, _, _, future, context, _ = job
         try:
-            return job, job.fn(conn), None  # type: ignore[call-arg]
+            return future, context.run(fn, conn), None
         except Exception as exc:
             if conn.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
                 conn.execute("ROLLBACK")
-            return job, None, self._mapped(exc)
+            return future, None, self._mapped(exc)
 
     def _in_savepoint(self, conn: Conn, job: _Job) -> Outcome:
+        fn, _, _, future, context, _ = job
         conn.execute("SAVEPOINT job")
         try:
-            value = job.fn(conn)  # type: ignore[call-arg]
+            value = context.run(fn, conn)
         except Exception as exc:
             conn.execute("ROLLBACK TO job")  # if this fails, the whole group fails (see _writes)
             conn.execute("RELEASE job")
-            return job, None, self._mapped(exc)
+            return future, None, self._mapped(exc)
         conn.execute("RELEASE job")
-        return job, value, None
+        return future, value, None
 
 
-def _deliver(outcomes: Sequence[Outcome]) -> None:
-    """One call_soon_threadsafe per event loop for the whole batch."""
+def _deliver(jobs: Sequence[_Job], outcomes: list[Outcome]) -> None:
+    """One call_soon_threadsafe per event loop for the whole batch (after its COMMIT)."""
+    if not outcomes:
+        return
+    loop = jobs[0][2]
+    if all(job[2] is loop for job in jobs):
+        _wake(loop, outcomes)
+        return
     by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    loops = {id(job[3]): job[2] for job in jobs}
     for outcome in outcomes:
-        by_loop.setdefault(outcome[0].loop, []).append(outcome)
-    for loop, items in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
-            loop.call_soon_threadsafe(_settle, items)
+        by_loop.setdefault(loops[id(outcome[0])], []).append(outcome)
+    for each, items in by_loop.items():
+        _wake(each, items)
+
+
+def _wake(loop: asyncio.AbstractEventLoop, items: list[Outcome]) -> None:
+    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
+        loop.call_soon_threadsafe(_settle, items)
 
 
 def _settle(items: Sequence[Outcome]) -> None:
-    for job, value, error in items:
-        if job.future.done():
+    for future, value, error in items:
+        if future.done():
             continue
         if error is None:
-            job.future.set_result(value)
+            future.set_result(value)
         else:
-            job.future.set_exception(error)
+            future.set_exception(error)

@@ -75,6 +75,11 @@ CHECKOUT_EXISTS = statement("SELECT 1 FROM checkouts WHERE ref = :ref")
 BIND_SESSION = statement(
     "UPDATE checkouts SET checkout_session_id = :session, updated_at = :now WHERE ref = :ref RETURNING *"
 )
+# An unbound checkout whose lease is free, bound and leased at once (the row is locked, so whether the
+# lease is free was read in the same transaction).
+BIND_AND_LEASE = statement("""
+UPDATE checkouts SET checkout_session_id = :session, updated_at = :now, lease_owner = :owner, lease_until = :until
+WHERE ref = :ref RETURNING *""")
 TRY_LEASE = statement("""
 UPDATE checkouts SET lease_owner = :owner, lease_until = :until
 WHERE ref = :ref AND state IN ('created', 'pending') AND (lease_owner IS NULL OR lease_until <= :now)

@@ -118,6 +118,22 @@ async def test_bind_and_lease_leaves_a_rejected_pair_and_leases_only_created(sto
     assert canceled.checkout.checkout_session_id == "sess-c" and canceled.checkout.lease_owner is None
 
 
+async def test_bind_and_lease_takes_only_a_free_or_expired_lease_of_an_unbound_checkout(store: Store) -> None:
+    for ref in ("held", "expired", "edge"):
+        await store.create_checkout(checkout(ref))
+        assert await store.try_lease(ref, "other", now=1000.0, ttl=30.0) is not None  # leased, still unbound
+    held = await store.bind_and_lease("held", "sess-h", "w1", now=1029.0, ttl=30.0)
+    assert held.newly_bound and not held.leased
+    assert (held.checkout.checkout_session_id, held.checkout.lease_owner, held.checkout.lease_until) == (
+        "sess-h", "other", 1030.0)
+    for ref, now in (("expired", 1031.0), ("edge", 1030.0)):  # lease_until <= now: expired
+        taken = await store.bind_and_lease(ref, f"sess-{ref}", "w1", now=now, ttl=30.0)
+        assert taken.newly_bound and taken.leased
+        assert (taken.checkout.checkout_session_id, taken.checkout.lease_owner, taken.checkout.lease_until) == (
+            f"sess-{ref}", "w1", now + 30.0)
+        assert taken.checkout.updated_at == now and taken.checkout == await store.get_checkout(ref)
+
+
 async def test_lease_is_exclusive_until_it_expires(store: Store) -> None:
     await store.create_checkout(checkout("l"))
     leased = await store.try_lease("l", "w1", now=2000.0, ttl=30.0)

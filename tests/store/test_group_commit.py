@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from router.checkout.model import LeaseLost, SessionConflict, State
 from router.store.sqlite import SQLiteStore
+from router.store.sqlite_thread import MAX_GROUP
 from tests.support.stores import checkout, event
 
 
@@ -108,3 +109,68 @@ async def test_a_failed_commit_fails_every_write_of_the_group(sqlite_store: SQLi
         other.execute("ROLLBACK")
         other.close()
     assert committed_states(tmp_path / "group.db") == {"a": "created"}
+
+
+async def test_many_queued_writes_all_resolve_each_only_once_committed(sqlite_store: SQLiteStore,
+                                                                       tmp_path: Path) -> None:
+    """More writes than one group holds: every caller gets its answer, and at the moment it does its row is
+    on the file for another connection (the answer follows the COMMIT, never precedes it)."""
+    refs = [f"m{i:03d}" for i in range(3 * MAX_GROUP + 5)]
+    seen_at_answer: dict[str, bool] = {}
+
+    def on_answer(ref: str) -> Callable[[asyncio.Future[None]], None]:
+        return lambda _: seen_at_answer.__setitem__(ref, ref in committed_states(tmp_path / "group.db"))
+
+    async with held(sqlite_store) as statements:
+        creates = []
+        for ref in refs:
+            task = asyncio.ensure_future(sqlite_store.create_checkout(checkout(ref)))
+            task.add_done_callback(on_answer(ref))
+            creates.append(task)
+        await asyncio.sleep(0.05)
+    await asyncio.gather(*creates)
+    assert seen_at_answer == dict.fromkeys(refs, True)
+    assert statements.count("COMMIT") == statements.count("BEGIN IMMEDIATE") == 4  # groups of MAX_GROUP
+
+
+async def test_a_failing_commit_fails_every_write_of_its_group_and_commits_none(sqlite_store: SQLiteStore,
+                                                                                tmp_path: Path) -> None:
+    """A deferred foreign key fails at COMMIT, after every job of the group ran without error."""
+
+    def dangling_event(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT (it resets itself then)
+        conn.execute("INSERT INTO outbox (id, ref, type, created, body, status, next_attempt_at) "
+                     "VALUES ('e-x', 'no-such-ref', 't', 1, x'00', 'pending', 1)")
+
+    async with held(sqlite_store):
+        writes = [asyncio.ensure_future(sqlite_store.create_checkout(checkout(f"f{i}"))) for i in range(3)]
+        writes.append(asyncio.ensure_future(sqlite_store._run(dangling_event, write=True)))
+        writes += [asyncio.ensure_future(sqlite_store.create_checkout(checkout(f"g{i}"))) for i in range(2)]
+        await asyncio.sleep(0.05)  # all queued behind the blocker: one group
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
+    assert committed_states(tmp_path / "group.db") == {}
+    await sqlite_store.create_checkout(checkout("after"))  # the connection is usable again
+    assert committed_states(tmp_path / "group.db") == {"after": "created"}
+
+
+async def test_writes_submitted_in_one_turn_of_the_loop_share_a_commit(sqlite_store: SQLiteStore,
+                                                                        tmp_path: Path) -> None:
+    """The thread is idle, yet the writes that tasks submit during one turn of the loop are handed over
+    together and committed together (one wake-up, one fsync)."""
+    statements: list[str] = []
+    await sqlite_store._run(lambda conn: conn.set_trace_callback(statements.append))
+    refs = [f"t{i}" for i in range(8)]
+    await asyncio.gather(*(sqlite_store.create_checkout(checkout(ref)) for ref in refs))
+    assert statements.count("BEGIN IMMEDIATE") == statements.count("COMMIT") == 1
+    assert committed_states(tmp_path / "group.db") == dict.fromkeys(refs, "created")
+
+
+async def test_a_write_submitted_just_before_close_is_committed_first(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "close.db")
+    await store.open()
+    write = asyncio.ensure_future(store.create_checkout(checkout("last")))
+    await asyncio.sleep(0)  # the task has handed its job to the store, not yet to its thread
+    await store.close()
+    await write
+    assert committed_states(tmp_path / "close.db") == {"last": "created"}

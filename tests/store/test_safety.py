@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
+from router import logs
 from router.checkout.model import Checkout, State
 from router.store import open_store
 from router.store.base import REJECTED_PER_REF, NewEvent, Store, StoreUnavailable
@@ -158,3 +160,30 @@ async def test_cancel_or_get_cancels_an_unbound_checkout_else_reads_it(store: St
     assert not await store.has_event("bound", "checkout.canceled")
     assert await store.cancel_or_get("missing", 2.0, CANCELED, events_for) == (None, False)
     assert made == ["free"]  # events are made only for a checkout that was canceled
+
+
+async def test_events_made_inside_the_transaction_see_the_callers_context(store: Store) -> None:
+    """The cancel's event and a superseding event are made while the transaction runs (SQLite: in its own
+    thread); the request id they record comes from the caller's log context, so it must travel there."""
+    await store.create_checkout(checkout("c"))
+    await store.create_checkout(checkout("s"))
+    await store.transition("s", owner=None, now=1.0, state=State.CANCELED,
+                           events=[event("e-s0", type="checkout.canceled")])
+    await store.transition("s", owner=None, now=1.5, state=State.CREATED)
+    token = logs.context.set({"request_id": "req-caller"})
+    try:
+        def cancel_event(canceled: Checkout) -> list[NewEvent]:
+            return [replace(event("e-c", type="checkout.canceled"), request_id=logs.current_request_id())]
+
+        def superseding() -> list[NewEvent]:
+            return [replace(event("e-s1"), request_id=logs.current_request_id())]
+
+        await store.cancel_or_get("c", 2.0, CANCELED, cancel_event)
+        await store.transition("s", owner=None, now=2.0, state=State.COMPLETED, events=[event("e-plain")],
+                               instead_after=("checkout.canceled", superseding))
+    finally:
+        logs.context.reset(token)
+    stored = {e.id: e.request_id for e in await store.list_events()}
+    assert stored["e-c"] == "req-caller"
+    assert stored["e-s1"] == "req-caller"
+    assert "e-plain" not in stored
