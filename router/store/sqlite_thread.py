@@ -7,7 +7,7 @@ every job in it fails. Results go back to the event loop only after the COMMIT r
 wake-up per batch: a caller never hears of a write that is not durable.
 
 Each hop costs a thread wake-up on both sides, so the per-job Python around it is kept small: a job is a
-plain tuple, the caller awaits the future itself (no coroutine around it), the jobs a loop submits during
+named tuple, the caller awaits the future itself (no coroutine around it), the jobs a loop submits during
 one turn reach the thread together at the end of that turn (one wake-up, and their writes share a COMMIT
 even when the thread was idle), and a batch with one event loop (the usual case) is handed back without
 sorting by loop. A job runs in a copy of its caller's
@@ -23,15 +23,24 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
 Conn = sqlite3.Connection
 MAX_GROUP = 64  # writes per shared transaction: bounds the work the first of them waits for
 
-# (fn, write, loop, future, context, raw), read by position (job[2] the loop, job[3] the future); raw jobs
-# take no connection (opening and closing it).
-_Job = tuple[Callable[..., Any], bool, asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, bool]
+
+class _Job(NamedTuple):
+    """A tuple (cheaper to make than a dataclass) whose fields have names."""
+
+    fn: Callable[..., Any]
+    write: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    context: contextvars.Context  # the caller's, copied: what fn reads from it (the request id) is theirs
+    raw: bool  # fn takes no connection (opening and closing it)
+
+
 Outcome = tuple["asyncio.Future[Any]", Any, Exception | None]
 
 
@@ -57,7 +66,7 @@ class StoreThread:
         if pending is None:
             pending = self._pending[loop] = []
             loop.call_soon(self._flush, loop)
-        pending.append((fn, write, loop, future, contextvars.copy_context(), False))
+        pending.append(_Job(fn, write, loop, future, contextvars.copy_context(), False))
         return future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -70,7 +79,7 @@ class StoreThread:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._flush(loop)  # after what this loop submitted before
-        self._jobs.put([(fn, False, loop, future, contextvars.copy_context(), True)])
+        self._jobs.put([_Job(fn, False, loop, future, contextvars.copy_context(), True)])
         return await future
 
     async def stop(self) -> None:
@@ -107,15 +116,15 @@ class StoreThread:
         """Jobs in queue order: a read after a write sees it (the writes before it are committed first)."""
         if len(jobs) == 1:  # the common case when the store is not busy
             job = jobs[0]
-            if job[3].cancelled():
+            if job.future.cancelled():
                 return []
-            return self._writes(jobs) if job[1] else [self._read(job)]
+            return self._writes(jobs) if job.write else [self._read(job)]
         outcomes: list[Outcome] = []
         group: list[_Job] = []
         for job in jobs:
-            if job[3].cancelled():  # its caller is gone, as an executor drops a job not yet started
+            if job.future.cancelled():  # its caller is gone, as an executor drops a job not yet started
                 continue
-            if job[1]:
+            if job.write:
                 group.append(job)
                 continue
             outcomes += self._writes(group)
@@ -147,7 +156,7 @@ class StoreThread:
                 with contextlib.suppress(Exception):
                     conn.execute("ROLLBACK")
             error = self._mapped(exc)
-            return [(job[3], None, error) for job in group]
+            return [(job.future, None, error) for job in group]
 
     def _alone(self, conn: Conn, job: _Job) -> Outcome:
         """The only write of its transaction: no savepoint needed, a failure rolls it all back."""
@@ -176,12 +185,12 @@ def _deliver(jobs: Sequence[_Job], outcomes: list[Outcome]) -> None:
     """One call_soon_threadsafe per event loop for the whole batch (after its COMMIT)."""
     if not outcomes:
         return
-    loop = jobs[0][2]
-    if all(job[2] is loop for job in jobs):
+    loop = jobs[0].loop
+    if all(job.loop is loop for job in jobs):
         _wake(loop, outcomes)
         return
     by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
-    loops = {id(job[3]): job[2] for job in jobs}
+    loops = {id(job.future): job.loop for job in jobs}
     for outcome in outcomes:
         by_loop.setdefault(loops[id(outcome[0])], []).append(outcome)
     for each, items in by_loop.items():
