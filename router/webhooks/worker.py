@@ -309,6 +309,7 @@ class _Flight:
         self._tasks: set[asyncio.Task[int]] = set()
         self._ids: set[str] = set()
         self._changed = asyncio.Event()
+        self._until: Callable[[], bool] | None = None  # what wait() waits for, checked as each delivery ends
         self.ended = 0  # events whose delivery ended (delivered or not), ever
 
     def __len__(self) -> int:
@@ -328,22 +329,23 @@ class _Flight:
         self._tasks.discard(task)
         self._ids.difference_update(ids)
         self.ended += len(ids)
-        self._changed.set()
+        if self._until is None or self._until():  # wake the claim loop only when it has something to do
+            self._changed.set()
         if not task.cancelled() and task.exception() is not None:
             # A bug, not a failed attempt (those are recorded): the lease runs out and it is sent again.
             log.error("webhook worker: a delivery raised %s", type(task.exception()).__name__)
 
     async def wait(self, stop: asyncio.Event, until: Callable[[], bool], timeout: float,
                    wake: asyncio.Event | None = None) -> None:
-        """Until `until()` holds, `stop` is set or `timeout` seconds pass, looking again as deliveries end."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not stop.is_set() and not until():
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                return
-            self._changed.clear()
-            if not await _wait_any(left, stop, self._changed, *([wake] if wake else [])):
-                return  # timed out (checked, not recomputed: the loop's clock may wake a hair early)
+        """Until `until()` holds (checked as each delivery ends), `stop` is set or `timeout` seconds pass."""
+        if stop.is_set() or until():
+            return
+        self._until = until
+        self._changed.clear()
+        try:
+            await _wait_any(timeout, stop, self._changed, *([wake] if wake else []))
+        finally:
+            self._until = None
 
     async def drain(self) -> None:
         """Wait for every delivery under way to end (each is bounded by the worker's timeout)."""
