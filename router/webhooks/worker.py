@@ -17,7 +17,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -232,12 +232,38 @@ class WebhookWorker:
         return False
 
     async def run(self, stop: asyncio.Event, idle_interval: float = 1.0) -> None:
-        """Deliver until `stop` is set; store or other errors are logged and retried, never raised."""
+        """Deliver until `stop` is set, keeping up to `batch` deliveries in flight; store or other errors
+        are logged and retried, never raised.
+
+        Not in lockstep: as deliveries end, more events are claimed (in steps of `refill`), so neither
+        the store's work nor the slowest delivery of a batch holds the others up. Order per checkout
+        stays the store's: it hands out only the head of each ref's queue, and an event in flight is
+        pending and leased, so the ref's next one is withheld until this one is recorded delivered.
+        On `stop` nothing more is claimed and run returns once the deliveries in flight have ended
+        (each bounded by `timeout`, then recorded); cancelled, it cancels them, and their leases run
+        out so the events come back (at least once, never lost).
+        """
+        flight = _Flight()
+        try:
+            await self._keep_busy(stop, flight, idle_interval)
+            await flight.drain()
+        finally:
+            await flight.abandon()  # only when cancelled: after drain() nothing is left
+
+    @property
+    def refill(self) -> int:
+        """How many deliveries must end before claiming again while the outbox has a backlog: a tenth
+        of `batch` keeps at least 90% of it in flight, with one claim per step instead of per event."""
+        return max(1, self.batch // 10)
+
+    async def _keep_busy(self, stop: asyncio.Event, flight: _Flight, idle_interval: float) -> None:
         failures = 0
         while not stop.is_set():
-            self._wake.clear()  # a notify() during this round triggers the next one
+            self._wake.clear()  # a notify() from now on triggers the next claim
+            room = self.batch - len(flight)
+            ended = flight.ended
             try:
-                claimed, _ = await self._cycle()
+                claimed = await self._claim_into(flight, room)
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -246,10 +272,92 @@ class WebhookWorker:
                     log.warning("webhook worker: store error %s (retrying)", type(exc).__name__)
                 else:
                     log.exception("webhook worker: unexpected error (retrying)")
-            if claimed >= self.batch:
-                continue  # a full batch: more may be due right now
-            pause = idle_interval if failures == 0 else Backoff(idle_interval, 30.0).delay(failures + 1)
-            await _wait_any(stop, self._wake, pause)
+            if failures == 0 and claimed >= room:
+                await self._wait_for_room(stop, flight, idle_interval)
+            else:
+                pause = idle_interval if failures == 0 else Backoff(idle_interval, 30.0).delay(failures + 1)
+                await self._wait_for_work(stop, flight, ended, pause)
+
+    async def _wait_for_room(self, stop: asyncio.Event, flight: _Flight, timeout: float) -> None:
+        """A backlog: claim again as soon as `refill` slots are free (a notify() adds nothing to do)."""
+        await flight.wait(stop, lambda: self.batch - len(flight) >= self.refill, timeout)
+
+    async def _wait_for_work(self, stop: asyncio.Event, flight: _Flight, ended: int, pause: float) -> None:
+        """Drained (or failing): claim again on notify(), after `pause`, or once `refill` deliveries
+        (or all in flight) ended since the claim: the next events may be ones withheld behind them."""
+        def due() -> bool:
+            since = flight.ended - ended
+            return self._wake.is_set() or since >= self.refill or (since > 0 and not flight)
+
+        await flight.wait(stop, due, pause, self._wake)
+
+    async def _claim_into(self, flight: _Flight, room: int) -> int:
+        """Claim up to `room` due events and start delivering them; returns how many were claimed."""
+        if room <= 0:
+            return 0
+        events = await self.store.claim_events(self.owner, self.clock(), self.lease_seconds, room)
+        # An event still in flight here has outlived its lease (a record that hung): it is sent once.
+        for chain in _by_ref([e for e in events if e.id not in flight]):
+            flight.start(chain, self._deliver_chain(chain))
+        return len(events)
+
+
+class _Flight:
+    """The deliveries under way: a task per ref's chain, the ids of their events, a signal as each ends."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[int]] = set()
+        self._ids: set[str] = set()
+        self._changed = asyncio.Event()
+        self._until: Callable[[], bool] | None = None  # what wait() waits for, checked as each delivery ends
+        self.ended = 0  # events whose delivery ended (delivered or not), ever
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
+    def start(self, chain: Sequence[OutboxEvent], delivery: Coroutine[object, object, int]) -> None:
+        ids = [event.id for event in chain]
+        self._ids.update(ids)
+        task = asyncio.create_task(delivery)
+        self._tasks.add(task)
+        task.add_done_callback(lambda done: self._end(done, ids))
+
+    def _end(self, task: asyncio.Task[int], ids: list[str]) -> None:
+        self._tasks.discard(task)
+        self._ids.difference_update(ids)
+        self.ended += len(ids)
+        if self._until is None or self._until():  # wake the claim loop only when it has something to do
+            self._changed.set()
+        if not task.cancelled() and task.exception() is not None:
+            # A bug, not a failed attempt (those are recorded): the lease runs out and it is sent again.
+            log.error("webhook worker: a delivery raised %s", type(task.exception()).__name__)
+
+    async def wait(self, stop: asyncio.Event, until: Callable[[], bool], timeout: float,
+                   wake: asyncio.Event | None = None) -> None:
+        """Until `until()` holds (checked as each delivery ends), `stop` is set or `timeout` seconds pass."""
+        if stop.is_set() or until():
+            return
+        self._until = until
+        self._changed.clear()
+        try:
+            await _wait_any(timeout, stop, self._changed, *([wake] if wake else []))
+        finally:
+            self._until = None
+
+    async def drain(self) -> None:
+        """Wait for every delivery under way to end (each is bounded by the worker's timeout)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def abandon(self) -> None:
+        """Cancel what is still under way and wait for it to unwind; the events' leases run out."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _merchant_reference(body: bytes) -> str | None:
@@ -269,13 +377,13 @@ def _by_ref(events: Sequence[OutboxEvent]) -> list[list[OutboxEvent]]:
     return list(chains.values())
 
 
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+async def _wait_any(timeout: float, *events: asyncio.Event) -> bool:
+    """Until one of `events` is set or `timeout` seconds pass; whether one was set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        return bool(done)
     finally:
         for waiter in waiters:
             waiter.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
-
-

@@ -46,8 +46,9 @@ class Receiver:
     Signatures are checked by `clock` (a test's clock or the wall clock) with `secret`.
     `fail_times[event_id] = n` fails that event's first n receptions with `fail_status`; `status`
     answers every request; `delay` holds every answer that long (seconds, or at random up to it with
-    `random_delay`). A body that does not match the published schema is answered 400 and recorded in
-    `schema_errors` (the fixtures fail the test on any).
+    `random_delay`); an event id in `held` is not answered until `release` takes it out. A body
+    that does not match the published schema is answered 400 and recorded in `schema_errors` (the
+    fixtures fail the test on any).
     """
 
     clock: Callable[[], float] = time.time
@@ -58,6 +59,7 @@ class Receiver:
     delay: float = 0.0
     random_delay: bool = False  # hold each answer a random time up to `delay` (desynchronises workers)
     fail_times: dict[str, int] = field(default_factory=dict)
+    held: set[str] = field(default_factory=set)
     received: list[Received] = field(default_factory=list)
     schema_errors: list[str] = field(default_factory=list)
     inflight: dict[str, int] = field(default_factory=dict)
@@ -84,8 +86,14 @@ class Receiver:
     def down(self) -> None:
         """Stop listening: senders get connection refused until `up()`."""
         server, self._server = self._server, None
+        self.release()  # a held request would keep the server from stopping
         if server is not None:
             server.close()
+
+    def release(self, *event_ids: str) -> None:
+        """Answer the held requests for `event_ids` (all of them when none are named)."""
+        with self.lock:
+            self.held.difference_update(event_ids or set(self.held))
 
     def deliveries(self) -> list[Received]:
         """The requests answered 2xx, in arrival order (a snapshot)."""
@@ -106,6 +114,8 @@ class Receiver:
         try:
             if self.delay:
                 await asyncio.sleep(random.uniform(0, self.delay) if self.random_delay else self.delay)
+            while event_id in self.held:  # a test decides when this one is answered
+                await asyncio.sleep(0.005)
             return self._record(request, body, event_id)
         finally:
             with self.lock:

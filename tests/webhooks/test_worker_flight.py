@@ -1,0 +1,194 @@
+"""`WebhookWorker.run`: deliveries kept in flight continuously, not in lockstep batches.
+
+The real stores and a real receiver over HTTP. Requests the receiver holds (`Receiver.held`) stand
+for a slow merchant: while one is held, the tests check what else the worker does, by what the
+receiver and the store saw, never by how long it took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import pytest
+
+from router.store.base import NewEvent, Store
+from router.webhooks.worker import WebhookWorker
+from tests.support.receiver import Receiver
+from tests.webhooks.outbox import Clock, StoreFactory, add_checkout, add_event, new_ref
+from tests.webhooks.test_worker import eventually, make_worker
+
+STATES = ("pending", "authorized", "completed")  # a checkout's events, in the order it emits them
+
+
+async def add_chain(store: Store, clock: Clock, length: int = len(STATES)) -> list[NewEvent]:
+    """One checkout's first `length` events, written in order."""
+    ref = new_ref()
+    await add_checkout(store, clock(), ref)
+    return [await add_event(store, clock(), state, ref=ref) for state in STATES[:length]]
+
+
+@asynccontextmanager
+async def running(worker: WebhookWorker, idle_interval: float = 0.05) -> AsyncIterator[asyncio.Event]:
+    """`worker.run` in a task while inside; set the yielded event to stop it, which the exit waits for."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop, idle_interval=idle_interval))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def assert_in_order(receiver: Receiver, chains: Sequence[Sequence[NewEvent]]) -> None:
+    """Each event reached the receiver only after the one before it in its chain was answered 2xx."""
+    received = receiver.received
+    for chain in chains:
+        for earlier, later in itertools.pairwise(chain):
+            first_ok = next(i for i, r in enumerate(received) if r.event_id == earlier.id and r.status < 300)
+            assert all(i > first_ok for i, r in enumerate(received) if r.event_id == later.id), (earlier, later)
+
+
+async def statuses(store: Store, events: Sequence[NewEvent]) -> list[str]:
+    found = [await store.get_event(e.id) for e in events]
+    return [e.status if e else "missing" for e in found]
+
+
+async def test_many_refs_delivered_once_each_in_order(store: Store, receiver: Receiver, clock: Clock) -> None:
+    receiver.delay, receiver.random_delay = 0.02, True  # answers end out of order
+    chains = [await add_chain(store, clock) for _ in range(15)]
+    events = [e for chain in chains for e in chain]
+    async with make_worker(store, receiver.url, clock, batch=6) as worker, running(worker):
+        await eventually(lambda: len(receiver.ids(ok_only=True)) >= len(events), timeout=30)
+    assert sorted(receiver.ids()) == sorted(e.id for e in events)  # each once, none twice
+    assert_in_order(receiver, chains)
+    assert 2 <= receiver.max_inflight <= 6
+    assert await statuses(store, events) == ["delivered"] * len(events)
+
+
+async def test_a_slow_delivery_does_not_hold_up_the_others(
+    store: Store, receiver: Receiver, clock: Clock
+) -> None:
+    slow = await add_chain(store, clock, 2)  # its first event is held; its second must wait for it
+    others = [await add_chain(store, clock) for _ in range(8)]
+    receiver.held.add(slow[0].id)
+    async with make_worker(store, receiver.url, clock, batch=4, timeout=30) as worker, running(worker):
+        # In lockstep, the three other slots of the held event's batch would wait for it too.
+        others_ids = {e.id for chain in others for e in chain}
+        await eventually(lambda: others_ids <= set(receiver.ids(ok_only=True)), timeout=30)
+        assert receiver.inflight.get(slow[0].id) == 1  # still held all along
+        assert slow[1].id not in receiver.ids()  # withheld behind its ref's first event
+        receiver.release()
+        await eventually(lambda: slow[1].id in receiver.ids(ok_only=True), timeout=30)
+    assert_in_order(receiver, [slow, *others])
+    assert sorted(receiver.ids()) == sorted([e.id for e in slow] + list(others_ids))
+
+
+async def test_a_failing_ref_does_not_block_the_others(store: Store, receiver: Receiver, clock: Clock) -> None:
+    failing = await add_chain(store, clock)
+    others = [await add_chain(store, clock) for _ in range(5)]
+    receiver.fail_times[failing[0].id] = 2
+    async with make_worker(store, receiver.url, clock, batch=3) as worker, running(worker):
+        others_ids = {e.id for chain in others for e in chain}
+        await eventually(lambda: others_ids <= set(receiver.ids(ok_only=True)), timeout=30)
+        assert receiver.ids().count(failing[0].id) == 1  # failed once, its retry not due yet
+        assert failing[1].id not in receiver.ids()
+        for _ in range(2):  # the clock reaches each retry; notify() saves waiting for the idle interval
+            clock.advance(3600)
+            worker.notify()
+            await eventually(lambda: receiver.ids().count(failing[0].id) >= 2, timeout=30)
+        await eventually(lambda: failing[2].id in receiver.ids(ok_only=True), timeout=30)
+    assert receiver.ids().count(failing[0].id) == 3
+    assert_in_order(receiver, [failing, *others])
+    assert await statuses(store, failing) == ["delivered"] * 3
+
+
+async def test_stop_waits_for_the_deliveries_in_flight(store: Store, receiver: Receiver, clock: Clock) -> None:
+    events = [e for _ in range(4) for e in await add_chain(store, clock, 1)]
+    queued = [e for _ in range(6) for e in await add_chain(store, clock, 1)]
+    receiver.held.update(e.id for e in events)
+    async with make_worker(store, receiver.url, clock, batch=4, timeout=30) as worker:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop, idle_interval=0.05))
+        await eventually(lambda: sum(receiver.inflight.values()) == 4)
+        stop.set()
+        await asyncio.sleep(0.2)
+        assert not task.done()  # a delivery under way is finished, not dropped
+        receiver.release()
+        await asyncio.wait_for(task, 30)
+    assert sorted(receiver.ids()) == sorted(e.id for e in events)  # nothing new claimed after the stop
+    assert await statuses(store, events) == ["delivered"] * 4
+    assert await statuses(store, queued) == ["pending"] * 6
+    assert await store.release_leases(worker.owner) == 0  # and it holds no lease
+
+
+async def test_cancelled_mid_flight_loses_nothing(
+    store_factory: StoreFactory, receiver: Receiver, clock: Clock
+) -> None:
+    store_a, store_b = store_factory(), store_factory()  # the dying process and the one after it
+    await store_a.open()
+    await store_b.open()
+    events = [e for _ in range(6) for e in await add_chain(store_a, clock, 1)]
+    receiver.held.update(e.id for e in events)
+    doomed = make_worker(store_a, receiver.url, clock, batch=6, owner="worker-a", lease_seconds=60)
+    task = asyncio.create_task(doomed.run(asyncio.Event(), idle_interval=0.05))
+    await eventually(lambda: sum(receiver.inflight.values()) == 6)
+    task.cancel()  # the process dies with every event claimed and sent, none answered
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await doomed.aclose()
+    receiver.release()
+    await eventually(lambda: sum(receiver.inflight.values()) == 0)
+    assert await statuses(store_b, events) == ["pending"] * 6
+
+    async with make_worker(store_b, receiver.url, clock, batch=6, owner="worker-b", lease_seconds=60) as rescuer:
+        assert await rescuer.run_once() == 0  # still leased to the dead worker
+        clock.advance(61)
+        async with running(rescuer):
+            async def all_recorded() -> bool:
+                return await statuses(store_b, events) == ["delivered"] * 6
+
+            await eventually(all_recorded, timeout=30)
+    # Sent by each worker (the receiver answered the dead one's requests too, unheard): at least once.
+    assert all(receiver.ids().count(e.id) == 2 for e in events)
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_random_outboxes_each_event_delivered_in_order(
+    store: Store, receiver: Receiver, clock: Clock, seed: int
+) -> None:
+    """A model of the outbox: random chains, random failures, random answer times, events added while
+    the worker runs; every event ends delivered, once per success, each after its ref's previous one."""
+    rng = random.Random(seed)
+    receiver.delay, receiver.random_delay = 0.015, True
+    chains: list[list[NewEvent]] = []
+
+    async def add_some(count: int) -> None:
+        for _ in range(count):
+            chain = await add_chain(store, clock, rng.randint(1, 3))
+            for event in chain:
+                if rng.random() < 0.2:
+                    receiver.fail_times[event.id] = rng.randint(1, 2)
+            chains.append(chain)
+
+    def all_delivered() -> Callable[[], bool]:
+        return lambda: len(set(receiver.ids(ok_only=True))) == sum(len(c) for c in chains)
+
+    await add_some(rng.randint(5, 15))
+    async with make_worker(store, receiver.url, clock, batch=rng.choice([1, 3, 8])) as worker, running(worker):
+        await add_some(rng.randint(0, 10))
+        worker.notify()
+        for _ in range(8):  # failed events come due as the clock passes their retry time
+            clock.advance(3600)
+            worker.notify()
+            await asyncio.sleep(0.1)
+        await eventually(all_delivered(), timeout=30)
+    events = [e for chain in chains for e in chain]
+    ok = receiver.ids(ok_only=True)
+    assert sorted(ok) == sorted(e.id for e in events)  # each answered 2xx exactly once
+    assert receiver.max_inflight_per_event == 1
+    assert_in_order(receiver, chains)
+    assert await statuses(store, events) == ["delivered"] * len(events)
