@@ -2,7 +2,7 @@
 
 SIGTERM: uvicorn stops accepting and lets in-flight requests run for `[server] graceful_seconds`
 (then cancels them); the app's lifespan then stops the background tasks (the webhook worker ends
-after its current delivery) and `release_leases` frees every lease this process still holds, so
+once the deliveries it has in flight end) and `release_leases` frees every lease this process still holds, so
 another instance finishes those checkouts at once, with the same idempotency key.
 
 With `--workers N`, uvicorn's supervisor gets the signals: it sends SIGTERM to every worker, and
