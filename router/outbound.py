@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import logging
 import ssl
 import time
@@ -115,7 +116,10 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> httpx.Headers:
     return headers
 
 
-_URLS_KEPT = 256  # parsed URLs kept per client: the webhook worker posts to one, Amazon's differ per session
+_URLS_KEPT = 256  # parsed URLs remembered: the webhook worker posts to one, Amazon's differ per session
+# Both URL types are immutable, so a parse is remembered like the pages' memos (router/web/links.py).
+_httpx_url = functools.lru_cache(maxsize=_URLS_KEPT)(httpx.URL)
+_yarl_url = functools.lru_cache(maxsize=_URLS_KEPT)(functools.partial(yarl.URL, encoded=True))  # httpx quoted it
 EAGER_BYTES = 64 * 1024  # a body with a Content-Length up to this is read with the head
 
 
@@ -155,7 +159,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._ssl = ssl_context or httpx.create_ssl_context()
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float | None, float | None, float | None], aiohttp.ClientTimeout] = {}
-        self._urls: dict[str, yarl.URL] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # made on first use: aiohttp binds to the running event loop
@@ -178,16 +181,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 self._timeouts[key] = found
         return found
 
-    def _url(self, url: httpx.URL) -> yarl.URL:
-        text = str(url)
-        found = self._urls.get(text)
-        if found is None:
-            found = yarl.URL(text, encoded=True)  # httpx has quoted it already
-            if len(self._urls) >= _URLS_KEPT:
-                self._urls.clear()
-            self._urls[text] = found
-        return found
-
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             body = request.content
@@ -196,7 +189,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             response = await self._client().request(
                 request.method,
-                self._url(request.url),
+                _yarl_url(str(request.url)),
                 headers=_wire_headers(request.headers),
                 data=body or None,
                 allow_redirects=False,
@@ -279,10 +272,6 @@ class OutboundClient(httpx.AsyncClient):
     See the module docstring for what the lean path skips and when; anything else is httpx's own code.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._urls: dict[str, httpx.URL] = {}  # parsed URLs (immutable) of recent calls: webhooks repeat theirs
-
     # --- requests ---
 
     def build_request(  # the same signature as httpx's, its types spelled loosely
@@ -302,20 +291,11 @@ class OutboundClient(httpx.AsyncClient):
             cookies=cookies, timeout=timeout, extensions=extensions,
         )
 
-    def _parse(self, url: str) -> httpx.URL:
-        found = self._urls.get(url)
-        if found is None:
-            found = httpx.URL(url)
-            if len(self._urls) >= _URLS_KEPT:
-                self._urls.clear()
-            self._urls[url] = found
-        return found
-
     def _lean_request(
         self, method: str, url: str, body: bytes, headers: dict[str, str] | None, timeout: Any
     ) -> httpx.Request | None:
         """httpx's request for an absolute URL, bytes and a dict of str headers; None when it is not that."""
-        target = self._parse(url)
+        target = _httpx_url(url)
         if not target.is_absolute_url:
             return None
         merged = list(self.headers._list)  # (name as given, lower-cased, value)

@@ -305,7 +305,7 @@ class AmazonPayAuth(InPlaceAuth):
         headers["x-amz-pay-date"] = format_date(self._clock())
         headers["x-amz-pay-host"] = request.url.netloc.decode("ascii")
         headers["x-amz-pay-region"] = self._region
-        values = _joined_values(headers)
+        values = dict(headers.items())  # lower-cased names, a repeated header's values joined with ", "
         names, authorization = self._signed[IDEMPOTENCY_HEADER in values]
         path, _, query = request.url.raw_path.decode("ascii").partition("?")
         if self._path_prefix and path.startswith(self._path_prefix + "/"):
@@ -320,14 +320,6 @@ class AmazonPayAuth(InPlaceAuth):
         )
         signature = sign(self._private_key, self._algorithm, string_to_sign(self._algorithm, canonical))
         headers["authorization"] = authorization + signature
-
-
-def _joined_values(headers: httpx.Headers) -> dict[str, str]:
-    """Lower-cased name → value, repeated headers joined with ", " (what `headers.items()` gives)."""
-    values: dict[str, str] = {}
-    for name, value in headers.multi_items():  # names come lower-cased
-        values[name] = f"{values[name]}, {value}" if name in values else value
-    return values
 
 
 # A path that canonical_uri leaves as it is: starts with '/', only unreserved characters and single slashes.
