@@ -9,8 +9,7 @@ wake-up per batch: a caller never hears of a write that is not durable.
 Each hop costs a thread wake-up on both sides, so the per-job Python around it is kept small: a job is a
 named tuple, the caller awaits the future itself (no coroutine around it), the jobs a loop submits during
 one turn reach the thread together at the end of that turn (one wake-up, and their writes share a COMMIT
-even when the thread was idle), and a batch with one event loop (the usual case) is handed back without
-sorting by loop. A job runs in a copy of its caller's
+even when the thread was idle). A job runs in a copy of its caller's
 context (contextvars), so what it reads from there (the request id an event records) is the caller's.
 """
 
@@ -35,8 +34,7 @@ class _Job(NamedTuple):
 
     fn: Callable[..., Any]
     write: bool
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any]  # of the caller's event loop, which hears of the outcome
     context: contextvars.Context  # the caller's, copied: what fn reads from it (the request id) is theirs
     raw: bool  # fn takes no connection (opening and closing it)
 
@@ -66,7 +64,7 @@ class StoreThread:
         if pending is None:
             pending = self._pending[loop] = []
             loop.call_soon(self._flush, loop)
-        pending.append(_Job(fn, write, loop, future, contextvars.copy_context(), False))
+        pending.append(_Job(fn, write, future, contextvars.copy_context(), False))
         return future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -79,7 +77,7 @@ class StoreThread:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._flush(loop)  # after what this loop submitted before
-        self._jobs.put([_Job(fn, False, loop, future, contextvars.copy_context(), True)])
+        self._jobs.put([_Job(fn, False, future, contextvars.copy_context(), True)])
         return await future
 
     async def stop(self) -> None:
@@ -108,17 +106,12 @@ class StoreThread:
                 batch += last
             for start in range(0, len(batch), MAX_GROUP):
                 jobs = batch[start:start + MAX_GROUP] if len(batch) > MAX_GROUP else batch
-                _deliver(jobs, self._run(jobs))
+                _deliver(self._run(jobs))
             if last is None:
                 return
 
     def _run(self, jobs: Sequence[_Job]) -> list[Outcome]:
         """Jobs in queue order: a read after a write sees it (the writes before it are committed first)."""
-        if len(jobs) == 1:  # the common case when the store is not busy
-            job = jobs[0]
-            if job.future.cancelled():
-                return []
-            return self._writes(jobs) if job.write else [self._read(job)]
         outcomes: list[Outcome] = []
         group: list[_Job] = []
         for job in jobs:
@@ -133,7 +126,7 @@ class StoreThread:
         return outcomes + self._writes(group)
 
     def _read(self, job: _Job) -> Outcome:
-        fn, _, _, future, context, raw = job
+        fn, _, future, context, raw = job
         try:
             return future, context.run(fn) if raw else context.run(fn, self._connection()), None
         except Exception as exc:
@@ -160,7 +153,7 @@ class StoreThread:
 
     def _alone(self, conn: Conn, job: _Job) -> Outcome:
         """The only write of its transaction: no savepoint needed, a failure rolls it all back."""
-        fn, _, _, future, context, _ = job
+        fn, _, future, context, _ = job
         try:
             return future, context.run(fn, conn), None
         except Exception as exc:
@@ -169,7 +162,7 @@ class StoreThread:
             return future, None, self._mapped(exc)
 
     def _in_savepoint(self, conn: Conn, job: _Job) -> Outcome:
-        fn, _, _, future, context, _ = job
+        fn, _, future, context, _ = job
         conn.execute("SAVEPOINT job")
         try:
             value = context.run(fn, conn)
@@ -181,20 +174,13 @@ class StoreThread:
         return future, value, None
 
 
-def _deliver(jobs: Sequence[_Job], outcomes: list[Outcome]) -> None:
+def _deliver(outcomes: list[Outcome]) -> None:
     """One call_soon_threadsafe per event loop for the whole batch (after its COMMIT)."""
-    if not outcomes:
-        return
-    loop = jobs[0].loop
-    if all(job.loop is loop for job in jobs):
-        _wake(loop, outcomes)
-        return
     by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
-    loops = {id(job.future): job.loop for job in jobs}
     for outcome in outcomes:
-        by_loop.setdefault(loops[id(outcome[0])], []).append(outcome)
-    for each, items in by_loop.items():
-        _wake(each, items)
+        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for loop, items in by_loop.items():
+        _wake(loop, items)
 
 
 def _wake(loop: asyncio.AbstractEventLoop, items: list[Outcome]) -> None:
