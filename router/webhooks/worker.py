@@ -170,16 +170,12 @@ class WebhookWorker:
         self._wake.set()
 
     async def run_once(self) -> int:
-        """Claim due events, deliver them, record each result; returns how many were delivered."""
-        return (await self._cycle())[1]
-
-    async def _cycle(self) -> tuple[int, int]:
-        """(claimed, delivered) for one claim-and-deliver round."""
+        """One round in lockstep (claim due events, deliver them, record each result); returns how many were
+        delivered. `run` keeps deliveries in flight instead."""
         events = await self.store.claim_events(self.owner, self.clock(), self.lease_seconds, self.batch)
         if not events:
-            return 0, 0
-        chains = await asyncio.gather(*(self._deliver_chain(chain) for chain in _by_ref(events)))
-        return len(events), sum(chains)
+            return 0
+        return sum(await asyncio.gather(*(self._deliver_chain(chain) for chain in _by_ref(events))))
 
     async def _deliver_chain(self, chain: Sequence[OutboxEvent]) -> int:
         """Deliver one ref's events in order, stopping at the first failure (order per checkout).
