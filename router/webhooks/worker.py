@@ -12,11 +12,13 @@ I/O: the store, the HTTP client and the clock, all passed in.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 
@@ -90,6 +92,10 @@ async def _drain(response: httpx.Response) -> None:
         received += len(chunk)
         if received > MAX_RESPONSE_BYTES:
             return
+
+
+def _nothing(event_id: str) -> None:
+    """The default `sent` callback: lockstep rounds have no slots to free."""
 
 
 # --- the worker ----------------------------------------------------------------------------------
@@ -177,30 +183,32 @@ class WebhookWorker:
             return 0
         return sum(await asyncio.gather(*(self._deliver_chain(chain) for chain in _by_ref(events))))
 
-    async def _deliver_chain(self, chain: Sequence[OutboxEvent]) -> int:
-        """Deliver one ref's events in order, stopping at the first failure (order per checkout).
+    async def _deliver_chain(self, chain: Sequence[OutboxEvent], sent: Callable[[str], None] = _nothing) -> int:
+        """Deliver one ref's events in order, stopping at the first failure (order per checkout);
+        `sent(event_id)` is called as each POST ends, before its result is recorded.
 
         The store hands out at most the head of each ref's queue, so a chain is normally one event;
         if there are more, the ones after a failure stay leased and come back when the lease ends.
         """
         delivered = 0
         for event in chain:
-            if not await self._deliver(event):
+            if not await self._deliver(event, sent):
                 break
             delivered += 1
         return delivered
 
-    async def _deliver(self, event: OutboxEvent) -> bool:
+    async def _deliver(self, event: OutboxEvent, sent: Callable[[str], None]) -> bool:
         # Its log lines carry the checkout (ref, order number) and the id of the request that caused it.
         with (tracing.delivery_span(event.traceparent, **{"webhook.event_type": event.type}),
               logs.scope(request_id=event.request_id, ref=mask(event.ref),
                          merchant_reference=_merchant_reference(event.body))):
-            return await self._attempt(event)
+            return await self._attempt(event, sent)
 
-    async def _attempt(self, event: OutboxEvent) -> bool:
+    async def _attempt(self, event: OutboxEvent, sent: Callable[[str], None]) -> bool:
         attempt = event.attempts + 1
         result = await post_event(self.client, self.url, self._secret, event, int(self.clock()), self.timeout,
                                   request_id=event.request_id)
+        sent(event.id)
         tracing.note(**{"webhook.attempt": attempt, "webhook.delivered": result.ok})
         now = self.clock()
         try:
@@ -228,35 +236,53 @@ class WebhookWorker:
         return False
 
     async def run(self, stop: asyncio.Event, idle_interval: float = 1.0) -> None:
-        """Deliver until `stop` is set, keeping up to `batch` deliveries in flight; store or other errors
+        """Deliver until `stop` is set, keeping up to `batch` POSTs in flight; store or other errors
         are logged and retried, never raised.
 
-        Not in lockstep: as deliveries end, more events are claimed (in steps of `refill`), so neither
-        the store's work nor the slowest delivery of a batch holds the others up. Order per checkout
-        stays the store's: it hands out only the head of each ref's queue, and an event in flight is
-        pending and leased, so the ref's next one is withheld until this one is recorded delivered.
-        On `stop` nothing more is claimed and run returns once the deliveries in flight have ended
-        (each bounded by `timeout`, then recorded); cancelled, it cancels them, and their leases run
-        out so the events come back (at least once, never lost).
+        Not in lockstep: events are claimed a step (`refill`) ahead of need and wait, leased, in a queue,
+        so that as a POST ends the next one starts at once, while its result is recorded and the next
+        step is claimed: neither the store's work nor the slowest delivery of a batch holds the others
+        up. Order per checkout stays the store's: it hands out only the head of each ref's queue, and a
+        claimed event is pending and leased, so the ref's next one is withheld until this one is
+        recorded delivered. On `stop` nothing more is claimed or started and run returns once the
+        deliveries under way have ended (each bounded by `timeout`, then recorded) and the queued events'
+        leases are given back; cancelled, it cancels them, and their leases run out so the events come
+        back (at least once, never lost).
         """
-        flight = _Flight()
+        flight = _Flight(self._deliver_chain, self.batch, self.clock)
         try:
             await self._keep_busy(stop, flight, idle_interval)
+            unqueued = flight.unqueue()
             await flight.drain()
+            if unqueued:
+                await self._give_back()
         finally:
             await flight.abandon()  # only when cancelled: after drain() nothing is left
 
+    async def _give_back(self) -> None:
+        """Release this worker's leases (nothing is in flight): the queued events are due again at once."""
+        try:
+            await self.store.release_leases(self.owner)
+        except (StoreError, CheckoutError) as exc:
+            log.warning("webhook worker: could not release queued events (%s); their leases run out",
+                        type(exc).__name__)
+
     @property
     def refill(self) -> int:
-        """How many deliveries must end before claiming again while the outbox has a backlog: a tenth
-        of `batch` keeps at least 90% of it in flight, with one claim per step instead of per event."""
+        """The claim step while the outbox has a backlog: a tenth of `batch`, claimed once no more than
+        this many wait in the queue, so the queue never runs dry while a claim is under way, with one
+        claim per step instead of per event."""
         return max(1, self.batch // 10)
+
+    def _room(self, flight: _Flight) -> int:
+        """Events to claim now: free POST slots, plus two steps to queue ahead, minus those queued."""
+        return self.batch + 2 * self.refill - flight.sending - flight.queued
 
     async def _keep_busy(self, stop: asyncio.Event, flight: _Flight, idle_interval: float) -> None:
         failures = 0
         while not stop.is_set():
             self._wake.clear()  # a notify() from now on triggers the next claim
-            room = self.batch - len(flight)
+            room = self._room(flight)
             ended = flight.ended
             try:
                 claimed = await self._claim_into(flight, room)
@@ -275,8 +301,10 @@ class WebhookWorker:
                 await self._wait_for_work(stop, flight, ended, pause)
 
     async def _wait_for_room(self, stop: asyncio.Event, flight: _Flight, timeout: float) -> None:
-        """A backlog: claim again as soon as `refill` slots are free (a notify() adds nothing to do)."""
-        await flight.wait(stop, lambda: self.batch - len(flight) >= self.refill, timeout)
+        """A backlog: claim again once a step's worth is free (a notify() adds nothing to do). A slot is
+        free once its POST has ended: the merchant's server and the pool's connection are done with it,
+        and the event, leased until its result is recorded, cannot be claimed again meanwhile."""
+        await flight.wait(stop, lambda: self._room(flight) >= self.refill, timeout)
 
     async def _wait_for_work(self, stop: asyncio.Event, flight: _Flight, ended: int, pause: float) -> None:
         """Drained (or failing): claim again on notify(), after `pause`, or once `refill` deliveries
@@ -288,24 +316,38 @@ class WebhookWorker:
         await flight.wait(stop, due, pause, self._wake)
 
     async def _claim_into(self, flight: _Flight, room: int) -> int:
-        """Claim up to `room` due events and start delivering them; returns how many were claimed."""
+        """Claim up to `room` due events and start (or queue) their deliveries; returns how many were claimed."""
         if room <= 0:
             return 0
-        events = await self.store.claim_events(self.owner, self.clock(), self.lease_seconds, room)
+        now = self.clock()
+        events = await self.store.claim_events(self.owner, now, self.lease_seconds, room)
+        # A queued event must start with a whole attempt left on its lease, or another worker could
+        # claim it while it is being sent.
+        start_by = now + self.lease_seconds - self.timeout
         # An event still in flight here has outlived its lease (a record that hung): it is sent once.
         for chain in _by_ref([e for e in events if e.id not in flight]):
-            flight.start(chain, self._deliver_chain(chain))
+            flight.add(chain, start_by)
         return len(events)
 
 
-class _Flight:
-    """The deliveries under way: a task per ref's chain, the ids of their events, a signal as each ends."""
+Deliver = Callable[[Sequence[OutboxEvent], Callable[[str], None]], Coroutine[object, object, int]]
 
-    def __init__(self) -> None:
+
+class _Flight:
+    """The deliveries under way and queued: a task per ref's chain, up to `limit` events being POSTed
+    (`sending`), the claimed chains waiting for a slot, a signal as each POST or delivery ends."""
+
+    def __init__(self, deliver: Deliver, limit: int, clock: Callable[[], float]) -> None:
+        self._deliver = deliver  # (chain, sent) → delivered count; sent(event_id) as each POST ends
+        self._limit = limit
+        self._clock = clock
         self._tasks: set[asyncio.Task[int]] = set()
-        self._ids: set[str] = set()
+        self._ids: set[str] = set()  # claimed, result not yet recorded (queued ones included)
+        self._sending: set[str] = set()  # started, POST not yet ended: what counts against `limit`
+        self._queue: deque[tuple[list[OutboxEvent], float]] = deque()  # (chain, start it by this time)
+        self.queued = 0  # events in the queue
         self._changed = asyncio.Event()
-        self._until: Callable[[], bool] | None = None  # what wait() waits for, checked as each delivery ends
+        self._until: Callable[[], bool] | None = None  # what wait() waits for, checked as each POST ends
         self.ended = 0  # events whose delivery ended (delivered or not), ever
 
     def __len__(self) -> int:
@@ -314,26 +356,63 @@ class _Flight:
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._ids
 
-    def start(self, chain: Sequence[OutboxEvent], delivery: Coroutine[object, object, int]) -> None:
-        ids = [event.id for event in chain]
-        self._ids.update(ids)
-        task = asyncio.create_task(delivery)
-        self._tasks.add(task)
-        task.add_done_callback(lambda done: self._end(done, ids))
+    @property
+    def sending(self) -> int:
+        return len(self._sending)
+
+    def add(self, chain: list[OutboxEvent], start_by: float) -> None:
+        """Start delivering `chain` when a slot is free, if that is no later than `start_by`."""
+        self._ids.update(event.id for event in chain)
+        self._queue.append((chain, start_by))
+        self.queued += len(chain)
+        self._start_queued()
+
+    def _start_queued(self) -> None:
+        while self._queue and len(self._sending) < self._limit:
+            chain, start_by = self._queue.popleft()
+            self.queued -= len(chain)
+            ids = [event.id for event in chain]
+            if self._clock() > start_by:  # its lease would end mid-attempt: let it run out, claim it anew
+                self._ids.difference_update(ids)
+                continue
+            self._sending.update(ids)
+            task = asyncio.create_task(self._deliver(chain, self._sent))
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._end, ids=ids))
+
+    def unqueue(self) -> int:
+        """Start nothing more (stopping); returns how many events were queued (they are still leased)."""
+        for chain, _ in self._queue:
+            self._ids.difference_update(event.id for event in chain)
+        self._queue.clear()
+        unqueued, self.queued = self.queued, 0
+        return unqueued
+
+    def _sent(self, event_id: str) -> None:
+        """The POST of `event_id` ended (its result is being recorded): its slot goes to the next."""
+        self._sending.discard(event_id)
+        self._start_queued()
+        self._check()
 
     def _end(self, task: asyncio.Task[int], ids: list[str]) -> None:
         self._tasks.discard(task)
         self._ids.difference_update(ids)
+        self._sending.difference_update(ids)  # a chain's events after a failure were never sent
         self.ended += len(ids)
-        if self._until is None or self._until():  # wake the claim loop only when it has something to do
-            self._changed.set()
+        self._start_queued()
+        self._check()
         if not task.cancelled() and task.exception() is not None:
             # A bug, not a failed attempt (those are recorded): the lease runs out and it is sent again.
             log.error("webhook worker: a delivery raised %s", type(task.exception()).__name__)
 
+    def _check(self) -> None:
+        if self._until is None or self._until():  # wake the claim loop only when it has something to do
+            self._changed.set()
+
     async def wait(self, stop: asyncio.Event, until: Callable[[], bool], timeout: float,
                    wake: asyncio.Event | None = None) -> None:
-        """Until `until()` holds (checked as each delivery ends), `stop` is set or `timeout` seconds pass."""
+        """Until `until()` holds (checked as each POST or delivery ends), `stop` is set or `timeout` seconds
+        pass."""
         if stop.is_set() or until():
             return
         self._until = until
@@ -350,6 +429,7 @@ class _Flight:
 
     async def abandon(self) -> None:
         """Cancel what is still under way and wait for it to unwind; the events' leases run out."""
+        self.unqueue()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -12,6 +12,7 @@ import itertools
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import cast
 
 import pytest
 
@@ -122,7 +123,63 @@ async def test_stop_waits_for_the_deliveries_in_flight(store: Store, receiver: R
     assert sorted(receiver.ids()) == sorted(e.id for e in events)  # nothing new claimed after the stop
     assert await statuses(store, events) == ["delivered"] * 4
     assert await statuses(store, queued) == ["pending"] * 6
-    assert await store.release_leases(worker.owner) == 0  # and it holds no lease
+    assert await store.release_leases(worker.owner) == 0  # and it holds no lease: those it queued ahead
+    claimed = await store.claim_events("next-worker", clock(), 60, 10)  # are due again at once
+    assert sorted(e.id for e in claimed) == sorted(e.id for e in queued)
+
+
+class RecordGate:
+    """The store, with the recording of `held` events' deliveries waiting until `open` is set."""
+
+    def __init__(self, store: Store, held: set[str]) -> None:
+        self._store = store
+        self.held = held
+        self.open = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def event_delivered(self, event_id: str, owner: str, now: float) -> None:
+        if event_id in self.held:
+            await self.open.wait()
+        await self._store.event_delivered(event_id, owner, now)
+
+
+async def test_a_slot_is_free_once_its_post_ends(store: Store, receiver: Receiver, clock: Clock) -> None:
+    """The next event is sent while the one before it in the slot is still being recorded."""
+    first, second, third = [e for _ in range(3) for e in await add_chain(store, clock, 1)]
+    gate = RecordGate(store, {first.id, second.id})
+    async with make_worker(cast(Store, gate), receiver.url, clock, batch=2) as worker, running(worker):
+        await eventually(lambda: third.id in receiver.ids(ok_only=True))
+        assert await statuses(store, [first, second, third]) == ["pending", "pending", "delivered"]
+        gate.open.set()
+        await eventually(lambda: _all_delivered(store, [first, second]))
+    assert receiver.max_inflight <= 2
+
+
+async def _all_delivered(store: Store, events: Sequence[NewEvent]) -> bool:
+    return await statuses(store, events) == ["delivered"] * len(events)
+
+
+async def test_a_queued_event_whose_lease_runs_short_is_not_sent(
+    store: Store, receiver: Receiver, clock: Clock
+) -> None:
+    """Claimed ahead, it waits for a slot; once less than a whole attempt is left on its lease it is not
+    sent (another worker could claim it mid-attempt) but claimed anew when the lease has run out."""
+    first, *queued = [e for _ in range(3) for e in await add_chain(store, clock, 1)]
+    receiver.held.add(first.id)
+    async with make_worker(store, receiver.url, clock, batch=1, lease_seconds=60, timeout=30) as worker, \
+            running(worker):
+        await eventually(lambda: receiver.inflight.get(first.id) == 1)  # the other two queued behind it
+        clock.advance(31)  # 29 s left on their leases: less than the 30 s an attempt may take
+        receiver.release()
+        await eventually(lambda: _all_delivered(store, [first]))
+        await asyncio.sleep(0.2)  # the worker claims again meanwhile: they are still leased
+        assert receiver.ids() == [first.id]
+        clock.advance(30)
+        worker.notify()
+        await eventually(lambda: _all_delivered(store, queued))
+    assert sorted(receiver.ids()) == sorted(e.id for e in [first, *queued])  # each sent once
 
 
 async def test_cancelled_mid_flight_loses_nothing(
@@ -190,5 +247,6 @@ async def test_random_outboxes_each_event_delivered_in_order(
     ok = receiver.ids(ok_only=True)
     assert sorted(ok) == sorted(e.id for e in events)  # each answered 2xx exactly once
     assert receiver.max_inflight_per_event == 1
+    assert receiver.max_inflight <= worker.batch  # queued ahead, but never more POSTs at once than batch
     assert_in_order(receiver, chains)
     assert await statuses(store, events) == ["delivered"] * len(events)
