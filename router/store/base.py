@@ -164,7 +164,8 @@ class Store(Protocol):
 
         Due: status pending, next_attempt_at <= now, not leased by another worker (or lease expired),
         and no earlier event (lower seq) of the same ref is still undelivered, so that events reach
-        the merchant in order per checkout. Ordered by seq.
+        the merchant in order per checkout. The ones due longest ago are taken first (then by seq);
+        the list is ordered by seq.
         """
 
     async def event_delivered(self, event_id: str, owner: str, now: float) -> None: ...

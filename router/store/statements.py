@@ -129,8 +129,11 @@ _DUE_EVENTS = """
       AND (e.lease_owner IS NULL OR e.lease_until <= :now)
       AND NOT EXISTS (
           SELECT 1 FROM outbox p WHERE p.ref = e.ref AND p.seq < e.seq AND p.status <> 'delivered')
-    ORDER BY e.seq
+    ORDER BY e.next_attempt_at, e.seq
     LIMIT :limit"""
+# Due longest ago first: the order of the (status, next_attempt_at) index, so a claim reads `limit` due
+# rows and stops; ordered by seq alone it would read and sort every due row, the whole backlog after an
+# outage (20 ms a claim at 50,000, in the one thread every commit waits for).
 # PostgreSQL locks the candidates and skips those another worker is claiming (never waits on it).
 CLAIM_EVENTS = statement(
     f"UPDATE outbox SET lease_owner = :owner, lease_until = :until WHERE seq IN ({_DUE_EVENTS}) RETURNING *",  # noqa: S608

@@ -72,6 +72,17 @@ async def test_claim_respects_limit_and_due_time(store: Store) -> None:
     assert await store.claim_events("w", now=500.0, lease_ttl=1000.0, limit=0) == []
 
 
+async def test_claim_takes_the_events_due_longest_ago_first(store: Store) -> None:
+    """Not by seq alone: a retry due since 200 goes before a newer event due since 300 (and the claim reads
+    the due index in that order instead of sorting the whole backlog)."""
+    await _emit(store, "b", "b1", now=300.0)
+    await _emit(store, "c", "c1", now=200.0)  # written later (higher seq), due earlier
+    assert ids(await store.claim_events("w", now=400.0, lease_ttl=1000.0, limit=1)) == ["c1"]
+    await _emit(store, "d", "d1", now=300.0)  # due at the same time as b1: seq decides
+    assert ids(await store.claim_events("w", now=400.0, lease_ttl=1000.0, limit=1)) == ["b1"]
+    assert ids(await store.claim_events("w", now=400.0, lease_ttl=1000.0, limit=5)) == ["d1"]
+
+
 async def test_event_lease_expires(store: Store) -> None:
     await _emit(store, "a", "a1")
     assert ids(await store.claim_events("w1", now=100.0, lease_ttl=30.0, limit=10)) == ["a1"]

@@ -8,6 +8,7 @@ import re
 import sqlite3
 
 import asyncpg
+import pytest
 
 from router.store import statements
 from router.store.statements import Statement, for_sqlite, numbered
@@ -60,3 +61,17 @@ async def test_every_statement_is_accepted_by_the_real_database(backend: Backend
             assert len(prepared.get_parameters()) == len(statement.names), statement.postgres
     finally:
         await conn.close()
+
+
+async def test_a_claim_reads_the_due_index_in_its_order_without_sorting_the_backlog(backend: Backend) -> None:
+    """SQLite's plan for CLAIM_EVENTS walks the (status, next_attempt_at) index in the ORDER BY's order and
+    stops at the limit: no temporary B-tree, which would read and sort every due row (the whole backlog)."""
+    if backend.name != "sqlite":
+        pytest.skip("a SQLite query plan")
+    store = await backend.opened()
+    await store.close()
+    with contextlib.closing(sqlite3.connect(backend.url.removeprefix("sqlite:///"))) as conn:
+        params = dict.fromkeys(statements.CLAIM_EVENTS.names)
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statements.CLAIM_EVENTS.sqlite, params)]
+    assert any("USING INDEX outbox_status_due" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
