@@ -6,11 +6,11 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
+from pathlib import Path
 
 import asyncpg
-import pytest
 
-from router.store import statements
+from router.store import open_store, statements
 from router.store.statements import Statement, for_sqlite, numbered
 from tests.support.stores import PG_DSN, Backend
 
@@ -63,14 +63,13 @@ async def test_every_statement_is_accepted_by_the_real_database(backend: Backend
         await conn.close()
 
 
-async def test_a_claim_reads_the_due_index_in_its_order_without_sorting_the_backlog(backend: Backend) -> None:
+async def test_a_claim_reads_the_due_index_in_its_order_without_sorting_the_backlog(tmp_path: Path) -> None:
     """SQLite's plan for CLAIM_EVENTS walks the (status, next_attempt_at) index in the ORDER BY's order and
     stops at the limit: no temporary B-tree, which would read and sort every due row (the whole backlog)."""
-    if backend.name != "sqlite":
-        pytest.skip("a SQLite query plan")
-    store = await backend.opened()
+    store = open_store(f"sqlite:///{tmp_path}/plan.db")
+    await store.open()  # the migrated schema
     await store.close()
-    with contextlib.closing(sqlite3.connect(backend.url.removeprefix("sqlite:///"))) as conn:
+    with contextlib.closing(sqlite3.connect(tmp_path / "plan.db")) as conn:
         params = dict.fromkeys(statements.CLAIM_EVENTS.names)
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statements.CLAIM_EVENTS.sqlite, params)]
     assert any("USING INDEX outbox_status_due" in step for step in plan), plan
