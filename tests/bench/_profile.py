@@ -6,6 +6,7 @@ Not a `make bench` section (it needs py-spy and ptrace rights): run it by hand,
 prints the top functions by self and by cumulative share of the samples. py-spy's idle detection
 misses waits on queues, epoll and fsync, so with PROFILE_GIL=1 only the thread holding the GIL is
 sampled: where the Python CPU goes (SQLite and OpenSSL work done without the GIL then drops out).
+PROFILE_RATE sets py-spy's samples per second (200).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def main(n: int = 400, concurrency: int = 10, page: str = "result") -> None:
         paths = [p.replace("/result", f"/{page}") for p in asyncio.run(prepare(s, n, LATENCY_MS))]
         raw = s.directory / "profile.txt"
         gil = ["--gil"] if os.environ.get("PROFILE_GIL") == "1" else []
-        proc = subprocess.Popen([spy, "record", "-p", str(s.router_pid), "-r", "200", "-f", "raw", "-o", str(raw),
+        proc = subprocess.Popen([spy, "record", "-p", str(s.router_pid), "-r", os.environ.get("PROFILE_RATE", "200"), "-f", "raw", "-o", str(raw),
                                  "--threads", *gil], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)  # py-spy attaches
         cpu = cpu_seconds(s.router_pid)
