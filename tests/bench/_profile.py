@@ -71,7 +71,8 @@ def main(n: int = 400, concurrency: int = 10, page: str = "result") -> None:
         paths = [p.replace("/result", f"/{page}") for p in asyncio.run(prepare(s, n, LATENCY_MS))]
         raw = s.directory / "profile.txt"
         gil = ["--gil"] if os.environ.get("PROFILE_GIL") == "1" else []
-        proc = subprocess.Popen([spy, "record", "-p", str(s.router_pid), "-r", os.environ.get("PROFILE_RATE", "200"), "-f", "raw", "-o", str(raw),
+        rate = os.environ.get("PROFILE_RATE", "200")
+        proc = subprocess.Popen([spy, "record", "-p", str(s.router_pid), "-r", rate, "-f", "raw", "-o", str(raw),
                                  "--threads", *gil], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)  # py-spy attaches
         cpu = cpu_seconds(s.router_pid)
