@@ -44,11 +44,13 @@ def server_process(args: Sequence[str], env: dict[str, str] | None = None) -> It
 
 @contextlib.contextmanager
 def server(args: Sequence[str], env: dict[str, str] | None = None, *,
-           command: Sequence[str] | None = None, logs_to_pipe: bool = False) -> Iterator[tuple[str, int]]:
+           command: Sequence[str] | None = None, logs_to_pipe: bool = False,
+           wrapper: Sequence[str] = ()) -> Iterator[tuple[str, int]]:
     """(base URL, pid) of `python -m uvicorn ARGS` (quiet logs), or of `COMMAND --port P` when given.
-    `logs_to_pipe`: its stdout and stderr go to one pipe that a thread here reads (as under systemd or docker)."""
+    `logs_to_pipe`: its stdout and stderr go to one pipe that a thread here reads (as under systemd or docker);
+    `wrapper`: a command that runs python (valgrind …)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", *args, "--host", "127.0.0.1", "--port", str(port),
+    cmd = [*wrapper, sys.executable, "-m", "uvicorn", *args, "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "warning", "--no-access-log", "--no-server-header"]
     if command is not None:
         cmd = [*command, "--port", str(port)]

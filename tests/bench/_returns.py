@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -64,9 +64,9 @@ def emulator_process(public_key: Path, key_id: str = KEY_ID) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def stack(router_args: list[str] | None = None, extra: str = "") -> Iterator[Stack]:
+def stack(router_args: list[str] | None = None, extra: str = "", wrapper: Sequence[str] = ()) -> Iterator[Stack]:
     """Emulator + router (one worker, SQLite with synchronous=FULL) in two processes; `extra`: more
-    [amazon_pay] lines (e.g. RAISED_QUOTAS)."""
+    [amazon_pay] lines (e.g. RAISED_QUOTAS); `wrapper`: a command the router's python runs under."""
     with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
         directory = Path(tmp)
         private_pem, public_pem = generate_key_pair()
@@ -78,7 +78,7 @@ def stack(router_args: list[str] | None = None, extra: str = "") -> Iterator[Sta
                                             extra=extra))
             env = {"RETURN_ROUTER_CONFIG": str(config), "RR_TEST_TOKEN": TOKEN}
             args = router_args or ["router.cli:app_factory", "--factory"]
-            with server(args, env, logs_to_pipe=True) as (router, pid):  # as under systemd or docker
+            with server(args, env, logs_to_pipe=True, wrapper=wrapper) as (router, pid):  # as under systemd or docker
                 yield Stack(router, pid, emulator, private_pem, directory)
 
 
