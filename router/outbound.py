@@ -90,9 +90,10 @@ def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
 
 
 # httpx's private names used below and in OutboundClient (the client's state, mounts, transport and default
-# encoding; the headers' list; a response's content and byte count) are used only on the httpx minor they
-# were checked on; on any other the code takes httpx's public (slower) way.
-LEAN_HTTPX = httpx.__version__.startswith("0.28.")
+# encoding; the headers' list; a response's content and byte count) are used only on the httpx minors they
+# were checked on; on any other the code takes httpx's public (slower) way. 0.29.0 differs from 0.28.1 only
+# in error messages and a new export (FunctionAuth); pyproject keeps installs on these two.
+LEAN_HTTPX = httpx.__version__.startswith(("0.28.", "0.29."))
 
 
 def _wire_headers(headers: httpx.Headers) -> list[tuple[str, str]]:

@@ -100,7 +100,7 @@ async def plain_aiohttp(url: str) -> Figures:
         return await drive(post)
 
 
-CLIENTS = (("httpx 0.28, default transport (httpcore pool)", httpx_default),
+CLIENTS = ((f"httpx {httpx.__version__}, default transport (httpcore pool)", httpx_default),
            ("httpx over aiohttp (httpx-aiohttp transport)", httpx_aiohttp),
            ("router.outbound.async_client (what the router uses)", router_client),
            ("plain aiohttp", plain_aiohttp))

@@ -53,6 +53,11 @@ def assert_in_order(receiver: Receiver, chains: Sequence[Sequence[NewEvent]]) ->
             assert all(i > first_ok for i, r in enumerate(received) if r.event_id == later.id), (earlier, later)
 
 
+async def _attempts_are(store: Store, event: NewEvent, attempts: int) -> bool:
+    stored = await store.get_event(event.id)
+    return stored is not None and stored.attempts == attempts
+
+
 async def statuses(store: Store, events: Sequence[NewEvent]) -> list[str]:
     found = [await store.get_event(e.id) for e in events]
     return [e.status if e else "missing" for e in found]
@@ -97,10 +102,12 @@ async def test_a_failing_ref_does_not_block_the_others(store: Store, receiver: R
         await eventually(lambda: others_ids <= set(receiver.ids(ok_only=True)), timeout=30)
         assert receiver.ids().count(failing[0].id) == 1  # failed once, its retry not due yet
         assert failing[1].id not in receiver.ids()
-        for _ in range(2):  # the clock reaches each retry; notify() saves waiting for the idle interval
+        for failed in (1, 2):
+            # The failure recorded first (its retry is scheduled from the clock of that moment), then the
+            # clock reaches the retry; notify() saves waiting for the idle interval.
+            await eventually(lambda n=failed: _attempts_are(store, failing[0], n), timeout=30)
             clock.advance(3600)
             worker.notify()
-            await eventually(lambda: receiver.ids().count(failing[0].id) >= 2, timeout=30)
         await eventually(lambda: failing[2].id in receiver.ids(ok_only=True), timeout=30)
     assert receiver.ids().count(failing[0].id) == 3
     assert_in_order(receiver, [failing, *others])
@@ -238,11 +245,16 @@ async def test_random_outboxes_each_event_delivered_in_order(
     async with make_worker(store, receiver.url, clock, batch=rng.choice([1, 3, 8])) as worker, running(worker):
         await add_some(rng.randint(0, 10))
         worker.notify()
-        for _ in range(8):  # failed events come due as the clock passes their retry time
+
+        async def delivered_as_time_passes() -> bool:
+            # Failed events come due as the clock passes their retry time; a failure recorded after one
+            # step of the clock is scheduled from it and comes due at the next.
             clock.advance(3600)
             worker.notify()
-            await asyncio.sleep(0.1)
-        await eventually(all_delivered(), timeout=30)
+            await asyncio.sleep(0.05)
+            return all_delivered()()
+
+        await eventually(delivered_as_time_passes, timeout=30)
     events = [e for chain in chains for e in chain]
     ok = receiver.ids(ok_only=True)
     assert sorted(ok) == sorted(e.id for e in events)  # each answered 2xx exactly once
