@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import httpx
 
@@ -30,6 +30,7 @@ from router.outbound import async_client
 from router.store import open_store
 from router.store.base import NewEvent, OutboxEvent, Store
 from router.webhooks.worker import WebhookWorker, post_event
+from tests.support.stores import StoreWrapper
 
 from .outbound import run_loop, upstream
 
@@ -70,20 +71,17 @@ async def fill(store: Store, count: int) -> None:
         await asyncio.gather(*(write(c, e) for c, e in pairs[i:i + FILL_AT_ONCE]))
 
 
-class CountingStore:
+class CountingStore(StoreWrapper):
     """The store, counting `event_delivered` calls and setting `done` once `target` is reached."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        super().__init__(store)
         self.delivered = 0
         self.target = 0  # none until a run sets one
         self.done = asyncio.Event()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
     async def event_delivered(self, event_id: str, owner: str, now: float) -> None:
-        await self._store.event_delivered(event_id, owner, now)
+        await self.inner.event_delivered(event_id, owner, now)
         self.delivered += 1
         if self.target and self.delivered >= self.target:
             self.done.set()

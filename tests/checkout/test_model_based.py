@@ -49,7 +49,7 @@ from router.checkout.service import CheckoutService, finalize_payload, idempoten
 from router.store import open_store
 from router.store.base import NewEvent, Store
 from tests.checkout.conftest import FAULTS, Amazon, Clock, InjectedError, make_amazon
-from tests.support.stores import PG_DSN, postgres_problem, with_query
+from tests.support.stores import PG_DSN, StoreWrapper, postgres_problem, with_query
 
 T = TypeVar("T")
 STEP_COUNT = 20
@@ -70,15 +70,12 @@ EXPECTED = (Busy, SessionConflict, InjectedError)
 LOST = {State.CANCELED, State.FAILED, State.EXPIRED}  # never right for a session Amazon completed
 
 
-class RecordingStore:
+class RecordingStore(StoreWrapper):
     """The real store, with every state change it makes written down (ref, before, after, events)."""
 
     def __init__(self, inner: Store) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.changes: list[tuple[str, State | None, State, int]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     async def transition(self, ref: str, *, owner: str | None, now: float, state: State,
                          changes: Mapping[str, Any] | None = None, events: Sequence[NewEvent] = (),

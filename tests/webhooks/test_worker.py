@@ -16,6 +16,7 @@ from router.webhooks.admin import list_events, redeliver
 from router.webhooks.schedule import RetrySchedule
 from router.webhooks.worker import WebhookWorker
 from tests.support.receiver import Receiver
+from tests.support.stores import StoreWrapper
 from tests.webhooks.outbox import SECRET, Clock, StoreFactory, add_event, new_ref, serve_on_port
 
 NO_JITTER = RetrySchedule(jitter=0)
@@ -286,15 +287,12 @@ async def test_run_wakes_on_notify_and_stops(store: Store, receiver: Receiver, c
     assert receiver.received[0].signature_ok
 
 
-class FlakyStore:
+class FlakyStore(StoreWrapper):
     """The real store behind a switch that makes claims fail like an unreachable database."""
 
     def __init__(self, inner: Store, failures: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.failures = failures
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
 
     async def claim_events(self, *args: object, **kwargs: object) -> object:
         if self.failures > 0:

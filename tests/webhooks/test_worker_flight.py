@@ -19,6 +19,7 @@ import pytest
 from router.store.base import NewEvent, Store
 from router.webhooks.worker import WebhookWorker
 from tests.support.receiver import Receiver
+from tests.support.stores import StoreWrapper
 from tests.webhooks.outbox import Clock, StoreFactory, add_checkout, add_event, new_ref
 from tests.webhooks.test_worker import eventually, make_worker
 
@@ -135,21 +136,18 @@ async def test_stop_waits_for_the_deliveries_in_flight(store: Store, receiver: R
     assert sorted(e.id for e in claimed) == sorted(e.id for e in queued)
 
 
-class RecordGate:
+class RecordGate(StoreWrapper):
     """The store, with the recording of `held` events' deliveries waiting until `open` is set."""
 
     def __init__(self, store: Store, held: set[str]) -> None:
-        self._store = store
+        super().__init__(store)
         self.held = held
         self.open = asyncio.Event()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._store, name)
 
     async def event_delivered(self, event_id: str, owner: str, now: float) -> None:
         if event_id in self.held:
             await self.open.wait()
-        await self._store.event_delivered(event_id, owner, now)
+        await self.inner.event_delivered(event_id, owner, now)
 
 
 async def test_a_slot_is_free_once_its_post_ends(store: Store, receiver: Receiver, clock: Clock) -> None:
