@@ -3,6 +3,8 @@
 The router runs as `python -m uvicorn router.cli:app_factory --factory` (one worker, SQLite file) so its
 CPU time can be read from /proc/<pid>/stat; the emulator runs in its own process. Each success return
 is a new registered checkout bound to a new emulator session that answers after `latency_ms`.
+`Placement` can give the router a core of its own and the emulator and the bench's client the others,
+as in production, where Amazon's and the buyers' CPU is not the server's.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +43,43 @@ get_charge_quota = [10000, 10000]
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Which CPUs the router, and the emulator with the bench's client, run on (None: any)."""
+
+    name: str
+    router: frozenset[int] | None = None
+    others: frozenset[int] | None = None
+
+    def wrapper(self, cpus: frozenset[int] | None) -> list[str]:
+        return ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[None]:
+        """Run this thread (the bench's client, and the threads it starts) on `others` meanwhile."""
+        if self.others is None:
+            yield
+            return
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, self.others)
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, before)
+
+
+SHARED = Placement("all on every core")
+
+
+def own_core() -> Placement | None:
+    """The router on one core, the emulator and the client on the rest; None with fewer than 2 cores."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or shutil.which("taskset") is None:
+        return None
+    return Placement(f"router on core {cpus[0]}, emulator and client on the rest", frozenset(cpus[:1]),
+                     frozenset(cpus[1:]))
+
+
+@dataclass(frozen=True)
 class Stack:
     router: str  # base URL
     router_pid: int
@@ -49,10 +89,10 @@ class Stack:
 
 
 @contextlib.contextmanager
-def emulator_process(public_key: Path, key_id: str = KEY_ID) -> Iterator[str]:
+def emulator_process(public_key: Path, key_id: str = KEY_ID, wrapper: Sequence[str] = ()) -> Iterator[str]:
     """`return-router emulator` in its own process, accepting `key_id`'s signatures."""
     port = free_port()
-    cmd = [sys.executable, "-m", "router.cli", "emulator", "--port", str(port),
+    cmd = [*wrapper, sys.executable, "-m", "router.cli", "emulator", "--port", str(port),
            "--public-key", f"{key_id}={public_key}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -64,20 +104,23 @@ def emulator_process(public_key: Path, key_id: str = KEY_ID) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def stack(router_args: list[str] | None = None, extra: str = "", wrapper: Sequence[str] = ()) -> Iterator[Stack]:
+def stack(router_args: list[str] | None = None, extra: str = "", wrapper: Sequence[str] = (),
+          placement: Placement = SHARED) -> Iterator[Stack]:
     """Emulator + router (one worker, SQLite with synchronous=FULL) in two processes; `extra`: more
-    [amazon_pay] lines (e.g. RAISED_QUOTAS); `wrapper`: a command the router's python runs under."""
+    [amazon_pay] lines (e.g. RAISED_QUOTAS); `wrapper`: a command the router's python runs under;
+    `placement`: the CPUs each runs on (the client's: `placement.client()`)."""
     with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
         directory = Path(tmp)
         private_pem, public_pem = generate_key_pair()
         (directory / "private.pem").write_bytes(private_pem)
         (directory / "public.pem").write_bytes(public_pem)
-        with emulator_process(directory / "public.pem") as emulator:
+        with emulator_process(directory / "public.pem", wrapper=placement.wrapper(placement.others)) as emulator:
             config = directory / "bench.toml"
             config.write_text(router_config(emulator, directory / "private.pem", f"sqlite:///{tmp}/bench.db",
                                             extra=extra))
             env = {"RETURN_ROUTER_CONFIG": str(config), "RR_TEST_TOKEN": TOKEN}
             args = router_args or ["router.cli:app_factory", "--factory"]
+            wrapper = [*placement.wrapper(placement.router), *wrapper]
             with server(args, env, logs_to_pipe=True, wrapper=wrapper) as (router, pid):  # as under systemd or docker
                 yield Stack(router, pid, emulator, private_pem, directory)
 
