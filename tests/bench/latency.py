@@ -4,7 +4,7 @@ Baseline, same run, same emulator, same concurrency: plain signed finalize POSTs
 emulator (signed before the clock starts, one aiohttp connection per caller), so the difference is
 what return-router adds. At 32 in flight (above Amazon's burst of 10) the router's Amazon client
 queues on its pool: the figures are no 5xx, FIFO fairness (p99/p50) and throughput against
-pool size / upstream latency. At 10 in flight the pair runs ROUNDS times, interleaved, and the summary
+pool size / upstream latency. At 10 in flight the pair runs five rounds, interleaved, and the summary
 takes the median of the rounds' differences: in this closed loop the ten returns of a wave arrive
 together or spread out by chance, and one run's p50 moves by several ms with it.
 
@@ -102,10 +102,10 @@ def main() -> None:
         return
     for placement, concurrency, differences in added:
         p50s, p99s = [d[0] for d in differences], [d[1] for d in differences]
-        spread = (f" (median of {len(differences)} rounds; p50 {min(p50s):+.0f} to {max(p50s):+.0f}, "
-                  f"p99 {min(p99s):+.0f} to {max(p99s):+.0f})") if len(differences) > 1 else ""
-        print(f"- {placement.name}, {concurrency} in flight: a return takes {statistics.median(p50s):+.0f} ms "
-              f"(p50) and {statistics.median(p99s):+.0f} ms (p99) over a plain POST{spread}")
+        spread = (f" (median of {len(differences)} rounds; p50 {min(p50s):+.1f} to {max(p50s):+.1f}, "
+                  f"p99 {min(p99s):+.1f} to {max(p99s):+.1f})") if len(differences) > 1 else ""
+        print(f"- {placement.name}, {concurrency} in flight: a return takes {statistics.median(p50s):+.1f} ms "
+              f"(p50) and {statistics.median(p99s):+.1f} ms (p99) over a plain POST{spread}")
     print("\n(goals: at 10, ≤ +5 ms p50 and ≤ +20 ms p99; at 32, no 5xx, p99/p50 ≤ 2 and ≥ 0.9x of "
           f"pool/latency = {POOL * 1000 // LATENCY_MS}/s; read with the router on a core of its own, as "
           "deployed, where Amazon's and the buyers' CPU is not the server's: on shared cores the emulator's "
