@@ -8,42 +8,45 @@ import sys
 
 import pytest
 
-from tests.bench._returns import SHARED, own_core
+from tests.bench._returns import SHARED, Placement, own_core
 
 AFFINITY = "import os; print(sorted(os.sched_getaffinity(0)))"
 
 
-def two_cores() -> None:
-    if own_core() is None:
+@pytest.fixture
+def split() -> tuple[Placement, frozenset[int], frozenset[int]]:
+    """own_core() with its two sets of cores; skips with fewer than two cores or without taskset."""
+    placement = own_core()
+    if placement is None:
         pytest.skip("needs two cores and taskset")
+    assert placement.router is not None and placement.others is not None
+    return placement, placement.router, placement.others
 
 
-def test_the_router_and_the_others_split_the_cores() -> None:
-    two_cores()
-    placement = own_core()
-    assert placement is not None and placement.router is not None and placement.others is not None
-    assert len(placement.router) == 1
-    assert not placement.router & placement.others
-    assert placement.router | placement.others == os.sched_getaffinity(0)
+def test_the_router_and_the_others_split_the_cores(split: tuple[Placement, frozenset[int], frozenset[int]]) -> None:
+    _, router, others = split
+    assert len(router) == 1
+    assert not router & others
+    assert router | others == os.sched_getaffinity(0)
 
 
-def test_a_process_started_through_the_wrapper_runs_on_its_cores_only() -> None:
-    two_cores()
-    placement = own_core()
-    assert placement is not None and placement.router is not None and placement.others is not None
-    for cpus in (placement.router, placement.others):
+def test_a_process_started_through_the_wrapper_runs_on_its_cores_only(
+    split: tuple[Placement, frozenset[int], frozenset[int]],
+) -> None:
+    placement, router, others = split
+    for cpus in (router, others):
         out = subprocess.run([*placement.wrapper(cpus), sys.executable, "-c", AFFINITY],
                              check=True, capture_output=True, text=True).stdout
         assert out.strip() == str(sorted(cpus))
 
 
-def test_the_client_runs_on_the_others_and_gets_its_cores_back() -> None:
-    two_cores()
-    placement = own_core()
-    assert placement is not None and placement.others is not None
+def test_the_client_runs_on_the_others_and_gets_its_cores_back(
+    split: tuple[Placement, frozenset[int], frozenset[int]],
+) -> None:
+    placement, _, others = split
     before = os.sched_getaffinity(0)
     with placement.client():
-        assert os.sched_getaffinity(0) == placement.others
+        assert os.sched_getaffinity(0) == others
     assert os.sched_getaffinity(0) == before
 
 
