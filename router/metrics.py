@@ -29,6 +29,11 @@ API_REQUESTS = Counter(f"{PREFIX}api_requests_total", "App and merchant API requ
 WEBHOOK_DELIVERIES = Counter(f"{PREFIX}webhook_deliveries_total", "Webhook delivery attempts, by result.",
                              ["result"])
 RECONCILER_PASSES = Counter(f"{PREFIX}reconciler_passes_total", "Reconciler passes, by result.", ["result"])
+SQLITE_COMMIT_SECONDS = Histogram(
+    f"{PREFIX}sqlite_commit_seconds", "SQLite write transactions: how long each COMMIT took (it waits for the disk).",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+SQLITE_WRITES = Counter(f"{PREFIX}sqlite_writes_total",
+                        "Write jobs committed by SQLite; per COMMIT (group commit): this over the commit count.")
 STORE_ERRORS = Counter(f"{PREFIX}store_errors_total", "Store calls that failed with a store error, by method.",
                        ["operation"])
 BUILD_INFO = Gauge(f"{PREFIX}build_info", "Always 1; the running version in a label.", ["version"],
@@ -50,11 +55,12 @@ def package_version() -> str:
 
 def declared_series() -> set[str]:
     """Every series name this service exposes (counters without their _total suffix added twice)."""
-    names = {m._name for m in (RETURNS, FINALIZE, AMAZON_REQUESTS, AMAZON_SECONDS, AMAZON_THROTTLED,
-                               API_REQUESTS, WEBHOOK_DELIVERIES, RECONCILER_PASSES, STORE_ERRORS, BUILD_INFO)}
-    counters = {f"{n}_total" for n in names if not n.endswith(("_seconds", "_info"))}
-    histogram = {f"{AMAZON_SECONDS._name}_{part}" for part in ("bucket", "sum", "count")}
-    return counters | histogram | {BUILD_INFO._name} | set(STORE_GAUGES)
+    histograms = (AMAZON_SECONDS, SQLITE_COMMIT_SECONDS)
+    names = {m._name for m in (RETURNS, FINALIZE, AMAZON_REQUESTS, AMAZON_THROTTLED, API_REQUESTS,
+                               WEBHOOK_DELIVERIES, RECONCILER_PASSES, SQLITE_WRITES, STORE_ERRORS)}
+    counters = {f"{n}_total" for n in names}
+    parts = {f"{h._name}_{part}" for h in histograms for part in ("bucket", "sum", "count")}
+    return counters | parts | {BUILD_INFO._name} | set(STORE_GAUGES)
 
 
 _children: dict[tuple[object, tuple[str, ...]], Any] = {}
@@ -96,6 +102,12 @@ def webhook_delivery(result: str) -> None:
 
 def reconciler_pass(result: str) -> None:
     RECONCILER_PASSES.labels(result).inc()
+
+
+def sqlite_committed(writes: int, seconds: float) -> None:
+    """One COMMIT of `writes` write jobs (the SQLite store's thread), which took `seconds`."""
+    SQLITE_COMMIT_SECONDS.observe(seconds)
+    SQLITE_WRITES.inc(writes)
 
 
 def store_error(operation: str) -> None:

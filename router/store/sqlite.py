@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import router.metrics as metrics
 from router.checkout.model import CheckoutError
 from router.store import migrations
 from router.store import statements as sql
@@ -164,7 +165,7 @@ class SQLiteStore(SqlStore):
     async def open(self) -> None:
         if self._thread is not None:
             return
-        thread = StoreThread(self._connection, self._mapped, name="sqlite-store")
+        thread = StoreThread(self._connection, self._mapped, name="sqlite-store", on_commit=metrics.sqlite_committed)
         try:
             self._conn = await thread.call(self._open_in_thread)
         except BaseException:

@@ -21,6 +21,7 @@ import contextvars
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -40,15 +41,18 @@ class _Job(NamedTuple):
 
 
 Outcome = tuple["asyncio.Future[Any]", Any, Exception | None]
+OnCommit = Callable[[int, float], None]  # (write jobs committed, seconds the COMMIT took), in the thread
 
 
 class StoreThread:
-    """Owns the thread; `connection()` is called in it, `mapped(exc)` turns an error into the caller's."""
+    """Owns the thread; `connection()` is called in it, `mapped(exc)` turns an error into the caller's,
+    `on_commit` hears of every COMMIT (the metrics)."""
 
     def __init__(self, connection: Callable[[], Conn], mapped: Callable[[Exception], Exception], *,
-                 name: str) -> None:
+                 name: str, on_commit: OnCommit | None = None) -> None:
         self._connection = connection
         self._mapped = mapped
+        self._on_commit = on_commit
         self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         # Jobs submitted during one turn of a loop, handed over together at its end: one wake-up of the
         # thread for all of them, and the writes among them share a COMMIT even when the thread was idle.
@@ -136,20 +140,26 @@ class StoreThread:
         if not group:
             return []
         conn: Conn | None = None
+        took: float | None = None  # the COMMIT's seconds; None when nothing was committed
         try:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             outcomes = [self._alone(conn, group[0])] if len(group) == 1 else [
                 self._in_savepoint(conn, job) for job in group]
             if conn.in_transaction:  # a lone job that raised was rolled back already
+                started = time.perf_counter()
                 conn.execute("COMMIT")
-            return outcomes
+                took = time.perf_counter() - started
         except Exception as exc:
             if conn is not None and conn.in_transaction:
                 with contextlib.suppress(Exception):
                     conn.execute("ROLLBACK")
             error = self._mapped(exc)
             return [(job.future, None, error) for job in group]
+        if took is not None and self._on_commit is not None:
+            with contextlib.suppress(Exception):  # a metric must never turn a durable write into a failure
+                self._on_commit(sum(error is None for _, _, error in outcomes), took)
+        return outcomes
 
     def _alone(self, conn: Conn, job: _Job) -> Outcome:
         """The only write of its transaction: no savepoint needed, a failure rolls it all back."""

@@ -73,5 +73,7 @@ def test_the_declared_series_are_the_contract() -> None:
         "return_router_amazon_request_seconds_count", "return_router_amazon_throttled_total",
         "return_router_api_requests_total", "return_router_webhook_deliveries_total", "return_router_webhook_backlog",
         "return_router_webhook_oldest_pending_seconds", "return_router_reconciler_passes_total",
-        "return_router_store_errors_total", "return_router_build_info",
+        "return_router_store_errors_total", "return_router_build_info", "return_router_sqlite_writes_total",
+        "return_router_sqlite_commit_seconds_bucket", "return_router_sqlite_commit_seconds_sum",
+        "return_router_sqlite_commit_seconds_count",
     }

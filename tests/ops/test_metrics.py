@@ -72,6 +72,7 @@ def test_a_paid_return_counts_every_step(tmp_path: Path, emulator: Emulator, rec
                                          "in_app": "none"}),
     )
     passes = value("return_router_reconciler_passes_total", result="ok")
+    commits = Delta(("return_router_sqlite_commit_seconds_count", {}), ("return_router_sqlite_writes_total", {}))
     with serve_app(create_app(settings)) as url:
         created = httpx.post(f"{url}/v1/checkouts", headers=AUTH, json={
             "merchantReference": "order-1", "chargeAmount": {"amount": "14.00", "currencyCode": "USD"},
@@ -92,6 +93,10 @@ def test_a_paid_return_counts_every_step(tmp_path: Path, emulator: Emulator, rec
         wait_until(lambda: value("return_router_reconciler_passes_total", result="ok") > passes, "a reconciler pass")
         assert httpx.get(f"{url}/metrics").status_code == 404  # never on the public port
     assert delta() == [1, 1, 1, 1, 1, 2, 1, 1, 1, 1, 1]
+    committed, writes = commits()
+    # the create, bind + lease, settle, the cancel, the delivery's claim and record at least; group commit
+    # may put several of them under one COMMIT, never one write under two
+    assert committed >= 1 and writes >= 6 and writes >= committed, (committed, writes)
     assert value("return_router_build_info", version=metrics.package_version()) == 1
 
 

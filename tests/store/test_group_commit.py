@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
+from router import metrics
 from router.checkout.model import LeaseLost, SessionConflict, State
 from router.store.sqlite import SQLiteStore
 from router.store.sqlite_thread import MAX_GROUP
@@ -174,3 +176,51 @@ async def test_a_write_submitted_just_before_close_is_committed_first(tmp_path: 
     await store.close()
     await write
     assert committed_states(tmp_path / "close.db") == {"last": "created"}
+
+
+def commits_and_writes() -> tuple[float, float]:
+    """The SQLite commit series as they stand (the registry is the process's, shared by every test)."""
+    return (REGISTRY.get_sample_value("return_router_sqlite_commit_seconds_count") or 0.0,
+            REGISTRY.get_sample_value("return_router_sqlite_writes_total") or 0.0)
+
+
+async def test_the_metrics_count_one_commit_and_the_writes_it_committed(sqlite_store: SQLiteStore) -> None:
+    await sqlite_store.create_checkout(checkout("a"))
+    await sqlite_store.bind_session("a", "S-a", now=1001.0)
+    before = commits_and_writes()
+    async with held(sqlite_store):
+        ok = [asyncio.ensure_future(sqlite_store.create_checkout(checkout(f"ok{i}"))) for i in range(3)]
+        conflict = asyncio.ensure_future(sqlite_store.create_checkout(checkout("a")))  # rolled back alone
+    await asyncio.gather(*ok)
+    with pytest.raises(Exception, match="a"):
+        await conflict
+    after = commits_and_writes()
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 3)
+
+
+async def test_a_failed_commit_counts_nothing(sqlite_store: SQLiteStore, tmp_path: Path) -> None:
+    other = sqlite3.connect(tmp_path / "group.db", isolation_level=None)
+    await sqlite_store._run(lambda conn: conn.execute("PRAGMA busy_timeout = 100"))
+    before = commits_and_writes()
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(Exception, match="unavailable"):
+            await sqlite_store.create_checkout(checkout("n"))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert commits_and_writes() == before
+
+
+async def test_a_failing_metric_never_fails_a_committed_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(writes: int, seconds: float) -> None:
+        raise RuntimeError("metrics down")
+
+    monkeypatch.setattr(metrics, "sqlite_committed", broken)
+    store = SQLiteStore(tmp_path / "m.db")
+    await store.open()
+    try:
+        await store.create_checkout(checkout("kept"))
+    finally:
+        await store.close()
+    assert committed_states(tmp_path / "m.db") == {"kept": "created"}
