@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -86,6 +87,7 @@ class Stack:
     emulator: str
     private_pem: bytes
     directory: Path
+    metrics: str | None = None  # the router's /metrics, when it runs under `serve`
 
 
 @contextlib.contextmanager
@@ -104,11 +106,12 @@ def emulator_process(public_key: Path, key_id: str = KEY_ID, wrapper: Sequence[s
 
 
 @contextlib.contextmanager
-def stack(router_args: list[str] | None = None, extra: str = "", wrapper: Sequence[str] = (),
-          placement: Placement = SHARED) -> Iterator[Stack]:
+def stack(extra: str = "", wrapper: Sequence[str] = (), placement: Placement = SHARED, *,
+          serve: bool = False) -> Iterator[Stack]:
     """Emulator + router (one worker, SQLite with synchronous=FULL) in two processes; `extra`: more
     [amazon_pay] lines (e.g. RAISED_QUOTAS); `wrapper`: a command the router's python runs under;
-    `placement`: the CPUs each runs on (the client's: `placement.client()`)."""
+    `placement`: the CPUs each runs on (the client's: `placement.client()`); `serve`: the router runs as
+    `return-router serve` (its default logging, its metrics listener) instead of under uvicorn's CLI."""
     with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
         directory = Path(tmp)
         private_pem, public_pem = generate_key_pair()
@@ -116,13 +119,26 @@ def stack(router_args: list[str] | None = None, extra: str = "", wrapper: Sequen
         (directory / "public.pem").write_bytes(public_pem)
         with emulator_process(directory / "public.pem", wrapper=placement.wrapper(placement.others)) as emulator:
             config = directory / "bench.toml"
+            metrics = f"127.0.0.1:{free_port()}" if serve else None
             config.write_text(router_config(emulator, directory / "private.pem", f"sqlite:///{tmp}/bench.db",
-                                            extra=extra))
+                                            extra=extra) + (f'\n[metrics]\nlisten = "{metrics}"\n' if metrics else ""))
             env = {"RETURN_ROUTER_CONFIG": str(config), "RR_TEST_TOKEN": TOKEN}
-            args = router_args or ["router.cli:app_factory", "--factory"]
             wrapper = [*placement.wrapper(placement.router), *wrapper]
-            with server(args, env, logs_to_pipe=True, wrapper=wrapper) as (router, pid):  # as under systemd or docker
-                yield Stack(router, pid, emulator, private_pem, directory)
+            command = [*wrapper, sys.executable, "-m", "router.cli", "serve", "--config", str(config),
+                       "--host", "127.0.0.1"] if serve else None
+            with server(["router.cli:app_factory", "--factory"], env, logs_to_pipe=True, wrapper=wrapper,
+                        command=command) as (router, pid):  # logs to a pipe, as under systemd or docker
+                yield Stack(router, pid, emulator, private_pem, directory,
+                            f"http://{metrics}/metrics" if metrics else None)
+
+
+def sqlite_commits(metrics: str) -> float:
+    """The router's SQLite COMMITs so far, from its /metrics."""
+    text = httpx.get(metrics, timeout=10).text
+    found = re.search(r"^return_router_sqlite_commit_seconds_count (\S+)$", text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError("the router's /metrics has no return_router_sqlite_commit_seconds_count")
+    return float(found.group(1))
 
 
 async def new_sessions(emulator: str, n: int, latency_ms: int, concurrency: int = 1) -> list[str]:
