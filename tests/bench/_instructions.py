@@ -1,7 +1,7 @@
 """Instructions per request of the router process under callgrind: a CPU figure that does not move.
 
 Not a `make bench` section (valgrind runs the router some fifty times slower): run it by hand to compare
-two versions of the code, `python -m tests.bench._instructions [N] [result|cancel|error]`. On this kind
+two versions of the code, `python -m tests.bench._instructions [N] [result|cancel|error] [uvicorn|serve]`. On this kind
 of machine the CPU time of the same work swings by ±20-30% from run to run, so a change of a few percent
 is invisible in `cpu`; the instructions callgrind counts are the same from run to run (to about 0.02%)
 whatever else the machine does. They are not time: RSA in OpenSSL runs many instructions per cycle, the
@@ -44,11 +44,13 @@ def by_library(dump: Path) -> Counter[str]:
     return totals
 
 
-def main(n: int = 100, page: str = "result") -> None:
+def main(n: int = 100, page: str = "result", launch: str = "uvicorn") -> None:
+    """`launch`: "uvicorn" (uvicorn's CLI, no access log) or "serve" (`return-router serve`, as deployed)."""
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed")
     with tempfile.TemporaryDirectory(prefix="rr-callgrind-") as tmp, stack(extra=RAISED_QUOTAS, wrapper=[
-            "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={tmp}/callgrind.out"]) as s:
+            "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={tmp}/callgrind.out"],
+            serve=launch == "serve") as s:
         control = ["callgrind_control"]
         asyncio.run(get_all(s.router, asyncio.run(prepare(s, 20, LATENCY_MS)), 10))  # warm-up, not counted
         paths = [p.replace("/result", f"/{page}") for p in asyncio.run(prepare(s, n, LATENCY_MS))]
@@ -69,4 +71,4 @@ def main(n: int = 100, page: str = "result") -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:2]), *sys.argv[2:3])
+    main(*(int(a) for a in sys.argv[1:2]), *sys.argv[2:4])
