@@ -30,7 +30,8 @@ WEBHOOK_DELIVERIES = Counter(f"{PREFIX}webhook_deliveries_total", "Webhook deliv
                              ["result"])
 RECONCILER_PASSES = Counter(f"{PREFIX}reconciler_passes_total", "Reconciler passes, by result.", ["result"])
 SQLITE_COMMIT_SECONDS = Histogram(
-    f"{PREFIX}sqlite_commit_seconds", "SQLite write transactions: how long each COMMIT took (it waits for the disk).",
+    f"{PREFIX}sqlite_commit_seconds",
+    "SQLite group commits of the store's writes: how long each COMMIT took (it waits for the disk).",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 SQLITE_WRITES = Counter(f"{PREFIX}sqlite_writes_total",
                         "Write jobs committed by SQLite; per COMMIT (group commit): this over the commit count.")
