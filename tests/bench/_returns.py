@@ -1,7 +1,9 @@
 """Shared by the return benchmarks: an emulator process with added latency, a router process, N returns.
 
-The router runs as `python -m uvicorn router.cli:app_factory --factory` (one worker, SQLite file) so its
-CPU time can be read from /proc/<pid>/stat; the emulator runs in its own process. Each success return
+The router runs in a process of its own (one worker, SQLite file), so that its CPU time can be read from
+/proc/<pid>/stat: `python -m uvicorn router.cli:app_factory --factory`, or `return-router serve` with its
+metrics listener (`stack(serve=True)`, whose /metrics `sqlite_commits` reads); the emulator runs in its
+own process. Each success return
 is a new registered checkout bound to a new emulator session that answers after `latency_ms`.
 `Placement` can give the router a core of its own and the emulator and the bench's client the others,
 as in production, where Amazon's and the buyers' CPU is not the server's.
