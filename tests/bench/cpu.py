@@ -100,8 +100,8 @@ def main() -> None:
         ("cancel page (a fresh checkout each)", len(cancels), cancel, 0.0),
         ("error page (no store)", PAGES, error, 0.0),
     )
-    for what, n, row, signatures in rows:
-        floor = signatures + (row.commits or 0.0) * commit
+    for what, n, row, signing in rows:
+        floor = signing + (row.commits or 0.0) * commit
         versus = f"{row.ms / floor:.1f}x" if floor else "–"
         print(f"| {what} | {n} | {row.ms:.2f} | {row.commits:.2f} | {floor:.2f} | {versus} | {row.statuses} |")
     for what, row in (("bare Starlette route, same template, Jinja2 each request (the pages' baseline)", bare_ms),
