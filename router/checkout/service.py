@@ -102,11 +102,11 @@ class CheckoutService:
         bound = await self._bind(ref, checkout_session_id)
         if isinstance(bound, Outcome):
             return bound
-        first, leased = bound
+        first, leased, fresh = bound
 
         async def join_or_lead(attempt: int) -> Outcome | None:
             if attempt == 1 and leased:
-                return await self._lead(first)
+                return await self._lead(first, fresh=fresh)
             checkout = first if attempt == 1 else await self._stored(ref)
             if checkout.state != State.CREATED:
                 return Outcome(checkout)
@@ -118,9 +118,10 @@ class CheckoutService:
 
         return await self._poll(ref, join_or_lead)
 
-    async def _bind(self, ref: str, checkout_session_id: str) -> tuple[Checkout, bool] | Outcome:
+    async def _bind(self, ref: str, checkout_session_id: str) -> tuple[Checkout, bool, bool] | Outcome:
         """Bind the session to the ref and, unless a local caller already leads, take the lease, in one
-        transaction: (checkout, leased). An Outcome instead when Amazon already rejected this pair."""
+        transaction: (checkout, leased, fresh). Fresh: this call bound the session, so no finalize with it
+        can have been sent before. An Outcome instead when Amazon already rejected this pair."""
         if not is_ref(ref):
             raise UnknownRef(ref)
         owner = None if ref in self._inflight else self.owner  # a local leader is at work: join it below
@@ -134,21 +135,23 @@ class CheckoutService:
         if binding.checkout.state == State.CANCELED and binding.newly_bound:
             # Canceled through the cancel URL (never by Amazon: that needs a bound session), before or
             # while we bound: the buyer paid after all, and the payment wins over the cancel.
-            return await self._reopen(binding.checkout), False
-        return binding.checkout, binding.leased
+            return await self._reopen(binding.checkout), False, False
+        return binding.checkout, binding.leased, binding.newly_bound
 
     async def _reopen(self, checkout: Checkout) -> Checkout:
         with contextlib.suppress(LeaseLost):
             await self.store.transition(checkout.ref, owner=None, now=self.clock(), state=State.CREATED)
         return await self.store.get_checkout(checkout.ref) or checkout
 
-    async def _lead(self, checkout: Checkout) -> Outcome:
-        """Holder of the lease: call Amazon, store the result, and share it with local waiters."""
+    async def _lead(self, checkout: Checkout, *, fresh: bool = False) -> Outcome:
+        """Holder of the lease: call Amazon, store the result, and share it with local waiters. `fresh`:
+        the session was bound by this very call (see _bind), never by an earlier holder that may have sent
+        a finalize."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._inflight[checkout.ref] = future
         try:
             try:
-                outcome = await self._call_amazon(checkout)
+                outcome = await self._call_amazon(checkout, fresh=fresh)
             except LeaseLost:
                 # Amazon took longer than the lease and another caller took over with the same key:
                 # its stored result is ours too (the buyer paid once; never show them an error).
@@ -196,7 +199,7 @@ class CheckoutService:
             raise UnknownRef(ref)
         return found
 
-    async def _call_amazon(self, checkout: Checkout) -> Outcome:
+    async def _call_amazon(self, checkout: Checkout, *, fresh: bool = False) -> Outcome:
         session_id = checkout.checkout_session_id
         assert session_id is not None
         if checkout.expires_at <= self.clock():
@@ -212,11 +215,15 @@ class CheckoutService:
                     mask(checkout.ref), exc.status, exc.reason_code, exc.request_id)
             return await self._reconcile(checkout, exc)
         except Exception as exc:
-            # Raised before Amazon answered (the client refused the input, or a bug): nothing may stay
-            # bound or leased on the strength of a request Amazon never judged.
+            # Raised before Amazon answered (the client refused the input, or a bug). A session this call
+            # bound is unbound: nothing may stay bound on the strength of a request Amazon never judged.
+            # A session bound earlier stays bound (its lease is released by _lead): an earlier holder may
+            # have sent a finalize whose answer was lost, and only Amazon can say what it did; unbound, a
+            # cancel-URL visit or the expiry would lose a payment Amazon completed.
             log.warning("finalize %s for ref %s not sent: %s", mask(session_id), mask(checkout.ref),
                         type(exc).__name__)
-            await self._unbind(checkout, None)
+            if fresh:
+                await self._unbind(checkout, None)
             if isinstance(exc, ValueError):
                 raise InvalidSessionId("the Amazon Pay client refused the checkout session id") from exc
             raise
