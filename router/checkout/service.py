@@ -215,16 +215,18 @@ class CheckoutService:
                     mask(checkout.ref), exc.status, exc.reason_code, exc.request_id)
             return await self._reconcile(checkout, exc)
         except Exception as exc:
-            # Raised before Amazon answered (the client refused the input, or a bug). A session this call
-            # bound is unbound: nothing may stay bound on the strength of a request Amazon never judged.
-            # A session bound earlier stays bound (its lease is released by _lead): an earlier holder may
-            # have sent a finalize whose answer was lost, and only Amazon can say what it did; unbound, a
-            # cancel-URL visit or the expiry would lose a payment Amazon completed.
-            log.warning("finalize %s for ref %s not sent: %s", mask(session_id), mask(checkout.ref),
-                        type(exc).__name__)
-            if fresh:
-                await self._unbind(checkout, None)
+            # Raised before Amazon answered: the client refused the input, or something failed that is
+            # not an Amazon answer. The lease is released (_lead); the session stays bound unless nothing
+            # with it can have reached Amazon: the client refuses an input (ValueError) before its first
+            # attempt, and a session this very call bound was never sent by an earlier holder. Any other
+            # error may follow an attempt that Amazon acted on (an answer lost, then a retry that failed
+            # otherwise), and only Amazon can say: unbound, a cancel-URL visit or the expiry would lose a
+            # payment Amazon completed. The next return, a cancel visit or the reconciler asks it.
+            log.warning("finalize %s for ref %s failed before Amazon answered: %s", mask(session_id),
+                        mask(checkout.ref), type(exc).__name__)
             if isinstance(exc, ValueError):
+                if fresh:
+                    await self._unbind(checkout, None)
                 raise InvalidSessionId("the Amazon Pay client refused the checkout session id") from exc
             raise
         session = result.session

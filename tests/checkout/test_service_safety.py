@@ -47,20 +47,38 @@ async def test_a_malformed_session_id_is_refused_before_anything_is_stored(
     assert (await service.finalize(checkout.ref, genuine)).checkout.state == State.COMPLETED
 
 
-@pytest.mark.parametrize("fault", ["error"])
-async def test_any_error_before_amazon_answers_a_fresh_bind_unbinds_and_releases(
-    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend, fault: str
+async def test_an_error_that_is_not_amazons_answer_releases_the_lease_and_keeps_the_binding(
+    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend
 ) -> None:
+    """Something that is not an AmazonPayError escapes the client: the lease goes at once, the session stays
+    bound (it may follow an attempt Amazon acted on), and the next return finalizes without waiting."""
     checkout = await service.register(ORDER)
     session_id = amazon.session("14.00").session_id
-    amazon.faults.queue.append(fault)  # the transport raises something that is not an AmazonPayError
+    amazon.faults.queue.append("error")  # the transport raises something that is not an httpx error
     with pytest.raises(RuntimeError):
         await service.finalize(checkout.ref, session_id)
     after = await store.get_checkout(checkout.ref)
     assert after is not None and after.state == State.CREATED
-    assert after.checkout_session_id is None and after.lease_owner is None
+    assert after.checkout_session_id == session_id and after.lease_owner is None
     outcome = await service.finalize(checkout.ref, session_id)  # at once, no lease to wait out
     assert outcome.error is None and outcome.checkout.state == State.COMPLETED
+
+
+async def test_an_answer_lost_then_another_error_in_the_same_call_keeps_the_session_bound(
+    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend
+) -> None:
+    """The client's first attempt reached Amazon (its answer lost), the retry failed with something else: the
+    session this call bound stays bound, so a cancel-URL visit finishes the paid return."""
+    checkout = await service.register(ORDER)
+    session_id = amazon.session("14.00").session_id
+    amazon.faults.queue.extend(["lost", "error"])
+    with pytest.raises(RuntimeError):
+        await service.finalize(checkout.ref, session_id)
+    assert amazon.faults.sent == 1  # the first attempt did reach Amazon
+    after = await store.get_checkout(checkout.ref)
+    assert after is not None and after.checkout_session_id == session_id and after.lease_owner is None
+    visited = await service.cancel(checkout.ref)
+    assert visited is not None and visited.checkout.state == State.COMPLETED
 
 
 async def test_an_error_after_an_earlier_lost_answer_keeps_the_session_bound(
