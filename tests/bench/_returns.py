@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ import aiohttp
 import httpx
 
 from router.amazon_pay import generate_key_pair
-from tests.support import free_port
+from tests.support import free_port, metric_samples
 from tests.support.config import KEY_ID, TOKEN, router_config
 
 from ._load import server, wait_for_port
@@ -136,11 +135,7 @@ def stack(extra: str = "", wrapper: Sequence[str] = (), placement: Placement = S
 
 def sqlite_commits(metrics: str) -> float:
     """The router's SQLite COMMITs so far, from its /metrics."""
-    text = httpx.get(metrics, timeout=10).text
-    found = re.search(r"^return_router_sqlite_commit_seconds_count (\S+)$", text, re.MULTILINE)
-    if found is None:
-        raise RuntimeError("the router's /metrics has no return_router_sqlite_commit_seconds_count")
-    return float(found.group(1))
+    return metric_samples(metrics)["return_router_sqlite_commit_seconds_count"]
 
 
 async def new_sessions(emulator: str, n: int, latency_ms: int, concurrency: int = 1) -> list[str]:

@@ -18,17 +18,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from tests.support import serve_app, wait_until
+from tests.support import wait_until
+from tests.support.otlp import otlp_collector
 
 from ._returns import RAISED_QUOTAS, expect_all, get_all, prepare, stack
 
@@ -81,17 +75,14 @@ def report(spans: list[Span], windows: Sequence[Window]) -> None:
         print(f"| {window.in_flight} | {len(rows)} | " + " | ".join(cells) + " |")
 
 
+def spans_of(exports: Sequence[ExportTraceServiceRequest]) -> list[Span]:
+    return [span for export in exports for resource in export.resource_spans for scope in resource.scope_spans
+            for span in scope.spans]
+
+
 def main(n: int = 300) -> None:
-    received: list[Span] = []
-
-    async def traces(request: Request) -> Response:
-        export = ExportTraceServiceRequest.FromString(await request.body())
-        received.extend(span for resource in export.resource_spans for scope in resource.scope_spans
-                        for span in scope.spans)
-        return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
-
     windows: list[Window] = []
-    with serve_app(Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])) as collector:
+    with otlp_collector() as (collector, exports):
         tracing = f'\n[tracing]\notlp_endpoint = "{collector}/"\n'
         with stack(extra=RAISED_QUOTAS + tracing, serve=True) as s:
             asyncio.run(get_all(s.router, asyncio.run(prepare(s, 20, LATENCY_MS)), 10))  # warm-up
@@ -103,12 +94,13 @@ def main(n: int = 300) -> None:
                 expect_all(result.statuses, 200, f"returns at {in_flight} in flight")
         # the router flushes its last spans on the way out
         expected = len(LEVELS) * n
-        wait_until(lambda: sum(span.name == REQUEST for span in received) >= expected, "the spans", timeout=30)
+        wait_until(lambda: sum(span.name == REQUEST for span in spans_of(exports)) >= expected, "the spans",
+                   timeout=30)
     print(f"A successful return's parts, from the router's traces ({n} returns per row; `serve` with [tracing], "
           f"emulator latency {LATENCY_MS} ms). Before: request span start to the Amazon call; after: the "
           "Amazon call's end to the request span's end (the settle and the page). Tracing's own CPU is in "
           "every figure.\n")
-    report(received, windows)
+    report(spans_of(exports), windows)
 
 
 if __name__ == "__main__":

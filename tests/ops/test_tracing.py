@@ -14,17 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from router import logs, tracing
 from router.app import create_app
@@ -32,6 +24,7 @@ from router.config import ConfigError, load
 from tests.support import serve_app, wait_until
 from tests.support.config import AUTH, BASE_CONFIG, HOST, TOKEN, WEBHOOK_SECRET, process_config
 from tests.support.emulator import Emulator
+from tests.support.otlp import otlp_collector
 from tests.support.processes import RouterProcess, return_path
 from tests.support.receiver import Receiver
 
@@ -126,13 +119,7 @@ def test_serve_sends_its_spans_to_the_otlp_collector(
     tmp_path: Path, key_files: tuple[Path, Path], emulator: Emulator
 ) -> None:
     """A real `serve` with [tracing] exports OTLP/HTTP (protobuf) to the configured collector."""
-    received: list[ExportTraceServiceRequest] = []
-
-    async def traces(request: Request) -> Response:
-        received.append(ExportTraceServiceRequest.FromString(await request.body()))
-        return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
-
-    with serve_app(Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])) as collector:
+    with otlp_collector() as (collector, received):
         config = tmp_path / "router.toml"
         config.write_text(process_config(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
                           + f'\n[metrics]\nlisten = ""\n[tracing]\notlp_endpoint = "{collector}/"\n'

@@ -128,6 +128,13 @@ def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -
         sock.close()
 
 
+def metric_samples(url: str) -> dict[str, float]:
+    """A /metrics page's samples: the series with its labels as written (`name{a="b"}`) → value."""
+    text = httpx.get(url, timeout=10).text
+    return {name: float(value) for name, value in (line.rsplit(" ", 1) for line in text.splitlines()
+                                                   if line and not line.startswith("#"))}
+
+
 # --- webhook bodies against the published schema --------------------------------------------------
 
 
