@@ -223,5 +223,14 @@ def expect_all(statuses: dict[int, int], status: int, what: str) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _stat_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process's main thread alone (where uvicorn runs the event loop)."""
+    return _stat_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def _stat_seconds(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()  # utime and stime: fields 14 and 15 of stat(5)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
