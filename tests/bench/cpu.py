@@ -14,7 +14,8 @@ client (tests/bench/_returns.get_all) is aiohttp on CONCURRENCY keep-alive conne
 prints the most a cancel could read against the bare route at the floor of its store work: the error page
 (everything but the store) plus the cancel's share of a commit.
 Each row also shows how much of its CPU the main thread (uvicorn's event loop) spent: the rest is
-the store's SQLite thread (its statements, commits and fsyncs), the log writer and the tracing exporter.
+the store's SQLite thread (its statements, commits and fsyncs), the log writer and, when configured,
+the tracing exporter.
 """
 
 from __future__ import annotations
