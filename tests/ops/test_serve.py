@@ -12,7 +12,7 @@ import pytest
 
 from tests.support import free_port, http_client, metric_samples, wait_until
 from tests.support.concurrency import in_background, storm
-from tests.support.config import HOST, process_config
+from tests.support.config import AUTH, HOST, process_config
 from tests.support.emulator import Emulator
 from tests.support.processes import RouterProcess, page_kind
 from tests.support.stores import stored_checkout
@@ -53,8 +53,10 @@ def test_two_workers_add_up_on_the_metrics_listener(tmp_path: Path, emulator: Em
               'platform="other"}')
     for _ in range(5):  # whichever worker served which request, every scrape sees all of them
         assert scrape(port)[series] == n
-    for i in range(8):
-        router.register(reference=f"order-{i}")
+    order = {"merchantReference": "o", "chargeAmount": {"amount": "1.00", "currencyCode": "USD"},
+             "paymentIntent": "AuthorizeWithCapture"}
+    created = storm([("POST", f"{router.url}/v1/checkouts", {"headers": AUTH, "json": order})] * 8)
+    assert [a.status_code for a in created] == [201] * 8
     samples = scrape(port)
     # both workers' SQLite COMMITs add up too: the 8 checkouts, however they were grouped into COMMITs
     assert samples["return_router_sqlite_writes_total"] >= 8
