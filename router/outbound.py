@@ -144,6 +144,20 @@ def _httpx_url(url: str) -> httpx.URL:
     return target
 
 
+# What aiohttp adds to a request that lacks it (its defaults, a body's or a POST's Content-Type): httpx sent
+# the headers it means to send, so each one the request lacks is skipped.
+_AUTO_HEADERS = (("accept", "Accept"), ("accept-encoding", "Accept-Encoding"), ("user-agent", "User-Agent"),
+                 ("content-type", "Content-Type"))
+
+
+def _not_given(headers: list[tuple[str, str]]) -> tuple[str, ...] | None:
+    """aiohttp's `skip_auto_headers` for these (lower-cased) headers: None when they have all of them, as
+    httpx's requests do, which spares aiohttp merging a skip list into a copy of the headers per request."""
+    names = {name for name, _ in headers}
+    skipped = tuple(title for lower, title in _AUTO_HEADERS if lower not in names)
+    return skipped or None
+
+
 class _Body(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
         self._response = response
@@ -188,7 +202,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies, if any
                 auto_decompress=False,  # httpx decodes content-encoding itself
-                skip_auto_headers=("Content-Type",),  # httpx already sent the headers it means to send
             )
         return self._session
 
@@ -207,11 +220,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             body = request.content
         except httpx.RequestNotRead:
             body = await request.aread()
+        headers = _wire_headers(request.headers)
         try:
             response = await self._client().request(
                 request.method,
                 _yarl_url(str(request.url)),
-                headers=_wire_headers(request.headers),
+                headers=headers,
+                skip_auto_headers=_not_given(headers),
                 data=body or None,
                 allow_redirects=False,
                 timeout=self._timeout(request),

@@ -253,6 +253,26 @@ async def test_transport_errors_map_the_same_on_both_paths(which: str) -> None:
             assert timeout.value.request is waiting
 
 
+@pytest.mark.parametrize("given", [
+    {}, {"Accept": "*/*"}, {"user-agent": "rr-test", "content-type": "text/plain"},
+    {"Accept": "a", "Accept-Encoding": "identity", "User-Agent": "u", "Content-Type": "application/json"},
+])
+@pytest.mark.parametrize(("method", "body"), [("POST", b'{"a":1}'), ("POST", b""), ("GET", b"")])
+async def test_the_transport_sends_the_request_headers_and_no_others(given: dict[str, str], method: str,
+                                                                     body: bytes) -> None:
+    """aiohttp adds Accept, Accept-Encoding, User-Agent and a Content-Type to a request that lacks them unless
+    told to skip them: what goes out is the httpx request's headers, whichever of those it has."""
+    transport = AiohttpTransport(1)
+    async with Upstream() as upstream:
+        sent = httpx.Request(method, upstream.url + "/h", headers=given, content=body)
+        response = await transport.handle_async_request(sent)
+        await response.aread()
+        await transport.aclose()
+    head = upstream.raw[0].split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+    wire = sorted((name.lower(), value) for name, _, value in (line.partition(b": ") for line in head))
+    assert wire == sorted((name.lower(), value) for name, value in sent.headers.raw)
+
+
 async def test_the_lean_path_steps_aside_for_what_it_does_not_do(lean_calls: dict[str, int]) -> None:
     seen: list[str] = []
 
