@@ -111,6 +111,47 @@ def _wire_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
     return items
 
 
+def set_headers(headers: httpx.Headers, defaults: Mapping[str, str], replace: Mapping[str, str]) -> None:
+    """`headers.setdefault(name, value)` for each default, then `headers[name] = value` for each replacement;
+    names given lower-cased. One pass over httpx's list when the headers are ASCII, as they are: httpx's calls
+    scan it and encode once each (with `header_values`, ~30 µs of a signed request's ~50 µs of Python)."""
+    if not LEAN_HTTPX or headers.encoding != "ascii":
+        for name, value in defaults.items():
+            headers.setdefault(name, value)
+        for name, value in replace.items():
+            headers[name] = value
+        return
+    items = headers._list  # (name as given, lower-cased, value)
+    present = {lower for _, lower, _ in items}
+    for name, value in defaults.items():
+        key = name.encode("ascii")
+        if key not in present:
+            items.append((key, key, value.encode("ascii")))
+            present.add(key)
+    for name, value in replace.items():
+        key = name.encode("ascii")
+        entry = (key, key, value.encode("ascii"))
+        if key not in present:
+            items.append(entry)
+            present.add(key)
+            continue
+        found = [index for index, (_, lower, _) in enumerate(items) if lower == key]
+        for index in reversed(found[1:]):  # as httpx: the first keeps its place, the repeats go
+            del items[index]
+        items[found[0]] = entry
+
+
+def header_values(headers: httpx.Headers) -> dict[str, str]:
+    """`dict(headers.items())`: lower-cased names, a repeated header's values joined with ", "."""
+    if not LEAN_HTTPX or headers.encoding != "ascii":
+        return dict(headers.items())
+    values: dict[str, str] = {}
+    for _, lower, raw in headers._list:
+        name, text = lower.decode("ascii"), raw.decode("ascii")
+        values[name] = f"{values[name]}, {text}" if name in values else text
+    return values
+
+
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> httpx.Headers:
     """`httpx.Headers(raw)` for byte pairs, without coercing each one again."""
     if not LEAN_HTTPX:

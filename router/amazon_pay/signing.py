@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
-from router.outbound import InPlaceAuth
+from router.outbound import InPlaceAuth, header_values, set_headers
 
 ALGORITHM_V1 = "AMZN-PAY-RSASSA-PSS"
 ALGORITHM_V2 = "AMZN-PAY-RSASSA-PSS-V2"
@@ -300,12 +300,12 @@ class AmazonPayAuth(InPlaceAuth):
         query is parsed only when there is one, and the headers are decoded once.
         """
         headers = request.headers
-        headers.setdefault("accept", "application/json")
-        headers.setdefault("content-type", "application/json")
-        headers["x-amz-pay-date"] = format_date(self._clock())
-        headers["x-amz-pay-host"] = request.url.netloc.decode("ascii")
-        headers["x-amz-pay-region"] = self._region
-        values = dict(headers.items())  # lower-cased names, a repeated header's values joined with ", "
+        set_headers(headers, _JSON, {
+            "x-amz-pay-date": format_date(self._clock()),
+            "x-amz-pay-host": request.url.netloc.decode("ascii"),
+            "x-amz-pay-region": self._region,
+        })
+        values = header_values(headers)  # lower-cased names, a repeated header's values joined with ", "
         names, authorization = self._signed[IDEMPOTENCY_HEADER in values]
         path, _, query = request.url.raw_path.decode("ascii").partition("?")
         if self._path_prefix and path.startswith(self._path_prefix + "/"):
@@ -319,8 +319,9 @@ class AmazonPayAuth(InPlaceAuth):
             hashlib.sha256(request.content).hexdigest(),
         )
         signature = sign(self._private_key, self._algorithm, string_to_sign(self._algorithm, canonical))
-        headers["authorization"] = authorization + signature
+        set_headers(headers, {}, {"authorization": authorization + signature})
 
 
+_JSON = {"accept": "application/json", "content-type": "application/json"}  # unless the request has its own
 # A path that canonical_uri leaves as it is: starts with '/', only unreserved characters and single slashes.
 _PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9._~-]+)+/?|/")
