@@ -14,8 +14,9 @@ record the exception class.
 
 Per request the transport does little beyond aiohttp's own work: a small body with a Content-Length is
 read at once and handed to httpx as bytes (no stream to drive), the aiohttp timeouts and URLs are not
-rebuilt or re-quoted, headers are converted once each way. httpx's URL parse (~19 µs an Amazon URL, which differs per
-checkout session) is done once per origin: a plain path, such as each Amazon URL's, is put in as it is (`_httpx_url`, held equal to httpx.URL by tests/amazon_pay/test_outbound_urls.py).
+rebuilt or re-quoted, headers are converted once each way. httpx's URL parse (~19 µs for an Amazon URL,
+which differs per checkout session) is done once per origin: a plain path, such as each Amazon URL's, is
+put in as it is (`_httpx_url`, held equal to httpx.URL by tests/amazon_pay/test_outbound_urls.py).
 
 The client, `OutboundClient` (what `async_client` returns), is an `httpx.AsyncClient` whose
 `build_request` and `send` take a lean path for the calls this service makes, because at 100 in flight
