@@ -115,22 +115,25 @@ def set_headers(headers: httpx.Headers, defaults: Mapping[str, str], replace: Ma
     """`headers.setdefault(name, value)` for each default, then `headers[name] = value` for each replacement;
     names given lower-cased. One pass over httpx's list when the headers are ASCII, as they are: httpx's calls
     scan it and encode once each (with `header_values`, ~30 µs of a signed request's ~50 µs of Python)."""
-    if not LEAN_HTTPX or headers.encoding != "ascii":
+    # setdefault reads first, which fixes the headers' encoding; a plain set uses the one fixed, else UTF-8
+    fixed = (headers.encoding if defaults else headers._encoding) if LEAN_HTTPX else "?"
+    if fixed not in (None, "ascii"):
         for name, value in defaults.items():
             headers.setdefault(name, value)
         for name, value in replace.items():
             headers[name] = value
         return
+    codec = fixed or "utf-8"
     items = headers._list  # (name as given, lower-cased, value)
     present = {lower for _, lower, _ in items}
     for name, value in defaults.items():
-        key = name.encode("ascii")
+        key = name.encode(codec)
         if key not in present:
-            items.append((key, key, value.encode("ascii")))
+            items.append((key, key, value.encode(codec)))
             present.add(key)
     for name, value in replace.items():
-        key = name.encode("ascii")
-        entry = (key, key, value.encode("ascii"))
+        key = name.encode(codec)
+        entry = (key, key, value.encode(codec))
         if key not in present:
             items.append(entry)
             present.add(key)
