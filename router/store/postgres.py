@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -126,13 +127,13 @@ class PostgresStore(SqlStore):
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}: {exc}") from exc
 
-    async def _flow(self, flow: Flow[T], mode: Mode) -> T:
+    async def _flow(self, make: Callable[[], Flow[T]], mode: Mode) -> T:
         """The whole flow on one pooled connection; a "transaction" flow inside one transaction."""
         async with self._connection() as conn:
             if mode != "transaction":
-                return await drive_async(flow, lambda step: _execute(conn, step))
+                return await drive_async(make(), lambda step: _execute(conn, step))
             async with conn.transaction():
-                return await drive_async(flow, lambda step: _execute(conn, step))
+                return await drive_async(make(), lambda step: _execute(conn, step))
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -180,7 +181,8 @@ class PostgresStore(SqlStore):
     async def check_writable(self, now: float, timeout: float = 2.0) -> None:
         """Answered within `timeout` even when the server is unreachable (connect, acquire and command
         timeouts are far longer: they suit requests, not a readiness probe)."""
-        await within(self._flow(flows.count(sql.HEARTBEAT, now=now), "write"), timeout, "PostgreSQL not writable")
+        beat = partial(flows.count, sql.HEARTBEAT, now=now)
+        await within(self._flow(beat, "write"), timeout, "PostgreSQL not writable")
 
 
 async def _execute(conn: Conn, step: Step) -> Result:

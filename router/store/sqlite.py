@@ -202,11 +202,12 @@ class SQLiteStore(SqlStore):
         if conn is not None:
             conn.close()
 
-    def _flow(self, flow: Flow[T], mode: Mode) -> Awaitable[T]:
-        """The whole flow runs in the store's one thread; a write flow inside one BEGIN IMMEDIATE."""
+    def _flow(self, make: Callable[[], Flow[T]], mode: Mode) -> Awaitable[T]:
+        """The whole flow runs in the store's one thread; a write flow inside one BEGIN IMMEDIATE. A write
+        job may run twice (its group's first try rolled back), each time on a new flow from `make`."""
 
         def run(conn: Conn) -> T:
-            return drive(flow, lambda step: _execute(conn, step))
+            return drive(make(), lambda step: _execute(conn, step))
 
         return self._run(run, write=mode != "read")
 
