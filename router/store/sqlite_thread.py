@@ -1,10 +1,14 @@
 """The SQLite store's one thread: jobs from a queue, the write jobs waiting together committed together.
 
 A job is a function of the connection. A read job runs on its own. Consecutive write jobs (as many as
-are queued, up to MAX_GROUP) share one BEGIN IMMEDIATE … COMMIT, each inside a SAVEPOINT so that a job
-that raises is rolled back alone; if the shared transaction itself fails (BEGIN, COMMIT, a savepoint),
-every job in it fails. Results go back to the event loop only after the COMMIT returned, in one
-wake-up per batch: a caller never hears of a write that is not durable.
+are queued, up to MAX_GROUP) share one BEGIN IMMEDIATE … COMMIT. They run one after another without
+savepoints first; if one raises, the whole transaction is rolled back and the group runs again from its
+start, each job inside a SAVEPOINT so that the one that raises is rolled back alone. A write job must
+therefore be safe to run twice (SQLiteStore's are: each run makes a new flow). Savepoints cost two
+statements a job, and each statement hands the GIL to the event loop and back (Python's sqlite3 releases
+it around every step), which made them about a tenth of a cancel's CPU. If the shared transaction itself
+fails (BEGIN, COMMIT, a savepoint), every job in it fails. Results go back to the event loop only after
+the COMMIT returned, in one wake-up per batch: a caller never hears of a write that is not durable.
 
 Each hop costs a thread wake-up on both sides, so the per-job Python around it is kept small: a job is a
 named tuple, the caller awaits the future itself (no coroutine around it), the jobs a loop submits during
@@ -144,8 +148,11 @@ class StoreThread:
         try:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
-            outcomes = [self._alone(conn, group[0])] if len(group) == 1 else [
-                self._in_savepoint(conn, job) for job in group]
+            together = [self._alone(conn, group[0])] if len(group) == 1 else self._together(conn, group)
+            if together is None:  # one of them raised: all rolled back; again, each in its savepoint
+                conn.execute("BEGIN IMMEDIATE")
+                together = [self._in_savepoint(conn, job) for job in group]
+            outcomes = together
             if conn.in_transaction:  # a lone job that raised was rolled back already
                 started = time.perf_counter()
                 conn.execute("COMMIT")
@@ -170,6 +177,19 @@ class StoreThread:
             if conn.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
                 conn.execute("ROLLBACK")
             return future, None, self._mapped(exc)
+
+    def _together(self, conn: Conn, group: Sequence[_Job]) -> list[Outcome] | None:
+        """The group's jobs one after another in the open transaction, no savepoints; None, with the
+        transaction rolled back, as soon as one raises (its writes are mixed with the others' then)."""
+        outcomes: list[Outcome] = []
+        for fn, _, future, context, _ in group:
+            try:
+                outcomes.append((future, context.run(fn, conn), None))
+            except Exception:
+                if conn.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
+                    conn.execute("ROLLBACK")
+                return None
+        return outcomes
 
     def _in_savepoint(self, conn: Conn, job: _Job) -> Outcome:
         fn, _, future, context, _ = job

@@ -6,14 +6,16 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from router import metrics
-from router.checkout.model import LeaseLost, SessionConflict, State
+from router.checkout.model import DuplicateRef, LeaseLost, SessionConflict, State
 from router.store.sqlite import SQLiteStore
 from router.store.sqlite_thread import MAX_GROUP
 from tests.support.stores import checkout, event
@@ -224,3 +226,93 @@ async def test_a_failing_metric_never_fails_a_committed_write(tmp_path: Path, mo
     finally:
         await store.close()
     assert committed_states(tmp_path / "m.db") == {"kept": "created"}
+
+
+async def test_a_group_that_succeeds_runs_without_savepoints(sqlite_store: SQLiteStore) -> None:
+    async with held(sqlite_store) as statements:
+        creates = [asyncio.ensure_future(sqlite_store.create_checkout(checkout(f"s{i}"))) for i in range(5)]
+    await asyncio.gather(*creates)
+    assert statements.count("BEGIN IMMEDIATE") == 1 and statements.count("COMMIT") == 1
+    assert not [s for s in statements if s.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))]
+
+
+async def test_a_group_with_a_failing_write_is_run_again_each_in_a_savepoint(sqlite_store: SQLiteStore,
+                                                                             tmp_path: Path) -> None:
+    await sqlite_store.create_checkout(checkout("taken"))
+    async with held(sqlite_store) as statements:
+        first = asyncio.ensure_future(sqlite_store.create_checkout(checkout("new-1")))
+        duplicate = asyncio.ensure_future(sqlite_store.create_checkout(checkout("taken")))
+        last = asyncio.ensure_future(sqlite_store.create_checkout(checkout("new-2")))
+    await first
+    await last
+    with pytest.raises(DuplicateRef):
+        await duplicate
+    # the first try, rolled back at the duplicate; the second, each write in its savepoint; one COMMIT
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "ROLLBACK", "COMMIT")] == [
+        "BEGIN IMMEDIATE", "ROLLBACK", "BEGIN IMMEDIATE", "COMMIT"]
+    assert statements.count("SAVEPOINT job") == 3 and statements.count("ROLLBACK TO job") == 1
+    assert committed_states(tmp_path / "group.db") == dict.fromkeys(("taken", "new-1", "new-2"), "created")
+
+
+# --- a group of writes ends as the same writes run one at a time -------------------------------------
+
+REFS = ("a", "b", "c")
+SESSIONS = ("S-1", "S-2")
+OWNERS = ("w1", "w2", None)
+Op = tuple[str, str, str | None]  # (kind, ref, session or owner)
+OPS = st.one_of(
+    st.tuples(st.just("create"), st.sampled_from(REFS), st.none()),
+    st.tuples(st.just("bind"), st.sampled_from(REFS), st.sampled_from(SESSIONS)),
+    st.tuples(st.just("lease"), st.sampled_from(REFS), st.sampled_from(OWNERS[:2])),
+    st.tuples(st.just("complete"), st.sampled_from(REFS), st.sampled_from(OWNERS)),
+    st.tuples(st.just("cancel"), st.sampled_from(REFS), st.none()),
+)
+
+
+def _write(store: SQLiteStore, op: Op, index: int) -> Awaitable[object]:
+    kind, ref, arg = op
+    now = 1000.0 + index
+    if kind == "create":
+        return store.create_checkout(checkout(ref))
+    if kind == "bind":
+        return store.bind_session(ref, arg or "", now=now)
+    if kind == "lease":
+        return store.try_lease(ref, arg or "", now=now, ttl=30.0)
+    if kind == "complete":  # its event id repeats when the same ref completes twice: a unique violation
+        return store.transition(ref, owner=arg, now=now, state=State.COMPLETED, events=[event(f"e-{ref}")])
+    return store.cancel_unbound(ref, now, {"reason_code": "BuyerCanceled"}, [event(f"c-{ref}-{index}",
+                                                                                   type="checkout.canceled")])
+
+
+def _outcome(result: object) -> object:
+    return type(result).__name__ if isinstance(result, BaseException) else result
+
+
+async def _dump(path: Path) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        checkouts = conn.execute("SELECT * FROM checkouts ORDER BY ref").fetchall()
+        return [*checkouts, *conn.execute("SELECT * FROM outbox ORDER BY id")]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(OPS, min_size=2, max_size=12))
+def test_a_group_ends_as_its_writes_one_at_a_time(tmp_path_factory: pytest.TempPathFactory, ops: list[Op]) -> None:
+    """Every write's answer (a value or the error's type) and the file's rows, grouped or not."""
+    async def run(grouped: bool) -> tuple[list[object], list[tuple[object, ...]]]:
+        path = tmp_path_factory.mktemp("group") / "g.db"
+        store = SQLiteStore(path)
+        await store.open()
+        try:
+            await store.create_checkout(checkout("c"))  # one ref exists from the start
+            if grouped:
+                async with held(store):
+                    writes = [asyncio.ensure_future(_write(store, op, i)) for i, op in enumerate(ops)]
+                results = await asyncio.gather(*writes, return_exceptions=True)
+            else:
+                results = [r for i, op in enumerate(ops) for r in await asyncio.gather(_write(store, op, i),
+                                                                                       return_exceptions=True)]
+        finally:
+            await store.close()
+        return [_outcome(r) for r in results], await _dump(path)
+
+    assert asyncio.run(run(grouped=True)) == asyncio.run(run(grouped=False))
