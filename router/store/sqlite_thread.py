@@ -6,9 +6,10 @@ savepoints first; if one raises, the whole transaction is rolled back and the gr
 start, each job inside a SAVEPOINT so that the one that raises is rolled back alone. A write job must
 therefore be safe to run twice (SQLiteStore's are: each run makes a new flow). Savepoints cost two
 statements a job, and each statement hands the GIL to the event loop and back (Python's sqlite3 releases
-it around every step), which made them about a tenth of a cancel's CPU. If the shared transaction itself
-fails (BEGIN, COMMIT, a savepoint), every job in it fails. Results go back to the event loop only after
-the COMMIT returned, in one wake-up per batch: a caller never hears of a write that is not durable.
+it around every step): about a tenth of a cancel's CPU. A job that raises (a return with an unknown ref,
+a lost lease) makes its group run twice, the second time with the savepoints. If the shared transaction
+itself fails (BEGIN, COMMIT, a savepoint), every job in it fails. Results go back to the event loop only
+after the COMMIT returned, in one wake-up per batch: a caller never hears of a write that is not durable.
 
 Each hop costs a thread wake-up on both sides, so the per-job Python around it is kept small: a job is a
 named tuple, the caller awaits the future itself (no coroutine around it), the jobs a loop submits during
