@@ -116,8 +116,7 @@ def set_headers(headers: httpx.Headers, defaults: Mapping[str, str], replace: Ma
     names given lower-cased. One pass over httpx's list when the headers are ASCII, as they are: httpx's calls
     scan it and encode once each (with `header_values`, ~30 µs of a signed request's ~50 µs of Python)."""
     # setdefault reads first, which fixes the headers' encoding; a plain set uses the one fixed, else UTF-8
-    fixed = (headers.encoding if defaults else headers._encoding) if LEAN_HTTPX else "?"
-    if fixed not in (None, "ascii"):
+    if not LEAN_HTTPX or (fixed := headers.encoding if defaults else headers._encoding) not in (None, "ascii"):
         for name, value in defaults.items():
             headers.setdefault(name, value)
         for name, value in replace.items():

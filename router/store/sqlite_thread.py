@@ -149,11 +149,10 @@ class StoreThread:
         try:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
-            together = [self._alone(conn, group[0])] if len(group) == 1 else self._together(conn, group)
-            if together is None:  # one of them raised: all rolled back; again, each in its savepoint
+            outcomes = self._together(conn, group) if len(group) > 1 else [self._alone(conn, group[0])]
+            if outcomes is None:  # one of them raised: all rolled back; again, each in its savepoint
                 conn.execute("BEGIN IMMEDIATE")
-                together = [self._in_savepoint(conn, job) for job in group]
-            outcomes = together
+                outcomes = [self._in_savepoint(conn, job) for job in group]
             if conn.in_transaction:  # a lone job that raised was rolled back already
                 started = time.perf_counter()
                 conn.execute("COMMIT")

@@ -43,6 +43,6 @@ def test_an_ascii_request_takes_the_one_pass() -> None:
     set_headers(headers, {"accept": "application/json", "content-type": "application/json"},
                 {"x-rep": "3", "x-amz-pay-region": "us"})
     assert header_values(headers) == {"accept": "text/plain", "x-rep": "3", "content-type": "application/json",
-                      "x-amz-pay-region": "us"}
+                                      "x-amz-pay-region": "us"}
     assert headers.raw == [(b"Accept", b"text/plain"), (b"x-rep", b"3"), (b"content-type", b"application/json"),
                            (b"x-amz-pay-region", b"us")]

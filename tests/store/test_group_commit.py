@@ -288,7 +288,7 @@ def _outcome(result: object) -> object:
     return type(result).__name__ if isinstance(result, BaseException) else result
 
 
-async def _dump(path: Path) -> list[tuple[object, ...]]:
+def _dump(path: Path) -> list[tuple[object, ...]]:
     with contextlib.closing(sqlite3.connect(path)) as conn:
         checkouts = conn.execute("SELECT * FROM checkouts ORDER BY ref").fetchall()
         return [*checkouts, *conn.execute("SELECT * FROM outbox ORDER BY id")]
@@ -309,10 +309,11 @@ def test_a_group_ends_as_its_writes_one_at_a_time(tmp_path_factory: pytest.TempP
                     writes = [asyncio.ensure_future(_write(store, op, i)) for i, op in enumerate(ops)]
                 results = await asyncio.gather(*writes, return_exceptions=True)
             else:
-                results = [r for i, op in enumerate(ops) for r in await asyncio.gather(_write(store, op, i),
-                                                                                       return_exceptions=True)]
+                results = []
+                for i, op in enumerate(ops):
+                    results += await asyncio.gather(_write(store, op, i), return_exceptions=True)
         finally:
             await store.close()
-        return [_outcome(r) for r in results], await _dump(path)
+        return [_outcome(r) for r in results], _dump(path)
 
     assert asyncio.run(run(grouped=True)) == asyncio.run(run(grouped=False))
