@@ -320,12 +320,14 @@ class WebhookWorker:
         if room <= 0:
             return 0
         now = self.clock()
+        # An event in flight that a claim takes again has outlived its lease (a record that hung): its own
+        # delivery records it, even when that ends before the claim's answer is read, so it is sent once.
+        in_flight = flight.ids()
         events = await self.store.claim_events(self.owner, now, self.lease_seconds, room)
         # A queued event must start with a whole attempt left on its lease, or another worker could
         # claim it while it is being sent.
         start_by = now + self.lease_seconds - self.timeout
-        # An event still in flight here has outlived its lease (a record that hung): it is sent once.
-        for chain in _by_ref([e for e in events if e.id not in flight]):
+        for chain in _by_ref([e for e in events if e.id not in in_flight]):
             flight.add(chain, start_by)
         return len(events)
 
@@ -353,8 +355,9 @@ class _Flight:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def __contains__(self, event_id: object) -> bool:
-        return event_id in self._ids
+    def ids(self) -> frozenset[str]:
+        """The events claimed whose results are not yet recorded, as of now."""
+        return frozenset(self._ids)
 
     @property
     def sending(self) -> int:

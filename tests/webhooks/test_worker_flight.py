@@ -16,7 +16,7 @@ from typing import cast
 
 import pytest
 
-from router.store.base import NewEvent, Store
+from router.store.base import NewEvent, OutboxEvent, Store
 from router.webhooks.worker import WebhookWorker
 from tests.support.receiver import Receiver
 from tests.support.stores import StoreWrapper
@@ -185,6 +185,48 @@ async def test_a_queued_event_whose_lease_runs_short_is_not_sent(
         worker.notify()
         await eventually(lambda: _all_delivered(store, queued))
     assert sorted(receiver.ids()) == sorted(e.id for e in [first, *queued])  # each sent once
+
+
+class RecordDuringClaim(RecordGate):
+    """Once `armed`, the gate opens inside a claim that took one of the `held` events again (its lease ran
+    out while it was being recorded), and that claim returns only once the record and its delivery ended."""
+
+    def __init__(self, store: Store, held: set[str]) -> None:
+        super().__init__(store, held)
+        self.armed = False
+        self.recorded = asyncio.Event()
+
+    async def event_delivered(self, event_id: str, owner: str, now: float) -> None:
+        await super().event_delivered(event_id, owner, now)
+        if event_id in self.held:
+            self.recorded.set()
+
+    async def claim_events(self, owner: str, now: float, lease_ttl: float, limit: int) -> list[OutboxEvent]:
+        events = await self.inner.claim_events(owner, now, lease_ttl, limit)
+        if self.armed and not self.open.is_set() and any(e.id in self.held for e in events):
+            self.open.set()
+            await self.recorded.wait()
+            await asyncio.sleep(0.1)  # the delivery's task ends and leaves the flight meanwhile
+        return events
+
+
+async def test_an_event_recorded_during_the_claim_that_took_it_again_is_not_sent_again(
+    store: Store, receiver: Receiver, clock: Clock
+) -> None:
+    """Its record hung past its lease, so a claim took it again; the record ends while that claim is under
+    way: the claim's answer must not start it a second time (it is delivered)."""
+    event = await add_event(store, clock(), "completed")
+    gate = RecordDuringClaim(store, {event.id})
+    async with make_worker(cast(Store, gate), receiver.url, clock, batch=1, lease_seconds=60, timeout=30) as worker, \
+            running(worker):
+        await eventually(lambda: event.id in receiver.ids(ok_only=True))  # answered; its record waits
+        clock.advance(61)  # the lease runs out: the next claim takes the event again
+        gate.armed = True
+        worker.notify()
+        await eventually(gate.recorded.is_set)
+        await asyncio.sleep(0.3)  # the claim's answer is handled, and the worker claims again meanwhile
+    assert receiver.ids() == [event.id]
+    assert await statuses(store, [event]) == ["delivered"]
 
 
 async def test_cancelled_mid_flight_loses_nothing(
