@@ -19,6 +19,9 @@ the tracing exporter. A second success row runs the same returns against an emul
 once: the same work done back to back, with no 100 ms waits between bursts, which on these shared-core
 machines costs less CPU per return (the difference is what idling between bursts costs: caches and
 predictors gone cold, threads woken from sleep). It is also the CPU that bounds one worker's throughput.
+Every row runs BENCH_CPU_ROUNDS times (3), the rows taking turns, and shows the median round with the
+range: the same code's CPU moves by 20-30% between runs minutes apart on these machines, enough to put one
+run on either side of a goal.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from router.amazon_pay import load_private_key
@@ -37,6 +40,7 @@ from router.amazon_pay.signing import sign
 from ._load import server
 from ._returns import (
     RAISED_QUOTAS,
+    Stack,
     cpu_seconds,
     expect_all,
     get_all,
@@ -47,6 +51,7 @@ from ._returns import (
 )
 
 RETURNS = int(os.environ.get("BENCH_RETURNS", "300"))
+ROUNDS = int(os.environ.get("BENCH_CPU_ROUNDS", "3"))  # each row is the median of this many interleaved runs
 PAGES = 2000
 CONCURRENCY = 10
 LATENCY_MS = 100
@@ -79,6 +84,29 @@ class Row:
     loop_ms: float  # of it, the main thread's (the event loop); the rest is the SQLite, logging … threads
     statuses: dict[int, int]
     commits: float | None = None  # the router's SQLite COMMITs per request (None: not the router)
+    spread: str = ""  # the lowest and highest `ms` of the rounds this row is the median of
+
+
+def median_row(rows: list[Row]) -> Row:
+    """The round with the median CPU per request, its spread the rounds' range."""
+    ordered = sorted(rows, key=lambda row: row.ms)
+    return replace(ordered[len(ordered) // 2], spread=f"{ordered[0].ms:.2f}-{ordered[-1].ms:.2f}")
+
+
+def one_round(s: Stack, bare: tuple[str, int], shaped: tuple[str, int], raw: tuple[str, int]) -> dict[str, Row]:
+    """Every row once; successes and cancels on checkouts registered for this round."""
+    cancels = [p.replace("/amazon-pay/result", "/amazon-pay/cancel")
+               for p in asyncio.run(prepare(s, PAGES // 4, LATENCY_MS))]
+    return {
+        "success": cpu_row(s.router_pid, s.router, asyncio.run(prepare(s, RETURNS, LATENCY_MS)),
+                           "successful returns", s.metrics),
+        "busy": cpu_row(s.router_pid, s.router, asyncio.run(prepare(s, RETURNS, 0)), "successful returns", s.metrics),
+        "cancel": cpu_row(s.router_pid, s.router, cancels, "cancel pages", s.metrics),
+        "error": cpu_row(s.router_pid, s.router, ["/amazon-pay/error"] * PAGES, "error pages", s.metrics),
+        "bare": cpu_row(bare[1], bare[0], ["/amazon-pay/cancel"] * PAGES, "bare route"),
+        "shaped": cpu_row(shaped[1], shaped[0], ["/amazon-pay/cancel"] * PAGES, "bare route, shaped"),
+        "raw": cpu_row(raw[1], raw[0], ["/amazon-pay/cancel"] * PAGES, "raw ASGI app"),
+    }
 
 
 def cpu_row(pid: int, base: str, paths: list[str], what: str, metrics: str | None = None) -> Row:
@@ -96,39 +124,37 @@ def cpu_row(pid: int, base: str, paths: list[str], what: str, metrics: str | Non
 def main() -> None:
     print(f"Server CPU per request from /proc/<pid>/stat (`serve`, 1 worker, SQLite synchronous=FULL, "
           f"emulator latency {LATENCY_MS} ms, {CONCURRENCY} in flight).\n")
-    print("| what | n | server CPU ms/request | of it, event loop | COMMITs/request | floor ms | vs floor "
-          "| statuses |\n|---|---:|---:|---:|---:|---:|---:|---|")
+    print(f"Each row is the median of {ROUNDS} interleaved rounds (in brackets: the lowest and highest round; "
+          f"on these shared 2-core machines one run of the same code moves by 20-30%).\n")
+    print("| what | n | server CPU ms/request (lowest-highest) | of it, event loop | COMMITs/request | floor ms "
+          "| vs floor | statuses |\n|---|---:|---:|---:|---:|---:|---:|---|")
     with stack(extra=RAISED_QUOTAS, serve=True) as s, \
             server(["tests.bench._pages_baseline:app"]) as (bare, bare_pid), \
             server(["tests.bench._pages_baseline:shaped_app"]) as (shaped, shaped_pid), \
             server(["tests.bench._baseline:raw_app"]) as (raw, raw_pid):
         asyncio.run(get_all(s.router, asyncio.run(prepare(s, 20, LATENCY_MS)), CONCURRENCY))  # warm-up
-        paths = asyncio.run(prepare(s, RETURNS, LATENCY_MS))
-        success = cpu_row(s.router_pid, s.router, paths, "successful returns", s.metrics)
-        busy = cpu_row(s.router_pid, s.router, asyncio.run(prepare(s, RETURNS, 0)), "successful returns", s.metrics)
-        cancels = [p.replace("/amazon-pay/result", "/amazon-pay/cancel")
-                   for p in asyncio.run(prepare(s, PAGES // 4, LATENCY_MS))]
-        cancel = cpu_row(s.router_pid, s.router, cancels, "cancel pages", s.metrics)
-        error = cpu_row(s.router_pid, s.router, ["/amazon-pay/error"] * PAGES, "error pages", s.metrics)
-        bare_ms = cpu_row(bare_pid, bare, ["/amazon-pay/cancel"] * PAGES, "bare route")
-        shaped_ms = cpu_row(shaped_pid, shaped, ["/amazon-pay/cancel"] * PAGES, "bare route, shaped")
-        raw_ms = cpu_row(raw_pid, raw, ["/amazon-pay/cancel"] * PAGES, "raw ASGI app")
+        runs: dict[str, list[Row]] = {}
+        for _ in range(ROUNDS):  # interleaved: a minute's drift in the machine's speed reaches every row alike
+            for name, row in one_round(s, (bare, bare_pid), (shaped, shaped_pid), (raw, raw_pid)).items():
+                runs.setdefault(name, []).append(row)
         signature, commit = floor_ms(s.private_pem, 0, 1), floor_ms(s.private_pem, 1, 0)
+    success, busy, cancel, error, bare_ms, shaped_ms, raw_ms = (
+        median_row(runs[name]) for name in ("success", "busy", "cancel", "error", "bare", "shaped", "raw"))
     rows = (
-        ("successful return (bind + lease, signed finalize, settle, page)", len(paths), success, signature),
+        ("successful return (bind + lease, signed finalize, settle, page)", RETURNS, success, signature),
         ("the same, the emulator answering at once (the loop never idles)", RETURNS, busy, signature),
-        ("cancel page (a fresh checkout each)", len(cancels), cancel, 0.0),
+        ("cancel page (a fresh checkout each)", PAGES // 4, cancel, 0.0),
         ("error page (no store)", PAGES, error, 0.0),
     )
     for what, n, row, signing in rows:
         floor = signing + (row.commits or 0.0) * commit
         versus = f"{row.ms / floor:.1f}x" if floor >= 0.01 else "–"  # not over a heartbeat's stray COMMIT
-        print(f"| {what} | {n} | {row.ms:.2f} | {row.loop_ms:.2f} | {row.commits:.2f} | {floor:.2f} | {versus} | "
-              f"{row.statuses} |")
+        print(f"| {what} | {n} | {row.ms:.2f} ({row.spread}) | {row.loop_ms:.2f} | {row.commits:.2f} | {floor:.2f} "
+              f"| {versus} | {row.statuses} |")
     for what, row in (("bare Starlette route, same template, Jinja2 each request (the pages' baseline)", bare_ms),
                       ("bare Starlette route, same template, the service's renderer", shaped_ms),
                       ("raw ASGI app, an empty 200, same client (the HTTP floor of every row)", raw_ms)):
-        print(f"| {what} | {PAGES} | {row.ms:.2f} | {row.loop_ms:.2f} | – | – | – | {row.statuses} |")
+        print(f"| {what} | {PAGES} | {row.ms:.2f} ({row.spread}) | {row.loop_ms:.2f} | – | – | – | {row.statuses} |")
     cancel_floor = (cancel.commits or 0.0) * commit
     print(f"\nPages against the bare route (its CPU / ours; goal ≥ 0.8x): cancel {bare_ms.ms / cancel.ms:.2f}x "
           f"(its store work included), error {bare_ms.ms / error.ms:.2f}x. Against the bare route with the "
