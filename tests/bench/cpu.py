@@ -51,7 +51,7 @@ from ._returns import (
 )
 
 RETURNS = int(os.environ.get("BENCH_RETURNS", "300"))
-ROUNDS = int(os.environ.get("BENCH_CPU_ROUNDS", "3"))  # each row is the median of this many interleaved runs
+ROUNDS = max(1, int(os.environ.get("BENCH_CPU_ROUNDS", "3")))  # each row: the median of this many interleaved runs
 PAGES = 2000
 CONCURRENCY = 10
 LATENCY_MS = 100
