@@ -96,8 +96,9 @@ deadline = {deadline:g}
 
 def process_config(
     emulator_url: str, private_key: Path, db_url: str, *, webhook_url: str | None = None,
-    lease_seconds: float = LEASE_SECONDS, interval: float = 0.3, resume_after: float = 1.0,
+    lease_seconds: float = LEASE_SECONDS, interval: float = 0.3, resume_after: float = 1.0, extra: str = "",
 ) -> str:
-    """`router_config` for `serve` processes: the durability timings and a deadline with room for load."""
-    return router_config(emulator_url, private_key, db_url, webhook_url=webhook_url, deadline=20,
+    """`router_config` for `serve` processes: the durability timings and a deadline with room for load;
+    `extra`: more [amazon_pay] lines."""
+    return router_config(emulator_url, private_key, db_url, webhook_url=webhook_url, deadline=20, extra=extra,
                          merchant="Durable Shop", timings=Timings(lease_seconds, interval, resume_after))
