@@ -135,13 +135,27 @@ def note(**attributes: Any) -> None:
         _otel.trace.get_current_span().set_attributes(attributes)
 
 
-def delivery_span(parent: str | None, **attributes: Any) -> contextlib.AbstractContextManager[Any]:
-    """The webhook delivery's span: a child of the request that caused the event (`parent`, its stored
-    traceparent) in whichever process delivers it; a root span for a background event."""
+def delivery_span(parent: str | None, **attributes: Any) -> Any:
+    """The webhook delivery's span, started but not current: a child of the request that caused the event
+    (`parent`, its stored traceparent) in whichever process delivers it; a root span for a background
+    event. `current(span)` around the attempt, `end(span)` once its result is recorded (in another task);
+    None when tracing is off."""
     if _tracer is None:
-        return _NOOP
+        return None
     context = _otel.propagator.extract({"traceparent": parent}) if parent else None
-    return _tracer.start_as_current_span("webhook.deliver", context=context, kind=_otel.client, attributes=attributes)
+    return _tracer.start_span("webhook.deliver", context=context, kind=_otel.client, attributes=attributes)
+
+
+def current(started: Any) -> contextlib.AbstractContextManager[Any]:
+    """A span from `delivery_span` as the current one inside the block (a task begun there inherits it)."""
+    if started is None:
+        return _NOOP
+    return cast(contextlib.AbstractContextManager[Any], _otel.trace.use_span(started, end_on_exit=False))
+
+
+def end(started: Any) -> None:
+    if started is not None:
+        started.end()
 
 
 # --- the store and the Amazon Pay client ---------------------------------------------------------

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -92,10 +93,6 @@ async def _drain(response: httpx.Response) -> None:
         received += len(chunk)
         if received > MAX_RESPONSE_BYTES:
             return
-
-
-def _nothing(event_id: str) -> None:
-    """The default `sent` callback: lockstep rounds have no slots to free."""
 
 
 # --- the worker ----------------------------------------------------------------------------------
@@ -183,33 +180,45 @@ class WebhookWorker:
             return 0
         return sum(await asyncio.gather(*(self._deliver_chain(chain) for chain in _by_ref(events))))
 
-    async def _deliver_chain(self, chain: Sequence[OutboxEvent], sent: Callable[[str], None] = _nothing) -> int:
-        """Deliver one ref's events in order, stopping at the first failure (order per checkout);
-        `sent(event_id)` is called as each POST ends, before its result is recorded.
+    async def _deliver_chain(self, chain: Sequence[OutboxEvent]) -> int:
+        """Deliver one ref's events in order, each recorded before the next is sent, stopping at the first
+        failure (order per checkout).
 
         The store hands out at most the head of each ref's queue, so a chain is normally one event;
         if there are more, the ones after a failure stay leased and come back when the lease ends.
         """
         delivered = 0
         for event in chain:
-            if not await self._deliver(event, sent):
+            if not await (await self._attempt(event)):
                 break
             delivered += 1
         return delivered
 
-    async def _deliver(self, event: OutboxEvent, sent: Callable[[str], None]) -> bool:
-        # Its log lines carry the checkout (ref, order number) and the id of the request that caused it.
-        with (tracing.delivery_span(event.traceparent, **{"webhook.event_type": event.type}),
-              logs.scope(request_id=event.request_id, ref=mask(event.ref),
-                         merchant_reference=_merchant_reference(event.body))):
-            return await self._attempt(event, sent)
+    async def _attempt(self, event: OutboxEvent) -> asyncio.Task[bool]:
+        """POST `event` once; returns the task, begun as the POST ended, that records the result (True:
+        delivered and recorded), so that the caller can start its next POST meanwhile. Its log lines carry
+        the checkout (ref, order number) and the id of the request that caused it; its span ends with the
+        record."""
+        span = tracing.delivery_span(event.traceparent, **{"webhook.event_type": event.type})
+        try:
+            with tracing.current(span), logs.scope(request_id=event.request_id, ref=mask(event.ref),
+                                                   merchant_reference=_merchant_reference(event.body)):
+                attempt = event.attempts + 1
+                result = await post_event(self.client, self.url, self._secret, event, int(self.clock()),
+                                          self.timeout, request_id=event.request_id)
+                tracing.note(**{"webhook.attempt": attempt, "webhook.delivered": result.ok})
+                return asyncio.create_task(self._record(event, attempt, result, span))  # in this context
+        except BaseException:  # cancelled mid-POST: nothing to record
+            tracing.end(span)
+            raise
 
-    async def _attempt(self, event: OutboxEvent, sent: Callable[[str], None]) -> bool:
-        attempt = event.attempts + 1
-        result = await post_event(self.client, self.url, self._secret, event, int(self.clock()), self.timeout,
-                                  request_id=event.request_id)
-        sent(event.id)
-        tracing.note(**{"webhook.attempt": attempt, "webhook.delivered": result.ok})
+    async def _record(self, event: OutboxEvent, attempt: int, result: AttemptResult, span: object) -> bool:
+        try:
+            return await self._recorded(event, attempt, result)
+        finally:
+            tracing.end(span)
+
+    async def _recorded(self, event: OutboxEvent, attempt: int, result: AttemptResult) -> bool:
         now = self.clock()
         try:
             if result.ok:
@@ -249,7 +258,7 @@ class WebhookWorker:
         leases are given back; cancelled, it cancels them, and their leases run out so the events come
         back (at least once, never lost).
         """
-        flight = _Flight(self._deliver_chain, self.batch, self.clock)
+        flight = _Flight(self._attempt, self.batch, self.clock)
         try:
             await self._keep_busy(stop, flight, idle_interval)
             unqueued = flight.unqueue()
@@ -332,25 +341,32 @@ class WebhookWorker:
         return len(events)
 
 
-Deliver = Callable[[Sequence[OutboxEvent], Callable[[str], None]], Coroutine[object, object, int]]
+Attempt = Callable[[OutboxEvent], Coroutine[object, object, "asyncio.Task[bool]"]]
 
 
 class _Flight:
-    """The deliveries under way and queued: a task per ref's chain, up to `limit` events being POSTed
-    (`sending`), the claimed chains waiting for a slot, a signal as each POST or delivery ends."""
+    """The deliveries under way and queued: up to `limit` slots, each a task that POSTs one queued event
+    after another, and a task per event recording its result; a signal as each POST or record ends.
 
-    def __init__(self, deliver: Deliver, limit: int, clock: Callable[[], float]) -> None:
-        self._deliver = deliver  # (chain, sent) → delivered count; sent(event_id) as each POST ends
+    As a POST ends, its slot takes the next queued event and starts its POST at once, in the same step,
+    while the event before is recorded in a task of its own: a new task per POST would start only after
+    the rest of the loop's turn, which under a wave of answers holds every slot idle for milliseconds. A
+    chain's next event goes back to the front of the queue once the one before it is recorded delivered.
+    """
+
+    def __init__(self, attempt: Attempt, limit: int, clock: Callable[[], float]) -> None:
+        self._attempt = attempt  # event → (once its POST ended) the task recording its result
         self._limit = limit
         self._clock = clock
-        self._tasks: set[asyncio.Task[int]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # the slots and the records
+        self._slots = 0
         self._ids: set[str] = set()  # claimed, result not yet recorded (queued ones included)
-        self._sending: set[str] = set()  # started, POST not yet ended: what counts against `limit`
+        self._sending: set[str] = set()  # started, POST not yet ended
         self._queue: deque[tuple[list[OutboxEvent], float]] = deque()  # (chain, start it by this time)
         self.queued = 0  # events in the queue
         self._changed = asyncio.Event()
         self._until: Callable[[], bool] | None = None  # what wait() waits for, checked as each POST ends
-        self.ended = 0  # events whose delivery ended (delivered or not), ever
+        self.ended = 0  # events whose delivery ended (recorded, or dropped after a failure), ever
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -368,45 +384,76 @@ class _Flight:
         self._ids.update(event.id for event in chain)
         self._queue.append((chain, start_by))
         self.queued += len(chain)
-        self._start_queued()
+        self._start_slots()
 
-    def _start_queued(self) -> None:
-        while self._queue and len(self._sending) < self._limit:
+    def _start_slots(self) -> None:
+        while self._slots < self._limit and (taken := self._take()) is not None:
+            self._slots += 1
+            self._track(asyncio.create_task(self._slot(*taken)))
+
+    def _take(self) -> tuple[OutboxEvent, list[OutboxEvent], float] | None:
+        """The next queued chain that still has a whole attempt left on its lease: (its first event, the
+        rest, start_by), the first counted as sending."""
+        while self._queue:
             chain, start_by = self._queue.popleft()
             self.queued -= len(chain)
-            ids = [event.id for event in chain]
             if self._clock() > start_by:  # its lease would end mid-attempt: let it run out, claim it anew
-                self._ids.difference_update(ids)
+                self._ids.difference_update(event.id for event in chain)
                 continue
-            self._sending.update(ids)
-            task = asyncio.create_task(self._deliver(chain, self._sent))
-            self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._end, ids=ids))
+            self._sending.add(chain[0].id)
+            return chain[0], chain[1:], start_by
+        return None
+
+    async def _slot(self, event: OutboxEvent, rest: list[OutboxEvent], start_by: float) -> None:
+        try:
+            while True:
+                try:
+                    record = await self._attempt(event)
+                finally:
+                    self._sending.discard(event.id)
+                self._track(record)
+                record.add_done_callback(functools.partial(self._recorded, event=event, rest=rest,
+                                                           start_by=start_by))
+                self._check()
+                taken = self._take()
+                if taken is None:
+                    return
+                event, rest, start_by = taken
+        finally:
+            self._slots -= 1
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A bug, not a failed attempt (those are recorded): the lease runs out and it is sent again.
+            log.error("webhook worker: a delivery raised %s", type(task.exception()).__name__)
+
+    def _recorded(self, task: asyncio.Task[bool], event: OutboxEvent, rest: list[OutboxEvent],
+                  start_by: float) -> None:
+        self._ids.discard(event.id)
+        self.ended += 1
+        if rest:
+            if not task.cancelled() and task.exception() is None and task.result():
+                self._queue.appendleft((rest, start_by))  # the ref's next event, before other refs'
+                self.queued += len(rest)
+                self._start_slots()
+            else:  # not delivered: they stay leased and come back, in order, when the lease ends
+                self._ids.difference_update(later.id for later in rest)
+                self.ended += len(rest)
+        self._check()
 
     def unqueue(self) -> int:
-        """Start nothing more (stopping); returns how many events were queued (they are still leased)."""
+        """Start nothing more (stopping); returns how many events were queued (they are still leased).
+        A chain under way is still finished, as a delivery that has begun."""
         for chain, _ in self._queue:
             self._ids.difference_update(event.id for event in chain)
         self._queue.clear()
         unqueued, self.queued = self.queued, 0
         return unqueued
-
-    def _sent(self, event_id: str) -> None:
-        """The POST of `event_id` ended (its result is being recorded): its slot goes to the next."""
-        self._sending.discard(event_id)
-        self._start_queued()
-        self._check()
-
-    def _end(self, task: asyncio.Task[int], ids: list[str]) -> None:
-        self._tasks.discard(task)
-        self._ids.difference_update(ids)
-        self._sending.difference_update(ids)  # a chain's events after a failure were never sent
-        self.ended += len(ids)
-        self._start_queued()
-        self._check()
-        if not task.cancelled() and task.exception() is not None:
-            # A bug, not a failed attempt (those are recorded): the lease runs out and it is sent again.
-            log.error("webhook worker: a delivery raised %s", type(task.exception()).__name__)
 
     def _check(self) -> None:
         if self._until is None or self._until():  # wake the claim loop only when it has something to do

@@ -17,7 +17,7 @@ from typing import cast
 import pytest
 
 from router.store.base import NewEvent, OutboxEvent, Store
-from router.webhooks.worker import WebhookWorker
+from router.webhooks.worker import WebhookWorker, _Flight
 from tests.support.receiver import Receiver
 from tests.support.stores import StoreWrapper
 from tests.webhooks.outbox import Clock, StoreFactory, add_checkout, add_event, new_ref
@@ -163,6 +163,29 @@ async def test_a_slot_is_free_once_its_post_ends(store: Store, receiver: Receive
             gate.open.set()  # else, on a failure, the stop would wait out the held records
         await eventually(lambda: _all_delivered(store, [first, second]))
     assert receiver.max_inflight <= 2
+
+
+async def test_a_slot_starts_its_next_post_in_the_step_its_post_ended() -> None:
+    """In-process, `_Flight` alone: as A's POST ends, B's begins before anything else the loop has to run
+    (a task per POST would begin after the rest of the loop's turn: under a wave of answers, a wait)."""
+    happened: list[str] = []
+    answer = asyncio.Event()
+
+    async def attempt(event: OutboxEvent) -> asyncio.Task[bool]:
+        happened.append(f"POST {event.id}")
+        if event.id == "a":
+            await answer.wait()
+            asyncio.get_running_loop().call_soon(happened.append, "the loop's next callback")
+        return asyncio.create_task(asyncio.sleep(0, result=True))
+
+    flight = _Flight(attempt, 1, lambda: 0.0)
+    for event_id in ("a", "b"):
+        flight.add([OutboxEvent(id=event_id, ref=f"ref-{event_id}", type="t", created=0.0, body=b"{}", seq=0)], 1.0)
+    await eventually(lambda: happened == ["POST a"])
+    answer.set()
+    await flight.drain()
+    assert happened == ["POST a", "POST b", "the loop's next callback"]
+    assert len(flight) == 0 and flight.ended == 2
 
 
 async def _all_delivered(store: Store, events: Sequence[NewEvent]) -> bool:
