@@ -409,6 +409,10 @@ class _Flight:
             while True:
                 try:
                     record = await self._attempt(event)
+                except BaseException:  # cancelled, or a bug: nothing will record them, so forget them
+                    self._ids.difference_update(e.id for e in (event, *rest))
+                    self.ended += 1 + len(rest)
+                    raise
                 finally:
                     self._sending.discard(event.id)
                 self._track(record)

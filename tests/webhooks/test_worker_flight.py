@@ -188,6 +188,25 @@ async def test_a_slot_starts_its_next_post_in_the_step_its_post_ended() -> None:
     assert len(flight) == 0 and flight.ended == 2
 
 
+async def test_an_attempt_that_raises_leaves_the_flight() -> None:
+    """A bug in an attempt (not a failed POST, which is recorded): the event leaves the flight, so that a later
+    claim can take it again once its lease runs out, and the other slots go on."""
+    happened: list[str] = []
+
+    async def attempt(event: OutboxEvent) -> asyncio.Task[bool]:
+        happened.append(f"POST {event.id}")
+        if event.id == "a":
+            raise RuntimeError("a bug")
+        return asyncio.create_task(asyncio.sleep(0, result=True))
+
+    flight = _Flight(attempt, 2, lambda: 0.0)
+    for event_id in ("a", "b"):
+        flight.add([OutboxEvent(id=event_id, ref=f"ref-{event_id}", type="t", created=0.0, body=b"{}", seq=0)], 1.0)
+    await flight.drain()
+    assert happened == ["POST a", "POST b"]
+    assert len(flight) == 0 and flight.ended == 2 and flight.sending == 0
+
+
 async def _all_delivered(store: Store, events: Sequence[NewEvent]) -> bool:
     return await statuses(store, events) == ["delivered"] * len(events)
 
