@@ -214,11 +214,11 @@ class WebhookWorker:
 
     async def _record(self, event: OutboxEvent, attempt: int, result: AttemptResult, span: object) -> bool:
         try:
-            return await self._recorded(event, attempt, result)
+            return await self._record_result(event, attempt, result)
         finally:
             tracing.end(span)
 
-    async def _recorded(self, event: OutboxEvent, attempt: int, result: AttemptResult) -> bool:
+    async def _record_result(self, event: OutboxEvent, attempt: int, result: AttemptResult) -> bool:
         now = self.clock()
         try:
             if result.ok:
@@ -409,9 +409,8 @@ class _Flight:
             while True:
                 try:
                     record = await self._attempt(event)
-                except BaseException:  # cancelled, or a bug: nothing will record them, so forget them
-                    self._ids.difference_update(e.id for e in (event, *rest))
-                    self.ended += 1 + len(rest)
+                except BaseException:  # cancelled, or a bug: nothing will record them
+                    self._finished([event, *rest])
                     raise
                 finally:
                     self._sending.discard(event.id)
@@ -438,17 +437,20 @@ class _Flight:
 
     def _recorded(self, task: asyncio.Task[bool], event: OutboxEvent, rest: list[OutboxEvent],
                   start_by: float) -> None:
-        self._ids.discard(event.id)
-        self.ended += 1
+        self._finished([event])
         if rest:
             if not task.cancelled() and task.exception() is None and task.result():
                 self._queue.appendleft((rest, start_by))  # the ref's next event, before other refs'
                 self.queued += len(rest)
                 self._start_slots()
             else:  # not delivered: they stay leased and come back, in order, when the lease ends
-                self._ids.difference_update(later.id for later in rest)
-                self.ended += len(rest)
+                self._finished(rest)
         self._check()
+
+    def _finished(self, events: Sequence[OutboxEvent]) -> None:
+        """`events` leave the flight: recorded, or left to their leases."""
+        self._ids.difference_update(event.id for event in events)
+        self.ended += len(events)
 
     def unqueue(self) -> int:
         """Start nothing more (stopping); returns how many events were queued (they are still leased).

@@ -165,6 +165,11 @@ async def test_a_slot_is_free_once_its_post_ends(store: Store, receiver: Receive
     assert receiver.max_inflight <= 2
 
 
+def _add_one_event_chains(flight: _Flight, *event_ids: str) -> None:
+    for event_id in event_ids:
+        flight.add([OutboxEvent(id=event_id, ref=f"ref-{event_id}", type="t", created=0.0, body=b"{}", seq=0)], 1.0)
+
+
 async def test_a_slot_starts_its_next_post_in_the_step_its_post_ended() -> None:
     """In-process, `_Flight` alone: as A's POST ends, B's begins before anything else the loop has to run
     (a task per POST would begin after the rest of the loop's turn: under a wave of answers, a wait)."""
@@ -179,8 +184,7 @@ async def test_a_slot_starts_its_next_post_in_the_step_its_post_ended() -> None:
         return asyncio.create_task(asyncio.sleep(0, result=True))
 
     flight = _Flight(attempt, 1, lambda: 0.0)
-    for event_id in ("a", "b"):
-        flight.add([OutboxEvent(id=event_id, ref=f"ref-{event_id}", type="t", created=0.0, body=b"{}", seq=0)], 1.0)
+    _add_one_event_chains(flight, "a", "b")
     await eventually(lambda: happened == ["POST a"])
     answer.set()
     await flight.drain()
@@ -200,8 +204,7 @@ async def test_an_attempt_that_raises_leaves_the_flight() -> None:
         return asyncio.create_task(asyncio.sleep(0, result=True))
 
     flight = _Flight(attempt, 2, lambda: 0.0)
-    for event_id in ("a", "b"):
-        flight.add([OutboxEvent(id=event_id, ref=f"ref-{event_id}", type="t", created=0.0, body=b"{}", seq=0)], 1.0)
+    _add_one_event_chains(flight, "a", "b")
     await flight.drain()
     assert happened == ["POST a", "POST b"]
     assert len(flight) == 0 and flight.ended == 2 and flight.sending == 0
