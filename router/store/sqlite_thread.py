@@ -10,6 +10,10 @@ it around every step): about a tenth of a cancel's CPU. A job that raises (a ret
 a lost lease) makes its group run twice, the second time with the savepoints. If the shared transaction
 itself fails (BEGIN, COMMIT, a savepoint), every job in it fails. Results go back to the event loop only
 after the COMMIT returned, in one wake-up per batch: a caller never hears of a write that is not durable.
+There the callers are resumed one per turn of the loop, in queue order, not all in one: what a caller
+starts as a new task (aiohttp writes a request's body in one, Python 3.11 has no eager tasks) runs in
+the next turn, so with all resumed at once the first caller's Amazon call waited for every other
+caller's signing before it left.
 
 Each hop costs a thread wake-up on both sides, so the per-job Python around it is kept small: a job is a
 named tuple, the caller awaits the future itself (no coroutine around it), the jobs a loop submits during
@@ -218,11 +222,16 @@ def _wake(loop: asyncio.AbstractEventLoop, items: list[Outcome]) -> None:
         loop.call_soon_threadsafe(_settle, items)
 
 
-def _settle(items: Sequence[Outcome]) -> None:
-    for future, value, error in items:
-        if future.done():
+def _settle(items: Sequence[Outcome], start: int = 0) -> None:
+    """Resume the first waiting caller from `start` on; the next one in the loop's next turn (see the top)."""
+    for index in range(start, len(items)):
+        future, value, error = items[index]
+        if future.done():  # cancelled meanwhile: nobody to resume, no turn spent
             continue
         if error is None:
             future.set_result(value)
         else:
             future.set_exception(error)
+        if index + 1 < len(items):
+            future.get_loop().call_soon(_settle, items, index + 1)
+        return

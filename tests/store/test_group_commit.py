@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import uvloop
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
@@ -168,6 +169,40 @@ async def test_writes_submitted_in_one_turn_of_the_loop_share_a_commit(sqlite_st
     await asyncio.gather(*(sqlite_store.create_checkout(checkout(ref)) for ref in refs))
     assert statements.count("BEGIN IMMEDIATE") == statements.count("COMMIT") == 1
     assert committed_states(tmp_path / "group.db") == dict.fromkeys(refs, "created")
+
+
+async def _resumed_order(path: Path) -> list[str]:
+    """Three writes committed together; each caller, once resumed, starts a task (as aiohttp does to write
+    a request's body): the order in which the callers and their tasks ran."""
+    store = SQLiteStore(path)
+    await store.open()
+    ran: list[str] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def note(name: str) -> None:
+        ran.append(name)
+
+    async def caller(i: int) -> None:
+        await store.create_checkout(checkout(f"o{i}"))
+        ran.append(f"caller {i}")
+        tasks.append(asyncio.create_task(note(f"its task {i}")))
+
+    try:
+        await asyncio.gather(*(caller(i) for i in range(3)))
+        await asyncio.gather(*tasks)
+    finally:
+        await store.close()
+    return ran
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_callers_of_one_commit_are_resumed_one_per_turn(tmp_path: Path, loop: str) -> None:
+    """The first caller's task (its Amazon call's write) runs before the next caller is resumed, not after
+    every caller of the group has run (on either loop)."""
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        ran = runner.run(_resumed_order(tmp_path / "order.db"))
+    assert ran == ["caller 0", "its task 0", "caller 1", "its task 1", "caller 2", "its task 2"]
 
 
 async def test_a_write_submitted_just_before_close_is_committed_first(tmp_path: Path) -> None:
