@@ -171,9 +171,9 @@ async def test_writes_submitted_in_one_turn_of_the_loop_share_a_commit(sqlite_st
     assert committed_states(tmp_path / "group.db") == dict.fromkeys(refs, "created")
 
 
-async def _resumed_order(path: Path) -> list[str]:
-    """Three writes committed together; each caller, once resumed, starts a task (as aiohttp does to write
-    a request's body): the order in which the callers and their tasks ran."""
+async def _resumed_order(path: Path, alone: list[bool]) -> list[str]:
+    """Writes committed together, submitted with these `resume_alone`; each caller, once resumed, starts
+    a task (as aiohttp does to write a request's body): the order in which the callers and tasks ran."""
     store = SQLiteStore(path)
     await store.open()
     ran: list[str] = []
@@ -183,26 +183,41 @@ async def _resumed_order(path: Path) -> list[str]:
         ran.append(name)
 
     async def caller(i: int) -> None:
-        await store.create_checkout(checkout(f"o{i}"))
+        await store._run(lambda conn: conn.execute(INSERT_ROW, (i,)), write=True, resume_alone=alone[i])
         ran.append(f"caller {i}")
         tasks.append(asyncio.create_task(note(f"its task {i}")))
 
     try:
-        await asyncio.gather(*(caller(i) for i in range(3)))
+        await store._run(lambda conn: conn.execute("CREATE TABLE t (k INTEGER)"), write=True)
+        await asyncio.gather(*(caller(i) for i in range(len(alone))))
         await asyncio.gather(*tasks)
+        assert not store._thread._resumed_alone  # type: ignore[union-attr]  # nothing kept once resumed
     finally:
         await store.close()
     return ran
 
 
+INSERT_ROW = "INSERT INTO t (k) VALUES (?)"
+
+
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_callers_of_one_commit_are_resumed_one_per_turn(tmp_path: Path, loop: str) -> None:
-    """The first caller's task (its Amazon call's write) runs before the next caller is resumed, not after
-    every caller of the group has run (on either loop)."""
+def test_a_caller_that_sends_next_is_resumed_in_a_turn_of_its_own(tmp_path: Path, loop: str) -> None:
+    """The task such a caller starts (its Amazon call's write) runs before the next caller of the same
+    COMMIT is resumed, not after all of them; the other callers are resumed together (on either loop)."""
     factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        ran = runner.run(_resumed_order(tmp_path / "order.db"))
-    assert ran == ["caller 0", "its task 0", "caller 1", "its task 1", "caller 2", "its task 2"]
+        ran = runner.run(_resumed_order(tmp_path / "order.db", [True, True, False, False]))
+    assert ran == ["caller 0", "its task 0", "caller 1", "its task 1", "caller 2", "caller 3", "its task 2",
+                   "its task 3"]
+
+
+async def test_a_cancelled_caller_that_sends_next_is_forgotten(sqlite_store: SQLiteStore) -> None:
+    async with held(sqlite_store):
+        waiting = sqlite_store._run(lambda conn: None, write=True, resume_alone=True)
+        assert isinstance(waiting, asyncio.Future)
+        waiting.cancel()
+        await asyncio.sleep(0)
+    assert not sqlite_store._thread._resumed_alone  # type: ignore[union-attr]
 
 
 async def test_a_write_submitted_just_before_close_is_committed_first(tmp_path: Path) -> None:
