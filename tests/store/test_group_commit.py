@@ -211,6 +211,31 @@ def test_a_caller_that_sends_next_is_resumed_in_a_turn_of_its_own(tmp_path: Path
                    "its task 3"]
 
 
+async def test_a_caller_that_took_a_lease_is_resumed_alone(sqlite_store: SQLiteStore) -> None:
+    """bind_and_lease and try_lease are followed by the Amazon call: their callers are resumed alone."""
+    for ref in ("a", "b", "c"):
+        await sqlite_store.create_checkout(checkout(ref))
+    await sqlite_store.bind_session("c", "session-c", 1.0)
+    ran: list[str] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def note(name: str) -> None:
+        ran.append(name)
+
+    async def then_start_a_task(name: str, call: Awaitable[object]) -> None:
+        await call
+        ran.append(name)
+        tasks.append(asyncio.create_task(note(f"task {name}")))
+
+    await asyncio.gather(
+        then_start_a_task("a", sqlite_store.bind_and_lease("a", "session-a", "me", 1.0, 60)),
+        then_start_a_task("c", sqlite_store.try_lease("c", "me", 1.0, 60)),
+        then_start_a_task("b", sqlite_store.bind_and_lease("b", "session-b", "me", 1.0, 60)),
+    )
+    await asyncio.gather(*tasks)
+    assert ran == ["a", "task a", "c", "task c", "b", "task b"]
+
+
 async def test_a_cancelled_caller_that_sends_next_is_forgotten(sqlite_store: SQLiteStore) -> None:
     async with held(sqlite_store):
         waiting = sqlite_store._run(lambda conn: None, write=True, resume_alone=True)
