@@ -31,6 +31,7 @@ from router.amazon_pay.errors import (
     AmazonPayTransportError,
 )
 from router.amazon_pay.models import Charge, CheckoutSession, ClientConfig, FinalizeResult, mask_id
+from router.amazon_pay.pacing import OnePerTurn
 from router.amazon_pay.quota import Quota, in_background
 from router.amazon_pay.retry import next_delay, parse_retry_after
 from router.amazon_pay.signing import IDEMPOTENCY_HEADER, REGION_HOSTS, AmazonPayAuth
@@ -140,6 +141,7 @@ class AmazonPayClient:
             path_prefix=urlsplit(base_url(config)).path,
         )
         self._base = base_url(config) + config.api_path_prefix
+        self._signing = OnePerTurn()  # each call's POST leaves before the next call is signed
         policy = config.retry
         # 10 connections: Amazon's burst quota per merchant is 10 requests, so more would only be
         # throttled; returns above it wait for a connection in arrival order (aiohttp's pool is FIFO).
@@ -289,6 +291,7 @@ class AmazonPayClient:
                 request = self._http.build_request(method, url, content=body, headers=headers)
                 if (request_id := current_request_id()) is not None:  # ours, for support; never signed
                     request.headers[OUR_REQUEST_ID_HEADER] = request_id
+                await self._signing.turn()
                 response = await self._http.send(request, auth=self._auth)
         except (httpx.HTTPError, TimeoutError) as exc:
             kind = "deadline reached" if isinstance(exc, TimeoutError) else type(exc).__name__

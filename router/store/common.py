@@ -1,8 +1,7 @@
 """The Store protocol's methods, once for both backends: check the arguments, run a flow.
 
-A backend supplies `_flow(make, mode, sends_next=...)`, which runs the flow `make()` gives on one connection
-(SQLite may make and run it twice, the first run rolled back: see router/store/sqlite_thread.py); a flow
-that takes a lease `sends_next`: its caller calls Amazon at once. The modes:
+A backend supplies `_flow(make, mode)`, which runs the flow `make()` gives on one connection (SQLite may
+make and run it twice, the first run rolled back: see router/store/sqlite_thread.py):
 - "read": a single read statement, a consistent snapshot of its own;
 - "write": a single write statement, atomic by itself;
 - "transaction": several statements in one transaction (PostgreSQL locks rows with FOR UPDATE;
@@ -43,7 +42,7 @@ def _event_params(ref: str, now: float, events: Sequence[NewEvent]) -> list[dict
 class SqlStore:
     """The shared half of SQLiteStore and PostgresStore."""
 
-    def _flow(self, make: Callable[[], Flow[T]], mode: Mode, *, sends_next: bool = False) -> Awaitable[T]:
+    def _flow(self, make: Callable[[], Flow[T]], mode: Mode) -> Awaitable[T]:
         raise NotImplementedError
 
     async def ping(self) -> None:
@@ -71,11 +70,11 @@ class SqlStore:
         if not checkout_session_id:
             raise ValueError("checkout_session_id must be a non-empty string")
         flow = partial(flows.bind_and_lease, ref, checkout_session_id, owner, now, now + ttl)
-        return await self._flow(flow, "transaction", sends_next=owner is not None)
+        return await self._flow(flow, "transaction")
 
     async def try_lease(self, ref: str, owner: str, now: float, ttl: float) -> Checkout | None:
         flow = partial(flows.checkouts, sql.TRY_LEASE, ref=ref, owner=owner, now=now, until=now + ttl)
-        found = await self._flow(flow, "write", sends_next=True)
+        found = await self._flow(flow, "write")
         return found[0] if found else None
 
     async def release_lease(self, ref: str, owner: str) -> None:

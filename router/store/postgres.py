@@ -127,9 +127,8 @@ class PostgresStore(SqlStore):
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}: {exc}") from exc
 
-    async def _flow(self, make: Callable[[], Flow[T]], mode: Mode, *, sends_next: bool = False) -> T:
-        """The whole flow on one pooled connection; a "transaction" flow inside one transaction. (Each
-        caller is resumed by its own connection's answer: `sends_next` changes nothing here.)"""
+    async def _flow(self, make: Callable[[], Flow[T]], mode: Mode) -> T:
+        """The whole flow on one pooled connection; a "transaction" flow inside one transaction."""
         async with self._connection() as conn:
             if mode != "transaction":
                 return await drive_async(make(), lambda step: _execute(conn, step))

@@ -89,13 +89,12 @@ class SQLiteStore(SqlStore):
 
     # --- plumbing --------------------------------------------------------------------------------
 
-    def _run(self, fn: Callable[[Conn], T], *, write: bool = False, resume_alone: bool = False) -> Awaitable[T]:
-        """`fn` in the store's thread; `write`: inside a BEGIN IMMEDIATE transaction (maybe a shared one);
-        `resume_alone`: see StoreThread.submit. The thread's future itself, not a coroutine around it: one
-        frame less per call."""
+    def _run(self, fn: Callable[[Conn], T], *, write: bool = False) -> Awaitable[T]:
+        """`fn` in the store's thread; `write`: inside a BEGIN IMMEDIATE transaction (maybe a shared one).
+        The thread's future itself, not a coroutine around it: one frame less per call."""
         if self._thread is None:
             raise StoreUnavailable("SQLite store is not open")
-        return self._thread.submit(fn, write, resume_alone)
+        return self._thread.submit(fn, write)
 
     def _call(self, fn: Callable[[Conn], T]) -> T:
         if self._conn is None:
@@ -203,15 +202,14 @@ class SQLiteStore(SqlStore):
         if conn is not None:
             conn.close()
 
-    def _flow(self, make: Callable[[], Flow[T]], mode: Mode, *, sends_next: bool = False) -> Awaitable[T]:
+    def _flow(self, make: Callable[[], Flow[T]], mode: Mode) -> Awaitable[T]:
         """The whole flow runs in the store's one thread; a write flow inside one BEGIN IMMEDIATE. A write
-        job may run twice (its group's first try rolled back), each time on a new flow from `make`. Its
-        caller is resumed in a turn of the loop of its own when it `sends_next` (router/store/sqlite_thread.py)."""
+        job may run twice (its group's first try rolled back), each time on a new flow from `make`."""
 
         def run(conn: Conn) -> T:
             return drive(make(), lambda step: _execute(conn, step))
 
-        return self._run(run, write=mode != "read", resume_alone=sends_next)
+        return self._run(run, write=mode != "read")
 
     async def check_writable(self, now: float, timeout: float = 2.0) -> None:
         """The heartbeat write waits for the lock at most `timeout` (not the busy timeout), and the caller

@@ -10,11 +10,6 @@ it around every step): about a tenth of a cancel's CPU. A job that raises (a ret
 a lost lease) makes its group run twice, the second time with the savepoints. If the shared transaction
 itself fails (BEGIN, COMMIT, a savepoint), every job in it fails. Results go back to the event loop only
 after the COMMIT returned, in one wake-up per batch: a caller never hears of a write that is not durable.
-There the callers are resumed together, in queue order, but one submitted with `resume_alone` (it sends a
-request next) ends that turn: what a caller starts as a new task runs only in the next turn (aiohttp writes a
-request's body in one; Python 3.11 has no eager tasks), so with all resumed at once a caller's Amazon call
-left only after every other caller of its group had signed its own. Resuming every caller alone would
-spread the pages that answer them over more turns, and so the next requests' writes over more COMMITs.
 
 Each hop costs a thread wake-up on both sides, so the per-job Python around it is kept small: a job is a
 named tuple, the caller awaits the future itself (no coroutine around it), the jobs a loop submits during
@@ -67,18 +62,13 @@ class StoreThread:
         # Jobs submitted during one turn of a loop, handed over together at its end: one wake-up of the
         # thread for all of them, and the writes among them share a COMMIT even when the thread was idle.
         self._pending: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-        self._resumed_alone: set[asyncio.Future[Any]] = set()  # their callers are resumed in a turn of their own
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[[Conn], T], write: bool, resume_alone: bool = False) -> asyncio.Future[T]:
-        """`fn(connection)` in the thread; await the returned future for its result. `resume_alone`: its
-        caller sends a request next, and is resumed in a turn of its own (see the top)."""
+    def submit(self, fn: Callable[[Conn], T], write: bool) -> asyncio.Future[T]:
+        """`fn(connection)` in the thread; await the returned future for its result."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        if resume_alone:
-            self._resumed_alone.add(future)
-            future.add_done_callback(self._resumed_alone.discard)  # resumed or cancelled: forgotten after
         pending = self._pending.get(loop)
         if pending is None:
             pending = self._pending[loop] = []
@@ -125,7 +115,7 @@ class StoreThread:
                 batch += last
             for start in range(0, len(batch), MAX_GROUP):
                 jobs = batch[start:start + MAX_GROUP] if len(batch) > MAX_GROUP else batch
-                self._deliver(self._run(jobs))
+                _deliver(self._run(jobs))
             if last is None:
                 return
 
@@ -213,27 +203,26 @@ class StoreThread:
         conn.execute("RELEASE job")
         return future, value, None
 
-    def _deliver(self, outcomes: list[Outcome]) -> None:
-        """One call_soon_threadsafe per event loop for the whole batch (after its COMMIT)."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
-        for outcome in outcomes:
-            by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
-                loop.call_soon_threadsafe(self._resume, items, 0)
 
-    # --- on the event loop -------------------------------------------------------------------------
+def _deliver(outcomes: list[Outcome]) -> None:
+    """One call_soon_threadsafe per event loop for the whole batch (after its COMMIT)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for loop, items in by_loop.items():
+        _wake(loop, items)
 
-    def _resume(self, items: Sequence[Outcome], start: int) -> None:
-        """Resume the callers from `start` on; after one submitted `resume_alone`, the rest in the next turn."""
-        for index in range(start, len(items)):
-            future, value, error = items[index]
-            if future.done():  # cancelled meanwhile: nobody to resume
-                continue
-            if error is None:
-                future.set_result(value)
-            else:
-                future.set_exception(error)
-            if future in self._resumed_alone and index + 1 < len(items):
-                future.get_loop().call_soon(self._resume, items, index + 1)
-                return
+
+def _wake(loop: asyncio.AbstractEventLoop, items: list[Outcome]) -> None:
+    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
+        loop.call_soon_threadsafe(_settle, items)
+
+
+def _settle(items: Sequence[Outcome]) -> None:
+    for future, value, error in items:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-import uvloop
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
@@ -169,80 +168,6 @@ async def test_writes_submitted_in_one_turn_of_the_loop_share_a_commit(sqlite_st
     await asyncio.gather(*(sqlite_store.create_checkout(checkout(ref)) for ref in refs))
     assert statements.count("BEGIN IMMEDIATE") == statements.count("COMMIT") == 1
     assert committed_states(tmp_path / "group.db") == dict.fromkeys(refs, "created")
-
-
-async def _resumed_order(path: Path, alone: list[bool]) -> list[str]:
-    """Writes committed together, submitted with these `resume_alone`; each caller, once resumed, starts
-    a task (as aiohttp does to write a request's body): the order in which the callers and tasks ran."""
-    store = SQLiteStore(path)
-    await store.open()
-    ran: list[str] = []
-    tasks: list[asyncio.Task[None]] = []
-
-    async def note(name: str) -> None:
-        ran.append(name)
-
-    async def caller(i: int) -> None:
-        await store._run(lambda conn: conn.execute(INSERT_ROW, (i,)), write=True, resume_alone=alone[i])
-        ran.append(f"caller {i}")
-        tasks.append(asyncio.create_task(note(f"its task {i}")))
-
-    try:
-        await store._run(lambda conn: conn.execute("CREATE TABLE t (k INTEGER)"), write=True)
-        await asyncio.gather(*(caller(i) for i in range(len(alone))))
-        await asyncio.gather(*tasks)
-        assert not store._thread._resumed_alone  # type: ignore[union-attr]  # nothing kept once resumed
-    finally:
-        await store.close()
-    return ran
-
-
-INSERT_ROW = "INSERT INTO t (k) VALUES (?)"
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_a_caller_that_sends_next_is_resumed_in_a_turn_of_its_own(tmp_path: Path, loop: str) -> None:
-    """The task such a caller starts (its Amazon call's write) runs before the next caller of the same
-    COMMIT is resumed, not after all of them; the other callers are resumed together (on either loop)."""
-    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        ran = runner.run(_resumed_order(tmp_path / "order.db", [True, True, False, False]))
-    assert ran == ["caller 0", "its task 0", "caller 1", "its task 1", "caller 2", "caller 3", "its task 2",
-                   "its task 3"]
-
-
-async def test_a_caller_that_took_a_lease_is_resumed_alone(sqlite_store: SQLiteStore) -> None:
-    """bind_and_lease and try_lease are followed by the Amazon call: their callers are resumed alone."""
-    for ref in ("a", "b", "c"):
-        await sqlite_store.create_checkout(checkout(ref))
-    await sqlite_store.bind_session("c", "session-c", 1.0)
-    ran: list[str] = []
-    tasks: list[asyncio.Task[None]] = []
-
-    async def note(name: str) -> None:
-        ran.append(name)
-
-    async def then_start_a_task(name: str, call: Awaitable[object]) -> None:
-        await call
-        ran.append(name)
-        tasks.append(asyncio.create_task(note(f"task {name}")))
-
-    await asyncio.gather(
-        then_start_a_task("a", sqlite_store.bind_and_lease("a", "session-a", "me", 1.0, 60)),
-        then_start_a_task("c", sqlite_store.try_lease("c", "me", 1.0, 60)),
-        then_start_a_task("b", sqlite_store.bind_and_lease("b", "session-b", "me", 1.0, 60)),
-    )
-    await asyncio.gather(*tasks)
-    assert ran == ["a", "task a", "c", "task c", "b", "task b"]
-
-
-async def test_a_cancelled_caller_that_sends_next_is_forgotten(sqlite_store: SQLiteStore) -> None:
-    async with held(sqlite_store):
-        waiting = sqlite_store._run(lambda conn: None, write=True, resume_alone=True)
-        assert isinstance(waiting, asyncio.Future)
-        waiting.cancel()
-        await asyncio.sleep(0)
-    assert not sqlite_store._thread._resumed_alone  # type: ignore[union-attr]
 
 
 async def test_a_write_submitted_just_before_close_is_committed_first(tmp_path: Path) -> None:
