@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import tempfile
 import time
@@ -34,6 +33,7 @@ from router.outbound import async_client
 from router.store import open_store
 from router.store.base import NewEvent, OutboxEvent, Store
 from router.webhooks.worker import WebhookWorker, post_event
+from tests.support.collector import restored_collector
 from tests.support.stores import StoreWrapper
 
 from .outbound import run_loop, upstream
@@ -144,13 +144,9 @@ async def baseline_run(url: str, batch: int) -> tuple[float, int, float]:
 def collector_as_served() -> Iterator[None]:
     """This process's garbage collector as a serving process sets it (the worker runs in one), until the end
     of the section."""
-    threshold = gc.get_threshold()
-    settle_collector()
-    try:
+    with restored_collector():
+        settle_collector()
         yield
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*threshold)
 
 
 def main() -> None:
