@@ -3,7 +3,9 @@
 Closed: calls flow. `threshold` failures (5xx, 429, no answer) within `window` seconds open it; while
 open, background calls are not sent at all and buyers' calls are sent once, without retries. After
 `cooldown` seconds it is half-open: one background probe may go; its success (or any answer that
-shows Amazon is up) closes the breaker, its failure opens it for another cooldown.
+shows Amazon is up) closes the breaker, its failure opens it for another cooldown. A probe that was
+admitted but never sent (the quota refused it) frees its slot; one whose outcome never arrives (its
+task ended) is given up after another cooldown, so background work cannot stay paused for good.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class CircuitBreaker:
         self._clock = clock
         self._failures: deque[float] = deque()
         self._opened_at: float | None = None
-        self._probing = False
+        self._probe_since: float | None = None  # when the outstanding half-open probe was admitted
 
     @property
     def state(self) -> BreakerState:
@@ -52,10 +54,15 @@ class CircuitBreaker:
         state = self.state
         if state == "closed":
             return True
-        if state == "half_open" and not self._probing:
-            self._probing = True
+        now = self._clock()
+        if state == "half_open" and (self._probe_since is None or now - self._probe_since >= self.cooldown):
+            self._probe_since = now
             return True
         return False
+
+    def probe_not_sent(self) -> None:
+        """The call allow_background admitted did not go out: another may probe at once."""
+        self._probe_since = None
 
     def record(self, status: int | None) -> None:
         """The outcome of one attempt: an HTTP status, or None when Amazon did not answer."""
@@ -67,11 +74,11 @@ class CircuitBreaker:
     def _success(self) -> None:
         self._failures.clear()
         self._opened_at = None
-        self._probing = False
+        self._probe_since = None
 
     def _failure(self) -> None:
         now = self._clock()
-        self._probing = False
+        self._probe_since = None
         if self._opened_at is not None:  # a failed probe (or a buyer's try) while open: stay open longer
             self._opened_at = now
             return

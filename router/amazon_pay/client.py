@@ -262,6 +262,8 @@ class AmazonPayClient:
                 await self.quota.acquire(operation, remaining)
             except AmazonPayThrottled as exc:
                 exc.attempts = sent
+                if background and self.breaker is not None:
+                    self.breaker.probe_not_sent()  # a refused half-open probe must not hold the slot
                 raise
 
     def _observe(self, operation: str, result: _Answer | AmazonPayError, retry_after: float | None) -> None:

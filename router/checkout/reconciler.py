@@ -17,7 +17,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import router.metrics as metrics
 from router import logs
@@ -32,6 +32,7 @@ from router.store.base import DueResume, StoreError
 log = logging.getLogger("router.checkout.reconciler")
 
 MAX_RESUME_DELAY = 15 * 60.0
+PAGE = 100  # checkouts read from the store at a time
 
 
 def resume_delay(resume_after: float, attempts: int, rand: Callable[[], float]) -> float:
@@ -75,9 +76,7 @@ class Reconciler:
         with quota.background():
             changed = await self._refresh_pending(now)
             changed += await self._resume_abandoned(now)
-        for checkout in await self.store.list_checkouts([State.CREATED], now=now, bound_only=False):
-            if checkout.expires_at > now:
-                continue
+        for checkout in await self.store.list_expired_unbound(now=now):  # settled without asking Amazon
             with _about(checkout):
                 changed += (await self.service.expire(checkout)).state != State.CREATED
         await self.store.purge_buyer_details(now - self.retain_seconds)
@@ -86,9 +85,18 @@ class Reconciler:
     def _amazon_paused(self) -> bool:
         return self.breaker is not None and self.breaker.state == "open"
 
+    async def _pending(self, now: float) -> AsyncIterator[Checkout]:
+        """Every pending checkout, page by page: those waiting out their poll backoff take no one's turn."""
+        page = await self.store.list_checkouts([State.PENDING], now=now, limit=PAGE)
+        while page:
+            for checkout in page:
+                yield checkout
+            page = [] if len(page) < PAGE else await self.store.list_checkouts(
+                [State.PENDING], now=now, limit=PAGE, after=page[-1])
+
     async def _refresh_pending(self, now: float) -> int:
         changed = 0
-        for checkout in await self.store.list_checkouts([State.PENDING], now=now):
+        async for checkout in self._pending(now):
             polls, due = self._polls.get(checkout.ref, (0, 0.0))
             if due > now or self._amazon_paused():
                 continue
@@ -104,8 +112,7 @@ class Reconciler:
     async def _resume_abandoned(self, now: float) -> int:
         changed = 0
         for due in await self.store.list_due_resumes(now=now, resume_after=self.resume_after):
-            expired = due.checkout.expires_at <= now  # settled without asking Amazon
-            if not expired and self._amazon_paused():
+            if self._amazon_paused():  # past the window too: only Amazon can say whether it was paid
                 continue
             if await self._claim(due, now):
                 with _about(due.checkout):

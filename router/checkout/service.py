@@ -31,7 +31,7 @@ from router.checkout.amazon import (
     state_of_charge,
     state_of_session,
 )
-from router.checkout.events import event_for, superseded_type
+from router.checkout.events import CANCELED_EVENT, event_for, superseded_type
 from router.checkout.model import (
     Busy,
     Checkout,
@@ -132,16 +132,7 @@ class CheckoutService:
         logs.noted(binding.checkout)  # this request's log lines name the order
         if binding.rejected:
             return Outcome(binding.checkout, error=OutcomeError.UNKNOWN_SESSION)  # a repeated probe: no Amazon call
-        if binding.checkout.state == State.CANCELED and binding.newly_bound:
-            # Canceled through the cancel URL (never by Amazon: that needs a bound session), before or
-            # while we bound: the buyer paid after all, and the payment wins over the cancel.
-            return await self._reopen(binding.checkout), False, False
-        return binding.checkout, binding.leased, binding.newly_bound
-
-    async def _reopen(self, checkout: Checkout) -> Checkout:
-        with contextlib.suppress(LeaseLost):
-            await self.store.transition(checkout.ref, owner=None, now=self.clock(), state=State.CREATED)
-        return await self.store.get_checkout(checkout.ref) or checkout
+        return binding.checkout, binding.leased, binding.newly_bound  # a cancel-URL cancel was reopened there
 
     async def _lead(self, checkout: Checkout, *, fresh: bool = False) -> Outcome:
         """Holder of the lease: call Amazon, store the result, and share it with local waiters. `fresh`:
@@ -233,7 +224,14 @@ class CheckoutService:
         fields = session_fields(session)
         if result.http_status == 202:
             return Outcome(await self._settle(checkout, self.owner, State.PENDING, fields))
-        state = state_of_session(session) or State.COMPLETED
+        state = state_of_session(session)
+        if state is None:
+            # Only a 200 whose session is Completed is paid (still Open: not finalized). The lease goes;
+            # the reconciler asks again with the same key, and past the window reads the session.
+            log.warning("finalize %s for ref %s answered %s with the session %s", mask(session_id),
+                        mask(checkout.ref), result.http_status, session.state)
+            await self.store.release_lease(checkout.ref, self.owner)
+            return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
         return Outcome(await self._settle(checkout, self.owner, state, fields))
 
     async def _past_window(self, checkout: Checkout, session_id: str) -> Outcome:
@@ -286,7 +284,11 @@ class CheckoutService:
         try:
             charge = await self.amazon.get_charge(session.charge_id)
         except AmazonPayError:
-            return Outcome(await self._settle(checkout, self.owner, State.COMPLETED, fields))
+            # The charge is unknown. Without pending authorization Amazon completes a session only once
+            # it is authorized: paid. With it, the charge may still be AuthorizationInitiated: pending
+            # (nothing ships), and the reconciler polls it like a 202's.
+            state = State.PENDING if checkout.can_handle_pending else State.COMPLETED
+            return Outcome(await self._settle(checkout, self.owner, state, fields))
         charge_state = state_of_charge(charge)
         if charge_state is None:
             state = State.PENDING
@@ -295,10 +297,13 @@ class CheckoutService:
         return Outcome(await self._settle(checkout, self.owner, state, fields))
 
     async def _unbind(self, checkout: Checkout, reason_code: str | None) -> None:
-        """Back to an unbound `created` (no event: nothing happened), releasing our lease."""
-        changes = {"checkout_session_id": None, "reason_code": reason_code}
-        await self.store.transition(checkout.ref, owner=self.owner, now=self.clock(), state=State.CREATED,
-                                    changes=changes)
+        """Back to unbound, releasing our lease, with no event (nothing happened): `created`, or `canceled`
+        again if the buyer's cancel is on record (binding reopened it, and the session proved unknown:
+        an id made up by whoever holds the ref must not undo the buyer's cancel)."""
+        state, changes = State.CREATED, {"checkout_session_id": None, "reason_code": reason_code}
+        if await self.store.has_event(checkout.ref, CANCELED_EVENT):  # our lease keeps the row as read
+            state, changes = State.CANCELED, {"checkout_session_id": None, "reason_code": "BuyerCanceled"}
+        await self.store.transition(checkout.ref, owner=self.owner, now=self.clock(), state=state, changes=changes)
 
     async def _settle(
         self, checkout: Checkout, owner: str | None, state: State, changes: Mapping[str, Any]

@@ -120,8 +120,9 @@ class Store(Protocol):
     async def bind_and_lease(self, ref: str, checkout_session_id: str, owner: str | None, now: float,
                              ttl: float) -> Binding:
         """A buyer's return in one transaction: bind as bind_session (same errors), then, with an `owner`
-        and the checkout still `created`, try_lease. An unbound ref whose pair Amazon rejected
-        (session_rejected) is left as it is: `rejected`."""
+        and the checkout still `created`, try_lease. An unbound `canceled` checkout (the cancel URL's) is
+        reopened to `created` in the same transaction: the buyer returned from Amazon after all. An
+        unbound ref whose pair Amazon rejected (session_rejected) is left as it is: `rejected`."""
 
     async def try_lease(self, ref: str, owner: str, now: float, ttl: float) -> Checkout | None:
         """Take the finalize lease atomically, or return None.
@@ -153,9 +154,14 @@ class Store(Protocol):
         """
 
     async def list_checkouts(
-        self, states: Sequence[State], *, now: float, bound_only: bool = True, limit: int = 100
+        self, states: Sequence[State], *, now: float, bound_only: bool = True, limit: int = 100,
+        after: Checkout | None = None,
     ) -> list[Checkout]:
-        """Checkouts in `states` whose lease is free or expired, oldest update first (reconciler)."""
+        """Checkouts in `states` whose lease is free or expired, oldest update first (reconciler); `after`:
+        the last checkout of the previous page, so the next page starts past it."""
+
+    async def list_expired_unbound(self, *, now: float, limit: int = 100) -> list[Checkout]:
+        """Unbound checkouts in state created, past their window, lease free or expired; soonest first."""
 
     # --- outbox ----------------------------------------------------------------------------------
 
@@ -194,7 +200,8 @@ class Store(Protocol):
 
     async def list_due_resumes(self, *, now: float, resume_after: float, limit: int = 100) -> list[DueResume]:
         """Bound checkouts in state created, lease free or expired, whose resume is due: at
-        next_resume_at once scheduled, else resume_after seconds after the last update; or expired."""
+        next_resume_at once scheduled, else resume_after seconds after the last update (past the
+        window too: Amazon settles those, on the same backoff)."""
 
     async def claim_resume(self, ref: str, attempts: int, next_resume_at: float) -> bool:
         """Count one resume and schedule the next, only if nobody counted one since we read `attempts`

@@ -100,15 +100,22 @@ class SqlStore:
         return await self._flow(flow, "transaction")
 
     async def list_checkouts(
-        self, states: Sequence[State], *, now: float, bound_only: bool = True, limit: int = 100
+        self, states: Sequence[State], *, now: float, bound_only: bool = True, limit: int = 100,
+        after: Checkout | None = None,
     ) -> list[Checkout]:
         for state in states:
             check_state(state)
         if not states or limit <= 0:
             return []
+        after_at, after_ref = (after.updated_at, after.ref) if after else (None, None)
         flow = partial(flows.checkouts, sql.LIST_CHECKOUTS, states=list(states), now=now, bound_only=bound_only,
-                       limit=limit)
+                       limit=limit, after_at=after_at, after_ref=after_ref)
         return await self._flow(flow, "read")
+
+    async def list_expired_unbound(self, *, now: float, limit: int = 100) -> list[Checkout]:
+        if limit <= 0:
+            return []
+        return await self._flow(partial(flows.checkouts, sql.LIST_EXPIRED_UNBOUND, now=now, limit=limit), "read")
 
     # --- outbox ----------------------------------------------------------------------------------
 

@@ -141,6 +141,11 @@ def bind_and_lease(ref: str, session: str, owner: str | None, now: float, until:
         return Binding(checkout_from_row(row), rejected=True)
     if bound is not None and bound != session:
         raise SessionConflict("the checkout is bound to another checkout session")
+    if bound is None and row["state"] == State.CANCELED:
+        # Canceled through the cancel URL (Amazon's cancels need a bound session), yet the buyer came back
+        # from Amazon: the payment wins. Reopened in this transaction, so no concurrent return reads the cancel.
+        row = (yield from run(sql.REOPEN_CANCELED, ref=ref, now=now)).first()
+        assert row is not None  # locked (or write-locked) above
     if bound is None and owner is not None and row["state"] == State.CREATED and _lease_free(row, now):
         # try_lease would succeed (the row is locked): bind and lease in one statement instead of two
         row = (yield from run(sql.BIND_AND_LEASE, ref=ref, session=session, now=now, owner=owner, until=until)).first()

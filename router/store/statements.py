@@ -80,6 +80,10 @@ BIND_SESSION = statement(
 BIND_AND_LEASE = statement("""
 UPDATE checkouts SET checkout_session_id = :session, updated_at = :now, lease_owner = :owner, lease_until = :until
 WHERE ref = :ref RETURNING *""")
+# Back to `created` from a cancel-URL cancel (unbound), when the buyer returns from Amazon after all.
+REOPEN_CANCELED = statement("""
+UPDATE checkouts SET state = 'created', updated_at = :now, version = version + 1
+WHERE ref = :ref AND state = 'canceled' AND checkout_session_id IS NULL RETURNING *""")
 TRY_LEASE = statement("""
 UPDATE checkouts SET lease_owner = :owner, lease_until = :until
 WHERE ref = :ref AND state IN ('created', 'pending') AND (lease_owner IS NULL OR lease_until <= :now)
@@ -107,12 +111,22 @@ TRANSITION_FREE = statement(_TRANSITION_SET + " AND (lease_owner IS NULL OR leas
 CANCEL_UNBOUND = statement(_TRANSITION_SET + """ AND state = 'created' AND checkout_session_id IS NULL
     AND (lease_owner IS NULL OR lease_until <= :now) RETURNING *""")
 
+# One page, oldest update first; the next page starts after (:after_at, :after_ref) (keyset paging).
 LIST_CHECKOUTS = statement("""
 SELECT * FROM checkouts
 WHERE state = ANY(:states::text[])
   AND (lease_owner IS NULL OR lease_until <= :now)
   AND (NOT :bound_only::boolean OR checkout_session_id IS NOT NULL)
+  AND (:after_ref::text IS NULL OR updated_at > :after_at::float8
+       OR (updated_at = :after_at::float8 AND ref > :after_ref::text))
 ORDER BY updated_at, ref
+LIMIT :limit""")
+# Unbound checkouts past their window (bound ones are Amazon's to settle: DUE_RESUMES), soonest first.
+LIST_EXPIRED_UNBOUND = statement("""
+SELECT * FROM checkouts
+WHERE state = 'created' AND checkout_session_id IS NULL AND expires_at <= :now
+  AND (lease_owner IS NULL OR lease_until <= :now)
+ORDER BY expires_at, ref
 LIMIT :limit""")
 
 # --- outbox ----------------------------------------------------------------------------------------
@@ -178,7 +192,7 @@ DUE_RESUMES = statement("""
 SELECT * FROM checkouts
 WHERE state = 'created' AND checkout_session_id IS NOT NULL
   AND (lease_owner IS NULL OR lease_until <= :now)
-  AND (COALESCE(next_resume_at, updated_at + :resume_after::float8) <= :now OR expires_at <= :now)
+  AND COALESCE(next_resume_at, updated_at + :resume_after::float8) <= :now
 ORDER BY COALESCE(next_resume_at, updated_at + :resume_after::float8), ref
 LIMIT :limit""")
 CLAIM_RESUME = statement("""

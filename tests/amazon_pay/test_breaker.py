@@ -86,3 +86,27 @@ def test_a_failed_probe_opens_it_for_another_cool_down() -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         CircuitBreaker(threshold=0)
+
+
+def test_a_probe_that_was_not_sent_frees_the_slot_at_once() -> None:
+    clock = Clock()
+    breaker = make(clock)
+    for _ in range(3):
+        breaker.record(503)
+    clock.now += 30.0
+    assert breaker.allow_background()
+    breaker.probe_not_sent()  # e.g. the quota refused it: Amazon never saw it
+    assert breaker.allow_background()
+
+
+def test_a_probe_whose_outcome_never_comes_is_given_up_after_a_cool_down() -> None:
+    clock = Clock()
+    breaker = make(clock)
+    for _ in range(3):
+        breaker.record(503)
+    clock.now += 30.0
+    assert breaker.allow_background()  # its task then ends without recording anything
+    clock.now += 29.0
+    assert not breaker.allow_background()
+    clock.now += 1.0
+    assert breaker.allow_background()

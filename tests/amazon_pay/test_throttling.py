@@ -124,3 +124,40 @@ async def test_answers_close_the_breaker_again(keys: KeyPair, emulator_url: str)
         with quota.background():  # the half-open probe
             session = await client.get_checkout_session(flaky)
     assert session.state == "Open" and breaker.state == "closed"
+
+
+async def test_a_half_open_probe_refused_by_the_quota_does_not_pause_background_work(keys: KeyPair) -> None:
+    """Four 503s and a 429 with a long Retry-After open the breaker; after its cool-down the probe is refused
+    by the quota (Retry-After not over) and never sent. Once Amazon may be asked again, background calls go."""
+    now = [1000.0]
+    sent: list[int] = []
+
+    def amazon(request: httpx.Request) -> httpx.Response:
+        sent.append(1)
+        if len(sent) <= 4:
+            return httpx.Response(503, json={"reasonCode": "ServiceUnavailable", "message": "down"})
+        if len(sent) == 5:
+            return httpx.Response(429, json={"reasonCode": "TooManyRequests", "message": "slow down"},
+                                  headers={"retry-after": "120"})
+        return httpx.Response(200, json={"chargeId": "S01-1-1-C1", "statusDetails": {"state": "Authorized"}})
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    breaker = CircuitBreaker(threshold=5, window=30, cooldown=30, clock=lambda: now[0])
+    limits = Quota({op: Limit(20, 4) for op in limits_for("sandbox")}, clock=lambda: now[0], sleep=sleep)
+    config = make_config(keys, "http://127.0.0.1:9", retry=RetryPolicy(max_attempts=1, deadline=10))
+    async with AmazonPayClient(config, transport=httpx.MockTransport(amazon), quota=limits,
+                               breaker=breaker) as client:
+        for _ in range(5):
+            with pytest.raises(AmazonPayError):
+                await client.get_charge("S01-1-1-C1")
+        assert breaker.state == "open"
+        now[0] += 31.0
+        with quota.background(), pytest.raises(AmazonPayThrottled):
+            await client.get_charge("S01-1-1-C1")  # the probe: refused before it was sent
+        assert len(sent) == 5
+        now[0] += 200.0  # Retry-After long over
+        with quota.background():
+            charge = await client.get_charge("S01-1-1-C1")
+        assert charge.state == "Authorized" and breaker.state == "closed"

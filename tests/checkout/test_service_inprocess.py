@@ -3,16 +3,23 @@ real SQLite store in memory. The socket, emulator and process tests stay for wha
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from router.amazon_pay.models import FinalizeResult
 from router.checkout.model import Busy, Checkout, NewCheckout, OutcomeError, State
+from router.checkout.reconciler import Reconciler
 from router.checkout.service import CheckoutService, idempotency_key
 from router.store import open_store
-from router.store.base import Store
+from router.store.base import Binding, Store
 from tests.support.fake_amazon import FakeAmazonPay, charge, error, finalized, session
+from tests.support.stores import StoreWrapper
+from tests.support.stores import checkout as stored_checkout
 
 SID = "sess-0123456789abcdef"
 ORDER = NewCheckout(merchant_reference="order-1", amount="14.00", currency="USD", payment_intent="Authorize",
@@ -174,3 +181,114 @@ async def test_expiry_unbound_and_bound_past_the_window(service: CheckoutService
     outcome = await service.finalize(bound.ref, SID)
     assert outcome.checkout.state == State.EXPIRED
     assert amazon.operations() == ["getCheckoutSession"]  # never a finalize past the window
+
+
+# --- defects found in the field review (payment safety) ------------------------------------------------
+
+
+async def test_a_completed_session_whose_charge_cannot_be_read_is_pending_not_paid(
+        service: CheckoutService, amazon: FakeAmazonPay) -> None:
+    """The finalize's answer was lost; the session reads Completed, but getCharge fails. With pending
+    authorization the charge may still be AuthorizationInitiated: pending (nothing ships), then polled."""
+    checkout = await service.register(ORDER)  # can_handle_pending=True
+    amazon.finalizes.append(error(503, "ServiceUnavailable"))
+    amazon.sessions.append(session(SID, "Completed", charge_id="S01-1-1-C1"))
+    amazon.charges.append(error(503, "ServiceUnavailable"))
+    outcome = await service.finalize(checkout.ref, SID)
+    assert outcome.checkout.state == State.PENDING and outcome.checkout.charge_id == "S01-1-1-C1"
+    amazon.charges.append(charge("S01-1-1-C1", "Declined", "HardDeclined"))
+    assert (await service.refresh_pending(outcome.checkout)).state == State.DECLINED
+    assert amazon.operations() == ["finalize", "getCheckoutSession", "getCharge", "getCharge"]
+
+
+async def test_without_pending_authorization_a_completed_session_is_paid_even_if_the_charge_is_unread(
+        service: CheckoutService, amazon: FakeAmazonPay) -> None:
+    checkout = await service.register(NewCheckout("order-2", "14.00", "USD", "AuthorizeWithCapture", False))
+    amazon.finalizes.append(error(503, "ServiceUnavailable"))
+    amazon.sessions.append(session(SID, "Completed", charge_id="S01-1-1-C1"))
+    amazon.charges.append(error(503, "ServiceUnavailable"))
+    assert (await service.finalize(checkout.ref, SID)).checkout.state == State.COMPLETED
+
+
+async def test_a_200_whose_session_is_still_open_is_not_reported_paid(
+        service: CheckoutService, amazon: FakeAmazonPay) -> None:
+    checkout = await service.register(ORDER)
+    amazon.finalizes.append(FinalizeResult(http_status=200, session=session(SID, "Open")))
+    outcome = await service.finalize(checkout.ref, SID)
+    assert outcome.error == OutcomeError.AMAZON_UNAVAILABLE
+    after = await stored(service, checkout)
+    assert after.state == State.CREATED and after.checkout_session_id == SID and after.lease_owner is None
+    assert await service.store.list_events() == []
+
+
+async def test_after_a_cancel_two_simultaneous_returns_both_see_the_payment(
+        store: Store, amazon: FakeAmazonPay, clock: Clock) -> None:
+    """The app and the browser come back at once after a cancel-URL visit, on two instances. The browser's
+    instance is descheduled right after its bind; the app's return must not read the cancel meanwhile
+    (the bind reopens the checkout in its own transaction)."""
+    bound, go = asyncio.Event(), asyncio.Event()
+
+    class PausedAfterBind(StoreWrapper):
+        async def bind_and_lease(self, *args: Any) -> Binding:
+            binding: Binding = await self.inner.bind_and_lease(*args)
+            bound.set()
+            await go.wait()
+            return binding
+
+    browser_side = CheckoutService(PausedAfterBind(store), amazon, ttl_seconds=3600, clock=clock)
+    app_side = CheckoutService(store, amazon, ttl_seconds=3600, wait_seconds=5, clock=clock)
+    checkout = await app_side.register(ORDER)
+    assert (await app_side.cancel(checkout.ref)) is not None
+    amazon.finalizes.append(finalized(SID))
+    browser = asyncio.create_task(browser_side.finalize(checkout.ref, SID))
+    await bound.wait()
+    app = asyncio.create_task(app_side.finalize(checkout.ref, SID))
+    await asyncio.sleep(0.05)  # the app's return reads the checkout while the browser's is paused
+    go.set()
+    outcomes = await asyncio.gather(browser, app)
+    assert [o.checkout.state for o in outcomes] == [State.COMPLETED, State.COMPLETED]
+    assert amazon.operations() == ["finalize"]
+    events = [json.loads(e.body) for e in sorted(await store.list_events(), key=lambda e: e.seq)]
+    assert [e["type"] for e in events] == ["checkout.canceled", "checkout.completed"]
+    assert events[1]["supersedes"] == "checkout.canceled"
+
+
+async def test_a_made_up_session_id_does_not_undo_the_buyers_cancel(
+        service: CheckoutService, amazon: FakeAmazonPay) -> None:
+    checkout = await service.register(ORDER)
+    assert (await service.cancel(checkout.ref)) is not None
+    amazon.finalizes.append(error(404, "ResourceNotFound"))
+    amazon.sessions.append(error(404, "ResourceNotFound"))
+    outcome = await service.finalize(checkout.ref, SID)
+    assert outcome.error == OutcomeError.UNKNOWN_SESSION
+    after = await stored(service, checkout)
+    assert after.state == State.CANCELED and after.checkout_session_id is None and after.lease_owner is None
+    assert after.reason_code == "BuyerCanceled"
+    assert [e.type for e in await service.store.list_events()] == ["checkout.canceled"]
+    amazon.finalizes.append(finalized("sess-genuine-0123456789"))  # the genuine return still wins
+    assert (await service.finalize(checkout.ref, "sess-genuine-0123456789")).checkout.state == State.COMPLETED
+
+
+async def test_every_pending_checkout_is_polled_however_many_there_are(
+        store: Store, service: CheckoutService, amazon: FakeAmazonPay, clock: Clock) -> None:
+    """More pending checkouts than one page of the store: one pass polls each of them once."""
+    refs = [f"p{i:03d}" for i in range(130)]
+    for ref in refs:
+        await store.create_checkout(stored_checkout(ref, state=State.PENDING, checkout_session_id=f"sess-{ref}",
+                                                    charge_id=f"C-{ref}", updated_at=clock.now - 60,
+                                                    expires_at=clock.now + 3600))
+    amazon.charges.extend(charge(f"C-{ref}", "AuthorizationInitiated") for ref in refs)
+    await Reconciler(service, clock=clock).run_once()
+    assert sorted(object_id for _, object_id, _ in amazon.calls) == [f"C-{ref}" for ref in refs]
+
+
+async def test_an_unbound_checkout_past_its_window_expires_behind_many_open_ones(
+        store: Store, service: CheckoutService, clock: Clock) -> None:
+    for i in range(120):  # older updates, still in their window
+        await store.create_checkout(stored_checkout(f"open{i:03d}", updated_at=clock.now - 600,
+                                                    expires_at=clock.now + 3600))
+    await store.create_checkout(stored_checkout("late", created_at=clock.now - 7200, updated_at=clock.now - 60,
+                                                expires_at=clock.now - 1))
+    assert await Reconciler(service, clock=clock).run_once() == 1
+    late = await store.get_checkout("late")
+    assert late is not None and late.state == State.EXPIRED

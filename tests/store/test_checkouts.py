@@ -112,10 +112,16 @@ async def test_bind_and_lease_leaves_a_rejected_pair_and_leases_only_created(sto
     r = await store.get_checkout("r")
     assert r is not None and r.checkout_session_id is None and r.lease_owner is None
 
-    await store.create_checkout(checkout("c", state=State.CANCELED))
-    canceled = await store.bind_and_lease("c", "sess-c", "w1", now=1100.0, ttl=30.0)
-    assert canceled.newly_bound and not canceled.leased  # bound (the payment wins), but not leased here
-    assert canceled.checkout.checkout_session_id == "sess-c" and canceled.checkout.lease_owner is None
+    await store.create_checkout(checkout("c", state=State.CANCELED))  # the cancel URL's: unbound
+    reopened = await store.bind_and_lease("c", "sess-c", "w1", now=1100.0, ttl=30.0)
+    assert reopened.newly_bound and reopened.leased  # the payment wins: reopened, bound and leased at once
+    assert (reopened.checkout.state, reopened.checkout.checkout_session_id, reopened.checkout.lease_owner) == (
+        State.CREATED, "sess-c", "w1")
+    assert reopened.checkout == await store.get_checkout("c")
+
+    await store.create_checkout(checkout("a", state=State.CANCELED, checkout_session_id="sess-a"))  # Amazon's
+    again = await store.bind_and_lease("a", "sess-a", "w1", now=1100.0, ttl=30.0)
+    assert not again.newly_bound and not again.leased and again.checkout.state == State.CANCELED
 
 
 async def test_bind_and_lease_takes_only_a_free_or_expired_lease_of_an_unbound_checkout(store: Store) -> None:
@@ -309,3 +315,16 @@ async def test_transition_writes_the_superseding_events_when_the_earlier_type_is
     ids = {e.id for e in await store.list_events()}
     assert {"e-x-superseding", "e-y-plain"} <= ids
     assert not {"e-x-plain", "e-y-superseding"} & ids
+
+
+async def test_list_checkouts_pages_past_the_last_one_read(store: Store) -> None:
+    """Keyset pages: every checkout once, ties in updated_at broken by ref."""
+    for i, at in enumerate([1000.0, 1000.0, 1000.0, 1001.0, 1002.0]):
+        await store.create_checkout(checkout(f"r{i}", state=State.PENDING, checkout_session_id=f"sess-{i}",
+                                             updated_at=at))
+    seen: list[str] = []
+    page = await store.list_checkouts([State.PENDING], now=100.0, limit=2)
+    while page:
+        seen += [c.ref for c in page]
+        page = await store.list_checkouts([State.PENDING], now=100.0, limit=2, after=page[-1])
+    assert seen == ["r0", "r1", "r2", "r3", "r4"]

@@ -50,12 +50,13 @@ async def test_leased_finished_and_expired_checkouts(store: Store) -> None:
     await bound(store, "leased", "S01-leased")
     await bound(store, "done", "S01-done")
     await bound(store, "expired", "S01-expired", expires_at=1100.0)
-    assert await store.claim_resume("expired", 0, 99_999.0)  # scheduled far away, but past its expiry
+    assert await store.claim_resume("expired", 0, 1300.0)  # past its expiry by then: still on its schedule
     await store.transition("done", owner=None, now=1001.0, state=State.COMPLETED)
     assert await store.try_lease("leased", "owner-1", 1002.0, 200.0) is not None
     assert await due_refs(store, 1050.0) == []
-    assert await due_refs(store, 1100.0) == ["expired"]
-    assert sorted(await due_refs(store, 1202.0)) == ["expired", "leased"]  # the lease ran out
+    assert await due_refs(store, 1100.0) == []
+    assert await due_refs(store, 1202.0) == ["leased"]  # the lease ran out
+    assert sorted(await due_refs(store, 1300.0)) == ["expired", "leased"]
     assert not await store.claim_resume("done", 0, 2000.0)  # finished: nothing to schedule
 
 
@@ -69,3 +70,23 @@ async def test_the_schedule_is_kept_across_instances(backend: Backend, store: St
             == [("a", 1)]
     finally:
         await other.close()
+
+
+async def test_a_bound_checkout_past_its_window_keeps_its_backoff(store: Store) -> None:
+    """Past the window Amazon still settles it (it may have been paid): on the same schedule, not every pass."""
+    await bound(store, "a", "S01-a", expires_at=1001.0)
+    now = 1000.0 + RESUME_AFTER
+    assert await due_refs(store, now) == ["a"]
+    assert await store.claim_resume("a", 0, now + 30)
+    assert await due_refs(store, now + 29) == []
+    assert await due_refs(store, now + 30) == ["a"]
+
+
+async def test_expired_unbound_lists_only_unbound_created_checkouts_past_their_window(store: Store) -> None:
+    await store.create_checkout(checkout("late", expires_at=1500.0))
+    await store.create_checkout(checkout("early", expires_at=1200.0))
+    await store.create_checkout(checkout("open", expires_at=9000.0))
+    await store.create_checkout(checkout("done", expires_at=1100.0, state=State.CANCELED))
+    await bound(store, "bound", "S01-b", expires_at=1100.0)
+    assert [c.ref for c in await store.list_expired_unbound(now=2000.0)] == ["early", "late"]
+    assert [c.ref for c in await store.list_expired_unbound(now=2000.0, limit=1)] == ["early"]
