@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router import logs
@@ -72,7 +72,16 @@ class Failsafe:
             log.error("request %s failed: %s", request_id, type(exc).__name__)
             log.debug("request %s traceback", request_id, exc_info=exc)
             if not started:
-                response = await self.handler(Request(scope), exc)
-                await response(scope, receive, send_with_headers)
+                await self._answer(scope, receive, send_with_headers, exc)
         finally:
             logs.context.reset(token)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+        """The 500 handler's answer; if even that fails, a bare 500, still without a traceback."""
+        try:
+            response = await self.handler(Request(scope), exc)
+        except Exception as again:
+            log.debug("the 500 handler failed too", exc_info=again)
+            response = PlainTextResponse("Something went wrong on our side.", status_code=500,
+                                         headers={"cache-control": "no-store"})
+        await response(scope, receive, send)

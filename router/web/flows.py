@@ -29,6 +29,7 @@ from router.checkout.service import CheckoutService
 from router.config import Settings
 from router.redact import mask
 from router.web.branding import LOGO_PATH
+from router.web.guard import is_usable_host
 from router.web.links import alternate_host_url, site_path
 from router.web.pages import RETRY_KINDS, AppLinks, PageKind, PageView
 from router.web.platform import detect_platform
@@ -207,7 +208,9 @@ class Flows:
     def current_url(self, request: Request) -> str:
         """The public URL of this page (https; the demo keeps the scheme it was reached with)."""
         scheme = request.url.scheme if self.settings.demo else self.scheme
-        host = normalize_host(request.headers.get("host", "")) or "localhost"
+        raw_host = request.headers.get("host", "")
+        # A refused request's page is built here too: never on a Host that no URL can carry.
+        host = (normalize_host(raw_host) if is_usable_host(raw_host) else "") or "localhost"
         if self.settings.demo and request.url.port:
             host = f"{host}:{request.url.port}"
         return urlunsplit((scheme, host, site_path(request.url.path), request.url.query[:MAX_QUERY], ""))

@@ -8,6 +8,7 @@ only heads still unfinished; a complete one read at once is measured here). Pure
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 
@@ -17,7 +18,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 # A DNS name or an IPv4 literal (a trailing dot allowed), or a bracketed IPv6 literal; then an optional port.
 HOST_HEADER = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.?|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?",
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.?|\[(?P<ipv6>[0-9A-Fa-f:.]{2,45})\])"
+    r"(?::(?P<port>[0-9]{1,5}))?",
     re.ASCII)
 
 Refuse = Callable[[Request, int, str], Response]
@@ -28,12 +30,26 @@ def host_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
     hosts = [value for name, value in headers if name == b"host"]
     if len(hosts) > 1:
         return "The request has more than one Host header."
-    if not hosts:
-        return None
-    match = HOST_HEADER.fullmatch(hosts[0].decode("latin-1"))
-    if match is None or (match["port"] is not None and int(match["port"]) > 65535):
+    if hosts and not is_usable_host(hosts[0].decode("latin-1")):
         return "The request's Host header is not a host name with an optional port."
     return None
+
+
+def is_usable_host(value: str) -> bool:
+    """A host name or IP literal with an optional port, that links can be built on."""
+    match = HOST_HEADER.fullmatch(value)
+    if match is None or (match["port"] is not None and int(match["port"]) > 65535):
+        return False
+    return match["ipv6"] is None or _is_ipv6(match["ipv6"])
+
+
+def _is_ipv6(literal: str) -> bool:
+    """What URL parsers accept between brackets: `[1.2.3.4]` or `[::::]` would break every link built on it."""
+    try:
+        ipaddress.IPv6Address(literal)
+    except ValueError:
+        return False
+    return True
 
 
 def head_size(scope: Scope) -> int:

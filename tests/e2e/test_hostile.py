@@ -11,6 +11,7 @@ import pytest
 
 from router.app import create_app
 from router.config import Settings
+from router.web.flows import Flows
 from tests.e2e.raw import captured_logs, exchange, get, hrefs, resolved_host
 from tests.support import serve_app
 from tests.support.config import HOST, TOKEN
@@ -170,6 +171,37 @@ def test_two_host_headers_are_refused(router: Router) -> None:
 def test_a_malformed_host_is_a_400(router: Router, host: str) -> None:
     assert get(router.url, "/amazon-pay/error", host).status == 400
     assert get(router.url, "/v1/openapi.json", host).status == 400
+
+
+@pytest.mark.parametrize("host", ["[1.2.3.4]", "[::1", "[:::::]", "[12345::]", "[::1]x"])
+@pytest.mark.parametrize("path", ["/amazon-pay/error", "/amazon-pay/cancel?ref=" + REF, "/x"])
+def test_a_bracketed_host_that_is_not_ipv6_is_the_bad_request_page(router: Router, host: str, path: str) -> None:
+    """Links built on such a Host cannot even be parsed: refused before anything reads it, in one line."""
+    with captured_logs() as logs:
+        answer = get(router.url, path, host)
+    assert answer.status == 400 and "text/html" in answer.headers["content-type"], answer.text
+    assert "x-request-id" in answer.headers and "Host header" in answer.text
+    assert "Traceback" not in logs.text and " ERROR " not in logs.text, logs.text
+
+
+def test_a_failing_500_page_still_answers_without_a_traceback(make_settings: Callable[..., Settings],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(make_settings(), background=False)
+
+    async def broken(ref: str) -> None:
+        raise ZeroDivisionError("injected fault")
+
+    def broken_page(*args: object, **kwargs: object) -> None:
+        raise ValueError("the error page fails too")
+
+    app.state.runtime.service.cancel = broken
+    monkeypatch.setattr(Flows, "error_page", broken_page)
+    with serve_app(app) as url, captured_logs() as logs:
+        answer = get(url, f"/amazon-pay/cancel?ref={REF}")
+    assert answer.status == 500 and answer.headers["content-type"].startswith("text/plain")
+    assert "x-request-id" in answer.headers and answer.headers["cache-control"] == "no-store"
+    errors = [line for line in logs.lines if " ERROR " in line]
+    assert len(errors) == 1 and "Traceback" not in logs.text, logs.text
 
 
 def test_good_hosts_still_pass(router: Router) -> None:
