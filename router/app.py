@@ -197,7 +197,7 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
         *api_routes,
         json_fallback("/v1", api_routes),
         *(demo.routes() if demo else []),
-        Route("/{path:path}", flows.dispatch, methods=["GET", "HEAD"]),
+        Route("/{path:anypath}", flows.dispatch, methods=["GET", "HEAD"]),
     ]
 
     async def unavailable(request: Request, exc: Exception) -> Response:

@@ -39,7 +39,15 @@ def redact_path(path: str) -> str:
     return redacted
 
 
+# The segment after one of these is an id whatever its shape (a session id may be 8 letters).
+ID_AFTER = frozenset({"checkout-sessions", "checkouts"})
+
+
 def _redact_path(path: str) -> str:
     path, query = path.split("?", 1) if "?" in path else (path, None)
-    segments = [mask(s) if len(s) >= 16 and not ROUTE_WORD.fullmatch(s) else s for s in path.split("/")]
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        if segment and ((i > 0 and segments[i - 1] in ID_AFTER) or (
+                len(segment) >= 16 and not ROUTE_WORD.fullmatch(segment))):
+            segments[i] = mask(segment)
     return "/".join(segments) + ("?…" if query is not None else "")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -105,11 +105,14 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not is_json(request.headers.get("content-type")):
         raise ApiError(415, "unsupported_media_type", "send Content-Type: application/json")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ApiError(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise ApiError(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client's fault, not ours: a 4xx nobody reads, not an ERROR and a 500
+        raise ApiError(400, "incomplete_body", "the client went away before the body ended") from None
     raw = b"".join(chunks)
     if nesting_depth(raw) > MAX_DEPTH:
         raise ApiError(400, "invalid_json", f"the body nests deeper than {MAX_DEPTH} levels")

@@ -44,6 +44,7 @@ PAGE_OF_STATE: dict[str, PageKind] = {
     State.COMPLETED: "success", State.AUTHORIZED: "success", State.PENDING: "pending", State.DECLINED: "declined",
     State.CANCELED: "canceled", State.EXPIRED: "expired", State.FAILED: "error", State.CREATED: "error",
 }
+PAID_OR_PENDING = frozenset({State.COMPLETED, State.AUTHORIZED, State.PENDING})  # never "no payment was made"
 
 
 class BadReturn(Exception):
@@ -114,11 +115,17 @@ class Flows:
 
     async def amazon_error(self, request: Request) -> Response:
         """Amazon sent the buyer to the error URL: nothing was charged; a plain, honest page, and one
-        line naming the order (the service notes its merchant_reference) when the ref is known."""
-        with contextlib.suppress(Exception):  # the page never depends on the store: logging only
+        line naming the order (the service notes its merchant_reference) when the ref is known. An
+        order already paid (or pending) is shown as it is: anyone with the ref can load this URL, and
+        "no payment was made" would invite a second payment."""
+        checkout = None
+        with contextlib.suppress(Exception):  # the page never depends on the store working
             refs = query_params(request.url.query[:MAX_QUERY]).get("ref", [])
-            if len(refs) == 1 and await self.service.get(refs[0]) is not None:
+            checkout = await self.service.get(refs[0]) if len(refs) == 1 else None
+            if checkout is not None:
                 log.info("buyer sent to the error URL by Amazon Pay for %s", mask(refs[0]))
+        if checkout is not None and checkout.state in PAID_OR_PENDING:
+            return self.page(request, self.result_view(Outcome(checkout)))
         return self.page(request, PageView(kind="amazon_error", merchant_name=self.settings.merchant.name,
                                            return_url=self.return_url("amazon_error")))
 

@@ -129,6 +129,13 @@ def test_access_log_hides_session_ids_and_refs() -> None:
     assert redact_path(path) == "/v1/checkout-sessions/bd50…5275/finalize"
     assert redact_path("/amazon-pay/result?ref=abc&amazonCheckoutSessionId=x") == "/amazon-pay/result?…"
     assert redact_path("/.well-known/apple-app-site-association") == "/.well-known/apple-app-site-association"
+    # an id in an id's place is masked whatever its shape: letters and dashes only, or short
+    assert redact_path("/v1/checkout-sessions/abcdefgh-ijklmnop-qrstuv/finalize") == (
+        "/v1/checkout-sessions/abcd…stuv/finalize")
+    assert redact_path("/v1/checkout-sessions/short1234567") == "/v1/checkout-sessions/shor…4567"
+    assert redact_path("/v1/checkout-sessions/abcdefgh") == "/v1/checkout-sessions/…"
+    assert redact_path("/v1/checkouts/refrefrefref") == "/v1/checkouts/refr…fref"
+    assert redact_path("/v1/checkouts") == "/v1/checkouts"
 
 
 def test_served_logs_never_show_a_full_session_id(tmp_path: Path) -> None:

@@ -115,6 +115,17 @@ def test_error_url_and_unknown_paths(router: Router) -> None:
     assert other_host.status_code == 404
 
 
+def test_the_error_url_of_a_paid_order_says_it_is_paid(router: Router, emulator: Emulator) -> None:
+    """Anyone with the ref can load the error URL: for a paid order it must not say "no payment was made"."""
+    ref = router.register()["ref"]
+    unpaid = router.get(f"/amazon-pay/error?ref={ref}")
+    assert "no payment was made" in unpaid.text
+    assert "Thank you, " in router.get(result_url(ref, emulator.create_session())).text
+    paid = router.get(f"/amazon-pay/error?ref={ref}")
+    assert paid.status_code == 200 and "Thank you, " in paid.text and "no payment was made" not in paid.text
+    assert len(emulator.requests("finalizeCheckoutSession")) == 1  # reading it calls nobody
+
+
 def test_unknown_ref_and_conflict(router: Router, emulator: Emulator) -> None:
     assert router.get(result_url("A" * 32, emulator.create_session())).status_code == 404
     ref = router.register()["ref"]

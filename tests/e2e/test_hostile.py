@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -249,3 +251,33 @@ def test_content_type_is_parsed(router: Router, content_type: str, parsed: bool)
     answer = post(router.url, f"/v1/checkout-sessions/{SESSION}/finalize", json.dumps({"ref": REF}).encode(),
                   content_type)
     assert answer.status_code == (404 if parsed else 415), answer.text
+
+
+def test_a_client_that_goes_away_mid_body_is_not_a_server_error(router: Router) -> None:
+    host, port = router.url.removeprefix("http://").split(":")
+    head = (f"POST /v1/checkout-sessions/{SESSION}/finalize HTTP/1.1\r\nHost: {HOST}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n").encode()
+    with captured_logs() as logs:
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(head + b'{"ref":')
+        deadline = time.monotonic() + 5
+        while "incomplete_body" not in logs.text and " 400 " not in logs.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+    assert " ERROR " not in logs.text and "ClientDisconnect" not in logs.text, logs.text
+    assert " 500 " not in logs.text and '"status": 500' not in logs.text, logs.text
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "PROPFIND"])
+def test_any_method_under_v1_gets_a_json_answer(router: Router, method: str) -> None:
+    request = f"{method} /v1/checkouts HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\n\r\n".encode()
+    answer = exchange(router.url, request)
+    assert answer.status == 405 and answer.headers["content-type"] == "application/json", answer.body
+    assert answer.headers["allow"] == "POST" and b"method_not_allowed" in answer.body
+
+
+def test_an_encoded_newline_in_a_path_still_gets_json_or_the_page(router: Router) -> None:
+    api = get(router.url, "/v1/x%0Ay")
+    assert api.status == 404 and api.headers["content-type"] == "application/json" and b"not_found" in api.body
+    page = get(router.url, "/amazon-pay/result%0Ax?ref=a")
+    assert page.status == 404 and "text/html" in page.headers["content-type"] and "Page not found" in page.text
