@@ -33,7 +33,7 @@ class ButtonSigner:
         }
         if checkout.total_order_amount is not None:
             details["totalOrderAmount"] = {"amount": checkout.total_order_amount, "currencyCode": checkout.currency}
-        return {
+        payload: dict[str, Any] = {
             "webCheckoutDetails": {
                 "checkoutMode": "ProcessOrder",
                 "checkoutResultReturnUrl": urls["checkoutResultReturnUrl"],
@@ -46,6 +46,9 @@ class ButtonSigner:
             "paymentDetails": details,
             "merchantMetadata": {"merchantReferenceId": checkout.merchant_reference[:256]},
         }
+        if checkout.supplementary_data is not None:  # the finalize repeats it: the session must carry it
+            payload["supplementaryData"] = checkout.supplementary_data
+        return payload
 
     def sign(self, checkout: Checkout, urls: dict[str, str]) -> dict[str, str]:
         payload_json = json.dumps(self.payload(checkout, urls), separators=(",", ":"), ensure_ascii=False)

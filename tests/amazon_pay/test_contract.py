@@ -203,8 +203,11 @@ async def test_idempotency_keys_belong_to_one_merchant(keys: KeyPair, emulator_u
             400,
             "InvalidParameterValue",
         ),
+        ({"supplementaryData": "abc"}, ORDER, 400, "InvalidParameterValue"),
+        ({"supplementaryData": "abc"}, order(supplementaryData="abd"), 400, "InvalidParameterValue"),
     ],
-    ids=["amount", "currency", "intent", "no-amount", "string-bool", "unknown-field", "no-total", "total"],
+    ids=["amount", "currency", "intent", "no-amount", "string-bool", "unknown-field", "no-total", "total",
+         "no-supplementary", "supplementary"],
 )
 async def test_finalize_validates_against_the_session(
     client: AmazonPayClient,

@@ -52,6 +52,8 @@ DOCUMENTED_PAYLOAD = {
         },
         "merchantMetadata": {"type": "object", "required": ["merchantReferenceId"],
                              "properties": {"merchantReferenceId": {"type": "string", "maxLength": 256}}},
+        # a Checkout Session field (reference §5.3) that the finalize must repeat (§5.2): set with the rest
+        "supplementaryData": {"type": "string"},
     },
 }
 
@@ -80,3 +82,13 @@ def test_the_documented_shape_rejects_a_payload_without_the_error_url() -> None:
                "merchantMetadata": {"merchantReferenceId": "o"}}
     validator = jsonschema.Draft202012Validator(DOCUMENTED_PAYLOAD)
     assert [e.message for e in validator.iter_errors(payload)] == ["'checkoutErrorUrl' is a required property"]
+
+
+def test_supplementary_data_is_signed_into_the_button_as_the_finalize_repeats_it(
+        make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(f'store_id = "{STORE_ID}"\n')
+    with serve_app(create_app(settings, background=False)) as url:
+        body = Router(url).register(reference="order-43", supplementaryData='{"k":"v"}')
+    payload = json.loads(body["button"]["payloadJSON"])
+    jsonschema.validate(payload, DOCUMENTED_PAYLOAD)
+    assert payload["supplementaryData"] == '{"k":"v"}'

@@ -211,3 +211,13 @@ def test_open_in_app_actions_per_platform(tmp_path: Path, emulator: Emulator, ke
         assert router.get(path, host="open.example.com").status_code == 200
         assert router.get("/.well-known/apple-app-site-association", host="open.example.com").status_code == 200
     assert len(emulator.requests("finalizeCheckoutSession")) == 1
+
+
+def test_a_session_with_supplementary_data_is_finalized_with_it(router: Router, emulator: Emulator) -> None:
+    """The button signs it into the session; the finalize repeats it (reference §5.2); the emulator checks both."""
+    ref = router.register(supplementaryData="gift:yes")["ref"]
+    page = router.get(result_url(ref, emulator.create_session(supplementaryData="gift:yes")))
+    assert "Thank you, " in page.text
+    other = router.register(reference="order-2")["ref"]  # none registered, the session has one: Amazon refuses
+    refused = router.get(result_url(other, emulator.create_session(supplementaryData="gift:yes")))
+    assert "Thank you, " not in refused.text

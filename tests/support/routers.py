@@ -26,9 +26,9 @@ class Router:
     url: str
 
     def register(self, amount: str = "14.00", currency: str = "USD", intent: str = "AuthorizeWithCapture",
-                 pending: bool = False, reference: str = "order-1") -> dict[str, Any]:
+                 pending: bool = False, reference: str = "order-1", **extra: Any) -> dict[str, Any]:
         body = {"merchantReference": reference, "chargeAmount": {"amount": amount, "currencyCode": currency},
-                "paymentIntent": intent, "canHandlePendingAuthorization": pending}
+                "paymentIntent": intent, "canHandlePendingAuthorization": pending, **extra}
         answer = http_client().post(f"{self.url}/v1/checkouts", json=body, headers=AUTH)
         assert answer.status_code == 201, answer.text
         return dict(answer.json())

@@ -29,6 +29,7 @@ class SessionSpec:
     payment_intent: str
     scenario: str = "completed"
     total_order_amount: Price | None = None
+    supplementary_data: str | None = None
     buyer: Mapping[str, str] = field(default_factory=dict)
     fail_first_n: int = 0
     fail_status: int = 503

@@ -94,12 +94,16 @@ def parse_session_spec(data: Any) -> SessionSpec:
     if scenario not in SCENARIOS:
         raise _bad(f"scenario must be one of {', '.join(SCENARIOS)}.")
     total = data.get("totalOrderAmount")
+    supplementary = data.get("supplementaryData")
+    if supplementary is not None and not isinstance(supplementary, str):
+        raise _bad("supplementaryData must be a string.")
     latency_first_n = data.get("latency_first_n")
     return SessionSpec(
         charge_amount=parse_price(data.get("chargeAmount"), "chargeAmount"),
         payment_intent=intent,
         scenario=scenario,
         total_order_amount=None if total is None else parse_price(total, "totalOrderAmount"),
+        supplementary_data=supplementary,
         buyer=_buyer_field(data),
         fail_first_n=_int_field(data, "fail_first_n", 0, 0, 1000),
         fail_status=_int_field(data, "fail_status", 503, 400, 599),
@@ -147,3 +151,6 @@ def match_session(spec: SessionSpec, request: JSON) -> None:
     if spec.total_order_amount is not None:
         given = parse_price(request.get("totalOrderAmount"), "totalOrderAmount")
         _match_price(spec.total_order_amount, given, "totalOrderAmount")
+    # "You must also specify totalOrderAmount and supplementaryData if one was provided for the session."
+    if spec.supplementary_data is not None and request.get("supplementaryData") != spec.supplementary_data:
+        raise _bad("The value provided for supplementaryData does not match the Checkout Session.")
