@@ -23,6 +23,7 @@ import httpx
 
 import router.metrics as metrics
 from router.amazon_pay.breaker import CircuitBreaker
+from router.amazon_pay.deadline import deadline_for
 from router.amazon_pay.errors import (
     AmazonPayCircuitOpen,
     AmazonPayError,
@@ -225,7 +226,10 @@ class AmazonPayClient:
     ) -> _Answer:
         """Send with retries; return the 2xx answer or raise a typed error. Never beyond the deadline."""
         policy = self._config.retry
-        deadline = time.monotonic() + policy.deadline
+        deadline = deadline_for(policy.deadline)
+        if deadline <= time.monotonic():  # an earlier call of the same return spent it
+            raise AmazonPayTransportError(f"{operation}: the deadline of {policy.deadline:g}s was reached "
+                                          "by earlier calls", attempts=0)
         background = in_background()
         max_attempts = self._max_attempts(background)
         attempt = 0

@@ -20,6 +20,7 @@ from typing import Any
 
 import router.metrics as metrics
 from router import logs
+from router.amazon_pay import deadline as amazon_deadline
 from router.amazon_pay.errors import AmazonPayError
 from router.amazon_pay.models import CheckoutSession
 from router.backoff import Backoff, poll
@@ -142,7 +143,8 @@ class CheckoutService:
         self._inflight[checkout.ref] = future
         try:
             try:
-                outcome = await self._call_amazon(checkout, fresh=fresh)
+                with amazon_deadline.shared():  # the finalize and the reads after it: one deadline
+                    outcome = await self._call_amazon(checkout, fresh=fresh)
             except LeaseLost:
                 # Amazon took longer than the lease and another caller took over with the same key:
                 # its stored result is ours too (the buyer paid once; never show them an error).

@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from router.amazon_pay import AmazonPayClient, AmazonPayError, RetryPolicy, create_emulator_app, quota
+from router.amazon_pay import deadline as amazon_deadline
 from router.amazon_pay.breaker import CircuitBreaker
-from router.amazon_pay.errors import AmazonPayCircuitOpen, AmazonPayThrottled
+from router.amazon_pay.errors import AmazonPayCircuitOpen, AmazonPayThrottled, AmazonPayTransportError
 from router.amazon_pay.quota import FINALIZE, Limit, Quota, limits_for
 from tests.amazon_pay.helpers import FAST_RETRY, ORDER, SANDBOX_KEY_ID, KeyPair, create_session, make_config
 from tests.support import serve_app
@@ -161,3 +162,22 @@ async def test_a_half_open_probe_refused_by_the_quota_does_not_pause_background_
         with quota.background():
             charge = await client.get_charge("S01-1-1-C1")
         assert charge.state == "Authorized" and breaker.state == "closed"
+
+
+async def test_calls_in_one_shared_deadline_stop_when_it_is_spent(keys: KeyPair) -> None:
+    """A return's finalize, session read and charge read wait for Amazon up to one deadline in all."""
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.3)
+        return httpx.Response(200, json={"chargeId": "S01-1-1-C1", "statusDetails": {"state": "Authorized"}})
+
+    config = make_config(keys, "http://127.0.0.1:9", retry=RetryPolicy(max_attempts=1, deadline=0.5))
+    async with AmazonPayClient(config, transport=httpx.MockTransport(slow)) as client:
+        for _ in range(2):  # apart, each call has its own deadline
+            assert (await client.get_charge("S01-1-1-C1")).state == "Authorized"
+        with amazon_deadline.shared():
+            assert (await client.get_charge("S01-1-1-C1")).state == "Authorized"
+            with pytest.raises(AmazonPayTransportError, match="deadline"):
+                await client.get_charge("S01-1-1-C1")  # 0.2 s were left: cut off, not a second 0.5 s
+            with pytest.raises(AmazonPayTransportError, match="earlier calls"):
+                await client.get_charge("S01-1-1-C1")  # nothing left: not even sent

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from router.amazon_pay import deadline as amazon_deadline
 from router.amazon_pay.models import FinalizeResult
 from router.checkout.model import Busy, Checkout, NewCheckout, OutcomeError, State
 from router.checkout.reconciler import Reconciler
@@ -292,3 +293,24 @@ async def test_an_unbound_checkout_past_its_window_expires_behind_many_open_ones
     assert await Reconciler(service, clock=clock).run_once() == 1
     late = await store.get_checkout("late")
     assert late is not None and late.state == State.EXPIRED
+
+
+async def test_one_return_waits_for_amazon_up_to_one_deadline_in_all(
+        service: CheckoutService, amazon: FakeAmazonPay) -> None:
+    """The finalize and the session read after it share the deadline (not one deadline each)."""
+    deadlines: list[float] = []
+
+    async def failing_finalize() -> FinalizeResult:
+        deadlines.append(amazon_deadline.deadline_for(60))
+        raise error(503, "ServiceUnavailable")
+
+    async def session_read() -> Any:
+        await asyncio.sleep(0.01)
+        deadlines.append(amazon_deadline.deadline_for(60))
+        return session(SID)
+
+    checkout = await service.register(ORDER)
+    amazon.finalizes.append(failing_finalize)
+    amazon.sessions.append(session_read)
+    assert (await service.finalize(checkout.ref, SID)).checkout.state == State.COMPLETED
+    assert len(deadlines) == 2 and deadlines[0] == deadlines[1]
