@@ -61,7 +61,17 @@ def _report(label: str, problems: list[Problem], out: TextIO) -> list[Problem]:
 
 def _warn_operator(settings: Settings, out: TextIO) -> None:
     """Warnings about what a config leaves the buyer without (printed as `file: key: warning: …`)."""
+    for key, message in operator_warnings(settings):
+        out.write(f"{settings.source}: {key}: warning: {message}\n")
+
+
+def operator_warnings(settings: Settings) -> list[tuple[str, str]]:
+    """(key, warning) for what a loadable config leaves the buyer or the merchant without; `check`
+    prints them and `serve` logs them at WARNING, so that none starts quietly."""
     warnings = []
+    if settings.merchant.api_token is None:
+        warnings.append(("merchant.api_token_env", "not set: the merchant API answers 401, so no checkout can be"
+                         " registered and nobody can pay"))
     if settings.ios is not None and settings.ios.open_in_app_host is None:
         warnings.append(("ios.open_in_app_host", "not set: Safari never opens the app for a tap on the page's"
                          " own host, so iPhone pages offer no \"Open in app\" button"))
@@ -69,5 +79,4 @@ def _warn_operator(settings: Settings, out: TextIO) -> None:
         warnings.append(("merchant.shop_url", "not set: pages offer no way back to the shop"))
     if settings.test_mode:
         warnings.append(("amazon_pay.emulator", "true: the built-in emulator answers; nothing is charged"))
-    for key, message in warnings:
-        out.write(f"{settings.source}: {key}: warning: {message}\n")
+    return warnings

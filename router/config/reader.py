@@ -7,6 +7,7 @@ every problem. The keys a section asks for are its allowed keys: `done()` report
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, overload
@@ -99,7 +100,7 @@ class Section:
     def float_(self, name: str, default: float, *, positive: bool = False,
                at_most: float | None = None, why: str = "") -> float:
         value = self._typed(name, float, "a number", False)
-        if value is None or not self._positive(name, value, positive):
+        if value is None or not self._positive(name, value, positive):  # also refuses nan and inf
             return default
         if at_most is not None and value > at_most:
             self.fail(name, f"must be at most {at_most:g}{f' ({why})' if why else ''}")
@@ -107,6 +108,9 @@ class Section:
         return float(value)
 
     def _positive(self, name: str, value: float, positive: bool) -> bool:
+        if not math.isfinite(value):  # nan and inf pass every comparison below, or the wrong way
+            self.fail(name, "must be a finite number")
+            return False
         if positive and value <= 0:
             self.fail(name, "must be greater than 0")
             return False

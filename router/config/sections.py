@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from router import tracing as otel
 from router.amazon_pay.keys import load_private_key
-from router.amazon_pay.signing import ALGORITHM_V1, ALGORITHM_V2, normalize_region
+from router.amazon_pay.signing import ALGORITHM_V1, ALGORITHM_V2, REGION_HOSTS, normalize_region
 from router.config.reader import Section
 from router.config.settings import (
     QUOTA_KEYS,
@@ -136,8 +138,14 @@ def amazon_pay(s: Section, base_dir: Path) -> AmazonPaySettings:
     environment = s.str_("environment")
     if environment is not None and environment.lower() not in ("live", "sandbox"):
         s.fail("environment", "must be live or sandbox")
-    if key_id and not key_id.upper().startswith(("LIVE", "SANDBOX")) and environment is None:
+    if not key_id.strip() and s.has("public_key_id"):
+        s.fail("public_key_id", "must not be empty")
+    key_environment = "live" if key_id.upper().startswith("LIVE") else (
+        "sandbox" if key_id.upper().startswith("SANDBOX") else None)
+    if key_id and key_environment is None and environment is None:
         s.fail("environment", "is required for a key id without a LIVE-/SANDBOX- prefix")
+    if key_environment and environment and environment.lower() != key_environment:
+        s.fail("environment", f"is {environment!r} but public_key_id is a {key_environment} key (its prefix decides)")
     algorithm = s.str_("algorithm", ALGORITHM_V2)
     if algorithm not in ALGORITHMS:
         s.fail("algorithm", f"must be one of {', '.join(ALGORITHMS)}")
@@ -149,7 +157,7 @@ def amazon_pay(s: Section, base_dir: Path) -> AmazonPaySettings:
         environment=environment.lower() if environment else None,
         algorithm=algorithm,
         store_id=s.str_("store_id"),
-        endpoint=s.url("endpoint", allow_http_loopback=True),  # http only for a local emulator
+        endpoint=endpoint(s, region or "na", key_environment or (environment or "").lower()),
         max_attempts=s.int_("max_attempts", defaults.max_attempts, positive=True),
         connect_timeout=s.float_("connect_timeout", defaults.connect_timeout, positive=True),
         read_timeout=s.float_("read_timeout", defaults.read_timeout, positive=True),
@@ -163,6 +171,26 @@ def amazon_pay(s: Section, base_dir: Path) -> AmazonPaySettings:
     )
 
 
+def endpoint(s: Section, region: str, environment: str) -> str | None:
+    """An override of Amazon's host: http only for a local emulator, never for live keys. Amazon has one
+    host per region and no sandbox host (the key's prefix picks the environment): live keys may only name
+    their region's, and an Amazon host must match the region and carry no path."""
+    value = s.url("endpoint", allow_http_loopback=True)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    official = REGION_HOSTS[region]
+    host = (parts.hostname or "").rstrip(".")
+    if host in REGION_HOSTS.values() and (host != official or parts.path.strip("/")):
+        s.fail("endpoint", f"region {region} is served by https://{official} (no path: the key picks the environment)")
+        return None
+    if environment == "live" and host != official:
+        s.fail("endpoint", f"a live key must reach Amazon Pay itself (https://{official}), not {host}: nobody "
+                           "would be charged")
+        return None
+    return value
+
+
 def quota_overrides(s: Section) -> tuple[tuple[str, float, float], ...]:
     """[burst, per_second] pairs for operations whose limits Amazon raised for this merchant."""
     found = []
@@ -171,7 +199,7 @@ def quota_overrides(s: Section) -> tuple[tuple[str, float, float], ...]:
         if pair is None:
             continue
         ok = isinstance(pair, list) and len(pair) == 2 and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
         if not ok or pair[0] < 1 or pair[1] <= 0:
             s.fail(key, "must be [burst, per_second] with burst >= 1 and per_second > 0")
             continue

@@ -6,12 +6,14 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
+from router.checks import operator_warnings
 from router.config import Settings
 from router.redact import mask
 from router.store.migrations import MIGRATIONS
 from router.version import version
 
 log = logging.getLogger("router.start")
+config_log = logging.getLogger("router.config")  # the start record stays one record
 
 
 def amazon_mode(settings: Settings) -> dict[str, Any]:
@@ -56,3 +58,7 @@ def log_start(settings: Settings, listeners: list[str], workers: int) -> None:
             + f"; webhooks {doc['webhooks']}; tracing {doc['tracing']}"
             + f"; listening on {', '.join(listeners)} ({workers} worker(s))")
     log.info(text, extra={"summary": doc})
+    if settings.demo:
+        return
+    for key, message in operator_warnings(settings):
+        config_log.warning("config %s: %s: %s", settings.source, key, message)

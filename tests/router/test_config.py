@@ -171,3 +171,48 @@ def test_check_command_exit_codes(write_config: Write) -> None:
     assert result.returncode == 2
     assert f"{bad}: routes[2].flow: must be one of success, cancel, error" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _amazon(tmp_path: Path, lines: str) -> str:
+    from router.amazon_pay import generate_key_pair
+
+    if not (tmp_path / "key.pem").exists():
+        (tmp_path / "key.pem").write_bytes(generate_key_pair()[0])
+    return APPS_AND_ROUTES + f'\n[amazon_pay]\nprivate_key_file = "key.pem"\n{lines}\n'
+
+
+@pytest.mark.parametrize(("lines", "key", "message"), [
+    ('public_key_id = ""', "public_key_id", "must not be empty"),
+    ('public_key_id = "SANDBOX-AEX"\nenvironment = "live"', "environment", "is a sandbox key"),
+    ('public_key_id = "LIVE-AEX"\nenvironment = "sandbox"', "environment", "is a live key"),
+    ('public_key_id = "SANDBOX-AEX"\ndeadline = inf', "deadline", "must be a finite number"),
+    ('public_key_id = "SANDBOX-AEX"\nread_timeout = nan', "read_timeout", "must be a finite number"),
+    ('public_key_id = "SANDBOX-AEX"\nquota_fraction = nan', "quota_fraction", "must be a finite number"),
+    ('public_key_id = "SANDBOX-AEX"\nfinalize_quota = [nan, 1]', "finalize_quota", "must be [burst, per_second]"),
+    ('public_key_id = "LIVE-AEX"\nregion = "jp"\nendpoint = "http://127.0.0.1:8400"', "endpoint",
+     "a live key must reach Amazon Pay itself (https://pay-api.amazon.jp)"),
+    ('public_key_id = "LIVE-AEX"\nendpoint = "https://evil.example.com"', "endpoint", "a live key must reach"),
+    ('public_key_id = "SANDBOX-AEX"\nregion = "jp"\nendpoint = "https://pay-api.amazon.eu"', "endpoint",
+     "region jp is served by https://pay-api.amazon.jp"),
+    ('public_key_id = "LIVE-AEX"\nregion = "jp"\nendpoint = "https://pay-api.amazon.jp/sandbox"', "endpoint",
+     "no path"),
+])
+def test_amazon_pay_settings_that_serve_would_refuse_or_that_charge_nobody_do_not_load(
+        write_config: Write, tmp_path: Path, lines: str, key: str, message: str) -> None:
+    found = problems(write_config(_amazon(tmp_path, lines)))
+    assert any(f": amazon_pay.{key}: " in p and message in p for p in found), found
+
+
+@pytest.mark.parametrize("lines", [
+    'public_key_id = "SANDBOX-AEX"\nendpoint = "http://127.0.0.1:8400"',  # a local emulator
+    'public_key_id = "LIVE-AEX"\nregion = "eu"\nendpoint = "https://pay-api.amazon.eu"',
+    'public_key_id = "LIVE-AEX"\nenvironment = "live"',
+    'public_key_id = "AEXLEGACY"\nenvironment = "sandbox"\nendpoint = "http://localhost:8400"',
+])
+def test_amazon_pay_settings_that_are_fine_still_load(write_config: Write, tmp_path: Path, lines: str) -> None:
+    assert load(write_config(_amazon(tmp_path, lines)), env={}).amazon_pay is not None
+
+
+def test_server_numbers_must_be_finite(write_config: Write) -> None:
+    found = problems(write_config(BASE_CONFIG + "\n[server]\nheader_timeout_seconds = nan\n"))
+    assert any(": server.header_timeout_seconds: must be a finite number" in p for p in found), found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -138,3 +139,29 @@ def test_url_problem(value: str, ok: bool) -> None:
 ])
 def test_is_ip_literal(host: str, ip: bool) -> None:
     assert is_ip_literal(host) is ip
+
+
+def test_a_config_without_a_merchant_api_token_is_warned_about(write_config: Write) -> None:
+    """It loads (association files can be verified before the backend is wired), but can charge nobody:
+    `check` prints it and `serve` logs it at WARNING."""
+    from router.checks import operator_warnings
+
+    without = load(write_config(BASE_CONFIG), env={})
+    assert without.merchant.api_token is None
+    assert any(key == "merchant.api_token_env" and "nobody can pay" in message
+               for key, message in operator_warnings(without))
+    with_token = load(write_config(BASE_CONFIG + '\n[merchant]\napi_token_env = "RR_T"\n'), env={"RR_T": "t" * 32})
+    assert with_token.merchant.api_token is not None
+    assert all(key != "merchant.api_token_env" for key, _ in operator_warnings(with_token))
+
+
+def test_serve_logs_each_warning_beside_its_one_start_record(write_config: Write,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    from router.ops.start_summary import log_start
+
+    settings = load(write_config(BASE_CONFIG), env={})
+    with caplog.at_level(logging.INFO):
+        log_start(settings, ["127.0.0.1:8000"], 1)
+    assert [r.levelno for r in caplog.records if r.name == "router.start"] == [logging.INFO]
+    warned = [r.getMessage() for r in caplog.records if r.name == "router.config" and r.levelno == logging.WARNING]
+    assert any("merchant.api_token_env" in line and "nobody can pay" in line for line in warned), warned
