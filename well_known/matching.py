@@ -17,7 +17,7 @@ reference records that it does not).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, unquote_plus, urlsplit
@@ -166,8 +166,7 @@ def _legacy_match(paths: list[Any], parts: UrlParts, detail_index: int, ids: tup
             continue
         exclude = entry.startswith("NOT ")
         pattern = entry[4:] if exclude else entry
-        glob = compile_glob(_strip_slashes(pattern), substitution=False)
-        if glob.fullmatch(_strip_slashes(parts.path)):
+        if _path_matches(lambda p: compile_glob(p, substitution=False).fullmatch, pattern, parts.path):
             return Match(detail_index, index, exclude, legacy=True, app_ids=ids)
     return None
 
@@ -202,10 +201,11 @@ def _component_matches(
         if not isinstance(pattern, str):
             return False
         text = decode(text or "")
-        if path:
-            pattern, text = _strip_slashes(pattern), _strip_slashes(text)
-        glob = compile_glob(pattern, variables, case_sensitive=options.case_sensitive)
-        return glob.fullmatch(text)
+
+        def matcher(glob_text: str) -> Callable[[str], bool]:
+            return compile_glob(glob_text, variables, case_sensitive=options.case_sensitive).fullmatch
+
+        return _path_matches(matcher, pattern, text) if path else matcher(pattern)(text)
 
     if "/" in component and not glob_ok(component["/"], parts.path, path=True):
         return False
@@ -220,9 +220,13 @@ def _component_matches(
     return glob_ok(query, parts.query)
 
 
-def _strip_slashes(path: str) -> str:
-    """Leading and trailing slash runs are insignificant to Apple's path comparison."""
-    return path.strip("/")
+def _path_matches(matcher: Callable[[str], Callable[[str], bool]], pattern: str, path: str) -> bool:
+    """Leading slash runs are insignificant to Apple's path comparison, and so is a trailing one: "/a/"
+    claims "/a". Yet "*" matches zero or more characters, so "/buy/*" claims "/buy/" (Apple: "path starts
+    with /buy/"), though not "/buy": a pattern ending in "*" is also tried on the path as written."""
+    glob = pattern.strip("/")
+    texts = {path.strip("/"), path.lstrip("/")} if glob.endswith("*") else {path.strip("/")}
+    return any(matcher(glob)(text) for text in texts)
 
 
 def _apple_items_match(

@@ -116,6 +116,18 @@ def test_slashes_at_the_ends_of_paths_are_insignificant() -> None:
     assert not aasa_opens(doc_with({"/": "/id/????"}), "https://h/id/481/")
 
 
+@pytest.mark.parametrize(("pattern", "url", "opens"), [
+    ("/buy/*", "https://h/buy/", True),  # "*" matches zero characters: "path starts with /buy/"
+    ("/buy/*", "https://h/buy", False),
+    ("/*/*", "https://h/b/", True),
+    ("buy/*", "https://h/buy/", True),
+    ("/buy/*", "https://h/buy/shoes/", True),
+])
+def test_a_star_at_the_end_matches_an_empty_rest_after_the_slash(pattern: str, url: str, opens: bool) -> None:
+    assert aasa_opens(doc_with({"/": pattern}), url) is opens
+    assert aasa_opens({"applinks": {"apps": [], "details": [{"appID": APP, "paths": [pattern]}]}}, url) is opens
+
+
 def test_case_sensitivity_and_defaults_hierarchy() -> None:
     url = "https://h/HELP/x"
     assert not aasa_opens(doc_with({"/": "/help/*"}), url)
