@@ -16,6 +16,8 @@ from router.webhooks.signature import hmac_signature
 
 README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
 SECRET = "whsec-test-secret"
+# A digit int() refuses, a non-ASCII signature of the right length, a v1 without a value.
+HOSTILE = ["t=\u00b2,v1=00", f"t={int(time.time())},v1=\u00e9" + "0" * 63, f"t={int(time.time())},v1", "", "t=,v1="]
 BODY = json.dumps({"id": "evt_1", "type": "checkout.completed", "data": {"ref": "r"}}).encode()
 
 
@@ -34,6 +36,8 @@ def test_python_snippet_verifies() -> None:
     assert not verify(SECRET, BODY + b" ", header)
     assert not verify("other", BODY, header)
     assert not verify(SECRET, BODY, hmac_signature(SECRET, BODY, int(time.time()) - 3600))
+    for hostile in HOSTILE:
+        assert not verify(SECRET, BODY, hostile)  # false, never an exception (a 500 at the merchant's)
 
 
 def test_node_snippet_verifies() -> None:
@@ -45,7 +49,8 @@ def test_node_snippet_verifies() -> None:
     script = snippet("js") + (
         f"\nconst body = Buffer.from({json.dumps(BODY.decode())});\n"
         f"console.log(JSON.stringify([verify({json.dumps(SECRET)}, body, {json.dumps(header)}),"
-        f" verify('other', body, {json.dumps(header)}), verify({json.dumps(SECRET)}, body, {json.dumps(stale)})]));\n"
+        f" verify('other', body, {json.dumps(header)}), verify({json.dumps(SECRET)}, body, {json.dumps(stale)}),"
+        f" ...{json.dumps(HOSTILE)}.map((h) => verify({json.dumps(SECRET)}, body, h))]));\n"
     )
     out = subprocess.run([node, "-e", script], capture_output=True, text=True, check=True).stdout
-    assert json.loads(out) == [True, False, False]
+    assert json.loads(out) == [True, False, False] + [False] * len(HOSTILE)
