@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 
 from router.config import sections
 from router.config.reader import Problems, Section
-from router.config.settings import AmazonPaySettings, ConfigError, Settings, TracingSettings, claims_for
+from router.config.settings import AmazonPaySettings, ConfigError, Settings, TracingSettings, aasa_for
 from router.ops.settings import OpsSettings
 from router.web.branding import PagesSettings, read_pages
-from well_known import build_aasa, dumps
+from well_known import dumps
 
 AASA_MAX_BYTES = 128 * 1024
 T = TypeVar("T")
@@ -129,7 +129,7 @@ def _check_aasa_sizes(root: Section, settings: Settings) -> None:
     table = settings.route_table
     for pattern in sorted({r.host for r in settings.routes}):
         probe = pattern.replace("*.", "x.") if pattern != "*" else "any.invalid"
-        size = len(dumps(build_aasa(settings.ios.app_ids, claims_for(table.paths_for_host(probe)))))
+        size = len(dumps(aasa_for(settings.ios, table.paths_for_host(probe))))
         if size > AASA_MAX_BYTES:
             root.fail("routes", f"the apple-app-site-association for {pattern} would be {size} bytes,"
                       f" over Apple's limit of {AASA_MAX_BYTES}")

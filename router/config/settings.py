@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from router.checkout.model import SESSION_ID_PARAMS
 from router.ops.settings import OpsSettings
 from router.web.branding import PagesSettings
 from router.web.routing import Flow, Route, RouteTable
-from well_known import PathClaim
+from well_known import PathClaim, build_aasa
 
 
 class ConfigError(Exception):
@@ -135,3 +136,10 @@ def claims_for(routes: list[Route]) -> list[PathClaim]:
     return [
         PathClaim(r.path, SESSION_ID_PARAMS if r.flow is Flow.SUCCESS else ()) for r in routes
     ]
+
+
+def aasa_for(ios: IosSettings, routes: list[Route]) -> dict[str, Any]:
+    """The apple-app-site-association a host serves: its claims, and the webcredentials and appclips
+    sections when configured (one builder, so the size checked at load is the size served)."""
+    return build_aasa(ios.app_ids, claims_for(routes),
+                      webcredentials_apps=ios.app_ids if ios.webcredentials else (), appclips_apps=ios.appclips)

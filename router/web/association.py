@@ -16,8 +16,9 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from router.config import Settings, claims_for
+from router.config.settings import aasa_for
 from router.web.routing import RouteTable, normalize_host
-from well_known import build_aasa, build_assetlinks, dumps
+from well_known import build_assetlinks, dumps
 
 AASA_PATHS = frozenset({"/.well-known/apple-app-site-association", "/apple-app-site-association"})
 ASSETLINKS_PATH = "/.well-known/assetlinks.json"
@@ -80,16 +81,12 @@ class AssociationFiles:
         return prepared
 
     def _build(self, kind: str, host: str) -> Prepared | None:
-        claims = claims_for(self.table.paths_for_host(host))
+        routes = self.table.paths_for_host(host)
         ios, android = self.settings.ios, self.settings.android
         if kind == "aasa" and ios is not None:
-            doc: Any = build_aasa(
-                ios.app_ids, claims,
-                webcredentials_apps=ios.app_ids if ios.webcredentials else (),
-                appclips_apps=ios.appclips,
-            )
+            doc: Any = aasa_for(ios, routes)
         elif kind == "assetlinks" and android is not None:
-            doc = build_assetlinks(android.package, android.sha256_cert_fingerprints, claims,
+            doc = build_assetlinks(android.package, android.sha256_cert_fingerprints, claims_for(routes),
                                    dynamic_rules=android.dynamic_rules)
         else:
             return None

@@ -216,3 +216,12 @@ def test_amazon_pay_settings_that_are_fine_still_load(write_config: Write, tmp_p
 def test_server_numbers_must_be_finite(write_config: Write) -> None:
     found = problems(write_config(BASE_CONFIG + "\n[server]\nheader_timeout_seconds = nan\n"))
     assert any(": server.header_timeout_seconds: must be a finite number" in p for p in found), found
+
+
+def test_the_aasa_size_checked_at_load_counts_webcredentials_too(write_config: Write) -> None:
+    """The served file repeats every app id under webcredentials: the load-time size is the served size."""
+    ids = ", ".join(f'"ABCDE{i:05d}.com.example.shop{i}"' for i in range(2200))
+    many = BASE_CONFIG.replace('app_ids = ["ABCDE12345.com.example.shop"]', f"app_ids = [{ids}]")
+    assert load(write_config(many), env={}).ios is not None  # claims alone: under the limit
+    found = problems(write_config(many.replace("[ios]\n", "[ios]\nwebcredentials = true\n")))
+    assert any("apple-app-site-association for pay.example.com would be" in p for p in found), found
