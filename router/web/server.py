@@ -171,10 +171,19 @@ class MaskIds(logging.Filter):
         return True
 
 
+# With --workers N, uvicorn's supervisor kills a worker that does not answer its ping in time (5 s by
+# default). A new worker answers only once its interpreter has started and imported the app's modules,
+# which took 5-9 s on a slow, loaded machine: each worker was killed before it could serve, again and
+# again. The ping is answered by a thread of the worker's own, so it catches a frozen process, not a
+# stuck event loop; waiting longer for it only delays the restart of a frozen one.
+WORKER_HEALTHCHECK_SECONDS = 60
+
+
 def uvicorn_options(server: ServerSettings) -> dict[str, Any]:
     """The keyword arguments `serve` gives uvicorn.run for [server]."""
     return {
         "http": BoundedHeadProtocol,
         "limit_concurrency": server.limit_concurrency,
         "timeout_keep_alive": server.keep_alive_seconds,
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
     }

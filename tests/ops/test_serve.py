@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from tests.support import free_port, http_client, metric_samples, wait_until
 from tests.support.concurrency import in_background, storm
 from tests.support.config import AUTH, HOST, process_config
 from tests.support.emulator import Emulator
-from tests.support.processes import RouterProcess, page_kind
+from tests.support.processes import ROOT, RouterProcess, page_kind
 from tests.support.stores import stored_checkout
 
 
@@ -28,10 +29,11 @@ def routers() -> Iterator[list[RouterProcess]]:
             router.kill()
 
 
-def start(routers: list[RouterProcess], config: Path, workers: int = 1) -> RouterProcess:
-    router = RouterProcess(config, config.with_suffix(".log"), workers)
+def start(routers: list[RouterProcess], config: Path, workers: int = 1, env: dict[str, str] | None = None,
+          timeout: float = 30) -> RouterProcess:
+    router = RouterProcess(config, config.with_suffix(".log"), workers, env)
     routers.append(router)
-    return router.start()
+    return router.start(timeout)
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -65,6 +67,31 @@ def test_two_workers_add_up_on_the_metrics_listener(tmp_path: Path, emulator: Em
     assert any(name.startswith("return_router_build_info{") for name in samples)
     assert httpx.get(f"{router.url}/metrics", headers={"host": HOST}).status_code == 404
     assert httpx.get(f"{router.url}/readyz").status_code == 200
+
+
+# Runs first in every Python of the router's process tree; only uvicorn's workers (spawned: their command
+# line runs multiprocessing's spawn_main) sleep, as their imports did on a slow, loaded machine.
+SLOW_WORKER_START = """import sys, time
+if "spawn_main" in " ".join(sys.orig_argv):
+    time.sleep(7)
+"""
+
+
+def test_workers_that_start_slower_than_uvicorns_default_ping_are_not_killed(
+    tmp_path: Path, emulator: Emulator, routers: list[RouterProcess], key_files: tuple[Path, Path]
+) -> None:
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(SLOW_WORKER_START)
+    config = tmp_path / "router.toml"
+    config.write_text(process_config(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
+                      + '\n[metrics]\nlisten = ""\n')
+    env = {"PYTHONPATH": f"{slow}{os.pathsep}{ROOT}"}
+    router = start(routers, config, workers=2, env=env, timeout=60)
+    log = router.log_tail(100_000)
+    assert log.count("Application startup complete") == 2 and "died" not in log  # both first workers serve
+    answer = http_client().get(f"{router.url}/amazon-pay/error", headers={"host": HOST}, timeout=10)
+    assert answer.status_code == 200
 
 
 def test_an_empty_listen_turns_the_listener_off(tmp_path: Path, emulator: Emulator, routers: list[RouterProcess],

@@ -43,10 +43,11 @@ def router_env() -> dict[str, str]:
 class RouterProcess:
     """`python -m router.cli serve` in its own process group; start, kill -9, restart on one port."""
 
-    def __init__(self, config: Path, log: Path, workers: int = 1) -> None:
+    def __init__(self, config: Path, log: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
         self.config = config
         self.log_path = log
         self.workers = workers
+        self.env = {**router_env(), **(env or {})}
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -61,7 +62,7 @@ class RouterProcess:
                "--port", str(self.port), "--workers", str(self.workers), "--log-level", "info"]
         with self.log_path.open("ab") as log:
             log.write(f"--- start #{self.starts + 1}\n".encode())
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=router_env(), stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         self.starts += 1
         self._wait_ready(timeout)
