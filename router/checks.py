@@ -45,12 +45,21 @@ async def check_settings(settings: Settings, *, remote: bool, out: TextIO, offli
                 host,
                 expected_app_ids=ios.app_ids if ios else (),
                 expected_package=android.package if android else None,
+                expected_fingerprints=android.sha256_cert_fingerprints if android else (),
+                expected_aasa=_served(files, "aasa", host),
+                expected_assetlinks=_served(files, "assetlinks", host),
                 ca_file=ca_file,
                 connect_to=connect_to,
             )
             errors += _report(f"{host} remote", problems, out)
     out.write("ok\n" if not errors else f"{len(errors)} error(s)\n")
     return errors
+
+
+def _served(files: AssociationFiles, kind: str, host: str) -> bytes | None:
+    """The bytes this config serves `host` for `kind`, which the deployed file is compared with."""
+    prepared = files.get(kind, host)
+    return prepared.body if prepared is not None else None
 
 
 def _report(label: str, problems: list[Problem], out: TextIO) -> list[Problem]:

@@ -1,5 +1,6 @@
 """Check a deployed host the way Apple's CDN and Android's verifier fetch it: no redirects,
-HTTP 200, `Content-Type: application/json`, a valid document listing the expected apps."""
+HTTP 200, `Content-Type: application/json`, a valid document listing the expected apps, signed
+with the expected certificates and, when given, the same document as the one expected."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Any
 import httpx
 
 from .aasa import validate_aasa
-from .assetlinks import HANDLE_ALL_URLS, validate_assetlinks
+from .assetlinks import HANDLE_ALL_URLS, normalize_fingerprint, validate_assetlinks
+from .compare import first_difference
 from .document import load
 from .matching import aasa_app_ids
 from .problems import Problem, error, warning
@@ -41,6 +43,9 @@ async def check_host(
     transport: httpx.AsyncBaseTransport | None = None,
     expected_app_ids: Sequence[str] = (),
     expected_package: str | None = None,
+    expected_fingerprints: Sequence[str] = (),
+    expected_aasa: bytes | None = None,
+    expected_assetlinks: bytes | None = None,
     ca_file: str | None = None,
     connect_to: str | None = None,
 ) -> list[Problem]:
@@ -53,6 +58,10 @@ async def check_host(
     `ca_file` (PEM) replaces the system's trusted CAs; `connect_to` ("address:port") is dialled instead
     of what `host` resolves to, with `host` still sent as Host and TLS server name (a server before DNS
     points at it, or a proxy on a test port).
+    `expected_fingerprints` must all be in the package's statement (an error: App Links signed with a
+    missing certificate never verify). `expected_aasa` and `expected_assetlinks` are the documents the
+    host should serve; a deployed document that differs is a warning naming the first difference (an
+    old deploy, a stale cache, a config not reloaded).
     """
     _check_host_syntax(host, scheme)
     if connect_to is not None:
@@ -70,9 +79,10 @@ async def check_host(
         )
         problems = _port_warning(host, scheme)
         problems += aasa.problems + _document_problems(aasa, validate_aasa)
-        problems += _expect_app_ids(aasa, expected_app_ids)
+        problems += _expect_app_ids(aasa, expected_app_ids) + _expect_document(aasa, expected_aasa)
         problems += links.problems + _document_problems(links, validate_assetlinks)
-        problems += _expect_package(links, expected_package)
+        problems += _expect_package(links, expected_package, expected_fingerprints)
+        problems += _expect_document(links, expected_assetlinks)
         dotted = _trailing_dot(host)
         if dotted is not None:
             problems += await _compare_trailing_dot(client, scheme, dotted, (aasa, links), connect_to, deadline)
@@ -202,21 +212,49 @@ def _expect_app_ids(fetched: _Fetched, expected: Sequence[str]) -> list[Problem]
     ]
 
 
-def _expect_package(fetched: _Fetched, package: str | None) -> list[Problem]:
+def _expect_package(fetched: _Fetched, package: str | None, fingerprints: Sequence[str] = ()) -> list[Problem]:
     doc = _parsed(fetched)
     if package is None or doc is None:
         return []
-    for statement in doc if isinstance(doc, list) else []:
-        target = statement.get("target") if isinstance(statement, dict) else None
-        relation = statement.get("relation") if isinstance(statement, dict) else None
-        if (
-            isinstance(target, dict)
-            and target.get("package_name") == package
-            and isinstance(relation, list)
-            and HANDLE_ALL_URLS in relation
-        ):
-            return []
-    return [error(fetched.url, f"no {HANDLE_ALL_URLS} statement for package {package}")]
+    statements = [s for s in (doc if isinstance(doc, list) else []) if _delegates_all_urls(s, package)]
+    if not statements:
+        return [error(fetched.url, f"no {HANDLE_ALL_URLS} statement for package {package}")]
+    listed = {_normal(f) for s in statements for f in _fingerprints(s)}
+    missing = [f for f in fingerprints if _normal(f) not in listed]
+    if missing:
+        return [error(fetched.url, f"package {package} is not listed with certificate fingerprint(s) "
+                      f"{', '.join(missing)}: an app signed with it never verifies")]
+    return []
+
+
+def _delegates_all_urls(statement: Any, package: str) -> bool:
+    if not isinstance(statement, dict) or not isinstance(statement.get("target"), dict):
+        return False
+    relation = statement.get("relation")
+    return (statement["target"].get("package_name") == package and isinstance(relation, list)
+            and HANDLE_ALL_URLS in relation)
+
+
+def _fingerprints(statement: dict[str, Any]) -> list[Any]:
+    listed = statement["target"].get("sha256_cert_fingerprints")
+    return listed if isinstance(listed, list) else []
+
+
+def _normal(fingerprint: Any) -> str | None:
+    try:
+        return normalize_fingerprint(fingerprint)
+    except ValueError:  # the validator reports malformed ones already
+        return None
+
+
+def _expect_document(fetched: _Fetched, expected: bytes | None) -> list[Problem]:
+    doc = _parsed(fetched)
+    if expected is None or doc is None:
+        return []
+    difference = first_difference(doc, load(expected).value)
+    if difference is None:
+        return []
+    return [warning(fetched.url, f"not the file this config serves ({difference})")]
 
 
 async def _compare_trailing_dot(

@@ -148,3 +148,30 @@ def test_check_remote_passes_through_the_proxy_with_the_test_ca(proxy: Proxy, se
     untrusted = subprocess.run(base, capture_output=True, text=True, timeout=60, env=service_env())
     assert untrusted.returncode == 1  # the system CAs do not know the test CA: --ca-file is what made it pass
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stdout
+
+
+def test_check_remote_says_what_the_deployed_host_lacks_of_a_newer_config(proxy: Proxy, service: Service) -> None:
+    """A config with another signing certificate and one more path than the running one (a new release, a
+    server not reloaded): the missing certificate fails the check, the other file is named as stale."""
+    newer = service.config.with_name(f"newer-{proxy.name}.toml")
+    text = service.config.read_text()
+    old_print = "14:6D:E9:83:C5:73:06:50:D8:EE:B9:95:2F:34:FC:64:16:A0:83:42:E6:1D:BE:A8:8A:04:96:B2:3F:CF:44:E5"
+    new_print = ":".join(["5A"] * 32)
+    assert old_print in text
+    newer.write_text(text.replace(old_print, f"{old_print}\",\n  \"{new_print}")
+                     + '\n[[routes]]\nhost = "pay.example.com"\npath = "/amazon-pay/done"\nflow = "success"\n')
+    checked = subprocess.run([*cli(), "check", "--config", str(newer), "--remote", "--connect-to",
+                              f"127.0.0.1:{proxy.https_port}", "--ca-file", str(proxy.certs.ca)],
+                             capture_output=True, text=True, timeout=60, env=service_env())
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    remote = [line for line in checked.stdout.splitlines() if line.startswith(f"{HOST} remote: ")
+              and "trailing-dot" not in line]
+    links = f"https://{HOST}/.well-known/assetlinks.json"
+    aasa = f"https://{HOST}/.well-known/apple-app-site-association"
+    assert f"{HOST} remote: error: {links}: package com.example.shop is not listed with certificate fingerprint(s)" \
+        f" {new_print}: an app signed with it never verifies" in remote
+    stale = [line for line in remote if "not the file this config serves" in line]
+    assert {line.split(": ")[2] for line in stale} == {aasa, links}, remote
+    assert any("/amazon-pay/done" in line for line in stale if aasa in line), stale
+    assert all(": warning: " in line for line in stale)
+

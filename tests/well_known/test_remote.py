@@ -189,6 +189,32 @@ async def test_expected_ids_must_be_listed(site: Site, host: str) -> None:
     ]
 
 
+async def test_expected_fingerprints_must_be_in_the_package_statement(site: Site, host: str) -> None:
+    other = ":".join(["6B"] * 32)
+    lower_plain = FINGERPRINT.replace(":", "").lower()  # as keytool or a config may give it: normalised
+    assert await check(host, expected_package=PACKAGE, expected_fingerprints=[lower_plain]) == []
+    assert await check(host, expected_package=PACKAGE, expected_fingerprints=[FINGERPRINT, other]) == [
+        ("error", links_url(host), f"package {PACKAGE} is not listed with certificate fingerprint(s) {other}: "
+         "an app signed with it never verifies"),
+    ]
+
+
+async def test_the_expected_documents_are_compared_with_the_deployed_ones(site: Site, host: str) -> None:
+    same_aasa, same_links = site.routes[AASA_PATH][2], site.routes[ASSETLINKS_PATH][2]
+    assert await check(host, expected_aasa=same_aasa, expected_assetlinks=same_links) == []
+    newer = dumps(build_aasa([APP], [*CLAIMS, PathClaim("/amazon-pay/done")]))
+    assert await check(host, expected_aasa=newer, expected_assetlinks=same_links) == [
+        ("warning", aasa_url(host), "not the file this config serves (at applinks.details[0].components[1]['/']: "
+         'deployed "/amazon-pay/result", this config "/amazon-pay/done")'),  # the builder sorts the paths
+    ]
+
+
+async def test_an_unusable_deployed_document_is_not_compared_again(site: Site, host: str) -> None:
+    site.routes[AASA_PATH] = (200, JSON, b"{not json")
+    problems = await check(host, expected_aasa=good_routes()[AASA_PATH][2])
+    assert [(s, w) for s, w, _ in problems] == [("error", f"{aasa_url(host)} $")]
+
+
 async def test_timeout(site: Site, host: str) -> None:
     site.delay = 1.0
     assert await check(host, timeout=0.2) == [
