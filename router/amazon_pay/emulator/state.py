@@ -9,6 +9,8 @@ Choices where Amazon's docs are silent (documented for tests and integrators):
 - 202 leaves the session Completed and its charge AuthorizationInitiated for `pending_polls` getCharge
   answers; the next answer shows the final state (Authorized / Captured, or Declined).
 - idempotency: responses below 500 are saved per (PublicKeyId, key); injected faults are never saved.
+- time, as Amazon documents it (reference 7): a session still Open 24 h after its creation is Canceled
+  (Expired) when next read or finalized; 30 days after its creation it is gone (404 ResourceNotFound).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from router.amazon_pay.emulator.auth import ApiError
 from router.amazon_pay.emulator.documents import SESSION_LIFETIME, charge_json, fixture, session_json
@@ -41,6 +43,8 @@ FAULT_REASONS = {408: "RequestTimeout", 425: "TooEarly", 429: "TooManyRequests",
 # charges, and the oldest saved idempotent answers are dropped first.
 MAX_SESSIONS = 10_000
 MAX_SAVED = 2 * MAX_SESSIONS
+SESSION_RETENTION = timedelta(days=30)  # "permanently deletes Checkout Session objects … after 30 days"
+EXPIRED = "The Checkout Session expired after 24 hours without being confirmed."
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,7 @@ class EmulatorState:
         created = now - SESSION_LIFETIME if spec.scenario == "expired" else now
         session = Session(str(uuid.uuid4()), spec, buyer, "Open", created, now)
         if spec.scenario == "expired":
-            self._cancel(
-                session, "Expired", "The Checkout Session expired after 24 hours without being confirmed."
-            )
+            self._cancel(session, "Expired", EXPIRED)
         elif spec.scenario == "buyer-canceled":
             self._cancel(session, "BuyerCanceled", "The buyer canceled the checkout.")
         self.sessions[session.session_id] = session
@@ -195,9 +197,21 @@ class EmulatorState:
 
     def _session(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)
+        if session is not None and not self._age(session):
+            del self.sessions[session_id]
+            session = None
         if session is None:
             raise ApiError(404, "ResourceNotFound", f"Checkout Session {session_id} was not found.")
         return session
+
+    def _age(self, session: Session) -> bool:
+        """Apply Amazon's clocks to `session`; False once it is past retention (deleted)."""
+        age = self._clock() - session.created
+        if age >= SESSION_RETENTION:
+            return False
+        if session.state == "Open" and age >= SESSION_LIFETIME:
+            self._cancel(session, "Expired", EXPIRED)
+        return True
 
     def _cancel(self, session: Session, reason: str, description: str) -> None:
         session.state, session.reason_code, session.reason_description = "Canceled", reason, description
