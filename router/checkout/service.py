@@ -206,6 +206,12 @@ class CheckoutService:
                 401, 403, 429) else logging.WARNING
             log.log(level, "finalize %s for ref %s failed: status=%s reason=%s request=%s", mask(session_id),
                     mask(checkout.ref), exc.status, exc.reason_code, exc.request_id)
+            if fresh and exc.attempts == 0:
+                # Refused here before anything was sent (quota, breaker, deadline) for a session this very
+                # call bound: Amazon has seen no finalize of it, so reading it back would only spend a
+                # getCheckoutSession token, when tokens are what is short. It stays bound; the lease goes.
+                await self.store.release_lease(checkout.ref, self.owner)
+                return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
             return await self._reconcile(checkout, exc)
         except Exception as exc:
             # Raised before Amazon answered: the client refused the input, or something failed that is

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from router.amazon_pay import deadline as amazon_deadline
+from router.amazon_pay.errors import AmazonPayThrottled
 from router.amazon_pay.models import FinalizeResult
 from router.checkout.model import Busy, Checkout, NewCheckout, OutcomeError, State
 from router.checkout.reconciler import Reconciler
@@ -314,3 +315,41 @@ async def test_one_return_waits_for_amazon_up_to_one_deadline_in_all(
     amazon.sessions.append(session_read)
     assert (await service.finalize(checkout.ref, SID)).checkout.state == State.COMPLETED
     assert len(deadlines) == 2 and deadlines[0] == deadlines[1]
+
+
+def refused_here() -> AmazonPayThrottled:
+    """The client's own quota refused the finalize: nothing was sent (attempts=0), as client._admit raises it."""
+    return AmazonPayThrottled("finalizeCheckoutSession: quota used up", reason_code="TooManyRequests", attempts=0)
+
+
+async def test_a_finalize_refused_before_sending_for_a_fresh_bind_spends_no_session_read(
+    service: CheckoutService, amazon: FakeAmazonPay, store: Store
+) -> None:
+    checkout = await service.register(ORDER)
+    amazon.finalizes.append(refused_here())
+    first = await service.finalize(checkout.ref, SID)
+    assert first.error == OutcomeError.AMAZON_UNAVAILABLE
+    assert amazon.operations() == ["finalize"]  # no getCheckoutSession: Amazon has seen nothing of this session
+    after = await stored(service, checkout)
+    assert after.state == State.CREATED and after.checkout_session_id == SID and after.lease_owner is None
+    # The reload is not fresh (an earlier holder might have sent a finalize): refused again, Amazon is asked.
+    amazon.finalizes.append(refused_here())
+    amazon.sessions.append(session(SID, "Open"))
+    again = await service.finalize(checkout.ref, SID)
+    assert again.error == OutcomeError.AMAZON_UNAVAILABLE
+    assert amazon.operations() == ["finalize", "finalize", "getCheckoutSession"]
+    amazon.finalizes.append(finalized(SID))
+    paid = await service.finalize(checkout.ref, SID)
+    assert paid.error is None and paid.checkout.state == State.COMPLETED
+
+
+async def test_a_429_from_amazon_itself_on_a_fresh_bind_is_still_read_back(
+    service: CheckoutService, amazon: FakeAmazonPay
+) -> None:
+    checkout = await service.register(ORDER)
+    amazon.finalizes.append(error(429, "TooManyRequests"))  # sent (attempts=1): Amazon may have acted on it
+    amazon.sessions.append(session(SID, "Completed", charge_id="S01-0000000-0000000-C000001"))
+    amazon.charges.append(charge("S01-0000000-0000000-C000001", "Authorized"))
+    outcome = await service.finalize(checkout.ref, SID)
+    assert outcome.error is None and outcome.checkout.state == State.COMPLETED
+    assert amazon.operations() == ["finalize", "getCheckoutSession", "getCharge"]
