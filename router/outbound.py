@@ -32,8 +32,8 @@ exceptions with a plain `httpx.AsyncClient` over the same transport):
   (case-insensitively), the call's, then Content-Length. Anything else (params, json, files, str or
   streamed content, cookies in the jar, a relative URL, list headers) is httpx's own `build_request`.
 - `send` is lean when nothing it skips could act: no redirects to follow, no event hooks, no mounts
-  (proxies: httpx reads proxy variables only when it builds the transport itself, which it never does
-  here, so `trust_env` changes nothing per request), a body already read, and an auth that is either none
+  (httpx reads proxy variables only when it builds the transport itself, which it never does here:
+  `async_client` hands `trust_env` to the aiohttp transport, which applies them), a body already read, and an auth that is either none
   (and no credentials in the URL) or an `InPlaceAuth` whose flow is "change the request, send once" and
   needs no response body (`AmazonPayAuth`): its `sign_request` is called directly instead of driving
   httpx's auth generators, which would call it the same way. A 3xx still gets `next_request`; cookies
@@ -231,8 +231,10 @@ class _Eager(httpx.ByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """An httpx transport sending through one aiohttp session of at most `max_connections` connections."""
 
-    def __init__(self, max_connections: int, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, max_connections: int, ssl_context: ssl.SSLContext | None = None,
+                 trust_env: bool = False) -> None:
         self._limit = max_connections
+        self._trust_env = trust_env  # aiohttp's: HTTP(S)_PROXY and NO_PROXY, read at each request
         # Built here, not on the first request: loading the trust store (httpx's own) takes a while.
         self._ssl = ssl_context or httpx.create_ssl_context()
         self._session: aiohttp.ClientSession | None = None
@@ -245,6 +247,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies, if any
                 auto_decompress=False,  # httpx decodes content-encoding itself
+                trust_env=self._trust_env,
             )
         return self._session
 
@@ -492,9 +495,10 @@ def async_client(
     transport: httpx.AsyncBaseTransport | None = None,
     trust_env: bool = False,
 ) -> httpx.AsyncClient:
-    """The outbound client: never follows redirects; `trust_env` as httpx's (proxy variables, netrc)."""
+    """The outbound client: never follows redirects; `trust_env`: the proxy variables (HTTP_PROXY,
+    HTTPS_PROXY, NO_PROXY) and netrc apply, through the transport, which is what sends."""
     return OutboundClient(
-        transport=transport or AiohttpTransport(max_connections),
+        transport=transport or AiohttpTransport(max_connections, trust_env=trust_env),
         timeout=timeout,
         headers=headers,
         follow_redirects=False,

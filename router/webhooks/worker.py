@@ -12,6 +12,7 @@ I/O: the store, the HTTP client and the clock, all passed in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -72,27 +73,35 @@ async def post_event(
     client: httpx.AsyncClient, url: str, secret: str, event: OutboxEvent, timestamp: int, timeout: float,
     request_id: str | None = None,
 ) -> AttemptResult:
-    """POST the stored body byte for byte; the whole attempt is bounded by `timeout` seconds."""
+    """POST the stored body byte for byte; the whole attempt is bounded by `timeout` seconds.
+
+    The status line is the answer: a 2xx whose body is slow or cut off still counts as delivered (the
+    merchant stored the event), or it would be sent again and again, then parked."""
     headers = webhook_headers(event, secret, timestamp)
     if request_id is not None:
         headers = {**headers, REQUEST_ID_HEADER: request_id}
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout_at(deadline) as budget:
             async with client.stream("POST", url, content=event.body, headers=headers,
                                      timeout=timeout, follow_redirects=False) as response:
-                await _drain(response)
+                budget.reschedule(None)  # answered: the rest only reads the body, within the same deadline
+                await _drain(response, deadline)
                 return describe_status(response.status_code)
     except Exception as exc:  # any failure to get an answer is a failed attempt, never a crash
         return AttemptResult(ok=False, error=describe_exception(exc))
 
 
-async def _drain(response: httpx.Response) -> None:
-    """Read a small body so the connection can be reused; stop early on a large one."""
+async def _drain(response: httpx.Response, deadline: float) -> None:
+    """Read a small body so the connection can be reused; stop early on a large, slow or broken one
+    (closing the response then drops the connection instead)."""
     received = 0
-    async for chunk in response.aiter_raw():
-        received += len(chunk)
-        if received > MAX_RESPONSE_BYTES:
-            return
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout_at(deadline):
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+                if received > MAX_RESPONSE_BYTES:
+                    return
 
 
 # --- the worker ----------------------------------------------------------------------------------

@@ -1,0 +1,110 @@
+"""The delivery worker against raw sockets that behave as real receivers and proxies do at their edges:
+a 2xx whose body trickles in, and an egress proxy named by HTTP_PROXY."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from router.store.base import Store
+from router.webhooks.schedule import RetrySchedule
+from router.webhooks.worker import WebhookWorker
+from tests.webhooks.outbox import SECRET, Clock, add_event
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """The request line; the head and body are read and dropped."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    await reader.readexactly(length)
+    return head.split(b"\r\n", 1)[0]
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
+    servers: list[asyncio.Server] = []
+
+    async def start(handler: Handler) -> int:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def worker(store: Store, url: str, clock: Clock, timeout: float) -> WebhookWorker:
+    return WebhookWorker(store, url, SECRET, clock=clock, rng=random.Random(0), timeout=timeout,
+                         lease_seconds=timeout + 5, schedule=RetrySchedule(jitter=0))
+
+
+async def test_a_2xx_whose_body_trickles_past_the_timeout_is_delivered(
+    store: Store, clock: Clock, raw_server: Callable[[Handler], Awaitable[int]]
+) -> None:
+    requests: list[bytes] = []
+
+    async def acknowledge_slowly(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await read_request(reader))
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(20):  # "ok" a byte every 0.1 s: two seconds against a one-second timeout
+            writer.write(b"1\r\nk\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        writer.write(b"0\r\n\r\n")
+        writer.close()
+
+    port = await raw_server(acknowledge_slowly)
+    event = await add_event(store, clock(), "completed")
+    async with worker(store, f"http://127.0.0.1:{port}/hooks", clock, timeout=1.0) as sender:
+        started = asyncio.get_running_loop().time()
+        assert await sender.run_once() == 1
+        assert asyncio.get_running_loop().time() - started < 1.8  # still within the timeout, not the body's pace
+    stored = await store.get_event(event.id)
+    assert stored is not None and stored.status == "delivered" and stored.attempts == 1
+    assert requests == [b"POST /hooks HTTP/1.1"]
+
+
+async def test_a_status_that_never_comes_is_still_a_timeout(
+    store: Store, clock: Clock, raw_server: Callable[[Handler], Awaitable[int]]
+) -> None:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(3)
+        writer.close()
+
+    port = await raw_server(never_answer)
+    event = await add_event(store, clock(), "completed")
+    async with worker(store, f"http://127.0.0.1:{port}/hooks", clock, timeout=0.5) as sender:
+        assert await sender.run_once() == 0
+    stored = await store.get_event(event.id)
+    assert stored is not None and stored.status == "pending" and stored.last_error in {"Timeout", "ReadTimeout"}
+
+
+async def test_deliveries_go_through_the_proxy_that_http_proxy_names(
+    store: Store, clock: Clock, raw_server: Callable[[Handler], Awaitable[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    port = await raw_server(proxy)
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    event = await add_event(store, clock(), "completed")
+    async with worker(store, "http://backend.invalid/hooks", clock, timeout=3.0) as sender:  # no such host
+        assert await sender.run_once() == 1
+    assert seen == [b"POST http://backend.invalid/hooks HTTP/1.1"]  # the absolute form a proxy is sent
+    stored = await store.get_event(event.id)
+    assert stored is not None and stored.status == "delivered"
