@@ -33,13 +33,14 @@ exceptions with a plain `httpx.AsyncClient` over the same transport):
   streamed content, cookies in the jar, a relative URL, list headers) is httpx's own `build_request`.
 - `send` is lean when nothing it skips could act: no redirects to follow, no event hooks, no mounts
   (httpx reads proxy variables only when it builds the transport itself, which it never does here:
-  `async_client` hands `trust_env` to the aiohttp transport, which applies them), a body already read, and an auth that is either none
-  (and no credentials in the URL) or an `InPlaceAuth` whose flow is "change the request, send once" and
-  needs no response body (`AmazonPayAuth`): its `sign_request` is called directly instead of driving
-  httpx's auth generators, which would call it the same way. A 3xx still gets `next_request`; cookies
-  are extracted when the response sets any (so the next request is built by httpx with them); httpx's
-  log line is written; a small eager body without Content-Encoding becomes the content as it is (httpx
-  would join its one chunk through the identity decoder). Anything else is httpx's own `send`.
+  `async_client` hands `trust_env` to the aiohttp transport, which applies them), a body already read,
+  and an auth that is either none (and no credentials in the URL) or an `InPlaceAuth` whose flow is
+  "change the request, send once" and needs no response body (`AmazonPayAuth`): its `sign_request` is
+  called directly instead of driving httpx's auth generators, which would call it the same way. A 3xx
+  still gets `next_request`; cookies are extracted when the response sets any (so the next request is
+  built by httpx with them); httpx's log line is written; a small eager body without Content-Encoding
+  becomes the content as it is (httpx would join its one chunk through the identity decoder). Anything
+  else is httpx's own `send`.
 - The response stream holds its response weakly: httpx's wrapper holds it strongly, a cycle per response
   that only the garbage collector frees; at 100 in flight those collections cost as much as the rest.
 The lean path uses a few of httpx's private names (checked by those tests); it is on only for the httpx
