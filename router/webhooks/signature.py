@@ -37,6 +37,9 @@ def hmac_signature(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={_digest(secret, body, timestamp)}"
 
 
+MAX_T_DIGITS = 12  # unix seconds until the year 33658; a longer `t` would overflow the time arithmetic
+
+
 def parse_signature_header(header: str) -> tuple[int, list[str]] | None:
     """(timestamp, [v1 signatures]) from a header, or None when it is malformed.
 
@@ -49,7 +52,7 @@ def parse_signature_header(header: str) -> tuple[int, list[str]] | None:
         if not sep or not value:
             return None
         if key == "t":
-            if timestamp is not None or not value.isascii() or not value.isdigit():
+            if timestamp is not None or not value.isascii() or not value.isdigit() or len(value) > MAX_T_DIGITS:
                 return None
             timestamp = int(value)
         elif key == "v1":

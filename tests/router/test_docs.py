@@ -26,6 +26,7 @@ from router.cli import parser
 from router.web import api
 from router.web.openapi import OPENAPI
 from router.webhooks.signature import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, hmac_signature
+from tests.router.test_readme import HOSTILE
 from tests.support import webhook_schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,6 +177,8 @@ def test_backend_guide_verifier_accepts_real_signatures_only() -> None:
     good = hmac.new(b"whsec_guide", f"{now}.".encode() + body, hashlib.sha256).hexdigest()
     rotated = f"t={now},v1={'0' * 64},v1={good}"  # an old secret's signature beside the new one
     assert verify("whsec_guide", body, rotated)
+    for hostile in HOSTILE:
+        assert not verify("whsec_guide", body, hostile)  # false, never an exception (a 500 at the merchant's)
 
 
 def test_readme_links_the_guides() -> None:

@@ -17,7 +17,11 @@ from router.webhooks.signature import hmac_signature
 README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
 SECRET = "whsec-test-secret"
 # A digit int() refuses, a non-ASCII signature of the right length, a v1 without a value.
-HOSTILE = ["t=\u00b2,v1=00", f"t={int(time.time())},v1=\u00e9" + "0" * 63, f"t={int(time.time())},v1", "", "t=,v1="]
+# Headers a stranger can send; None is a request without the header (what headers.get returns).
+HOSTILE: list[str | None] = [
+    "t=\u00b2,v1=00", f"t={int(time.time())},v1=\u00e9" + "0" * 63, f"t={int(time.time())},v1", "", "t=,v1=",
+    f"t={'9' * 400},v1=00", f"t={'9' * 5000},v1=00", None,
+]
 BODY = json.dumps({"id": "evt_1", "type": "checkout.completed", "data": {"ref": "r"}}).encode()
 
 
