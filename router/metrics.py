@@ -44,6 +44,7 @@ BUILD_INFO = Gauge(f"{PREFIX}build_info", "Always 1; the running version in a la
 STORE_GAUGES = {
     f"{PREFIX}webhook_backlog": "Webhook events waiting for delivery (pending, not parked).",
     f"{PREFIX}webhook_oldest_pending_seconds": "Age of the oldest pending webhook event (0 when none).",
+    f"{PREFIX}webhook_parked": "Webhook events given up on; each holds back its checkout's later events.",
 }
 
 

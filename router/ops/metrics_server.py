@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from router.metrics import PREFIX, STORE_GAUGES
 from router.store import open_store
 from router.store.base import Store, StoreError
 
@@ -50,12 +51,10 @@ class _Snapshot:
 
 async def store_gauges(store: Store, now: float) -> list[GaugeMetricFamily]:
     stats = await store.outbox_stats()
-    backlog = GaugeMetricFamily("return_router_webhook_backlog", "Webhook events waiting for delivery.",
-                                value=stats.pending)
     age = 0.0 if stats.oldest_pending_created is None else max(0.0, now - stats.oldest_pending_created)
-    oldest = GaugeMetricFamily("return_router_webhook_oldest_pending_seconds",
-                               "Age of the oldest pending webhook event (0 when none).", value=age)
-    return [backlog, oldest]
+    values = {"webhook_backlog": stats.pending, "webhook_oldest_pending_seconds": age, "webhook_parked": stats.parked}
+    return [GaugeMetricFamily(f"{PREFIX}{name}", STORE_GAUGES[f"{PREFIX}{name}"], value=value)
+            for name, value in values.items()]
 
 
 def sweep_dead_workers(directory: Path) -> None:

@@ -75,6 +75,7 @@ class Binding:
 class OutboxStats:
     pending: int  # events waiting for delivery (not parked)
     oldest_pending_created: float | None  # `created` of the oldest of them; None when there are none
+    parked: int = 0  # events given up on: each holds back the later events of its checkout
 
 @dataclass(frozen=True)
 class DueResume:

@@ -156,7 +156,7 @@ class SqlStore:
 
     async def outbox_stats(self) -> OutboxStats:
         row = (await self._flow(partial(flows.rows, sql.OUTBOX_STATS), "read"))[0]
-        return OutboxStats(int(row[0]), row[1])
+        return OutboxStats(int(row[0]), row[1], int(row[2]))
 
     async def release_leases(self, owner: str) -> int:
         return await self._flow(partial(flows.counts, sql.RELEASE_LEASES, owner=owner), "transaction")

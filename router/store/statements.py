@@ -180,7 +180,11 @@ HAS_EVENT = statement("SELECT 1 FROM outbox WHERE ref = :ref AND type = :type LI
 
 # --- ops: metrics gauges, graceful stop --------------------------------------------------------------
 
-OUTBOX_STATS = statement("SELECT count(*), min(created) FROM outbox WHERE status = 'pending'")
+OUTBOX_STATS = statement("""
+SELECT coalesce(sum(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0),
+       min(CASE WHEN status = 'pending' THEN created END),
+       coalesce(sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0)
+FROM outbox WHERE status IN ('pending', 'failed')""")
 RELEASE_LEASES = tuple(
     statement(f"UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = :owner")  # noqa: S608
     for table in ("checkouts", "outbox")

@@ -62,7 +62,8 @@ def test_the_dashboard_and_alerts_cover_what_the_issue_asks_for() -> None:
             "return_router_amazon_request_seconds_bucket", "return_router_amazon_throttled_total",
             "return_router_webhook_backlog"} <= queried
     alerted = set().union(*map(metric_names, alert_exprs()))
-    assert {"return_router_webhook_oldest_pending_seconds", "return_router_amazon_requests_total",
+    assert {"return_router_webhook_oldest_pending_seconds", "return_router_webhook_parked",
+            "return_router_amazon_requests_total",
             "return_router_amazon_throttled_total", "up"} <= alerted
 
 
@@ -72,7 +73,8 @@ def test_the_declared_series_are_the_contract() -> None:
         "return_router_amazon_request_seconds_bucket", "return_router_amazon_request_seconds_sum",
         "return_router_amazon_request_seconds_count", "return_router_amazon_throttled_total",
         "return_router_api_requests_total", "return_router_webhook_deliveries_total", "return_router_webhook_backlog",
-        "return_router_webhook_oldest_pending_seconds", "return_router_reconciler_passes_total",
+        "return_router_webhook_oldest_pending_seconds", "return_router_webhook_parked",
+        "return_router_reconciler_passes_total",
         "return_router_store_errors_total", "return_router_build_info", "return_router_sqlite_writes_total",
         "return_router_sqlite_commit_seconds_bucket", "return_router_sqlite_commit_seconds_sum",
         "return_router_sqlite_commit_seconds_count",

@@ -146,6 +146,11 @@ async def test_the_listener_reads_the_webhook_gauges_from_the_store(tmp_path: Pa
     await store.create_checkout(checkout("r1"))
     await store.transition("r1", owner=None, now=created, state=State.COMPLETED,
                            events=[NewEvent("ev1", "checkout.completed", created, b"{}")])
+    await store.create_checkout(checkout("r2"))
+    await store.transition("r2", owner=None, now=created + 1, state=State.COMPLETED,
+                           events=[NewEvent("ev2", "checkout.completed", created + 1, b"{}")])
+    assert "ev2" in [e.id for e in await store.claim_events("w", time.time(), 30.0, 10)]
+    await store.event_failed("ev2", "w", time.time(), "HTTP 500", None)  # parked: out of the backlog
     await store.close()
     endpoint = MetricsEndpoint(url, None)
     with serve_app(endpoint.app, lifespan="off") as base:
@@ -156,5 +161,6 @@ async def test_the_listener_reads_the_webhook_gauges_from_the_store(tmp_path: Pa
     samples = dict(line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
     assert float(samples["return_router_webhook_backlog"]) == 1
     assert float(samples["return_router_webhook_oldest_pending_seconds"]) >= 3600
+    assert float(samples["return_router_webhook_parked"]) == 1
     assert any(name.startswith("return_router_build_info{") for name in samples)
 

@@ -9,20 +9,23 @@ from tests.support.stores import checkout, event
 
 async def test_outbox_stats_counts_pending_and_the_oldest(store: Store) -> None:
     empty = await store.outbox_stats()
-    assert (empty.pending, empty.oldest_pending_created) == (0, None)
+    assert (empty.pending, empty.oldest_pending_created, empty.parked) == (0, None, 0)
     await store.create_checkout(checkout("a"))
     await store.create_checkout(checkout("b"))
     await store.transition("a", owner=None, now=10.0, state=State.PENDING,
                            events=[event("a1", created=1500.0), event("a2", created=1600.0)])
     await store.transition("b", owner=None, now=10.0, state=State.COMPLETED, events=[event("b1", created=1200.0)])
     stats = await store.outbox_stats()
-    assert (stats.pending, stats.oldest_pending_created) == (3, 1200.0)
+    assert (stats.pending, stats.oldest_pending_created, stats.parked) == (3, 1200.0, 0)
 
     [b1] = [e for e in await store.claim_events("w", 3000.0, 30.0, 10) if e.id == "b1"]
     await store.event_delivered(b1.id, "w", 3001.0)  # delivered: no longer in the backlog
     await store.event_failed("a1", "w", 3001.0, "HTTP 500", None)  # parked: an operator's job, not backlog
     stats = await store.outbox_stats()
-    assert (stats.pending, stats.oldest_pending_created) == (1, 1600.0)
+    assert (stats.pending, stats.oldest_pending_created, stats.parked) == (1, 1600.0, 1)
+    assert await store.redeliver(["a1"], 3002.0) == 1  # queued again: backlog, no longer parked
+    stats = await store.outbox_stats()
+    assert (stats.pending, stats.oldest_pending_created, stats.parked) == (2, 1500.0, 0)
 
 
 async def test_release_leases_frees_only_the_owners_leases(store: Store) -> None:
