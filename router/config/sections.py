@@ -83,6 +83,7 @@ def android(s: Section) -> AndroidSettings:
 def routes(root: Section, ios: IosSettings | None) -> list[Route]:
     found: list[Route] = []
     seen: dict[tuple[str, str], str] = {}
+    firsts: dict[Flow, tuple[Route, Section]] = {}
     for entry in root.tables("routes", required="add [[routes]] with host, path and flow"):
         route = _route(entry)
         entry.done()
@@ -93,11 +94,25 @@ def routes(root: Section, ios: IosSettings | None) -> list[Route]:
             continue
         seen[route.host, route.path] = entry.path
         found.append(route)
+        firsts.setdefault(route.flow, (route, entry))
     if isinstance(root.table.get("routes"), list):  # each flow needs a route, once routes are given
         for flow in Flow:
             if not any(r.flow is flow for r in found):
                 root.fail("routes", f"no route for flow {flow.value!r}: each of success, cancel, error needs one")
+    _exact_first_hosts(firsts)
     return found + mirrored_routes(found, ios)
+
+
+def _exact_first_hosts(firsts: dict[Flow, tuple[Route, Section]]) -> None:
+    """The first route of a flow builds the return URLs the merchant API signs for Amazon Pay.
+
+    A wildcard there leaves no host to put in them but the API caller's own Host header (the merchant
+    backend's internal name, an IP, localhost), which is not where the buyer must come back to.
+    """
+    for flow, (route, entry) in firsts.items():
+        if route.host.startswith("*"):
+            entry.fail("host", f"{route.host!r}: the first {flow.value} route gives the return URLs their host, "
+                               "so it must be an exact host (put a route with one before it)")
 
 
 def _route(entry: Section) -> Route | None:

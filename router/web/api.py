@@ -31,7 +31,7 @@ from router.checkout.money import AmountError, normalize_amount
 from router.checkout.service import CheckoutService
 from router.web.jsonbody import MAX_DEPTH, is_json, nesting_depth
 from router.web.openapi import OPENAPI
-from router.web.routing import Flow, RouteTable, host_pattern_matches, normalize_host
+from router.web.routing import Flow, RouteTable, normalize_host
 
 MAX_BODY = 16 * 1024
 MONEY_KEYS = frozenset({"amount", "currencyCode"})
@@ -89,14 +89,16 @@ def checkout_json(c: Checkout, *, merchant: bool) -> dict[str, Any]:
 
 
 def return_urls(table: RouteTable, ref: str, request_host: str, scheme: str) -> dict[str, str]:
-    """The three return URLs for the app's Amazon Pay button: first route of each flow, `ref` added."""
+    """The three return URLs for the app's Amazon Pay button: first route of each flow, `ref` added.
+
+    A config file whose first route of a flow has a wildcard host does not load (it has no host to
+    give Amazon). Only the built-in demo has one ("*", loopback only): its URLs take the request's host.
+    """
     urls = {}
     for flow, key in RETURN_URL_KEYS.items():
         route = table.first(flow)
         assert route is not None  # config guarantees one route per flow
-        host = route.host
-        if host.startswith("*"):
-            host = request_host if host_pattern_matches(host, request_host) else host.replace("*.", "www.")
+        host = (request_host or "localhost") if route.host.startswith("*") else route.host
         urls[key] = f"{scheme}://{host}{route.path}?{urlencode({'ref': ref})}"
     return urls
 

@@ -35,6 +35,7 @@ webcredentials = true
 """ + ANDROID + routes(
     ("pay.example.com", "/amazon-pay/result", "success"),
     ("pay.example.com", "/pay&go/cancel", "cancel"),
+    ("pay.example.com", "/amazon-pay/error", "error"),  # a flow's first route needs an exact host
     ("*.shop.example.com", "/ap/result", "success"),
     ("*.shop.example.com", "/ap/error", "error"),
     ("eu.shop.example.com", "/eu/result", "success"),
@@ -171,5 +172,5 @@ def test_cli_refuses_an_unconfigured_platform_and_a_bad_config(config_path: Path
     bad = tmp_path / "bad.toml"
     bad.write_text(text.replace('flow = "error"', 'flow = "eror"'))
     result = run_cli("ios", "--config", str(bad))
-    assert result.returncode == 2 and f"{bad}: routes[3].flow:" in result.stderr
+    assert result.returncode == 2 and f"{bad}: routes[2].flow:" in result.stderr
     assert "Traceback" not in result.stderr

@@ -11,7 +11,8 @@ import pytest
 from router.config import ConfigError, load
 from router.config.reader import Problems, Section
 from router.validators import is_ip_literal, url_problem
-from tests.support.config import APPS_AND_ROUTES, BASE_CONFIG
+from router.web.routing import Flow
+from tests.support.config import ANDROID, APPS_AND_ROUTES, BASE_CONFIG, EMULATOR, IOS, PAY_ROUTES, routes
 
 Write = Callable[..., Path]
 
@@ -82,6 +83,26 @@ def test_route_hosts_must_be_dns_names(write_config: Write, host: str) -> None:
     assert any(": routes[0].host: " in p for p in found), found
     if ":" not in host:
         assert any("is an IP address: routes need a DNS name" in p for p in found), found
+
+
+@pytest.mark.parametrize("host", ["*", "*.example.com"])
+def test_the_first_route_of_each_flow_needs_an_exact_host(write_config: Write, host: str) -> None:
+    # The return URLs the API signs take the first route's host: a wildcard has none to give.
+    first_error = routes(PAY_ROUTES[0], PAY_ROUTES[1], (host, "/ap/error", "error"), PAY_ROUTES[2])
+    path = write_config(IOS + ANDROID + first_error + EMULATOR)
+    assert problems(path) == [f"{path}: routes[2].host: {host!r}: the first error route gives the return URLs "
+                              "their host, so it must be an exact host (put a route with one before it)"]
+    first_success = routes((host, "/ap/result", "success"), *PAY_ROUTES)
+    assert [p.split(": ")[1] for p in problems(write_config(IOS + ANDROID + first_success + EMULATOR))] == [
+        "routes[0].host"]
+
+
+def test_wildcard_routes_after_an_exact_first_route_load(write_config: Write) -> None:
+    text = IOS + ANDROID + routes(*PAY_ROUTES, ("*.example.com", "/ap/result", "success"),
+                                  ("*", "/ap/cancel", "cancel")) + EMULATOR
+    table = load(write_config(text), env={}).route_table
+    assert table.match("m.example.com", "/ap/result") is not None
+    assert all(table.first(flow) == route for flow, route in zip(Flow, table.routes[:3], strict=True))
 
 
 def test_open_in_app_host_cannot_be_an_ip(write_config: Write) -> None:
