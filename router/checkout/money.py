@@ -31,7 +31,8 @@ class AmountError(ValueError):
 
 def normalize_amount(amount: object, currency: object) -> tuple[str, str]:
     """("14", "usd") → ("14.00", "USD"); AmountError says what is wrong in words a developer acts on."""
-    if not isinstance(currency, str) or currency.upper() not in DECIMALS:
+    # ASCII first: str.upper() maps some other letters onto ASCII ones ("uſd" would read as USD).
+    if not isinstance(currency, str) or not currency.isascii() or currency.upper() not in DECIMALS:
         raise AmountError(f"currencyCode must be one of {', '.join(sorted(DECIMALS))}")
     code = currency.upper()
     if isinstance(amount, bool) or not isinstance(amount, str | int | float):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +28,8 @@ from router.checkout.model import (
 )
 from router.checkout.money import AmountError, normalize_amount
 from router.checkout.service import CheckoutService
-from router.web.jsonbody import MAX_DEPTH, is_json, nesting_depth
+from router.logs import clean
+from router.web.jsonbody import MAX_DEPTH, DuplicateKey, is_json, loads, nesting_depth
 from router.web.openapi import OPENAPI
 from router.web.routing import Flow, RouteTable, normalize_host
 
@@ -119,7 +119,9 @@ async def read_json(request: Request) -> dict[str, Any]:
     if nesting_depth(raw) > MAX_DEPTH:
         raise ApiError(400, "invalid_json", f"the body nests deeper than {MAX_DEPTH} levels")
     try:
-        data = json.loads(raw)
+        data = loads(raw)
+    except DuplicateKey as exc:
+        raise ApiError(400, "invalid_json", f"the body repeats the key \"{clean(exc.key, 64)}\"") from None
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -131,9 +133,11 @@ def parse_new_checkout(data: Mapping[str, Any]) -> NewCheckout:
     allowed = {"merchantReference", "chargeAmount", "paymentIntent", "canHandlePendingAuthorization",
                "totalOrderAmount", "supplementaryData"}
     unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)[:200]}")
+    if unknown:  # clean(): a key may hold a lone surrogate, which no JSON answer could encode
+        raise ApiError(400, "unknown_field", f"unknown field(s): {clean(', '.join(unknown), 200)}")
     reference = data.get("merchantReference")
+    # An order id, in logs and Amazon's merchantReferenceId: isprintable() refuses every control
+    # (NUL, the rest of C0, C1) and lone surrogates.
     if not isinstance(reference, str) or not 1 <= len(reference) <= 128 or not reference.isprintable():
         raise ApiError(400, "invalid_merchant_reference", "merchantReference must be 1-128 printable characters")
     amount, currency = _money(data.get("chargeAmount"), "chargeAmount")
@@ -149,9 +153,26 @@ def parse_new_checkout(data: Mapping[str, Any]) -> NewCheckout:
         if total_currency != currency:
             raise ApiError(400, "currency_mismatch", "totalOrderAmount must use the chargeAmount currency")
     supplementary = data.get("supplementaryData")
-    if supplementary is not None and (not isinstance(supplementary, str) or len(supplementary) > 2048):
-        raise ApiError(400, "invalid_field", "supplementaryData must be a string of at most 2048 characters")
+    if supplementary is not None and (not isinstance(supplementary, str) or len(supplementary) > 2048
+                                      or not is_storable_text(supplementary)):
+        raise ApiError(400, "invalid_field", "supplementaryData must be a string of at most 2048 characters, "
+                                             "without NUL or lone surrogates")
     return NewCheckout(reference, amount, currency, str(intent), pending, total, supplementary)
+
+
+def is_storable_text(text: str) -> bool:
+    """No NUL (a PostgreSQL text cannot hold one) and no lone surrogate (UTF-8 has no encoding for it).
+
+    For free text only: supplementaryData is opaque merchant data (often JSON) that Amazon gets
+    verbatim, so tabs, line breaks and other controls stay allowed; the signed payload escapes them.
+    """
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _money(value: Any, field: str) -> tuple[str, str]:

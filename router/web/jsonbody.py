@@ -1,6 +1,9 @@
-"""What a JSON request body must be before it is parsed: the media type, and a bounded nesting depth. Pure."""
+"""What a JSON request body must be: the media type, a bounded nesting depth, each key once per object. Pure."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 MAX_DEPTH = 32  # our bodies nest 2 levels; json.loads recurses once per level and fails near 1,000
 _OPEN, _CLOSE, _QUOTE, _BACKSLASH = frozenset(b"[{"), frozenset(b"]}"), ord('"'), ord("\\")
@@ -42,3 +45,31 @@ def nesting_depth(raw: bytes, limit: int = MAX_DEPTH) -> int:
         elif byte in _CLOSE:
             depth -= 1
     return deepest
+
+
+class DuplicateKey(ValueError):
+    """A key that appears twice in one JSON object."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+def loads(raw: bytes) -> Any:
+    """json.loads, but a key twice in any object, at any depth, raises DuplicateKey.
+
+    json.loads keeps the last value silently, so `{"currencyCode": "USD", "currencyCode": "JPY"}`
+    would mean whatever the parser the merchant tested with happened to keep.
+    """
+    return json.loads(raw, object_pairs_hook=_unique_keys)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.web.jsonbody import MAX_DEPTH, is_json, nesting_depth
+from router.web.jsonbody import MAX_DEPTH, DuplicateKey, is_json, loads, nesting_depth
 
 
 @pytest.mark.parametrize(("header", "expected"), [
@@ -40,3 +40,18 @@ def depth(value: object) -> int:
 @given(json_values)
 def test_depth_matches_the_parsed_value(value: object) -> None:
     assert nesting_depth(json.dumps(value).encode()) == depth(value)
+
+
+@given(json_values)
+def test_loads_reads_any_body_without_repeated_keys(value: object) -> None:
+    assert loads(json.dumps(value).encode()) == value
+
+
+@pytest.mark.parametrize(("raw", "key"), [
+    (b'{"a": 1, "a": 1}', "a"), (b'{"a": {"b": [{"c": 1, "d": 2, "c": 3}]}}', "c"), (b'[{}, {"x": 0, "x": 0}]', "x"),
+])
+def test_loads_refuses_a_key_twice_in_one_object(raw: bytes, key: str) -> None:
+    with pytest.raises(DuplicateKey) as info:
+        loads(raw)
+    assert info.value.key == key
+    assert loads(b'{"a": {"a": 1}, "b": {"a": 2}}') == {"a": {"a": 1}, "b": {"a": 2}}  # once per object is fine
