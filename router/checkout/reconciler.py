@@ -17,7 +17,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import router.metrics as metrics
 from router import logs
@@ -69,6 +69,7 @@ class Reconciler:
         self.rand = rand
         self._polls: dict[str, tuple[int, float]] = {}  # ref → (polls so far, next poll time)
         self._poll_backoff = Backoff(interval, max_poll_delay, (0.8, 1.2))
+        self._stop = asyncio.Event()  # set: end the pass after the checkout at hand (a graceful stop)
 
     async def run_once(self) -> int:
         """One pass; returns how many checkouts changed state."""
@@ -77,10 +78,25 @@ class Reconciler:
             changed = await self._refresh_pending(now)
             changed += await self._resume_abandoned(now)
         for checkout in await self.store.list_expired_unbound(now=now):  # settled without asking Amazon
-            with _about(checkout):
-                changed += (await self.service.expire(checkout)).state != State.CREATED
+            if self._stop.is_set():
+                break
+            after = await self._step(checkout, self.service.expire)
+            changed += after is not None and after.state != State.CREATED
         await self.store.purge_buyer_details(now - self.retain_seconds)
         return changed
+
+    async def _step(self, checkout: Checkout, step: Callable[[Checkout], Awaitable[Checkout]]) -> Checkout | None:
+        """One checkout's step of the pass; None if it failed unexpectedly. That failure is logged and the
+        pass goes on: one odd checkout must not stop every other one's reconciliation, pass after pass.
+        A store failure still ends the pass (every step after it would fail the same way)."""
+        with _about(checkout):
+            try:
+                return await step(checkout)
+            except (StoreError, asyncio.CancelledError):
+                raise
+            except Exception:
+                log.exception("reconciling %s failed; the pass goes on", mask(checkout.ref))
+                return None
 
     def _amazon_paused(self) -> bool:
         return self.breaker is not None and self.breaker.state == "open"
@@ -97,28 +113,32 @@ class Reconciler:
     async def _refresh_pending(self, now: float) -> int:
         changed = 0
         async for checkout in self._pending(now):
+            if self._stop.is_set():
+                break
             polls, due = self._polls.get(checkout.ref, (0, 0.0))
             if due > now or self._amazon_paused():
                 continue
-            with _about(checkout):
-                after = await self.service.refresh_pending(checkout)
-            if after.state != State.PENDING:
+            after = await self._step(checkout, self.service.refresh_pending)
+            if after is not None and after.state != State.PENDING:
                 self._polls.pop(checkout.ref, None)
                 changed += 1
-            else:
+            else:  # still pending, or the poll failed: the next one backs off either way
                 self._polls[checkout.ref] = (polls + 1, now + self._poll_backoff.delay(polls + 1))
         return changed
 
     async def _resume_abandoned(self, now: float) -> int:
         changed = 0
         for due in await self.store.list_due_resumes(now=now, resume_after=self.resume_after):
+            if self._stop.is_set():
+                break
             if self._amazon_paused():  # past the window too: only Amazon can say whether it was paid
                 continue
             if await self._claim(due, now):
                 with _about(due.checkout):
                     log.info("resuming abandoned finalize of %s (resume %d)", mask(due.checkout.ref),
                              due.attempts + 1)
-                    changed += (await self.service.resume(due.checkout)).state != State.CREATED
+                after = await self._step(due.checkout, self.service.resume)
+                changed += after is not None and after.state != State.CREATED
         return changed
 
     async def _claim(self, due: DueResume, now: float) -> bool:
@@ -128,6 +148,7 @@ class Reconciler:
         return await self.store.claim_resume(due.checkout.ref, due.attempts, next_at)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop  # a pass in progress ends after the checkout at hand
         while not stop.is_set():
             try:
                 await self.run_once()

@@ -114,8 +114,8 @@ class CheckoutService:
             inflight = self._inflight.get(ref)
             if inflight is not None:
                 return await asyncio.shield(inflight)
-            taken = await self.store.try_lease(ref, self.owner, self.clock(), self.lease_seconds)
-            return None if taken is None else await self._lead(taken)  # None: another instance holds it
+            taken = await self._lease_in(ref, State.CREATED)
+            return None if taken is None else await self._lead(taken)  # None: held, or settled: poll again
 
         return await self._poll(ref, join_or_lead)
 
@@ -376,13 +376,15 @@ class CheckoutService:
 
     async def refresh_pending(self, checkout: Checkout) -> Checkout:
         """Ask Amazon whether a pending authorization has settled; store and report if so."""
-        if checkout.state != State.PENDING or checkout.charge_id is None:
+        if checkout.state != State.PENDING:
             return checkout
-        leased = await self.store.try_lease(checkout.ref, self.owner, self.clock(), self.lease_seconds)
+        leased = await self._lease_in(checkout.ref, State.PENDING)
         if leased is None:
             return checkout
+        if leased.charge_id is None:  # a 202 whose session named no charge: ask the session for it
+            return await self._find_pending_charge(leased)
         try:
-            charge = await self.amazon.get_charge(checkout.charge_id)
+            charge = await self.amazon.get_charge(leased.charge_id)
         except AmazonPayError:
             await self.store.release_lease(checkout.ref, self.owner)
             return checkout
@@ -398,13 +400,45 @@ class CheckoutService:
         except LeaseLost:  # Amazon outlasted our lease and another refresher went ahead: report the store
             return await self.store.get_checkout(checkout.ref) or leased
 
+    async def _find_pending_charge(self, leased: Checkout) -> Checkout:
+        """Holding the lease of a pending checkout without a charge id: store the one its session names
+        (no event: the state is unchanged), or its final state if Amazon has closed it."""
+        assert leased.checkout_session_id is not None  # pending only after a finalize of a bound session
+        try:
+            session = await self.amazon.get_checkout_session(leased.checkout_session_id)
+            state = state_of_session(session)
+            if session.charge_id is not None:
+                changes = {"charge_id": session.charge_id, "charge_permission_id": session.charge_permission_id}
+                return await self.store.transition(leased.ref, owner=self.owner, now=self.clock(),
+                                                   state=State.PENDING, changes=changes)
+            if state is not None and state != State.COMPLETED:  # canceled, declined or expired at Amazon
+                return await self._settle(leased, self.owner, state, session_fields(session))
+        except AmazonPayError:
+            pass
+        except LeaseLost:
+            return await self.store.get_checkout(leased.ref) or leased
+        except Exception:  # not an answer either: the lease must not outlive this call
+            await self.store.release_lease(leased.ref, self.owner)
+            raise
+        await self.store.release_lease(leased.ref, self.owner)
+        return leased
+
+    async def _lease_in(self, ref: str, state: State) -> Checkout | None:
+        """The lease, if free, of a checkout that is (still) in `state` as the lease is taken: a row
+        listed earlier may have moved on since (another instance finalized or settled it)."""
+        leased = await self.store.try_lease(ref, self.owner, self.clock(), self.lease_seconds)
+        if leased is not None and leased.state != state:
+            await self.store.release_lease(ref, self.owner)
+            return None
+        return leased
+
     async def resume(self, checkout: Checkout) -> Checkout:
         """Finish a bound checkout whose holder died (reconciler): same key, Amazon's saved answer."""
         if checkout.state != State.CREATED or checkout.checkout_session_id is None:
             return checkout
         if checkout.ref in self._inflight:  # not abandoned: this process is still waiting on Amazon
             return checkout
-        leased = await self.store.try_lease(checkout.ref, self.owner, self.clock(), self.lease_seconds)
+        leased = await self._lease_in(checkout.ref, State.CREATED)
         if leased is None:
             return checkout
         return (await self._lead(leased)).checkout
@@ -416,7 +450,16 @@ class CheckoutService:
             return checkout
         if checkout.checkout_session_id is not None:
             return await self.resume(checkout)
-        try:
-            return await self._settle(checkout, None, State.EXPIRED, {"reason_code": "Expired"})
-        except LeaseLost:
-            return checkout
+        now = self.clock()
+        expired = replace(checkout, state=State.EXPIRED, reason_code="Expired")
+        event = event_for(expired, now)
+        events = [event] if event is not None else []
+        # Only if still created and unbound as the row is written: a return may have bound (and paid) it,
+        # or the buyer canceled it, since it was listed.
+        after = await self.store.expire_unbound(checkout.ref, now, {"reason_code": "Expired"}, events)
+        if after is None:
+            return await self.store.get_checkout(checkout.ref) or checkout
+        log.info("checkout %s: %s → %s", mask(checkout.ref), checkout.state, State.EXPIRED)
+        if events and self.on_event is not None:
+            self.on_event()
+        return after

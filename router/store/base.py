@@ -222,6 +222,12 @@ class Store(Protocol):
         """Set state `canceled` (and `changes`, `events`) only if the checkout is `created`, bound to no
         session and not leased, in one transaction; None (nothing changed) otherwise."""
 
+    async def expire_unbound(
+        self, ref: str, now: float, changes: Mapping[str, Any], events: Sequence[NewEvent]
+    ) -> Checkout | None:
+        """Set state `expired` (and `changes`, `events`) only if the checkout is `created`, bound to no
+        session, not leased and past its window at `now`, in one transaction; None otherwise."""
+
     async def cancel_or_get(
         self, ref: str, now: float, changes: Mapping[str, Any], events_for: Callable[[Checkout], Sequence[NewEvent]]
     ) -> tuple[Checkout | None, bool]:

@@ -185,7 +185,15 @@ class SqlStore:
         self, ref: str, now: float, changes: Mapping[str, Any], events: Sequence[NewEvent]
     ) -> Checkout | None:
         params = _transition_params(ref, None, now, State.CANCELED, changes)
-        return await self._flow(partial(flows.cancel_unbound, params, _event_params(ref, now, events)), "transaction")
+        flow = partial(flows.settle_unbound, sql.CANCEL_UNBOUND, params, _event_params(ref, now, events))
+        return await self._flow(flow, "transaction")
+
+    async def expire_unbound(
+        self, ref: str, now: float, changes: Mapping[str, Any], events: Sequence[NewEvent]
+    ) -> Checkout | None:
+        params = _transition_params(ref, None, now, State.EXPIRED, changes)
+        flow = partial(flows.settle_unbound, sql.EXPIRE_UNBOUND, params, _event_params(ref, now, events))
+        return await self._flow(flow, "transaction")
 
     async def cancel_or_get(
         self, ref: str, now: float, changes: Mapping[str, Any], events_for: Callable[[Checkout], Sequence[NewEvent]]

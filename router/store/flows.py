@@ -182,8 +182,10 @@ def transition(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]],
     return checkout_from_row(row)
 
 
-def cancel_unbound(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> Flow[Checkout | None]:
-    row = (yield from run(sql.CANCEL_UNBOUND, **params)).first()
+def settle_unbound(statement: Statement, params: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
+                   ) -> Flow[Checkout | None]:
+    """CANCEL_UNBOUND or EXPIRE_UNBOUND, with `events` if it changed the row; None if it did not."""
+    row = (yield from run(statement, **params)).first()
     if row is None:
         return None
     yield from _insert_events(events)

@@ -108,8 +108,13 @@ WHERE ref = :ref"""
 TRANSITION_OWNED = statement(_TRANSITION_SET + " AND lease_owner = :owner::text RETURNING *")
 # Without one: nobody may hold an unexpired lease.
 TRANSITION_FREE = statement(_TRANSITION_SET + " AND (lease_owner IS NULL OR lease_until <= :now) RETURNING *")
-CANCEL_UNBOUND = statement(_TRANSITION_SET + """ AND state = 'created' AND checkout_session_id IS NULL
-    AND (lease_owner IS NULL OR lease_until <= :now) RETURNING *""")
+# Only a checkout still created, bound to no session and not leased, as read in this very statement:
+# a cancel-URL visit, or the expiry of one past its window (never a row another instance bound, paid
+# or canceled since the caller listed it).
+_UNBOUND_CREATED = """ AND state = 'created' AND checkout_session_id IS NULL
+    AND (lease_owner IS NULL OR lease_until <= :now)"""
+CANCEL_UNBOUND = statement(_TRANSITION_SET + _UNBOUND_CREATED + " RETURNING *")
+EXPIRE_UNBOUND = statement(_TRANSITION_SET + _UNBOUND_CREATED + " AND expires_at <= :now RETURNING *")
 
 # One page, oldest update first; the next page starts after (:after_at, :after_ref) (keyset paging).
 LIST_CHECKOUTS = statement("""

@@ -353,3 +353,116 @@ async def test_a_429_from_amazon_itself_on_a_fresh_bind_is_still_read_back(
     outcome = await service.finalize(checkout.ref, SID)
     assert outcome.error is None and outcome.checkout.state == State.COMPLETED
     assert amazon.operations() == ["finalize", "getCheckoutSession", "getCharge"]
+
+
+# --- the reconciler acts on rows it listed a moment ago: what happened since must win ---------------
+
+
+async def test_an_expiry_listed_before_a_payment_leaves_the_payment_alone(
+        store: Store, service: CheckoutService, amazon: FakeAmazonPay, clock: Clock) -> None:
+    """The reconciler's instance, its clock 3 s ahead, lists an unbound checkout as past its window; the
+    buyer's instance then binds and completes it; the listed row's expiry must change nothing."""
+    checkout = await service.register(ORDER)
+    ahead = Clock()
+    ahead.now = checkout.expires_at + 2
+    reconciler_side = CheckoutService(store, FakeAmazonPay(), ttl_seconds=3600, wait_seconds=0.1, clock=ahead)
+    [listed] = await store.list_expired_unbound(now=ahead.now)
+    clock.now = checkout.expires_at - 1
+    amazon.finalizes.append(finalized(SID))
+    assert (await service.finalize(checkout.ref, SID)).checkout.state == State.COMPLETED
+    after = await reconciler_side.expire(listed)
+    assert after.state == State.COMPLETED
+    assert (await stored(service, checkout)).state == State.COMPLETED
+    assert [e.type for e in await store.list_events()] == ["checkout.completed"]
+
+
+async def test_an_expiry_listed_before_a_cancel_leaves_the_cancel_alone(
+        store: Store, service: CheckoutService, clock: Clock) -> None:
+    checkout = await service.register(ORDER)
+    clock.now = checkout.expires_at + 1
+    [listed] = await store.list_expired_unbound(now=clock.now)
+    canceled = await service.cancel(checkout.ref)
+    assert canceled is not None and canceled.checkout.state == State.CANCELED
+    assert (await service.expire(listed)).state == State.CANCELED
+    assert [e.type for e in await store.list_events()] == ["checkout.canceled"]
+
+
+async def test_a_resume_of_a_row_that_became_pending_since_sends_no_finalize(
+        store: Store, service: CheckoutService, amazon: FakeAmazonPay) -> None:
+    checkout = await service.register(ORDER)
+    bound = await store.bind_session(checkout.ref, SID, service.clock())
+    await store.transition(checkout.ref, owner=None, now=service.clock(), state=State.PENDING,
+                           changes={"charge_id": "C-1"})  # another instance's 202, stored meanwhile
+    after = await service.resume(bound)  # the row as listed: created and bound
+    assert after.state == State.CREATED  # nothing done: the stored row is someone else's business
+    assert amazon.calls == []
+    now = await stored(service, checkout)
+    assert now.state == State.PENDING and now.lease_owner is None
+
+
+async def test_a_pending_checkout_without_a_charge_id_learns_it_from_its_session(
+        store: Store, service: CheckoutService, amazon: FakeAmazonPay) -> None:
+    checkout = await service.register(ORDER)
+    amazon.finalizes.append(finalized(SID, 202, charge_id=None))  # a 202 whose session names no charge
+    pending = (await service.finalize(checkout.ref, SID)).checkout
+    assert pending.state == State.PENDING and pending.charge_id is None
+    amazon.sessions.append(session(SID, "Completed", charge_id="S01-0000000-0000000-C000009"))
+    learned = await service.refresh_pending(pending)
+    assert learned.state == State.PENDING and learned.charge_id == "S01-0000000-0000000-C000009"
+    assert learned.lease_owner is None
+    assert [e.type for e in await store.list_events()] == ["checkout.pending"]  # no news yet: no event
+    amazon.charges.append(charge("S01-0000000-0000000-C000009", "Authorized"))
+    settled = await service.refresh_pending(learned)
+    assert settled.state == State.AUTHORIZED
+    assert amazon.operations() == ["finalize", "getCheckoutSession", "getCharge"]
+
+
+async def test_a_pending_checkout_without_a_charge_whose_session_was_canceled_settles_so(
+        service: CheckoutService, amazon: FakeAmazonPay) -> None:
+    checkout = await service.register(ORDER)
+    amazon.finalizes.append(finalized(SID, 202, charge_id=None))
+    pending = (await service.finalize(checkout.ref, SID)).checkout
+    amazon.sessions.append(session(SID, "Canceled", reason_code="Declined"))
+    assert (await service.refresh_pending(pending)).state == State.DECLINED
+
+
+async def test_one_checkout_that_fails_oddly_does_not_stop_the_pass(
+        store: Store, service: CheckoutService, amazon: FakeAmazonPay, clock: Clock) -> None:
+    """A poll raising something no one expected (not an Amazon answer): logged, backed off, and the rest
+    of the pass (the other pending checkout, the expiry) still runs, this pass and the next."""
+    for ref in ("bad", "good"):
+        await store.create_checkout(stored_checkout(ref, state=State.PENDING, checkout_session_id=f"sess-{ref}",
+                                                    charge_id=f"C-{ref}", updated_at=clock.now - 60 + (ref == "good"),
+                                                    expires_at=clock.now + 3600))
+    await store.create_checkout(stored_checkout("late", created_at=clock.now - 7200, updated_at=clock.now - 60,
+                                                expires_at=clock.now - 1))
+    amazon.charges.extend([RuntimeError("a bug at the edge"), charge("C-good", "Authorized")])
+    reconciler = Reconciler(service, clock=clock)
+    assert await reconciler.run_once() == 2
+    states = {ref: (await store.get_checkout(ref)) for ref in ("bad", "good", "late")}
+    assert {ref: c.state for ref, c in states.items() if c} == {
+        "bad": State.PENDING, "good": State.AUTHORIZED, "late": State.EXPIRED}
+    assert states["bad"] is not None and states["bad"].lease_owner is None
+    assert await reconciler.run_once() == 0  # "bad" backs off like any poll: not asked again at once
+    assert amazon.operations() == ["getCharge", "getCharge"]
+
+
+async def test_a_stop_ends_the_pass_after_the_checkout_at_hand(
+        store: Store, service: CheckoutService, amazon: FakeAmazonPay, clock: Clock) -> None:
+    for i in range(5):
+        await store.create_checkout(stored_checkout(f"a{i}", checkout_session_id=f"sess-abandoned-{i:012d}",
+                                                    updated_at=clock.now - 600, expires_at=clock.now + 3600))
+    stop = asyncio.Event()
+    reconciler = Reconciler(service, clock=clock, interval=60)
+
+    async def slow_answer() -> FinalizeResult:
+        stop.set()  # the process is asked to stop while Amazon is answering the first resume
+        await asyncio.sleep(0.05)
+        return finalized("sess-abandoned-000000000000")
+
+    amazon.finalizes.extend([slow_answer] + [finalized(f"sess-abandoned-{i:012d}") for i in range(1, 5)])
+    await asyncio.wait_for(reconciler.run(stop), timeout=5)
+    assert amazon.operations() == ["finalize"]  # the other four wait for the next process, leases free
+    for i in range(5):
+        left = await store.get_checkout(f"a{i}")
+        assert left is not None and left.lease_owner is None

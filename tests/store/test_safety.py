@@ -74,6 +74,24 @@ async def test_cancel_unbound_cancels_only_an_unbound_unleased_created_checkout(
     assert await store.cancel_unbound("leased", 20.0, CANCELED, []) is not None
 
 
+async def test_expire_unbound_expires_only_an_unbound_unleased_created_checkout_past_its_window(
+        store: Store) -> None:
+    for ref in ("late", "early", "bound", "leased", "done"):  # BASE: the window ends at 4600
+        await store.create_checkout(checkout(ref, expires_at=10_000.0 if ref == "early" else 4600.0))
+    await store.bind_session("bound", "session-bound", now=1.0)
+    assert await store.try_lease("leased", "w", now=4601.0, ttl=10.0) is not None
+    await store.transition("done", owner=None, now=1.0, state=State.COMPLETED)
+    expired = await store.expire_unbound("late", 4601.0, {"reason_code": "Expired"},
+                                         [event("e-late", type="checkout.expired")])
+    assert expired is not None and expired.state == State.EXPIRED and expired.reason_code == "Expired"
+    assert await store.has_event("late", "checkout.expired")
+    for ref in ("early", "bound", "leased", "done", "missing"):
+        assert await store.expire_unbound(ref, 4601.0, {"reason_code": "Expired"},
+                                          [event(f"e-{ref}", type="checkout.expired")]) is None
+        assert not await store.has_event(ref, "checkout.expired")  # nothing written
+    assert (await store.get_checkout("done")).state == State.COMPLETED  # type: ignore[union-attr]
+
+
 async def test_check_writable_writes_a_heartbeat(store: Store, backend: Backend) -> None:
     await store.check_writable(now=5.0)
     await store.check_writable(now=6.0)
