@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from router.config import Settings
+from router.config import AmazonPaySettings, Settings
 from router.startup import try_store
 from router.web.association import AssociationFiles
 from well_known import Problem, check_host, validate_aasa, validate_assetlinks
@@ -88,4 +88,9 @@ def operator_warnings(settings: Settings) -> list[tuple[str, str]]:
         warnings.append(("merchant.shop_url", "not set: pages offer no way back to the shop"))
     if settings.test_mode:
         warnings.append(("amazon_pay.emulator", "true: the built-in emulator answers; nothing is charged"))
+    deadline = (settings.amazon_pay or AmazonPaySettings("", b"")).deadline
+    if settings.checkout.lease_seconds <= deadline:
+        warnings.append(("checkout.lease_seconds", f"{settings.checkout.lease_seconds:g} s, not longer than"
+                         f" [amazon_pay] deadline ({deadline:g} s): a return still waiting for Amazon can be taken"
+                         " over by another (the same idempotency key: no second charge, but its calls twice)"))
     return warnings

@@ -176,6 +176,18 @@ def test_a_config_without_a_merchant_api_token_is_warned_about(write_config: Wri
     assert all(key != "merchant.api_token_env" for key, _ in operator_warnings(with_token))
 
 
+def test_a_lease_no_longer_than_the_amazon_deadline_is_warned_about(write_config: Write) -> None:
+    from router.checks import operator_warnings
+
+    def warned(extra: str) -> list[str]:
+        settings = load(write_config(BASE_CONFIG + extra), env={})
+        return [message for key, message in operator_warnings(settings) if key == "checkout.lease_seconds"]
+
+    assert warned("") == []  # the defaults: a 90 s lease over a 60 s deadline
+    [message] = warned("\n[checkout]\nlease_seconds = 60\n")
+    assert message.startswith("60 s, not longer than [amazon_pay] deadline (60 s)")
+
+
 def test_serve_logs_each_warning_beside_its_one_start_record(write_config: Write,
                                                              caplog: pytest.LogCaptureFixture) -> None:
     from router.ops.start_summary import log_start
