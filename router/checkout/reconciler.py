@@ -112,9 +112,11 @@ class Reconciler:
 
     async def _refresh_pending(self, now: float) -> int:
         changed = 0
+        listed: set[str] = set()
         async for checkout in self._pending(now):
             if self._stop.is_set():
-                break
+                return changed
+            listed.add(checkout.ref)
             polls, due = self._polls.get(checkout.ref, (0, 0.0))
             if due > now or self._amazon_paused():
                 continue
@@ -124,6 +126,9 @@ class Reconciler:
                 changed += 1
             else:  # still pending, or the poll failed: the next one backs off either way
                 self._polls[checkout.ref] = (polls + 1, now + self._poll_backoff.delay(polls + 1))
+        # Forget the backoff of checkouts no longer pending (settled by another instance or a buyer's
+        # reload) or leased right now (listed again, and polled at once, when free).
+        self._polls = {ref: due for ref, due in self._polls.items() if ref in listed}
         return changed
 
     async def _resume_abandoned(self, now: float) -> int:

@@ -466,3 +466,17 @@ async def test_a_stop_ends_the_pass_after_the_checkout_at_hand(
     for i in range(5):
         left = await store.get_checkout(f"a{i}")
         assert left is not None and left.lease_owner is None
+
+
+async def test_the_poll_backoff_of_a_checkout_settled_elsewhere_is_forgotten(
+        store: Store, service: CheckoutService, amazon: FakeAmazonPay, clock: Clock) -> None:
+    await store.create_checkout(stored_checkout("p", state=State.PENDING, checkout_session_id="sess-p",
+                                                charge_id="C-p", updated_at=clock.now - 60,
+                                                expires_at=clock.now + 3600))
+    amazon.charges.append(charge("C-p", "AuthorizationInitiated"))
+    reconciler = Reconciler(service, clock=clock)
+    await reconciler.run_once()
+    assert set(reconciler._polls) == {"p"}
+    await store.transition("p", owner=None, now=clock.now, state=State.AUTHORIZED)  # another instance's poll
+    await reconciler.run_once()
+    assert reconciler._polls == {}
