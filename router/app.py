@@ -176,7 +176,9 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
     store, service, emulator = runtime.store, runtime.service, runtime.emulator
     table = settings.route_table
     flows = Flows(service, settings)
-    api = Api(service, table, settings.merchant.api_token, button, https_only=not settings.demo)
+    held = runtime.settings.amazon_pay  # [amazon_pay] is held by the process: a reload does not change it
+    region = held.region if held is not None else None
+    api = Api(service, table, settings.merchant.api_token, button, https_only=not settings.demo, region=region)
     demo = Demo(service, table, emulator) if emulator is not None and settings.demo else None
 
     async def healthz(request: Request) -> Response:

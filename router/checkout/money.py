@@ -10,15 +10,29 @@ from types import MappingProxyType
 # Currencies Amazon Pay charges in (presentment and multi-currency); all use 2 decimals but JPY.
 DECIMALS = {
     "JPY": 0, "USD": 2, "EUR": 2, "GBP": 2, "AUD": 2, "CHF": 2, "DKK": 2, "HKD": 2, "NOK": 2,
-    "NZD": 2, "SEK": 2, "ZAR": 2, "CAD": 2,
+    "NZD": 2, "SEK": 2, "ZAR": 2,
 }
+# Which of them a merchant of each region (as normalize_region spells it) may charge in. Sources:
+# - Amazon Pay, "Multi-currency integration" (developer.amazon.com/docs/amazon-pay-checkout/
+#   multi-currency-integration.html): by default a merchant charges only in its ledger (payout)
+#   currency; the multi-currency feature, which lists the twelve codes above, is for merchants
+#   registered in the EU or UK only. The same twelve: "Introduction to Amazon Pay multi-currency"
+#   (pay.amazon.co.uk/help/5BDCWHCUC27485L).
+# - An Amazon maintainer in amzn/amazon-pay-sdk-java issue 29 ("Not supported for All currency code"):
+#   the US region takes USD only, JP JPY only, EU and UK their ledger currency plus the multi-currency
+#   ones when the feature is on. (CAD is in neither list, so no region takes it.)
+# For eu we cannot know the ledger currency or whether multi-currency is enabled, so all twelve pass:
+# refusing a currency Amazon accepts would block payments, and Amazon refuses the rest itself.
+REGION_CURRENCIES: Mapping[str, frozenset[str]] = MappingProxyType({
+    "na": frozenset({"USD"}), "jp": frozenset({"JPY"}), "eu": frozenset(DECIMALS),
+})
 # The largest single charge we register, in whole units. JPY's 10,000,000 is Amazon Pay Japan's
 # published per-charge maximum. For the others Amazon publishes no per-charge figure we could find;
 # its published charge-limit tables group them as here (the krone, HKD and ZAR at ten times the
 # others), so we cap them at 150,000 and 1,500,000: far above a buyer's order, far below overflow.
 MAX_AMOUNT = {
     "JPY": 10_000_000, "USD": 150_000, "EUR": 150_000, "GBP": 150_000, "AUD": 150_000, "CHF": 150_000,
-    "NZD": 150_000, "CAD": 150_000, "DKK": 1_500_000, "HKD": 1_500_000, "NOK": 1_500_000,
+    "NZD": 150_000, "DKK": 1_500_000, "HKD": 1_500_000, "NOK": 1_500_000,
     "SEK": 1_500_000, "ZAR": 1_500_000,
 }
 # ASCII digits only ("١٢٣", "1_000", "1e3", " 14" and "+14" are refused), at most 12 before the point.
@@ -27,6 +41,11 @@ AMOUNT_RE = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,12}))?", re.ASCII)  # plain 
 
 class AmountError(ValueError):
     pass
+
+
+def region_accepts(region: str | None, currency: str) -> bool:
+    """Whether a merchant of `region` may charge in `currency`; None (the built-in emulator) takes all."""
+    return region is None or currency in REGION_CURRENCIES.get(region, DECIMALS)
 
 
 def normalize_amount(amount: object, currency: object) -> tuple[str, str]:

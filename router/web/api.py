@@ -26,7 +26,7 @@ from router.checkout.model import (
     UnknownRef,
     is_session_id,
 )
-from router.checkout.money import AmountError, normalize_amount
+from router.checkout.money import REGION_CURRENCIES, AmountError, normalize_amount, region_accepts
 from router.checkout.service import CheckoutService
 from router.logs import clean
 from router.web.jsonbody import MAX_DEPTH, DuplicateKey, is_json, loads, nesting_depth
@@ -129,7 +129,8 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
-def parse_new_checkout(data: Mapping[str, Any]) -> NewCheckout:
+def parse_new_checkout(data: Mapping[str, Any], region: str | None = None) -> NewCheckout:
+    """The order in a POST /v1/checkouts body; `region`: the merchant's Amazon Pay region (None: the emulator)."""
     allowed = {"merchantReference", "chargeAmount", "paymentIntent", "canHandlePendingAuthorization",
                "totalOrderAmount", "supplementaryData"}
     unknown = sorted(set(data) - allowed)
@@ -141,6 +142,10 @@ def parse_new_checkout(data: Mapping[str, Any]) -> NewCheckout:
     if not isinstance(reference, str) or not 1 <= len(reference) <= 128 or not reference.isprintable():
         raise ApiError(400, "invalid_merchant_reference", "merchantReference must be 1-128 printable characters")
     amount, currency = _money(data.get("chargeAmount"), "chargeAmount")
+    if not region_accepts(region, currency):
+        accepted = ", ".join(sorted(REGION_CURRENCIES[str(region)]))
+        raise ApiError(400, "currency_not_supported",
+                       f"Amazon Pay region {region} does not charge in {currency}; it takes {accepted}")
     intent = data.get("paymentIntent")
     if intent not in PAYMENT_INTENTS:
         raise ApiError(400, "invalid_payment_intent", f"paymentIntent must be one of {', '.join(PAYMENT_INTENTS)}")
@@ -209,7 +214,8 @@ def outcome_response(outcome: Outcome) -> JSONResponse:
 
 class Api:
     def __init__(self, service: CheckoutService, table: RouteTable, api_token: str | None,
-                 button: ButtonSigner | None, https_only: bool = True) -> None:
+                 button: ButtonSigner | None, https_only: bool = True, region: str | None = None) -> None:
+        self.region = region  # the merchant's Amazon Pay region; None: the emulator, any currency
         self.service = service
         self.table = table
         self.api_token = api_token
@@ -244,7 +250,7 @@ class Api:
 
     async def create_checkout(self, request: Request) -> Response:
         self.authorize(request)
-        new = parse_new_checkout(await read_json(request))
+        new = parse_new_checkout(await read_json(request), self.region)
         checkout = await self.service.register(new)
         scheme = "https" if self.https_only else request.url.scheme
         host = normalize_host(request.headers.get("host", ""))

@@ -30,7 +30,10 @@ _MONEY = {
         "amount": {"type": "string", "pattern": anchored(AMOUNT_RE), "example": "14.00",
                    "description": "ASCII digits in the currency's format (JPY: no decimals; others: at most 2), "
                                   "greater than 0 and within Amazon Pay's per-charge limit."},
-        "currencyCode": {"type": "string", "enum": sorted(DECIMALS), "example": "USD"},
+        "currencyCode": {"type": "string", "enum": sorted(DECIMALS), "example": "USD",
+                         "description": "One the merchant's Amazon Pay region takes: na USD, jp JPY, eu any of "
+                                        "these (the ledger currency, or another with multi-currency); "
+                                        "else 400 currency_not_supported."},
     },
 }
 _ERROR = {

@@ -77,8 +77,8 @@ def test_register_rejects_malformed_and_huge_bodies(router: Router) -> None:
     assert httpx.post(f"{router.url}/v1/checkouts", content=b"{}", headers=plain).status_code == 415
 
 
-def test_jpy_amounts_are_whole(router: Router) -> None:
-    body = router.register(amount="1000", currency="JPY")
+def test_jpy_amounts_are_whole(jp_router: Router) -> None:
+    body = jp_router.register(amount="1000", currency="JPY")
     assert body["checkout"]["chargeAmount"] == {"amount": "1000", "currencyCode": "JPY"}
 
 
@@ -184,7 +184,7 @@ def test_a_session_amazon_does_not_know_does_not_block_the_ref(router: Router, e
 
 def test_signed_button_payload_when_store_id_is_set(make_settings: Callable[..., Settings],
                                                     key_files: tuple[Path, Path]) -> None:
-    settings = make_settings('store_id = "amzn1.application-oa2-client.0123456789abcdef"\n')
+    settings = make_settings('store_id = "amzn1.application-oa2-client.0123456789abcdef"\n', region="jp")
     with serve_app(create_app(settings, background=False)) as url:
         body = Router(url).register(amount="1000", currency="JPY")
     button = body["button"]

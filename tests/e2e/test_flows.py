@@ -28,7 +28,8 @@ def result_url(ref: str, session_id: str, name: str = "amazonCheckoutSessionId",
 
 
 @pytest.mark.parametrize("name", ["amazonCheckoutSessionId", "CheckoutSessionId", "checkoutSessionId"])
-def test_success_page_with_either_parameter_name(router: Router, emulator: Emulator, name: str) -> None:
+def test_success_page_with_either_parameter_name(jp_router: Router, emulator: Emulator, name: str) -> None:
+    router = jp_router
     ref = router.register(amount="1000", currency="JPY")["ref"]
     session_id = emulator.create_session(amount="1000", currency="JPY")
     page = router.get(result_url(ref, session_id, name))

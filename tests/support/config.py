@@ -70,9 +70,11 @@ class Timings:
 
 def router_config(
     emulator_url: str, private_key: Path, db_url: str, *, extra: str = "", webhook_url: str | None = None,
-    timings: Timings | None = None, deadline: float = 10, merchant: str = "Example Shop",
+    timings: Timings | None = None, deadline: float = 10, merchant: str = "Example Shop", region: str = "us",
 ) -> str:
-    """A complete config against the emulator at `emulator_url`; `extra` goes last (after [amazon_pay])."""
+    """A complete config against the emulator at `emulator_url`; `extra` goes last (after [amazon_pay]).
+
+    `region` decides the currencies the API takes (us: USD only, jp: JPY only, eu: the multi-currency ones)."""
     webhook = (f'webhook_url = "{webhook_url}"\nwebhook_secret_env = "{WEBHOOK_SECRET_ENV}"\n'
                if webhook_url else "")
     return APPS_AND_ROUTES + f"""
@@ -87,7 +89,7 @@ url = "{db_url}"
 [amazon_pay]
 public_key_id = "{KEY_ID}"
 private_key_file = "{private_key}"
-region = "us"
+region = "{region}"
 endpoint = "{emulator_url}"
 max_attempts = 2
 deadline = {deadline:g}

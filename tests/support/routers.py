@@ -13,9 +13,10 @@ from tests.support import http_client
 from tests.support.config import AUTH, HOST, TOKEN, TOKEN_ENV, router_config
 
 
-def load_settings(path: Path, emulator_url: str, private_key: Path, db_url: str, *, extra: str = "") -> Settings:
+def load_settings(path: Path, emulator_url: str, private_key: Path, db_url: str, *, extra: str = "",
+                  region: str = "us") -> Settings:
     """Write `router_config(...)` to `path` and load it as `serve` would, with the API token set."""
-    path.write_text(router_config(emulator_url, private_key, db_url, extra=extra))
+    path.write_text(router_config(emulator_url, private_key, db_url, extra=extra, region=region))
     return load(path, env={TOKEN_ENV: TOKEN})
 
 
