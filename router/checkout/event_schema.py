@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from router.checkout.events import EVENT_TYPES, event_for
-from router.checkout.model import Checkout, State
+from router.checkout.model import PAYMENT_INTENTS, Checkout, State
 from router.webhooks.signature import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER
 
 # Events a payment may send after a `checkout.canceled` for the same ref; they then say so.
@@ -20,7 +20,7 @@ SUPERSEDING = ("checkout.completed", "checkout.pending", "checkout.authorized")
 _EVENT_DATA = {
     "type": "object",
     "required": ["ref", "merchantReference", "checkoutSessionId", "chargeId", "chargePermissionId", "state",
-                 "reasonCode", "amount"],
+                 "reasonCode", "amount", "paymentIntent"],
     "additionalProperties": False,
     "properties": {
         "ref": {"type": "string", "description": "return-router's id of the checkout (from POST /v1/checkouts)"},
@@ -31,6 +31,9 @@ _EVENT_DATA = {
         "state": {"type": "string", "enum": [s.value for s in EVENT_TYPES]},
         "reasonCode": {"type": ["string", "null"], "description": "Amazon Pay's reason, e.g. HardDeclined"},
         "amount": {"$ref": "#/components/schemas/Money"},
+        "paymentIntent": {"type": "string", "enum": list(PAYMENT_INTENTS), "description":
+                          "As registered. On checkout.completed: Confirm authorized nothing (create a charge); "
+                          "Authorize left a charge to capture; AuthorizeWithCapture captured it"},
     },
 }
 _SAMPLE = Checkout(ref="Xq3v9bT0mQpLw4sN1aZk7Hc2dE5fG8hJ", merchant_reference="order-1042", amount="14.00",

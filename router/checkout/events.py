@@ -64,6 +64,9 @@ def event_for(checkout: Checkout, now: float, *, supersedes: str | None = None) 
             "state": checkout.state,
             "reasonCode": checkout.reason_code,
             "amount": {"amount": checkout.amount, "currencyCode": checkout.currency},
+            # What checkout.completed means depends on it: Confirm charges nothing, Authorize leaves a
+            # charge to capture, AuthorizeWithCapture has captured the money.
+            "paymentIntent": checkout.payment_intent,
         },
     }
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

@@ -54,6 +54,7 @@ def test_a_fresh_event_validates(state: str) -> None:
     event = event_for(replace(checkout, state=state), START)
     assert event is not None
     assert webhook_schema_errors(event.body, event.type) == []
+    assert json.loads(event.body)["data"]["paymentIntent"] == "Authorize"  # what "completed" means depends on it
 
 
 def _mutated(event_type: str, change: Callable[[dict], None]) -> bytes:
@@ -64,6 +65,8 @@ def _mutated(event_type: str, change: Callable[[dict], None]) -> bytes:
 
 @pytest.mark.parametrize(("change", "fragment"), [
     (lambda b: b["data"].pop("ref"), "'ref' is a required property"),
+    (lambda b: b["data"].pop("paymentIntent"), "'paymentIntent' is a required property"),
+    (lambda b: b["data"].update(paymentIntent="Capture"), "is not one of"),
     (lambda b: b["data"].update(state="declined"), "'completed' was expected"),
     (lambda b: b["data"]["amount"].update(amount=14), "14 is not of type 'string'"),
     (lambda b: b.update(extra=1), "Additional properties are not allowed"),
