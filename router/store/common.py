@@ -20,6 +20,7 @@ from router.store import statements as sql
 from router.store.base import Binding, DueResume, NewEvent, OutboxEvent, OutboxStats
 from router.store.flows import Flow
 from router.store.records import check_state, checkout_values, clip_error, event_values, transition_values
+from router.store.statements import Statement
 
 T = TypeVar("T")
 Mode = Literal["read", "write", "transaction"]
@@ -184,15 +185,17 @@ class SqlStore:
     async def cancel_unbound(
         self, ref: str, now: float, changes: Mapping[str, Any], events: Sequence[NewEvent]
     ) -> Checkout | None:
-        params = _transition_params(ref, None, now, State.CANCELED, changes)
-        flow = partial(flows.settle_unbound, sql.CANCEL_UNBOUND, params, _event_params(ref, now, events))
-        return await self._flow(flow, "transaction")
+        return await self._settle_unbound(sql.CANCEL_UNBOUND, State.CANCELED, ref, now, changes, events)
 
     async def expire_unbound(
         self, ref: str, now: float, changes: Mapping[str, Any], events: Sequence[NewEvent]
     ) -> Checkout | None:
-        params = _transition_params(ref, None, now, State.EXPIRED, changes)
-        flow = partial(flows.settle_unbound, sql.EXPIRE_UNBOUND, params, _event_params(ref, now, events))
+        return await self._settle_unbound(sql.EXPIRE_UNBOUND, State.EXPIRED, ref, now, changes, events)
+
+    async def _settle_unbound(self, statement: Statement, state: State, ref: str, now: float,
+                              changes: Mapping[str, Any], events: Sequence[NewEvent]) -> Checkout | None:
+        params = _transition_params(ref, None, now, state, changes)
+        flow = partial(flows.settle_unbound, statement, params, _event_params(ref, now, events))
         return await self._flow(flow, "transaction")
 
     async def cancel_or_get(
