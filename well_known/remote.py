@@ -10,6 +10,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import httpx
@@ -32,6 +33,14 @@ class _Fetched:
     url: str
     body: bytes | None  # None when the response is unusable (problems say why)
     problems: list[Problem]
+
+    @cached_property
+    def document(self) -> Any:
+        """The parsed body, once for all the checks that read it; None when unusable (reported already)."""
+        if self.body is None:
+            return None
+        loaded = load(self.body)
+        return loaded.value if loaded.usable else None
 
 
 async def check_host(
@@ -193,15 +202,8 @@ def _document_problems(fetched: _Fetched, validate: Callable[[bytes], list[Probl
     return [Problem(p.severity, f"{fetched.url} {p.where}", p.message) for p in validate(fetched.body)]
 
 
-def _parsed(fetched: _Fetched) -> Any:
-    if fetched.body is None:
-        return None
-    loaded = load(fetched.body)
-    return loaded.value if loaded.usable else None
-
-
 def _expect_app_ids(fetched: _Fetched, expected: Sequence[str]) -> list[Problem]:
-    doc = _parsed(fetched)
+    doc = fetched.document
     if not expected or doc is None:  # unusable documents are reported already
         return []
     listed = aasa_app_ids(doc) if isinstance(doc, dict) else set()
@@ -213,7 +215,7 @@ def _expect_app_ids(fetched: _Fetched, expected: Sequence[str]) -> list[Problem]
 
 
 def _expect_package(fetched: _Fetched, package: str | None, fingerprints: Sequence[str] = ()) -> list[Problem]:
-    doc = _parsed(fetched)
+    doc = fetched.document
     if package is None or doc is None:
         return []
     statements = [s for s in (doc if isinstance(doc, list) else []) if _delegates_all_urls(s, package)]
@@ -248,7 +250,7 @@ def _normal(fingerprint: Any) -> str | None:
 
 
 def _expect_document(fetched: _Fetched, expected: bytes | None) -> list[Problem]:
-    doc = _parsed(fetched)
+    doc = fetched.document
     if expected is None or doc is None:
         return []
     difference = first_difference(doc, load(expected).value)
