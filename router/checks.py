@@ -88,7 +88,7 @@ def operator_warnings(settings: Settings) -> list[tuple[str, str]]:
         warnings.append(("merchant.shop_url", "not set: pages offer no way back to the shop"))
     if settings.test_mode:
         warnings.append(("amazon_pay.emulator", "true: the built-in emulator answers; nothing is charged"))
-    deadline = (settings.amazon_pay or AmazonPaySettings("", b"")).deadline
+    deadline = settings.amazon_pay.deadline if settings.amazon_pay else AmazonPaySettings.deadline  # its default
     if settings.checkout.lease_seconds <= deadline:
         warnings.append(("checkout.lease_seconds", f"{settings.checkout.lease_seconds:g} s, not longer than"
                          f" [amazon_pay] deadline ({deadline:g} s): a return still waiting for Amazon can be taken"
