@@ -88,14 +88,14 @@ class RecordingStore(StoreWrapper):
 
     async def cancel_unbound(self, ref: str, now: float, changes: Mapping[str, Any],
                              events: Sequence[NewEvent]) -> Checkout | None:
-        after = await self.inner.cancel_unbound(ref, now, changes, events)
-        if after is not None:
-            self.changes.append((ref, State.CREATED, after.state, len(events)))
-        return after
+        return self._unbound(ref, await self.inner.cancel_unbound(ref, now, changes, events), events)
 
     async def expire_unbound(self, ref: str, now: float, changes: Mapping[str, Any],
                              events: Sequence[NewEvent]) -> Checkout | None:
-        after = await self.inner.expire_unbound(ref, now, changes, events)
+        return self._unbound(ref, await self.inner.expire_unbound(ref, now, changes, events), events)
+
+    def _unbound(self, ref: str, after: Checkout | None, events: Sequence[NewEvent]) -> Checkout | None:
+        """Record a change from created (unbound) when the store made one."""
         if after is not None:
             self.changes.append((ref, State.CREATED, after.state, len(events)))
         return after
