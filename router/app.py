@@ -118,7 +118,8 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
         runtime.reconciler = Reconciler(service, interval=settings.checkout.reconcile_interval_seconds,
                                         resume_after=settings.checkout.resume_after_seconds,
                                         breaker=amazon.breaker,
-                                        retain_seconds=settings.checkout.retain_seconds)
+                                        retain_seconds=settings.checkout.retain_seconds,
+                                        events_retain_seconds=settings.checkout.events_retain_seconds)
     holder = ConfigHolder(settings, lambda s: edge_app(s, runtime, button), on_swap=runtime.apply_merchant)
 
     @contextlib.asynccontextmanager

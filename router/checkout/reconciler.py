@@ -54,6 +54,7 @@ class Reconciler:
         resume_after: float = 15.0,
         max_poll_delay: float = 300.0,
         retain_seconds: float = 30 * 86400.0,
+        events_retain_seconds: float = 30 * 86400.0,
         clock: Callable[[], float] = time.time,
         breaker: CircuitBreaker | None = None,
         rand: Callable[[], float] = random.random,
@@ -64,6 +65,7 @@ class Reconciler:
         self.resume_after = resume_after  # a bound, unfinished checkout untouched this long is abandoned
         self.max_poll_delay = max_poll_delay
         self.retain_seconds = retain_seconds  # buyer details are purged this long after the last update
+        self.events_retain_seconds = events_retain_seconds  # delivered events: this long after delivery
         self.clock = clock
         self.breaker = breaker  # open: Amazon is failing, leave it alone until the breaker half-opens
         self.rand = rand
@@ -83,6 +85,7 @@ class Reconciler:
             after = await self._step(checkout, self.service.expire)
             changed += after is not None and after.state != State.CREATED
         await self.store.purge_buyer_details(now - self.retain_seconds)
+        await self.store.purge_delivered_events(now - self.events_retain_seconds)
         return changed
 
     async def _step(self, checkout: Checkout, step: Callable[[Checkout], Awaitable[Checkout]]) -> Checkout | None:

@@ -293,6 +293,8 @@ def checkout(s: Section) -> CheckoutSettings:
                                             positive=True, at_most=3600, why="pending payments wait"),
         resume_after_seconds=s.float_("resume_after_seconds", d.resume_after_seconds, positive=True),
         retain_seconds=s.float_("retain_days", d.retain_seconds / DAY, positive=True) * DAY,
+        events_retain_seconds=s.float_("delivered_events_retain_days", d.events_retain_seconds / DAY,
+                                       positive=True) * DAY,
     )
 
 

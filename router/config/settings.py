@@ -84,6 +84,7 @@ class CheckoutSettings:
     reconcile_interval_seconds: float = 2.0  # how often the reconciler looks for work
     resume_after_seconds: float = 15.0  # a bound, unfinished checkout untouched this long is resumed
     retain_seconds: float = 30 * 86400  # buyer details (name, masked email, address) are purged after this
+    events_retain_seconds: float = 30 * 86400  # delivered webhook events are deleted this long after delivery
 
 
 @dataclass(frozen=True)

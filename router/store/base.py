@@ -85,6 +85,7 @@ class DueResume:
     attempts: int
 
 REJECTED_PER_REF = 50  # sessions remembered as unknown per checkout (older ones are forgotten first)
+PURGE_BATCH = 500  # rows a purge changes per call: one reconciler pass (2 s) purges 250 a second
 
 
 class StoreError(Exception):
@@ -235,16 +236,21 @@ class Store(Protocol):
         the checkout, in one transaction: (the checkout as it now is or None if unknown, canceled?)."""
 
     async def has_event(self, ref: str, event_type: str) -> bool:
-        """Whether the outbox holds an event of `event_type` for the checkout."""
+        """Whether the outbox holds an event of `event_type` for the checkout (reliable for
+        checkout.canceled, which no purge deletes; other delivered events leave after their retention)."""
 
     async def check_writable(self, now: float, timeout: float = 2.0) -> None:
         """Write the heartbeat row within `timeout` seconds, else raise StoreUnavailable."""
 
-    # --- operator: buyer-detail retention (branch operator) ----------------------------------------
+    # --- operator: retention (buyer details, delivered events) ----------------------------------------
 
-    async def purge_buyer_details(self, before: float) -> int:
-        """Drop the buyer summary (`result`: name, masked email, address) of every checkout last
+    async def purge_buyer_details(self, before: float, limit: int = PURGE_BATCH) -> int:
+        """Drop the buyer summary (`result`: name, masked email, address) of up to `limit` checkouts last
         updated before `before`; the checkout, its state and ids stay. Returns how many were purged."""
+
+    async def purge_delivered_events(self, before: float, limit: int = PURGE_BATCH) -> int:
+        """Delete up to `limit` events delivered before `before`, but never a checkout.canceled one (see
+        has_event); pending and parked events stay until delivered. Returns how many were deleted."""
 
     async def drop_oldest_checkouts(self, keep: int) -> int:
         """Delete all but the `keep` newest checkouts (and their outbox events): the demo's bound.

@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 from router.checkout.model import Checkout, State
 from router.store import flows
 from router.store import statements as sql
-from router.store.base import Binding, DueResume, NewEvent, OutboxEvent, OutboxStats
+from router.store.base import PURGE_BATCH, Binding, DueResume, NewEvent, OutboxEvent, OutboxStats
 from router.store.flows import Flow
 from router.store.records import check_state, checkout_values, clip_error, event_values, transition_values
 from router.store.statements import Statement
@@ -208,10 +208,14 @@ class SqlStore:
     async def has_event(self, ref: str, event_type: str) -> bool:
         return bool(await self._flow(partial(flows.rows, sql.HAS_EVENT, ref=ref, type=event_type), "read"))
 
-    # --- operator: buyer-detail retention, the demo's bound --------------------------------------
+    # --- operator: retention (buyer details, delivered events), the demo's bound -------------------
 
-    async def purge_buyer_details(self, before: float) -> int:
-        return await self._flow(partial(flows.count, sql.PURGE_BUYER_DETAILS, before=before), "write")
+    async def purge_buyer_details(self, before: float, limit: int = PURGE_BATCH) -> int:
+        return await self._flow(partial(flows.count, sql.PURGE_BUYER_DETAILS, before=before, limit=limit), "write")
+
+    async def purge_delivered_events(self, before: float, limit: int = PURGE_BATCH) -> int:
+        return await self._flow(partial(flows.count, sql.PURGE_DELIVERED_EVENTS, before=before, limit=limit),
+                                "write")
 
     async def drop_oldest_checkouts(self, keep: int) -> int:
         return await self._flow(partial(flows.drop_oldest_checkouts, keep), "transaction")

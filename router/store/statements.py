@@ -226,11 +226,16 @@ HEARTBEAT = statement(
     "INSERT INTO heartbeat (id, at) VALUES (1, :now) ON CONFLICT (id) DO UPDATE SET at = excluded.at"
 )
 
-# --- operator: buyer-detail retention, the demo's bound ------------------------------------------------
+# --- operator: retention (buyer details, delivered events), the demo's bound -----------------------------------
 
-PURGE_BUYER_DETAILS = statement(
-    "UPDATE checkouts SET result = NULL WHERE result IS NOT NULL AND updated_at < :before"
-)
+# A batch at a time (a backlog after an upgrade or an outage must not hold the write lock for long),
+# each read through its partial index (migration 5): the WHERE repeats the index's condition.
+PURGE_BUYER_DETAILS = statement("""
+UPDATE checkouts SET result = NULL WHERE ref IN (
+    SELECT ref FROM checkouts WHERE result IS NOT NULL AND updated_at < :before LIMIT :limit)""")
+PURGE_DELIVERED_EVENTS = statement("""
+DELETE FROM outbox WHERE seq IN (
+    SELECT seq FROM outbox WHERE delivered_at < :before AND type <> 'checkout.canceled' LIMIT :limit)""")
 _OLDEST = "SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC OFFSET :keep"
 # Rows that reference a dropped checkout go first (the foreign keys).
 DROP_OLDEST = tuple(

@@ -124,11 +124,15 @@ def test_offline_skips_secrets_and_the_key_file(write_config: Write) -> None:
 
 
 def test_retain_days_and_connect_retry(write_config: Write) -> None:
-    text = BASE_CONFIG + "\n[checkout]\nretain_days = 7\n\n[storage]\nconnect_retry_seconds = 3\n"
+    text = (BASE_CONFIG + "\n[checkout]\nretain_days = 7\ndelivered_events_retain_days = 3\n"
+            "\n[storage]\nconnect_retry_seconds = 3\n")
     settings = load(write_config(text), env={})
     assert settings.checkout.retain_seconds == 7 * 86400 and settings.storage.connect_retry_seconds == 3
-    found = problems(write_config(BASE_CONFIG + "\n[checkout]\nretain_days = 0\n"))
-    assert any(": checkout.retain_days: must be greater than 0" in p for p in found), found
+    assert settings.checkout.events_retain_seconds == 3 * 86400
+    assert load(write_config(BASE_CONFIG), env={}).checkout.events_retain_seconds == 30 * 86400
+    for key in ("retain_days", "delivered_events_retain_days"):
+        found = problems(write_config(BASE_CONFIG + f"\n[checkout]\n{key} = 0\n"))
+        assert any(f": checkout.{key}: must be greater than 0" in p for p in found), found
 
 
 def test_section_cursor_carries_its_path_and_keeps_going() -> None:

@@ -1,13 +1,19 @@
-"""Buyer details are purged after the retention period; the checkout and its state stay. Files are private."""
+"""Buyer details and delivered events are purged after their retention periods, a batch at a time through
+an index; the checkout, its state and the events still needed stay. Files are private."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import stat
 from pathlib import Path
 
+import asyncpg
+
 from router.checkout.model import State
+from router.store import statements as sql
 from router.store.base import Store
-from tests.support.stores import Backend, checkout
+from tests.support.stores import PG_DSN, Backend, checkout, event
 
 BUYER = {"buyerName": "Hanako Yamada", "maskedEmail": "h***@example.com", "address": {"countryCode": "JP"}}
 
@@ -25,6 +31,73 @@ async def test_purge_drops_buyer_details_of_old_checkouts_only(store: Store) -> 
     assert old.result is None and (old.state, old.charge_id, old.updated_at) == (State.COMPLETED, "C-old", 2000.0)
     assert new.result == BUYER
     assert await store.purge_buyer_details(5000.0) == 0  # idempotent
+
+
+async def _delivered(store: Store, ref: str, event_type: str, at: float) -> None:
+    """A checkout with one event of `event_type`, delivered at `at`."""
+    await store.create_checkout(checkout(ref))
+    await store.transition(ref, owner=None, now=at - 1, state=State.COMPLETED,
+                           events=[event(f"e-{ref}", type=event_type, created=at - 1)])
+    assert [e.id for e in await store.claim_events("w", now=at, lease_ttl=30.0, limit=10)] == [f"e-{ref}"]
+    await store.event_delivered(f"e-{ref}", "w", now=at)
+
+
+async def test_purge_deletes_only_events_delivered_before_the_cutoff(store: Store) -> None:
+    await _delivered(store, "old", "checkout.completed", 2000.0)
+    await _delivered(store, "new", "checkout.completed", 9000.0)
+    await _delivered(store, "canceled", "checkout.canceled", 2000.0)  # the record of a buyer's cancel
+    await store.create_checkout(checkout("waiting"))
+    await store.transition("waiting", owner=None, now=1000.0, state=State.PENDING, events=[event("e-waiting")])
+    await store.create_checkout(checkout("parked"))
+    await store.transition("parked", owner=None, now=1000.0, state=State.PENDING, events=[event("e-parked")])
+    await store.claim_events("w2", now=1500.0, lease_ttl=30.0, limit=10)  # e-waiting and e-parked
+    await store.event_failed("e-parked", "w2", now=1500.0, error="HTTP 500", next_attempt_at=None)
+    await store.event_failed("e-waiting", "w2", now=1500.0, error="HTTP 500", next_attempt_at=1600.0)
+
+    assert await store.purge_delivered_events(5000.0) == 1
+    assert await store.get_event("e-old") is None
+    kept = {e.id: e.status for e in await store.list_events()}
+    assert kept == {"e-new": "delivered", "e-canceled": "delivered", "e-waiting": "pending", "e-parked": "failed"}
+    assert await store.has_event("canceled", "checkout.canceled")
+    assert await store.get_checkout("old") is not None  # the checkout stays
+    assert await store.purge_delivered_events(5000.0) == 0  # idempotent
+    assert [e.id for e in await store.claim_events("w3", now=1600.0, lease_ttl=30.0, limit=10)] == ["e-waiting"]
+
+
+async def test_purges_change_a_batch_at_a_time(store: Store) -> None:
+    for n in range(7):
+        await _delivered(store, f"r{n}", "checkout.completed", 1000.0 + n)
+        await store.transition(f"r{n}", owner=None, now=1100.0, state=State.COMPLETED, changes={"result": BUYER})
+    assert [await store.purge_delivered_events(5000.0, limit=3) for _ in range(4)] == [3, 3, 1, 0]
+    assert [await store.purge_buyer_details(5000.0, limit=3) for _ in range(4)] == [3, 3, 1, 0]
+    for n in range(7):
+        found = await store.get_checkout(f"r{n}")
+        assert found is not None and found.result is None and await store.get_event(f"e-r{n}") is None
+
+
+PURGES = {sql.PURGE_BUYER_DETAILS: "checkouts_result_updated", sql.PURGE_DELIVERED_EVENTS: "outbox_delivered"}
+
+
+async def test_purges_read_their_index_not_the_whole_table(backend: Backend, store: Store) -> None:
+    """Before migration 5 the buyer-detail purge scanned every checkout every pass (36 ms at 200,000, in
+    the thread every SQLite commit waits for). PostgreSQL is asked with sequential scans off: it still
+    picks one when no index fits the statement, so the index name in the plan means the index fits."""
+    params = {"before": 5000.0, "limit": 500}
+    for statement, index in PURGES.items():
+        if backend.name == "sqlite":
+            path = backend.url.removeprefix("sqlite:///")
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement.sqlite}", params))
+            assert f"USING INDEX {index} " in plan and "SCAN" not in plan, plan
+        else:
+            conn = await asyncpg.connect(PG_DSN, server_settings={"search_path": backend.schema or ""})
+            try:
+                await conn.execute("SET enable_seqscan = off")
+                rows = await conn.fetch(f"EXPLAIN {statement.postgres}", *(params[n] for n in statement.names))
+            finally:
+                await conn.close()
+            plan = " | ".join(row[0] for row in rows)
+            assert f" {index} " in plan + " " and "Seq Scan" not in plan, plan
 
 
 async def test_sqlite_files_are_created_owner_only(tmp_path: Path) -> None:
