@@ -5,7 +5,8 @@ worker that process serves the requests too and its registry is read directly; w
 it is uvicorn's supervisor, and the workers' values are read from PROMETHEUS_MULTIPROC_DIR (a fresh
 private directory made here and removed at exit). Files of workers that are gone are marked dead at
 scrape time (their counters stay counted; their live gauges go). The webhook gauges are read from
-the store at scrape time, through a store connection of the listener's own.
+the store at scrape time, through a store connection of the listener's own, and only while webhooks are
+on: with them off, events wait in the outbox by design, and a backlog gauge would only raise alerts.
 """
 
 from __future__ import annotations
@@ -70,13 +71,14 @@ def sweep_dead_workers(directory: Path) -> None:
 
 
 class MetricsEndpoint:
-    """GET /metrics: the workers' series plus the webhook gauges from a store connection of its own.
+    """GET /metrics: the workers' series plus the webhook gauges from a store connection of its own
+    (`store_url`; None: webhooks are off, no gauges).
 
     The store is opened at the first scrape (and again after a failure), so a database that is down
     at start only leaves the gauges out until it is back.
     """
 
-    def __init__(self, store_url: str, multiproc_dir: Path | None) -> None:
+    def __init__(self, store_url: str | None, multiproc_dir: Path | None) -> None:
         self.store_url = store_url
         self.multiproc_dir = multiproc_dir
         self.store: Store | None = None
@@ -90,6 +92,8 @@ class MetricsEndpoint:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, str(self.multiproc_dir))  # type: ignore[no-untyped-call]
         body = generate_latest(registry)
+        if self.store_url is None:
+            return Response(body, media_type=CONTENT_TYPE_LATEST)
         try:
             gauges = CollectorRegistry()
             gauges.register(_Snapshot(await store_gauges(await self._store(), time.time())))
@@ -104,6 +108,7 @@ class MetricsEndpoint:
 
     async def _store(self) -> Store:
         if self.store is None:
+            assert self.store_url is not None
             store = open_store(self.store_url)
             await store.open()
             self.store = store
@@ -122,8 +127,9 @@ class MetricsEndpoint:
 
 
 @contextlib.contextmanager
-def metrics_listener(listen: tuple[str, int] | None, store_url: str, workers: int) -> Iterator[None]:
+def metrics_listener(listen: tuple[str, int] | None, store_url: str | None, workers: int) -> Iterator[None]:
     """Serve /metrics on `listen` while inside (None: no listener); with workers > 1, set up multiprocess mode.
+    `store_url`: where the webhook gauges are read (None: webhooks are off, no gauges).
 
     A listener that cannot bind is logged as an error and skipped: the buyers' service still starts.
     """
@@ -142,7 +148,7 @@ def metrics_listener(listen: tuple[str, int] | None, store_url: str, workers: in
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def _start(listen: tuple[str, int], store_url: str, directory: Path | None
+def _start(listen: tuple[str, int], store_url: str | None, directory: Path | None
            ) -> tuple[uvicorn.Server | None, threading.Thread | None]:
     host, port = listen
     try:

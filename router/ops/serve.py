@@ -19,5 +19,11 @@ def serving(settings: Settings, workers: int) -> Iterator[int]:
     lifecycle.exit_zero_on_term()
     if workers > 1:
         lifecycle.forward_hup_to_workers()
-    with metrics_listener(settings.ops.metrics_listen, settings.storage.url, workers):
+    with metrics_listener(settings.ops.metrics_listen, webhook_gauges_store(settings), workers):
         yield settings.ops.graceful_seconds
+
+
+def webhook_gauges_store(settings: Settings) -> str | None:
+    """Where the metrics listener reads the webhook gauges: the store while webhooks are on, else nowhere
+    (events wait in the outbox then, and their age would only raise the backlog alert)."""
+    return settings.storage.url if settings.merchant.webhook_url else None

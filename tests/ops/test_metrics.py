@@ -18,6 +18,7 @@ from router.checkout.service import CheckoutService
 from router.config import load
 from router.ops.instrument import count_store_errors
 from router.ops.metrics_server import MetricsEndpoint
+from router.ops.serve import webhook_gauges_store
 from router.store import open_store
 from router.store.base import NewEvent, StoreUnavailable
 from router.webhooks.schedule import RetrySchedule
@@ -164,3 +165,19 @@ async def test_the_listener_reads_the_webhook_gauges_from_the_store(tmp_path: Pa
     assert float(samples["return_router_webhook_parked"]) == 1
     assert any(name.startswith("return_router_build_info{") for name in samples)
 
+
+
+def test_no_webhook_gauges_while_webhooks_are_off(tmp_path: Path, key_files: tuple[Path, Path]) -> None:
+    """With webhooks off every event waits in the outbox: a backlog gauge would raise a false alert."""
+    env = {"RR_TEST_TOKEN": TOKEN, "RR_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    found = {}
+    for webhook_url in (None, "http://127.0.0.1:9/hooks"):
+        config = tmp_path / "router.toml"
+        config.write_text(process_config("http://127.0.0.1:9", key_files[0], f"sqlite:///{tmp_path / 'r.db'}",
+                                         webhook_url=webhook_url))
+        found[webhook_url] = webhook_gauges_store(load(config, env=env))
+    assert found == {None: None, "http://127.0.0.1:9/hooks": f"sqlite:///{tmp_path / 'r.db'}"}
+    endpoint = MetricsEndpoint(None, None)
+    with serve_app(endpoint.app, lifespan="off") as base:
+        text = httpx.get(f"{base}/metrics").text
+    assert "return_router_build_info" in text and "webhook_backlog" not in text and "webhook_parked" not in text

@@ -63,7 +63,7 @@ def test_two_workers_add_up_on_the_metrics_listener(tmp_path: Path, emulator: Em
     # both workers' SQLite COMMITs add up too: the 8 checkouts, however they were grouped into COMMITs
     assert samples["return_router_sqlite_writes_total"] >= 8
     assert 1 <= samples["return_router_sqlite_commit_seconds_count"] <= samples["return_router_sqlite_writes_total"]
-    assert samples["return_router_webhook_backlog"] == 0
+    assert not [name for name in samples if "webhook" in name]  # webhooks are off: no gauges to alert on
     assert any(name.startswith("return_router_build_info{") for name in samples)
     assert httpx.get(f"{router.url}/metrics", headers={"host": HOST}).status_code == 404
     assert httpx.get(f"{router.url}/readyz").status_code == 200
