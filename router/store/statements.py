@@ -22,7 +22,7 @@ _SQLITE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     # Casts tell asyncpg a parameter's type where the statement leaves it open; SQLite has no `::`.
     (re.compile(r"(:\w+)::\w+"), r"\1"),
     # Row locks: SQLite's BEGIN IMMEDIATE already holds the database's write lock.
-    (re.compile(r" FOR UPDATE\b"), ""),
+    (re.compile(r" FOR UPDATE(?: SKIP LOCKED)?\b"), ""),
     # "Every row after the first N": SQLite needs a LIMIT before an OFFSET.
     (re.compile(r"\bOFFSET\b"), "LIMIT -1 OFFSET"),
 )
@@ -229,13 +229,17 @@ HEARTBEAT = statement(
 # --- operator: retention (buyer details, delivered events), the demo's bound -----------------------------------
 
 # A batch at a time (a backlog after an upgrade or an outage must not hold the write lock for long),
-# each read through its partial index (migration 5): the WHERE repeats the index's condition.
+# each read through its partial index (migration 5): the WHERE repeats the index's condition. Every
+# instance purges: on PostgreSQL each skips the rows another is purging (without SKIP LOCKED two
+# purges deadlocked, the row locks taken in different orders).
 PURGE_BUYER_DETAILS = statement("""
 UPDATE checkouts SET result = NULL WHERE ref IN (
-    SELECT ref FROM checkouts WHERE result IS NOT NULL AND updated_at < :before LIMIT :limit)""")
+    SELECT ref FROM checkouts WHERE result IS NOT NULL AND updated_at < :before LIMIT :limit
+    FOR UPDATE SKIP LOCKED)""")
 PURGE_DELIVERED_EVENTS = statement("""
 DELETE FROM outbox WHERE seq IN (
-    SELECT seq FROM outbox WHERE delivered_at < :before AND type <> 'checkout.canceled' LIMIT :limit)""")
+    SELECT seq FROM outbox WHERE delivered_at < :before AND type <> 'checkout.canceled' LIMIT :limit
+    FOR UPDATE SKIP LOCKED)""")
 _OLDEST = "SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC OFFSET :keep"
 # Rows that reference a dropped checkout go first (the foreign keys).
 DROP_OLDEST = tuple(

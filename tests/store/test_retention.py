@@ -3,6 +3,7 @@ an index; the checkout, its state and the events still needed stay. Files are pr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import stat
@@ -124,3 +125,45 @@ async def test_drop_oldest_checkouts_keeps_the_newest(store: Store) -> None:
     assert kept == ["r2", "r3", "r4"]
     assert await store.get_event("e0") is None  # its outbox event went with it
     assert await store.drop_oldest_checkouts(3) == 0
+
+
+async def test_instances_purging_together_neither_deadlock_nor_count_twice(pg_backend: Backend) -> None:
+    """Every instance's reconciler purges. Without SKIP LOCKED, PostgreSQL purges running together took
+    their row locks in different orders and deadlocked, and counted rows another had purged."""
+    rows = 3000
+    await (await pg_backend.opened()).close()  # the schema
+    await pg_backend.execute(f"""
+        INSERT INTO checkouts (ref, merchant_reference, amount, currency, payment_intent, can_handle_pending,
+                               created_at, expires_at, state, updated_at, checkout_session_id, result, version)
+        SELECT 'r' || g, 'm', '1.00', 'USD', 'Authorize', false, g, g, 'completed', g, 's' || g,
+               '{{"buyerName": "x"}}'::jsonb, 1 FROM generate_series(1, {rows}) g;
+        INSERT INTO outbox (id, ref, type, created, body, status, attempts, next_attempt_at, delivered_at)
+        SELECT 'e' || g, 'r' || g, 'checkout.completed', g, '\\x00'::bytea, 'delivered', 1, g, g
+        FROM generate_series(1, {rows}) g""")
+    stores = [await pg_backend.opened() for _ in range(4)]
+
+    async def purge(store: Store) -> tuple[int, int]:
+        events = details = 0
+        for _ in range(rows):  # until a pass finds nothing left
+            found = await store.purge_delivered_events(1e9, limit=50), await store.purge_buyer_details(1e9, limit=50)
+            events, details = events + found[0], details + found[1]
+            if found == (0, 0):
+                break
+        return events, details
+
+    try:
+        counts = await asyncio.gather(*(purge(store) for store in stores))
+        while await stores[0].purge_delivered_events(1e9) or await stores[0].purge_buyer_details(1e9):
+            pass  # what a pass that saw only others' locked rows left for the next pass
+    finally:
+        for store in stores:
+            await store.close()
+    assert sum(c[0] for c in counts) <= rows and sum(c[1] for c in counts) <= rows, counts
+    check = await pg_backend.opened()
+    try:
+        assert await check.list_events() == []
+        for n in (1, rows // 2, rows):
+            found = await check.get_checkout(f"r{n}")
+            assert found is not None and found.result is None
+    finally:
+        await check.close()
