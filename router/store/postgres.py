@@ -35,12 +35,18 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # First key of the two-int advisory lock that serialises migrations ("RRTR"); the second is the schema.
 _MIGRATION_LOCK = 0x52525452
 
-# Errors meaning "the server cannot serve us now", as opposed to a bug in a query.
+# Errors meaning "the server cannot serve us now", as opposed to a bug in a query. (A connection lost
+# inside a transaction surfaces as an InterfaceError instead: see _connection.)
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable; TimeoutError (connect / command timeout) is an OSError too
     asyncpg.PostgresConnectionError,  # lost or broken connection
     asyncpg.exceptions.OperatorInterventionError,  # shutdown, cannot connect now, statement timeout
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.exceptions.LockNotAvailableError,  # the operator's lock_timeout ran out
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, or the primary during a failover
+    asyncpg.exceptions.DeadlockDetectedError,  # the server rolled the transaction back: try again
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.StatementCompletionUnknownError,  # the connection went during a COMMIT
 )
 
 # At connect time anything the server or driver says means there is no store to serve from.
@@ -123,7 +129,14 @@ class PostgresStore(SqlStore):
             raise StoreUnavailable("PostgreSQL store is not open")
         try:
             async with pool.acquire(timeout=self.acquire_timeout) as conn:
-                yield conn
+                try:
+                    yield conn
+                except asyncpg.InterfaceError as exc:
+                    # Lost inside a transaction: leaving it raises this, replacing the lost connection's
+                    # error. On an open connection it is a misuse of asyncpg, a bug: raised as it is.
+                    if not _lost(conn):
+                        raise
+                    raise StoreUnavailable(f"PostgreSQL connection lost: {exc}") from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}: {exc}") from exc
 
@@ -183,6 +196,13 @@ class PostgresStore(SqlStore):
         timeouts are far longer: they suit requests, not a readiness probe)."""
         beat = partial(flows.count, sql.HEARTBEAT, now=now)
         await within(self._flow(beat, "write"), timeout, "PostgreSQL not writable")
+
+
+def _lost(conn: Conn) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:  # detached from its proxy already: the pool saw the connection go
+        return True
 
 
 async def _execute(conn: Conn, step: Step) -> Result:

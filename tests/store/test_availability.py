@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
+from router.checkout.model import State
 from router.store import open_store
 from router.store.base import StoreUnavailable
 from tests.store.tcp_proxy import TcpProxy
 from tests.support import free_port
-from tests.support.stores import PG_DSN, checkout, postgres_backend, postgres_problem
+from tests.support.stores import PG_DSN, Backend, checkout, postgres_backend, postgres_problem
 
 
 async def test_postgres_unreachable_fails_fast() -> None:
@@ -105,3 +108,84 @@ async def test_postgres_turned_away_is_unavailable() -> None:
     store = open_store(target._replace(path="/rr_no_such_database").geturl())
     with pytest.raises(StoreUnavailable, match="does not exist"):
         await store.open()
+
+
+async def _waiting_on(blocker: asyncpg.Connection) -> list[int]:
+    """The backends waiting for a lock `blocker` holds (the store's, in the test's own schema)."""
+    for _ in range(200):
+        await blocker.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction, cached
+        pids = [row["pid"] for row in await blocker.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", blocker.get_server_pid())]
+        if pids:
+            return pids
+        await asyncio.sleep(0.02)
+    raise AssertionError("the store's call never waited for the lock")
+
+
+async def test_postgres_connection_killed_inside_a_transaction_is_unavailable(pg_backend: Backend) -> None:
+    """Terminated mid-transaction (a DBA, a failover), as when storing Amazon's answer: asyncpg raises an
+    InterfaceError leaving the transaction, which was a 500 for the buyer who had just paid."""
+    store = await pg_backend.opened()
+    blocker = await asyncpg.connect(PG_DSN, server_settings={"search_path": pg_backend.schema or ""})
+    try:
+        await store.create_checkout(checkout("x"))
+        for call in (lambda: store.bind_and_lease("x", "S01-0000000-0000000", "w", 1.0, 60.0),
+                     lambda: store.transition("x", owner=None, now=2.0, state=State.COMPLETED)):
+            async with blocker.transaction():
+                await blocker.execute("LOCK TABLE checkouts IN ACCESS EXCLUSIVE MODE")
+                pending = asyncio.ensure_future(call())
+                for pid in await _waiting_on(blocker):
+                    await blocker.execute("SELECT pg_terminate_backend($1)", pid)
+                with pytest.raises(StoreUnavailable):
+                    await pending
+        assert await store.try_lease("x", "w", now=3.0, ttl=5.0) is not None  # the pool recovered
+    finally:
+        await blocker.close()
+        await store.close()
+
+
+async def test_postgres_lock_timeout_is_unavailable(pg_backend: Backend) -> None:
+    """An operator's lock_timeout (a URL parameter, or set on the role) running out is a 503 that passes,
+    not a 500; parameters in the URL other than schema reach the server as its settings."""
+    writable = await pg_backend.opened()
+    await writable.create_checkout(checkout("x"))
+    store = open_store(f"{pg_backend.url}&lock_timeout=200")
+    await store.open()
+    blocker = await asyncpg.connect(PG_DSN, server_settings={"search_path": pg_backend.schema or ""})
+    try:
+        async with blocker.transaction():
+            await blocker.execute("LOCK TABLE checkouts, heartbeat IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(StoreUnavailable, match="LockNotAvailable"):
+                await store.bind_and_lease("x", "S01-0000000-0000000", "w", 1.0, 60.0)
+            with pytest.raises(StoreUnavailable, match="LockNotAvailable"):
+                await store.check_writable(now=1.0, timeout=10.0)
+        assert await store.try_lease("x", "w", now=2.0, ttl=5.0) is not None
+    finally:
+        await blocker.close()
+        await store.close()
+        await writable.close()
+
+
+async def test_postgres_read_only_server_is_unavailable(pg_backend: Backend) -> None:
+    """A standby, or the primary during a failover, refuses writes with SQLSTATE 25006: a 503, not a 500.
+    The server is shared with other tests, so the refusal comes from a trigger in this test's schema
+    raising that very SQLSTATE instead of from the server's read-only mode."""
+    store = await pg_backend.opened()
+    try:
+        await store.create_checkout(checkout("x"))
+        await pg_backend.execute("""
+            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                RAISE EXCEPTION 'cannot execute UPDATE in a read-only transaction'
+                    USING ERRCODE = 'read_only_sql_transaction';
+            END $$;
+            CREATE TRIGGER read_only BEFORE INSERT OR UPDATE ON checkouts FOR EACH ROW EXECUTE FUNCTION refuse();
+            CREATE TRIGGER read_only BEFORE INSERT OR UPDATE ON heartbeat FOR EACH ROW EXECUTE FUNCTION refuse()""")
+        with pytest.raises(StoreUnavailable, match="ReadOnlySQLTransaction"):
+            await store.bind_and_lease("x", "S01-0000000-0000000", "w", 1.0, 60.0)
+        with pytest.raises(StoreUnavailable, match="ReadOnlySQLTransaction"):
+            await store.check_writable(now=1.0)
+        with pytest.raises(StoreUnavailable, match="ReadOnlySQLTransaction"):
+            await store.create_checkout(checkout("y"))
+        assert (await store.get_checkout("x")) is not None  # reads still work
+    finally:
+        await store.close()
