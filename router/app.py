@@ -30,6 +30,7 @@ from router.config import Settings
 from router.ops import lifecycle
 from router.ops.instrument import ApiMetrics, count_store_errors
 from router.ops.reload import ConfigHolder
+from router.startup import open_patiently
 from router.store import open_store
 from router.store.base import Store, StoreUnavailable
 from router.web.api import Api, error_response
@@ -124,7 +125,7 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await store.open()
+        await open_patiently(store, settings.storage.url, settings.storage.connect_retry_seconds, log.warning)
         if runtime.reconciler is not None:
             runtime.tasks.append(asyncio.create_task(runtime.reconciler.run(runtime.stop)))
         if runtime.webhooks is not None:

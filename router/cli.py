@@ -69,6 +69,7 @@ def _demo_db() -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from router.ops import lifecycle
     from router.ops.serve import serving
     from router.web.server import uvicorn_options
 
@@ -107,6 +108,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         if demo_dir is not None:
             shutil.rmtree(demo_dir, ignore_errors=True)
+    if workers > 1 and not lifecycle.stop_requested():  # one worker's failed start stopped them all
+        log.error("serve: a worker failed to start (see above) and uvicorn stopped every worker; exiting 1, "
+                  "so that a supervisor (systemd's Restart=on-failure) starts the service again")
+        return 1
     return 0
 
 

@@ -7,6 +7,8 @@ another instance finishes those checkouts at once, with the same idempotency key
 
 With `--workers N`, uvicorn's supervisor gets the signals: it sends SIGTERM to every worker, and
 (patched here) forwards SIGHUP to every worker instead of restarting them, so each reloads in place.
+It also stops every worker, and returns as if asked to, when one fails to start; the stop signals it
+handles are recorded here (`stop_requested`), so that `serve` can tell the two apart and exit 1.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from router.store.base import Store, StoreError
 
 log = logging.getLogger("router.ops.lifecycle")
+_stop_requested = threading.Event()  # the supervisor handled SIGTERM, SIGINT or SIGBREAK
 
 
 @contextlib.contextmanager
@@ -66,6 +69,24 @@ def forward_hup_to_workers() -> None:
                     os.kill(process.pid, signal.SIGHUP)
 
     Multiprocess.handle_hup = handle_hup  # type: ignore[method-assign]
+    for name in ("handle_int", "handle_term", "handle_break"):
+        handler = getattr(Multiprocess, name, None)
+        if handler is not None and not getattr(handler, "records_stop", False):
+            setattr(Multiprocess, name, _recording_stop(handler))
+
+
+def _recording_stop(handler: Callable[[Any], None]) -> Callable[[Any], None]:
+    def handle(self: Any) -> None:
+        _stop_requested.set()
+        handler(self)
+
+    handle.records_stop = True  # type: ignore[attr-defined]
+    return handle
+
+
+def stop_requested() -> bool:
+    """Whether uvicorn's supervisor stopped because a signal asked it to (else: a worker failed to start)."""
+    return _stop_requested.is_set()
 
 
 def exit_zero_on_term() -> None:

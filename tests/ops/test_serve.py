@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,3 +190,60 @@ def test_sighup_reloads_a_valid_config_and_keeps_the_old_on_errors(
                "the restart notice")
     wait_until(lambda: all(shop_name() == "Durable Shop" for _ in range(8)), "the rest to apply")
     assert router.proc.poll() is None
+
+
+def _kill_a_worker_while_locked(router: RouterProcess, db: Path) -> sqlite3.Connection:
+    """kill -9 one of the two workers and hold SQLite's write lock, so that uvicorn's replacement cannot
+    open the store; returns the connection holding the lock (roll it back to release it)."""
+    workers = [int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", router.log_tail(100_000))]
+    assert len(workers) == 2, workers
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    os.kill(workers[0], signal.SIGKILL)
+    return holder
+
+
+def _two_worker_config(tmp_path: Path, emulator: Emulator, key: Path, retry_seconds: float) -> tuple[Path, Path]:
+    db = tmp_path / "r.db"
+    config = tmp_path / "router.toml"
+    text = process_config(emulator.url, key, f"sqlite:///{db}?busy_timeout=0.2") + '\n[metrics]\nlisten = ""\n'
+    config.write_text(text.replace("[storage]\n", f"[storage]\nconnect_retry_seconds = {retry_seconds}\n", 1))
+    return config, db
+
+
+def test_a_restarted_worker_waits_for_a_locked_store(tmp_path: Path, emulator: Emulator,
+                                                      routers: list[RouterProcess],
+                                                      key_files: tuple[Path, Path]) -> None:
+    """uvicorn replaces a worker that died; its store open must wait out a brief lock as `serve`'s own
+    preflight does. It failed at once, and uvicorn then stopped the healthy worker too."""
+    config, db = _two_worker_config(tmp_path, emulator, key_files[0], retry_seconds=60)
+    router = start(routers, config, workers=2)
+    holder = _kill_a_worker_while_locked(router, db)
+    try:
+        wait_until(lambda: "; retrying for up to 60 s" in router.log_tail(100_000), "the new worker waiting", 60)
+    finally:
+        holder.rollback()
+        holder.close()
+    wait_until(lambda: router.log_tail(100_000).count("Application startup complete") == 3, "the new worker", 60)
+    log = router.log_tail(100_000)
+    assert "storage: reachable again; starting" in log and "failed to start" not in log
+    assert router.proc is not None and router.proc.poll() is None
+    assert http_client().get(f"{router.url}/amazon-pay/error", headers={"host": HOST}).status_code == 200
+
+
+def test_serve_exits_1_when_a_worker_cannot_start(tmp_path: Path, emulator: Emulator,
+                                                  routers: list[RouterProcess],
+                                                  key_files: tuple[Path, Path]) -> None:
+    """When the replacement still cannot open the store, uvicorn stops every worker and returns: `serve`
+    exited 0 then, and systemd's Restart=on-failure left the service down."""
+    config, db = _two_worker_config(tmp_path, emulator, key_files[0], retry_seconds=1)
+    router = start(routers, config, workers=2)
+    holder = _kill_a_worker_while_locked(router, db)
+    try:
+        assert router.proc is not None
+        assert router.proc.wait(timeout=60) == 1
+    finally:
+        holder.rollback()
+        holder.close()
+    log = router.log_tail(100_000)
+    assert "gave up after 1 s" in log and "serve: a worker failed to start" in log
