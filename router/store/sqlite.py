@@ -40,6 +40,9 @@ T = TypeVar("T")
 Conn = sqlite3.Connection
 
 MEMORY = ":memory:"
+# A batch waits for another process's lock at most the busy timeout; beyond that and this margin the
+# disk itself is stuck (PostgreSQL's calls are bounded likewise, by its command timeout).
+STUCK_MARGIN = 10.0
 
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
@@ -64,11 +67,14 @@ def _unavailable(exc: BaseException) -> bool:
 class SQLiteStore(SqlStore):
     """Store on one SQLite file. Not opened by the constructor; call `open()`."""
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0, stuck_seconds: float | None = None) -> None:
+        """`stuck_seconds`: how long one batch of the store's thread may run before the callers waiting on
+        it are answered StoreUnavailable (default: the busy timeout plus STUCK_MARGIN)."""
         if busy_timeout < 0:
             raise ValueError("busy_timeout must be >= 0 seconds")
         self.path = str(path)
         self.busy_timeout = busy_timeout
+        self.stuck_seconds = busy_timeout + STUCK_MARGIN if stuck_seconds is None else stuck_seconds
         self._thread: StoreThread | None = None
         self._conn: Conn | None = None  # touched only in the store's thread
 
@@ -165,7 +171,8 @@ class SQLiteStore(SqlStore):
     async def open(self) -> None:
         if self._thread is not None:
             return
-        thread = StoreThread(self._connection, self._mapped, name="sqlite-store", on_commit=metrics.sqlite_committed)
+        thread = StoreThread(self._connection, self._mapped, name="sqlite-store", on_commit=metrics.sqlite_committed,
+                             stuck_after=self.stuck_seconds)
         try:
             self._conn = await thread.call(self._open_in_thread)
         except BaseException:

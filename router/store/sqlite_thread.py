@@ -16,6 +16,12 @@ named tuple, the caller awaits the future itself (no coroutine around it), the j
 one turn reach the thread together at the end of that turn (one wake-up, and their writes share a COMMIT
 even when the thread was idle). A job runs in a copy of its caller's
 context (contextvars), so what it reads from there (the request id an event records) is the caller's.
+
+A stuck disk (a hung fsync, a frozen or lost network volume) holds the thread in one batch, and every
+caller queued behind it would wait as long as the disk does. A watchdog thread fails them once the batch
+has run `stuck_after` seconds (their callers answer 503; a write still in the stuck batch may yet
+commit, like a COMMIT whose answer was lost, and the leases and idempotency keys cover that), and new
+jobs fail at once until the batch returns.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import queue
 import sqlite3
 import threading
@@ -33,6 +40,7 @@ from typing import Any, NamedTuple, TypeVar
 T = TypeVar("T")
 Conn = sqlite3.Connection
 MAX_GROUP = 64  # writes per shared transaction: bounds the work the first of them waits for
+log = logging.getLogger("router.store.sqlite")
 
 
 class _Job(NamedTuple):
@@ -51,10 +59,11 @@ OnCommit = Callable[[int, float], None]  # (write jobs committed, seconds the CO
 
 class StoreThread:
     """Owns the thread; `connection()` is called in it, `mapped(exc)` turns an error into the caller's,
-    `on_commit` hears of every COMMIT (the metrics)."""
+    `on_commit` hears of every COMMIT (the metrics); `stuck_after`: seconds one batch may run before its
+    waiting callers are failed (None: never)."""
 
     def __init__(self, connection: Callable[[], Conn], mapped: Callable[[Exception], Exception], *,
-                 name: str, on_commit: OnCommit | None = None) -> None:
+                 name: str, on_commit: OnCommit | None = None, stuck_after: float | None = None) -> None:
         self._connection = connection
         self._mapped = mapped
         self._on_commit = on_commit
@@ -62,13 +71,22 @@ class StoreThread:
         # Jobs submitted during one turn of a loop, handed over together at its end: one wake-up of the
         # thread for all of them, and the writes among them share a COMMIT even when the thread was idle.
         self._pending: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        self._batch: list[_Job] = []  # the jobs the thread is on
+        self._since: float | None = None  # when it began them (monotonic); None while idle
+        self._stuck = False  # set by the watchdog, cleared when the stuck batch returns
+        self._ended = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
+        if stuck_after is not None:
+            threading.Thread(target=self._watch, args=(stuck_after,), name=f"{name}-watchdog", daemon=True).start()
 
     def submit(self, fn: Callable[[Conn], T], write: bool) -> asyncio.Future[T]:
         """`fn(connection)` in the thread; await the returned future for its result."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        if self._stuck:  # nothing queued now would run before the stuck batch returns
+            future.set_exception(self._stuck_error())
+            return future
         pending = self._pending.get(loop)
         if pending is None:
             pending = self._pending[loop] = []
@@ -96,9 +114,49 @@ class StoreThread:
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join)
 
+    # --- the watchdog ------------------------------------------------------------------------------
+
+    def _watch(self, stuck_after: float) -> None:
+        while not self._ended.wait(min(1.0, stuck_after / 4)):
+            since = self._since
+            if since is None or time.monotonic() - since < stuck_after:
+                continue
+            if not self._stuck:
+                log.error("SQLite has not answered for %.0f s (a hung disk?): requests fail until it does",
+                          time.monotonic() - since)
+            self._stuck = True
+            self._fail_waiting()
+
+    def _fail_waiting(self) -> None:
+        """Fail the stuck batch's callers and every job queued behind it (they are not run later)."""
+        jobs = list(self._batch)
+        stop = False
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                stop = True
+            else:
+                jobs += item
+        if stop:
+            self._jobs.put(None)
+        error = self._stuck_error()
+        _deliver([(job.future, None, error) for job in jobs])
+
+    def _stuck_error(self) -> Exception:
+        return self._mapped(sqlite3.OperationalError("the store's thread is stuck in a call (a hung disk?)"))
+
     # --- in the thread -----------------------------------------------------------------------------
 
     def _serve(self) -> None:
+        try:
+            self._serve_jobs()
+        finally:
+            self._ended.set()
+
+    def _serve_jobs(self) -> None:
         get, get_nowait = self._jobs.get, self._jobs.get_nowait
         while True:
             batch = get()
@@ -113,9 +171,14 @@ class StoreThread:
                 if last is None:
                     break
                 batch += last
+            self._batch, self._since = batch, time.monotonic()
             for start in range(0, len(batch), MAX_GROUP):
                 jobs = batch[start:start + MAX_GROUP] if len(batch) > MAX_GROUP else batch
                 _deliver(self._run(jobs))
+            self._batch, self._since = [], None
+            if self._stuck:
+                self._stuck = False
+                log.warning("SQLite answers again")
             if last is None:
                 return
 
@@ -124,7 +187,7 @@ class StoreThread:
         outcomes: list[Outcome] = []
         group: list[_Job] = []
         for job in jobs:
-            if job.future.cancelled():  # its caller is gone, as an executor drops a job not yet started
+            if job.future.done():  # its caller is gone or was failed (stuck), as an executor drops a job
                 continue
             if job.write:
                 group.append(job)

@@ -1,0 +1,81 @@
+"""The disk under the SQLite file stops answering (fsfreeze on a loop-mounted ext4: what a hung or lost
+volume does to every write and fsync). Buyers and the merchant's backend get a 503 within the store's
+bound instead of waiting as long as the disk does, and everything works again once it answers.
+
+Needs root (mount, fsfreeze), as the CI machine has; elsewhere it is skipped with the reason."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from router.app import create_app
+from router.config import Settings
+from router.store.sqlite import STUCK_MARGIN
+from tests.support import http_client, serve_app
+from tests.support.concurrency import in_background
+from tests.support.config import AUTH
+from tests.support.emulator import Emulator
+from tests.support.processes import page_kind, return_path
+from tests.support.routers import Router
+
+BUSY_TIMEOUT = 0.5
+
+
+@contextlib.contextmanager
+def loop_mount(tmp_path: Path) -> Iterator[Path]:
+    """A small ext4 file system of its own, mounted on a loop device (detached again at unmount)."""
+    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("mkfs.ext4", "mount", "fsfreeze")):
+        pytest.skip("needs root with mkfs.ext4, mount and fsfreeze")
+    image, mountpoint = tmp_path / "disk.img", tmp_path / "disk"
+    mountpoint.mkdir()
+    subprocess.run(["truncate", "-s", "32M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", str(image)], check=True)
+    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot loop-mount here: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["fsfreeze", "-u", str(mountpoint)], capture_output=True)
+        subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+def test_a_frozen_disk_answers_503_within_the_bound_then_recovers(
+    make_settings: Callable[..., Settings], emulator: Emulator, tmp_path: Path
+) -> None:
+    with loop_mount(tmp_path) as disk:
+        settings = make_settings(db=f"sqlite:///{disk / 'rr.db'}?busy_timeout={BUSY_TIMEOUT}")
+        with serve_app(create_app(settings, background=False)) as url:
+            router = Router(url)
+            ref = router.register()["ref"]
+            session_id = emulator.create_session()
+            subprocess.run(["fsfreeze", "-f", str(disk)], check=True)
+            try:
+                started = time.monotonic()
+                buyer = in_background(lambda: router.get(return_path(ref, session_id)))
+                backend = in_background(lambda: http_client().get(f"{url}/v1/checkouts/{ref}", headers=AUTH,
+                                                                  timeout=60))
+                page, answer = buyer(), backend()
+                assert not isinstance(page, BaseException) and not isinstance(answer, BaseException)
+                waited = time.monotonic() - started
+            finally:
+                subprocess.run(["fsfreeze", "-u", str(disk)], check=True)
+            assert (page.status_code, page_kind(page)) == (503, "unavailable"), page.text[:300]
+            assert answer.status_code == 503 and answer.json()["error"]["code"] == "unavailable", answer.text
+            assert waited < BUSY_TIMEOUT + STUCK_MARGIN + 5, waited  # not as long as the disk stayed frozen
+            assert emulator.calls(session_id) == 0  # nothing reached Amazon
+            for _ in range(100):  # the thread's stuck batch returns once the disk answers
+                again = router.get(return_path(ref, session_id))
+                if again.status_code == 200:
+                    break
+                time.sleep(0.2)
+            assert page_kind(again) == "success", again.text[:300]
+            assert len(emulator.charges(session_id)) == 1
