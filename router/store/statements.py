@@ -240,6 +240,7 @@ PURGE_DELIVERED_EVENTS = statement("""
 DELETE FROM outbox WHERE seq IN (
     SELECT seq FROM outbox WHERE delivered_at < :before AND type <> 'checkout.canceled' LIMIT :limit
     FOR UPDATE SKIP LOCKED)""")
+
 _OLDEST = "SELECT ref FROM checkouts ORDER BY created_at DESC, ref DESC OFFSET :keep"
 # Rows that reference a dropped checkout go first (the foreign keys).
 DROP_OLDEST = tuple(
