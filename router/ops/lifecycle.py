@@ -57,8 +57,9 @@ async def release_leases(store: Store, *owners: str) -> None:
         log.info("released %d lease(s) at stop: another instance may finish them now", released)
 
 
-def forward_hup_to_workers() -> None:
-    """Make uvicorn's multi-worker supervisor pass SIGHUP on to its workers (each reloads its config)."""
+def patch_supervisor() -> None:
+    """Make uvicorn's multi-worker supervisor pass SIGHUP on to its workers (each reloads its config), and
+    record the stop signals it handles (`stop_requested`)."""
     from uvicorn.supervisors.multiprocess import Multiprocess
 
     def handle_hup(self: Any) -> None:

@@ -18,7 +18,7 @@ def serving(settings: Settings, workers: int) -> Iterator[int]:
     """
     lifecycle.exit_zero_on_term()
     if workers > 1:
-        lifecycle.forward_hup_to_workers()
+        lifecycle.patch_supervisor()
     with metrics_listener(settings.ops.metrics_listen, webhook_gauges_store(settings), workers):
         yield settings.ops.graceful_seconds
 
@@ -26,4 +26,5 @@ def serving(settings: Settings, workers: int) -> Iterator[int]:
 def webhook_gauges_store(settings: Settings) -> str | None:
     """Where the metrics listener reads the webhook gauges: the store while webhooks are on, else nowhere
     (events wait in the outbox then, and their age would only raise the backlog alert)."""
-    return settings.storage.url if settings.merchant.webhook_url else None
+    merchant = settings.merchant
+    return settings.storage.url if merchant.webhook_url and merchant.webhook_secret else None  # as create_app
