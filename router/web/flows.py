@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from dataclasses import replace
@@ -28,6 +27,7 @@ from router.checkout.model import (
 from router.checkout.service import CheckoutService
 from router.config import Settings
 from router.redact import mask
+from router.store.base import StoreUnavailable
 from router.web.branding import LOGO_PATH
 from router.web.guard import is_usable_host
 from router.web.links import alternate_host_url, site_path
@@ -100,11 +100,15 @@ class Flows:
         route = self.table.match(request.headers.get("host", ""), request.url.path)
         if route is None:
             return self.error_page(request, "not_found")
-        response = await self.serve_route(request, route)
-        platform = detect_platform(request.headers.get("user-agent"))  # labels: route.host is a configured host
-        metrics.returned(route.host, route.flow.value, getattr(request.state, "page", "unknown"), platform.os,
-                         platform.in_app_browser)
-        return response
+        try:
+            return await self.serve_route(request, route)
+        except StoreUnavailable:
+            request.state.page = "unavailable"  # the app's handler shows that page: count it as shown
+            raise
+        finally:
+            platform = detect_platform(request.headers.get("user-agent"))  # labels: route.host is configured
+            metrics.returned(route.host, route.flow.value, getattr(request.state, "page", "unknown"), platform.os,
+                             platform.in_app_browser)
 
     async def serve_route(self, request: Request, route: Route) -> Response:
         if route.flow is Flow.SUCCESS:
@@ -117,13 +121,15 @@ class Flows:
         """Amazon sent the buyer to the error URL: nothing was charged; a plain, honest page, and one
         line naming the order (the service notes its merchant_reference) when the ref is known. An
         order already paid (or pending) is shown as it is: anyone with the ref can load this URL, and
-        "no payment was made" would invite a second payment."""
-        checkout = None
-        with contextlib.suppress(Exception):  # the page never depends on the store working
+        "no payment was made" would invite a second payment. So with a ref and the store unreachable,
+        StoreUnavailable goes on to the "briefly unavailable" page, which refreshes itself."""
+        try:
             refs = query_params(request.url.query[:MAX_QUERY]).get("ref", [])
-            checkout = await self.service.get(refs[0]) if len(refs) == 1 else None
-            if checkout is not None:
-                log.info("buyer sent to the error URL by Amazon Pay for %s", mask(refs[0]))
+        except BadReturn:
+            refs = []  # a malformed query names no order: the plain page
+        checkout = await self.service.get(refs[0]) if len(refs) == 1 else None
+        if checkout is not None:
+            log.info("buyer sent to the error URL by Amazon Pay for %s", mask(refs[0]))
         if checkout is not None and checkout.state in PAID_OR_PENDING:
             return self.page(request, self.result_view(Outcome(checkout)))
         return self.page(request, PageView(kind="amazon_error", merchant_name=self.settings.merchant.name,

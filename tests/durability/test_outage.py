@@ -62,6 +62,27 @@ def test_postgres_outage(launch: Launcher, emulator: Emulator, pg_url: str, pg_p
     assert_recovers(router, emulator, pg_url, ref, session_id)
 
 
+def test_the_error_url_of_a_paid_order_never_says_unpaid_while_the_store_is_down(
+    launch: Launcher, emulator: Emulator, pg_url: str, pg_proxy: ThreadedProxy
+) -> None:
+    """Amazon's error URL names the order; with the store unreachable the router cannot know it is paid,
+    so it says "briefly unavailable" (and refreshes), never "no payment was made"."""
+    router = launch(via_proxy(pg_url, pg_proxy))
+    ref = router.register()
+    assert page_kind(router.buyer_return(ref, emulator.create_session())) == "success"
+    pg_proxy.stop()
+    with httpx.Client(timeout=30, headers={"host": HOST}) as client:
+        named = client.get(f"{router.url}/amazon-pay/error?ref={ref}")
+        assert (named.status_code, page_kind(named)) == (503, "unavailable"), named.text[-500:]
+        assert "no payment was made" not in named.text and named.headers["retry-after"]
+        plain = client.get(f"{router.url}/amazon-pay/error")  # no order named: nothing to look up
+        assert (plain.status_code, page_kind(plain)) == (200, "amazon_error")
+        pg_proxy.start()
+        wait_until(lambda: http_client().get(f"{router.url}/readyz").status_code == 200, "the store to recover")
+        again = client.get(f"{router.url}/amazon-pay/error?ref={ref}")
+    assert (again.status_code, page_kind(again)) == (200, "success")
+
+
 def test_postgres_lost_while_storing_amazons_answer(
     launch: Launcher, emulator: Emulator, pg_url: str, pg_proxy: ThreadedProxy
 ) -> None:

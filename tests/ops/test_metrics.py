@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
@@ -99,6 +100,33 @@ def test_a_paid_return_counts_every_step(tmp_path: Path, emulator: Emulator, rec
     # may put several of them under one COMMIT, never one write under two
     assert committed >= 1 and writes >= 6 and writes >= committed, (committed, writes)
     assert value("return_router_build_info", version=metrics.package_version()) == 1
+
+
+def test_returns_answered_unavailable_are_counted(tmp_path: Path, emulator: Emulator,
+                                                  key_files: tuple[Path, Path]) -> None:
+    """A store that cannot write gives the buyer the "unavailable" page: the returns metric says so."""
+    db = tmp_path / "r.db"
+    config = tmp_path / "router.toml"
+    config.write_text(process_config(emulator.url, key_files[0], f"sqlite:///{db}?busy_timeout=0.3"))
+    settings = load(config, env={"RR_TEST_TOKEN": TOKEN})
+    labels = {"host": HOST, "page": "unavailable", "platform": "desktop", "in_app": "none"}
+    delta = Delta(("return_router_returns_total", {**labels, "flow": "success"}),
+                  ("return_router_returns_total", {**labels, "flow": "cancel"}))
+    with serve_app(create_app(settings, background=False)) as url:
+        created = httpx.post(f"{url}/v1/checkouts", headers=AUTH, json={
+            "merchantReference": "order-1", "chargeAmount": {"amount": "14.00", "currencyCode": "USD"},
+            "paymentIntent": "AuthorizeWithCapture"})
+        ref = created.json()["ref"]
+        blocker = sqlite3.connect(db, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock past busy_timeout
+            for path in (return_path(ref, emulator.create_session()), f"/amazon-pay/cancel?ref={ref}"):
+                page = httpx.get(url + path, headers={"host": HOST, "user-agent": "Mozilla/5.0 (X11; Linux x86_64)"},
+                                 timeout=30)
+                assert (page.status_code, page_kind(page)) == (503, "unavailable"), page.text[-300:]
+        finally:
+            blocker.close()
+    assert delta() == [1, 1]
 
 
 async def test_store_errors_and_failed_reconciler_passes_are_counted(tmp_path: Path) -> None:
