@@ -206,8 +206,9 @@ def outcome_response(outcome: Outcome) -> JSONResponse:
         return JSONResponse(body, headers={"cache-control": "no-store"})
     if c.state == State.PENDING:
         return JSONResponse(body, status_code=202, headers={"cache-control": "no-store", "retry-after": "5"})
-    if c.state == State.CREATED:
-        return JSONResponse(body, status_code=200, headers={"cache-control": "no-store"})
+    if c.state == State.CREATED:  # bound, Amazon's answer not stored yet (the reconciler resumes it): not paid
+        return error_response(503, "in_progress", "the payment is still being confirmed; retry shortly",
+                              {"retry-after": "5"})
     status, code, message = UNPAID[c.state]
     return error_response(status, code, message)
 

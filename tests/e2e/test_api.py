@@ -150,6 +150,11 @@ def test_amazon_unavailable_is_a_retryable_503(router: Router, emulator: Emulato
     answer = finalize(router, session_id, ref)
     assert answer.status_code == 503 and answer.json()["error"]["code"] == "amazon_unavailable"
     assert answer.headers["retry-after"]
+    # Polled meanwhile, the bound, unfinished checkout is not paid: an app that shows the confirmation on
+    # a 200 must not get one (it read 200 with state "created").
+    polled = httpx.get(f"{router.url}/v1/checkout-sessions/{session_id}", params={"ref": ref})
+    assert polled.status_code == 503 and polled.json()["error"]["code"] == "in_progress", polled.text
+    assert polled.headers["retry-after"] and "checkout" not in polled.json()
     later = finalize(router, session_id, ref)  # faults used up: the same key now succeeds
     assert later.status_code == 200 and later.json()["state"] == "completed"
     keys = {r["idempotencyKey"] for r in emulator.requests("finalizeCheckoutSession")}
