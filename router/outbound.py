@@ -12,8 +12,8 @@ This module is small on purpose rather than the `httpx-aiohttp` package: that on
 connection to `ConnectTimeout` and keeps aiohttp's cookie jar, and our logs and the webhook outbox
 record the exception class.
 
-Per request the transport does little beyond aiohttp's own work: a small body with a Content-Length is
-read at once and handed to httpx as bytes (no stream to drive), the aiohttp timeouts and URLs are not
+Per request the transport does little beyond aiohttp's own work: a small body that arrived with the head
+is taken at once and handed to httpx as bytes (no stream to drive), the aiohttp timeouts and URLs are not
 rebuilt or re-quoted, headers are converted once each way. httpx's URL parse (~19 µs for an Amazon URL,
 which differs per checkout session) is done once per origin: a plain path, such as each Amazon URL's, is
 put in as it is (`_httpx_url`, held equal to httpx.URL by tests/amazon_pay/test_outbound_urls.py).
@@ -168,7 +168,7 @@ _URLS_KEPT = 256  # parsed URLs remembered: the webhook worker posts to one, Ama
 # Both URL types are immutable, so a parse is remembered like the pages' memos (router/web/links.py).
 _parsed = functools.lru_cache(maxsize=_URLS_KEPT)(httpx.URL)
 _yarl_url = functools.lru_cache(maxsize=_URLS_KEPT)(functools.partial(yarl.URL, encoded=True))  # httpx quoted it
-EAGER_BYTES = 64 * 1024  # a body with a Content-Length up to this is read with the head
+EAGER_BYTES = 64 * 1024  # a body up to this that arrived with the head is taken with it
 # An http(s) URL of a name or address, maybe a port, and a path that httpx's parse keeps as it is: non-empty
 # segments of unreserved characters (nothing to percent-encode), none of them "." or ".." (nothing to remove),
 # no query or fragment. Amazon's URLs are this, one per checkout session, so the remembered parses miss.
@@ -279,8 +279,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=self._timeout(request),
             )
             stream: httpx.AsyncByteStream
-            if response.content_length is not None and response.content_length <= EAGER_BYTES:
-                # read() releases the connection to the pool
+            if response.content.is_eof() and (response.content_length or 0) <= EAGER_BYTES:
+                # The whole body came with the head: read() returns it at once and releases the connection.
+                # A body still on its way is streamed: a caller that reads only the status line (a webhook)
+                # must not wait for, or fail on, a slow or cut-off body.
                 stream = _Eager(await response.read(), "Content-Encoding" not in response.headers)
             else:
                 stream = _Body(response, request)

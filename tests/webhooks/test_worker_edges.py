@@ -1,5 +1,5 @@
 """The delivery worker against raw sockets that behave as real receivers and proxies do at their edges:
-a 2xx whose body trickles in, and an egress proxy named by HTTP_PROXY."""
+a 2xx whose body trickles in or is cut off, and an egress proxy named by HTTP_PROXY."""
 
 from __future__ import annotations
 
@@ -45,29 +45,49 @@ def worker(store: Store, url: str, clock: Clock, timeout: float) -> WebhookWorke
                          lease_seconds=timeout + 5, schedule=RetrySchedule(jitter=0))
 
 
-async def test_a_2xx_whose_body_trickles_past_the_timeout_is_delivered(
-    store: Store, clock: Clock, raw_server: Callable[[Handler], Awaitable[int]]
+async def trickle_chunked(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    for _ in range(20):  # "ok" a byte every 0.1 s: two seconds against a one-second timeout
+        writer.write(b"1\r\nk\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+    writer.write(b"0\r\n\r\n")
+
+
+async def trickle_sized(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n")
+    for _ in range(20):  # the same pace, with the length announced
+        writer.write(b"k")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+
+
+async def cut_off(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort")  # then the connection closes
+    await writer.drain()
+
+
+@pytest.mark.parametrize("body", [trickle_chunked, trickle_sized, cut_off])
+async def test_a_2xx_whose_body_trickles_or_is_cut_off_is_delivered(
+    store: Store, clock: Clock, raw_server: Callable[[Handler], Awaitable[int]],
+    body: Callable[[asyncio.StreamWriter], Awaitable[None]],
 ) -> None:
+    """The status line is the answer (docs/backend.md): sending the event again would be a duplicate."""
     requests: list[bytes] = []
 
-    async def acknowledge_slowly(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def acknowledge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         requests.append(await read_request(reader))
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-        for _ in range(20):  # "ok" a byte every 0.1 s: two seconds against a one-second timeout
-            writer.write(b"1\r\nk\r\n")
-            await writer.drain()
-            await asyncio.sleep(0.1)
-        writer.write(b"0\r\n\r\n")
+        await body(writer)
         writer.close()
 
-    port = await raw_server(acknowledge_slowly)
+    port = await raw_server(acknowledge)
     event = await add_event(store, clock(), "completed")
     async with worker(store, f"http://127.0.0.1:{port}/hooks", clock, timeout=1.0) as sender:
         started = asyncio.get_running_loop().time()
         assert await sender.run_once() == 1
         assert asyncio.get_running_loop().time() - started < 1.8  # still within the timeout, not the body's pace
     stored = await store.get_event(event.id)
-    assert stored is not None and stored.status == "delivered" and stored.attempts == 1
+    assert stored is not None and stored.status == "delivered" and stored.attempts == 1, stored
     assert requests == [b"POST /hooks HTTP/1.1"]
 
 
