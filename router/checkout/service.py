@@ -146,11 +146,9 @@ class CheckoutService:
                 with amazon_deadline.shared():  # the finalize and the reads after it: one deadline
                     outcome = await self._call_amazon(checkout, fresh=fresh)
             except LeaseLost:
-                # Amazon took longer than the lease and another caller took over with the same key:
-                # its stored result is ours too (the buyer paid once; never show them an error).
                 log.warning("finalize lease on %s ran out mid-call; taking the new holder's result",
                             mask(checkout.ref))
-                outcome = await self._await_result(checkout.ref)
+                outcome = await self._after_lost_lease(checkout.ref)
             future.set_result(outcome)
             metrics.finalized(outcome.error.value if outcome.error else outcome.checkout.state)
             return outcome
@@ -170,14 +168,24 @@ class CheckoutService:
             if self._inflight.get(checkout.ref) is future:
                 del self._inflight[checkout.ref]
 
-    async def _await_result(self, ref: str) -> Outcome:
-        """Poll the store until the current lease holder has stored a result; Busy after wait_seconds."""
+    async def _after_lost_lease(self, ref: str) -> Outcome:
+        """Amazon outlasted our lease (or this process was paused) and another caller took over with the
+        same key: its stored result is ours too (the buyer paid once; never show them an error). If it gave
+        up without one (Amazon unreachable from it), take the lease again and send the same finalize: the
+        same key gets Amazon's answer to the first, rather than waiting for a result nobody is making."""
 
-        async def stored_result(_: int) -> Outcome | None:
+        async def result_or_lease(_: int) -> Outcome | None:
             found = await self._stored(ref)
-            return Outcome(found) if found.state != State.CREATED else None
+            if found.state != State.CREATED:
+                return Outcome(found)
+            taken = await self._lease_in(ref, State.CREATED)
+            if taken is None:
+                return None  # still held: poll again
+            with contextlib.suppress(LeaseLost):  # outlasted again: poll again
+                return await self._call_amazon(taken)
+            return None
 
-        return await self._poll(ref, stored_result)
+        return await self._poll(ref, result_or_lease)
 
     async def _poll(self, ref: str, step: Callable[[int], Awaitable[Outcome | None]]) -> Outcome:
         """`step` until it has an outcome, polling the store in between; Busy after wait_seconds."""

@@ -480,3 +480,25 @@ async def test_the_poll_backoff_of_a_checkout_settled_elsewhere_is_forgotten(
     await store.transition("p", owner=None, now=clock.now, state=State.AUTHORIZED)  # another instance's poll
     await reconciler.run_once()
     assert reconciler._polls == {}
+
+
+async def test_an_answer_that_outlived_its_lease_is_kept_when_the_next_holder_gave_up(
+    service: CheckoutService, store: Store, amazon: FakeAmazonPay, clock: Clock
+) -> None:
+    """A holder paused past its lease (a GC pause, a frozen VM): another instance took the lease, could
+    not reach Amazon and let it go. The paused holder takes the lease again and finishes with the same
+    key (Amazon answers as before), rather than waiting for a result nobody is making."""
+    checkout = await service.register(ORDER)
+
+    async def paused_past_the_lease() -> FinalizeResult:
+        clock.now += 91  # past lease_seconds = 90
+        assert await store.try_lease(checkout.ref, "another-instance", clock.now, 90) is not None
+        await store.release_lease(checkout.ref, "another-instance")  # it got no answer from Amazon
+        return finalized(SID)
+
+    amazon.finalizes.extend([paused_past_the_lease, finalized(SID)])
+    outcome = await service.finalize(checkout.ref, SID)
+    assert outcome.error is None and outcome.checkout.state == State.COMPLETED
+    key = idempotency_key(checkout.ref, SID)
+    assert amazon.calls == [("finalize", SID, key), ("finalize", SID, key)]
+    assert (await stored(service, checkout)).lease_owner is None
