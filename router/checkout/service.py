@@ -145,6 +145,8 @@ class CheckoutService:
             try:
                 with amazon_deadline.shared():  # the finalize and the reads after it: one deadline
                     outcome = await self._call_amazon(checkout, fresh=fresh)
+                if outcome.error == OutcomeError.AMAZON_UNAVAILABLE:
+                    outcome = await self._settled_meanwhile(outcome)
             except LeaseLost:
                 log.warning("finalize lease on %s ran out mid-call; taking the new holder's result",
                             mask(checkout.ref))
@@ -167,6 +169,12 @@ class CheckoutService:
         finally:
             if self._inflight.get(checkout.ref) is future:
                 del self._inflight[checkout.ref]
+
+    async def _settled_meanwhile(self, failed: Outcome) -> Outcome:
+        """No answer from Amazon in time; but if our lease ran out meanwhile (this process paused past it),
+        another holder may have stored the result: the buyer sees that, not "can't confirm yet"."""
+        found = await self._stored(failed.checkout.ref)
+        return Outcome(found) if found.state != State.CREATED else failed
 
     async def _after_lost_lease(self, ref: str) -> Outcome:
         """Amazon outlasted our lease (or this process was paused) and another caller took over with the

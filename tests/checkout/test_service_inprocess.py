@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from router.amazon_pay import deadline as amazon_deadline
-from router.amazon_pay.errors import AmazonPayThrottled
+from router.amazon_pay.errors import AmazonPayError, AmazonPayThrottled
 from router.amazon_pay.models import FinalizeResult
 from router.checkout.model import Busy, Checkout, NewCheckout, OutcomeError, State
 from router.checkout.reconciler import Reconciler
@@ -502,3 +502,24 @@ async def test_an_answer_that_outlived_its_lease_is_kept_when_the_next_holder_ga
     key = idempotency_key(checkout.ref, SID)
     assert amazon.calls == [("finalize", SID, key), ("finalize", SID, key)]
     assert (await stored(service, checkout)).lease_owner is None
+
+
+async def test_no_answer_in_time_shows_what_the_next_holder_stored_meanwhile(
+    service: CheckoutService, store: Store, amazon: FakeAmazonPay, clock: Clock
+) -> None:
+    """Paused past its lease and its deadline: the other instance finalized meanwhile. The paused one's
+    buyer gets the stored success, not "we can't confirm your payment yet"."""
+    checkout = await service.register(ORDER)
+
+    async def paused_while_another_finishes() -> FinalizeResult:
+        clock.now += 91
+        taken = await store.try_lease(checkout.ref, "another-instance", clock.now, 90)
+        assert taken is not None
+        await store.transition(checkout.ref, owner="another-instance", now=clock.now, state=State.COMPLETED)
+        raise AmazonPayError("no answer: deadline reached", attempts=1)
+
+    amazon.finalizes.append(paused_while_another_finishes)
+    amazon.sessions.append(AmazonPayError("deadline reached", attempts=0))  # no time left to read it back
+    outcome = await service.finalize(checkout.ref, SID)
+    assert outcome.error is None and outcome.checkout.state == State.COMPLETED
+    assert amazon.operations() == ["finalize", "getCheckoutSession"]
