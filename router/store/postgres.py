@@ -34,6 +34,10 @@ Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # First key of the two-int advisory lock that serialises migrations ("RRTR"); the second is the schema.
 _MIGRATION_LOCK = 0x52525452
+# A process frozen mid-transaction (SIGSTOP, a VM or container paused) keeps its row locks while its
+# connection stays up: the server ends such a session after this long idle inside a transaction, so the
+# next holder waits this long, not until the process thaws. Ours are never idle there: milliseconds.
+IDLE_IN_TRANSACTION_TIMEOUT = "10s"
 
 # Errors meaning "the server cannot serve us now", as opposed to a bug in a query. (A connection lost
 # inside a transaction surfaces as an InterfaceError instead: see _connection.)
@@ -131,9 +135,11 @@ class PostgresStore(SqlStore):
             async with pool.acquire(timeout=self.acquire_timeout) as conn:
                 try:
                     yield conn
-                except asyncpg.InterfaceError as exc:
-                    # Lost inside a transaction: leaving it raises this, replacing the lost connection's
-                    # error. On an open connection it is a misuse of asyncpg, a bug: raised as it is.
+                except (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as exc:
+                    # Lost inside a transaction: leaving it raises one of these, replacing the lost
+                    # connection's error (InternalClientError when the server's notice that it ended the
+                    # session came in just before our COMMIT). On an open connection it is a misuse of
+                    # asyncpg, a bug: raised as it is.
                     if not _lost(conn):
                         raise
                     raise StoreUnavailable(f"PostgreSQL connection lost: {exc}") from exc
@@ -153,7 +159,10 @@ class PostgresStore(SqlStore):
     async def open(self) -> None:
         if self._pool is not None:
             return
-        settings = {"search_path": self.schema} if self.schema else None
+        settings = {"search_path": self.schema} if self.schema else {}
+        given = {key for key, _ in parse_qsl(urlsplit(self._dsn).query)}
+        if "idle_in_transaction_session_timeout" not in given:  # the URL's own (or none) wins over ours
+            settings["idle_in_transaction_session_timeout"] = IDLE_IN_TRANSACTION_TIMEOUT
         try:
             pool = await asyncpg.create_pool(self._dsn, server_settings=settings, **self._pool_options)
         except _CANNOT_CONNECT as exc:

@@ -189,3 +189,27 @@ async def test_postgres_read_only_server_is_unavailable(pg_backend: Backend) -> 
         assert (await store.get_checkout("x")) is not None  # reads still work
     finally:
         await store.close()
+
+
+async def test_postgres_sessions_idle_in_a_transaction_are_ended_by_the_server(pg_backend: Backend) -> None:
+    """A holder frozen mid-transaction (SIGSTOP, a paused VM) keeps its row locks while its connection is
+    up: the server ends it after the idle-in-transaction timeout (10 s unless the URL sets one), and the
+    next holder goes on."""
+    default = await pg_backend.opened()
+    frozen = open_store(f"{pg_backend.url}&idle_in_transaction_session_timeout=1s")
+    await frozen.open()
+    try:
+        async with default._connection() as conn:  # type: ignore[attr-defined]
+            assert await conn.fetchval("SHOW idle_in_transaction_session_timeout") == "10s"
+        await default.create_checkout(checkout("x"))
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            async with frozen._connection() as conn, conn.transaction():  # type: ignore[attr-defined]
+                await conn.execute("SELECT 1 FROM checkouts WHERE ref = 'x' FOR UPDATE")
+                # frozen here, the row locked: the other instance's lease waits for the server's timeout
+                assert await default.try_lease("x", "w", now=1.0, ttl=5.0) is not None
+        assert 0.8 < time.monotonic() - started < 10
+        await frozen.ping()  # the pool replaced the ended connection
+    finally:
+        await frozen.close()
+        await default.close()
