@@ -362,6 +362,9 @@ def quiet_logs() -> None:
     """Third-party loggers that would write full URLs (with session ids) stay at WARNING."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    pool = logging.getLogger("asyncpg.pool")  # logs each failed reconnect with its traceback
+    if not any(isinstance(f, logs.TracebackAtDebug) for f in pool.filters):
+        pool.addFilter(logs.TracebackAtDebug())
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactAccessLog) for f in access.filters):
         access.addFilter(RedactAccessLog())

@@ -128,6 +128,19 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class TracebackAtDebug(logging.Filter):
+    """A library's warning with a traceback (asyncpg's pool retrying a server that is gone) becomes one
+    line naming the exception type: multi-line records break one-record-per-line logs, and tracebacks
+    are for DEBUG only (the root logger at DEBUG keeps them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not logging.getLogger().isEnabledFor(logging.DEBUG):
+            error = record.exc_info[1]
+            record.msg, record.args = f"{record.getMessage()} ({type(error).__name__})", None
+            record.exc_info = record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {

@@ -139,3 +139,28 @@ def test_noted_needs_a_request_and_scope_ends_with_its_step() -> None:
 class _Order:
     def __init__(self, merchant_reference: str) -> None:
         self.merchant_reference = merchant_reference
+
+
+def test_a_library_warning_with_a_traceback_is_one_line_unless_debug(capsys: pytest.CaptureFixture[str]) -> None:
+    from router.cli import quiet_logs
+
+    quiet_logs()
+    pool = logging.getLogger("asyncpg.pool")  # what asyncpg's pool logs while the server is gone
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logs.TextFormatter())
+    pool.addHandler(handler)
+    root = logging.getLogger()
+    saved = root.level
+    try:
+        for level in (logging.INFO, logging.DEBUG):
+            root.setLevel(level)
+            try:
+                raise ConnectionRefusedError(111, "Connect call failed")
+            except ConnectionRefusedError:
+                pool.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
+        quiet, verbose = capsys.readouterr().err.split("retrying", 2)[1:]
+    finally:
+        pool.removeHandler(handler)
+        root.setLevel(saved)
+    assert quiet.startswith(" (ConnectionRefusedError)") and "Traceback" not in quiet
+    assert "Traceback (most recent call last)" in verbose
