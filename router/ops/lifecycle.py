@@ -6,7 +6,8 @@ once the deliveries it has in flight end) and `release_leases` frees every lease
 another instance finishes those checkouts at once, with the same idempotency key.
 
 With `--workers N`, uvicorn's supervisor gets the signals: it sends SIGTERM to every worker, and
-(patched here) forwards SIGHUP to every worker instead of restarting them, so each reloads in place.
+(patched here) forwards SIGHUP to every worker instead of restarting them, so each reloads in place;
+each worker exits 0 after its graceful stop, its last log lines written (`run_worker`).
 It also stops every worker, and returns as if asked to, when one fails to start; the stop signals it
 handles are recorded here (`stop_requested`), so that `serve` can tell the two apart and exit 1.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -60,6 +62,7 @@ async def release_leases(store: Store, *owners: str) -> None:
 def patch_supervisor() -> None:
     """Make uvicorn's multi-worker supervisor pass SIGHUP on to its workers (each reloads its config), and
     record the stop signals it handles (`stop_requested`)."""
+    from uvicorn.supervisors import multiprocess as supervisor
     from uvicorn.supervisors.multiprocess import Multiprocess
 
     def handle_hup(self: Any) -> None:
@@ -70,10 +73,38 @@ def patch_supervisor() -> None:
                     os.kill(process.pid, signal.SIGHUP)
 
     Multiprocess.handle_hup = handle_hup  # type: ignore[method-assign]
+    spawning = vars(supervisor)  # its get_subprocess, imported from uvicorn._subprocess, makes each worker
+    if not getattr(spawning["get_subprocess"], "stops_cleanly", False):
+        spawning["get_subprocess"] = _stopping_cleanly(spawning["get_subprocess"])
     for name in ("handle_int", "handle_term", "handle_break"):
         handler = getattr(Multiprocess, name, None)
         if handler is not None and not getattr(handler, "records_stop", False):
             setattr(Multiprocess, name, _recording_stop(handler))
+
+
+def _stopping_cleanly(get_subprocess: Callable[..., Any]) -> Callable[..., Any]:
+    """uvicorn's get_subprocess, each worker running `run_worker` around its target (picklable: spawned)."""
+
+    def make(config: Any, target: Callable[..., None], sockets: Any) -> Any:
+        return get_subprocess(config, functools.partial(run_worker, target), sockets)
+
+    make.stops_cleanly = True  # type: ignore[attr-defined]
+    return make
+
+
+def run_worker(target: Callable[..., None], sockets: Any = None) -> None:
+    """A worker process: once uvicorn has shut it down it re-raises the SIGTERM or SIGINT it handled, with
+    the handler it found; Python's defaults would kill it before its exit handlers write the last log
+    lines (the 503s of a stop, the leases released, the access lines). These exit 0 instead."""
+    exit_zero_on_term()
+    signal.signal(signal.SIGINT, _exit_zero)
+    target(sockets=sockets)
+
+
+def _exit_zero(signum: int, frame: object) -> None:
+    for stop in (signal.SIGTERM, signal.SIGINT):  # a second one (the supervisor's, after a killpg's) must
+        signal.signal(stop, signal.SIG_IGN)      # not cut the exit handlers short
+    raise SystemExit(0)
 
 
 def _recording_stop(handler: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -94,10 +125,7 @@ def exit_zero_on_term() -> None:
     """uvicorn re-raises the SIGTERM it handled once it has shut down; with this handler the process
     then exits with status 0 (a requested, clean stop, cleanup included) instead of dying by the signal."""
 
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, _exit_zero)
 
 
 class AnswerWhenCancelled:

@@ -247,3 +247,23 @@ def test_serve_exits_1_when_a_worker_cannot_start(tmp_path: Path, emulator: Emul
         holder.close()
     log = router.log_tail(100_000)
     assert "gave up after 1 s" in log and "serve: a worker failed to start" in log
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_each_worker_writes_its_last_log_lines_at_a_stop(
+    tmp_path: Path, emulator: Emulator, routers: list[RouterProcess], key_files: tuple[Path, Path],
+    stop: signal.Signals,
+) -> None:
+    """A worker re-raised the signal with Python's default handler once uvicorn had shut it down: it died
+    before its exit handlers wrote the lines queued last (the shutdown's, the leases released, the access
+    lines). The whole process group is signalled, as systemd does."""
+    config, _ = _two_worker_config(tmp_path, emulator, key_files[0], retry_seconds=5)
+    router = start(routers, config, workers=2)
+    for _ in range(4):
+        assert http_client().get(f"{router.url}/amazon-pay/error", headers={"host": HOST}).status_code == 200
+    assert router.proc is not None
+    os.killpg(router.proc.pid, stop)
+    assert router.proc.wait(timeout=30) == 0
+    log = router.log_tail(100_000)
+    assert log.count("Application shutdown complete") == 2, log[-3000:]
+    assert log.count("Finished server process") == 2 and "Traceback" not in log, log[-3000:]
