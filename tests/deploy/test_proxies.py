@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -175,3 +176,25 @@ def test_check_remote_says_what_the_deployed_host_lacks_of_a_newer_config(proxy:
     assert any("/amazon-pay/done" in line for line in stale if aasa in line), stale
     assert all(": warning: " in line for line in stale)
 
+
+
+def test_proxy_closes_an_idle_client_connection_after_the_services_5_seconds(proxy: Proxy) -> None:
+    """README "Deploying": the proxy's idle timeout matches `[server] keep_alive_seconds` (5 s), so a client
+    holds an idle connection no longer on the proxy than it could on the service itself."""
+    context = ssl.create_default_context(cafile=str(proxy.certs.ca))
+    context.set_alpn_protocols(["http/1.1"])
+    with socket.create_connection(("127.0.0.1", proxy.https_port), timeout=12) as raw, \
+            context.wrap_socket(raw, server_hostname=HOST) as tls:
+        tls.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += tls.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        idle_since = time.monotonic()
+        try:  # the rest of the answer, then nothing until the proxy closes the idle connection
+            while tls.recv(65536):
+                pass
+        except (ConnectionResetError, ssl.SSLError, TimeoutError):  # TimeoutError: still open after 12 s
+            pass
+        idle = time.monotonic() - idle_since
+    assert 3.0 < idle < 9.0, f"{proxy.name} closed an idle connection after {idle:.1f} s, not about 5 s"
