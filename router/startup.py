@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from router.backoff import Backoff
 from router.store import open_store
-from router.store.base import Store, StoreError, StoreUnavailable
+from router.store.base import MigrationLocked, Store, StoreError, StoreUnavailable
 
 Say = Callable[[str], None]
 Attempt = Callable[[], Awaitable["str | None"]]  # None when it worked, else the problem's line
@@ -40,6 +40,8 @@ async def _try_open(store: Store, url: str, *, close: bool) -> str | None:
         await store.open()
         if close:
             await store.close()
+    except MigrationLocked as exc:  # reachable: waiting for another instance
+        return f"storage: {store_label(url)}: {exc}"
     except (StoreError, OSError, ValueError) as exc:
         return f"storage: cannot reach {store_label(url)} ({type(exc).__name__}: {_first_line(exc)})"
     return None

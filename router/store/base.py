@@ -96,6 +96,10 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached or is locked for too long; the caller answers 503."""
 
 
+class MigrationLocked(StoreUnavailable):
+    """Reachable, but another instance held the schema migration lock for too long (at start only)."""
+
+
 class Store(Protocol):
     async def open(self) -> None:
         """Connect and apply pending schema migrations (safe when several instances start at once)."""

@@ -12,6 +12,7 @@ if missing) by setting the connections' search_path; without it the server's def
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ import asyncpg.pool
 
 from router.store import flows, migrations
 from router.store import statements as sql
-from router.store.base import StoreUnavailable, within
+from router.store.base import MigrationLocked, StoreUnavailable, within
 from router.store.common import Mode, SqlStore
 from router.store.flows import Flow, Result, Step, drive_async, violation
 
@@ -33,6 +34,8 @@ Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # First key of the two-int advisory lock that serialises migrations ("RRTR"); the second is the schema.
+log = logging.getLogger("router.store.postgres")
+
 _MIGRATION_LOCK = 0x52525452
 # A process frozen mid-transaction (SIGSTOP, a VM or container paused) keeps its row locks while its
 # connection stays up: the server ends such a session after this long idle inside a transaction, so the
@@ -178,9 +181,15 @@ class PostgresStore(SqlStore):
 
     async def _migrate(self, conn: Conn) -> None:
         # Serialise concurrent starts; the lock is released with the transaction.
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))", _MIGRATION_LOCK, self.schema or ""
-        )
+        lock = (_MIGRATION_LOCK, self.schema or "")
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, hashtext($2))", *lock):
+            log.info("storage: another instance is applying the schema migrations; waiting for it")
+            try:
+                await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", *lock)
+            except TimeoutError as exc:  # the command timeout: a long migration, or a holder that is stuck
+                raise MigrationLocked(
+                    f"another instance held the schema migration lock for {self._pool_options['command_timeout']:g} s"
+                ) from exc
         if self.schema:
             # The name matched _SCHEMA_NAME, so it needs no quoting and cannot inject anything.
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
-from router.startup import store_label, wait_for_store
+import asyncpg
+import pytest
+
+from router.startup import _try_open, store_label, wait_for_store
+from router.store.postgres import PostgresStore, parse_url
 from tests.store.tcp_proxy import TcpProxy
 from tests.support import free_port
-from tests.support.stores import postgres_backend
+from tests.support.stores import PG_DSN, postgres_backend
 
 
 def test_store_label_hides_credentials_and_query() -> None:
@@ -55,3 +60,23 @@ async def test_starts_once_the_database_answers() -> None:
             await proxy.stop()
     assert len(said) == 2 and "cannot reach" in said[0] and said[1] == "storage: reachable again; starting"
     assert attempts[0] == 2
+
+
+async def test_a_migration_lock_held_elsewhere_is_said_as_such(caplog: pytest.LogCaptureFixture) -> None:
+    """Another instance applying the migrations is not "cannot reach": the wait is said at once, and when
+    it outlasts the command timeout the line names the lock."""
+    async with postgres_backend() as pg:
+        dsn, schema = parse_url(pg.url)
+        holder = await asyncpg.connect(PG_DSN)
+        try:
+            await holder.execute("SELECT pg_advisory_lock($1, hashtext($2))", 0x52525452, schema)
+            store = PostgresStore(dsn, schema=schema, command_timeout=0.5)
+            with caplog.at_level(logging.INFO, logger="router.store.postgres"):
+                problem = await _try_open(store, pg.url, close=True)
+            assert problem == (f"storage: {store_label(pg.url)}: another instance held the schema migration "
+                               "lock for 0.5 s"), problem
+            assert "another instance is applying the schema migrations; waiting for it" in caplog.text
+            await holder.execute("SELECT pg_advisory_unlock_all()")
+            assert await _try_open(store, pg.url, close=True) is None
+        finally:
+            await holder.close()
