@@ -177,7 +177,6 @@ def test_check_remote_says_what_the_deployed_host_lacks_of_a_newer_config(proxy:
     assert all(": warning: " in line for line in stale)
 
 
-
 def test_proxy_closes_an_idle_client_connection_after_the_services_5_seconds(proxy: Proxy) -> None:
     """README "Deploying": the proxy's idle timeout matches `[server] keep_alive_seconds` (5 s), so a client
     holds an idle connection no longer on the proxy than it could on the service itself."""

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from router.ops.settings import DEFAULT_METRICS_LISTEN
+
 from .harness import DEPLOY, cli
 
 UNIT = DEPLOY / "return-router.service"
@@ -104,3 +106,16 @@ def test_caddyfile_is_formatted_and_adapts_without_warnings() -> None:
     adapted = subprocess.run([caddy, "adapt", "--config", str(DEPLOY / "Caddyfile"), "--adapter", "caddyfile"],
                              capture_output=True, text=True, timeout=30)
     assert adapted.returncode == 0 and "WARN" not in adapted.stderr.upper(), adapted.stderr
+
+
+def test_proxy_comments_name_the_metrics_listener_not_the_service_port() -> None:
+    """/metrics is on `[metrics] listen` (default 127.0.0.1:9100) and 404 on the service port the proxies send
+    traffic to: a comment that tells the operator to scrape the service port points Prometheus at a 404."""
+    serve = shlex.split(directives(UNIT.read_text())["Service"]["ExecStart"][0])
+    service_port = serve[serve.index("--port") + 1]
+    for path in (DEPLOY / "nginx" / "return-router.conf", DEPLOY / "Caddyfile"):
+        comments = [line for line in path.read_text().splitlines() if line.strip().startswith("#")]
+        about_metrics = [line for line in comments if "/metrics" in line or "Prometheus" in line]
+        assert about_metrics, path
+        assert not [line for line in about_metrics if f":{service_port}" in line], (path, about_metrics)
+        assert any(DEFAULT_METRICS_LISTEN in line for line in about_metrics), (path, about_metrics)
