@@ -58,10 +58,6 @@ def app_factory() -> ASGIApp:
     return app
 
 
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def _demo_db() -> str:
     """The demo's SQLite file, in the private directory `serve` made (and removes at exit)."""
     directory = os.environ.get(DEMO_DIR_ENV) or tempfile.mkdtemp(prefix="return-router-demo-")
@@ -79,7 +75,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     demo_dir = None
     if args.config:
         settings = _load_or_exit(args.config)  # fail before forking workers, with every problem listed
-        if not wait_for_store_before_serving(settings.storage.url, settings.storage.connect_retry_seconds, _say):
+        # in the chosen log format, as every line of `serve` is
+        if not wait_for_store_before_serving(settings.storage.url, settings.storage.connect_retry_seconds,
+                                             log.warning):
             return 1
         if settings.test_mode:
             log.warning("[amazon_pay] emulator = true: the built-in emulator answers; nothing is charged")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -111,9 +112,14 @@ def test_serve_with_the_database_down_says_one_line_and_gives_up(tmp_path: Path)
     port = free_port()
     config.write_text(BASE_CONFIG + f'\n[storage]\nurl = "postgresql://rr@127.0.0.1:{port}/rr"\n'
                       "connect_retry_seconds = 2\n")
-    result = run("serve", "--config", str(config), "--port", str(free_port()), cwd=tmp_path)
+    result = run("serve", "--config", str(config), "--port", str(free_port()), "--log-format", "text", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    prefix = f"storage: cannot reach postgresql://127.0.0.1:{port}/rr ("
-    assert len(lines) == 2 and all(line.startswith(prefix) for line in lines), lines
+    said = f"storage: cannot reach postgresql://127.0.0.1:{port}/rr ("
+    assert len(lines) == 2 and all(f"WARNING router.cli [-]: {said}" in line for line in lines), lines
     assert lines[0].endswith("; retrying for up to 2 s") and lines[1].endswith("; gave up after 2 s")
+    # in JSON, as every other line of `serve --log-format json` (it was plain text there)
+    result = run("serve", "--config", str(config), "--port", str(free_port()), "--log-format", "json", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    docs = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert [d["message"].startswith(said) for d in docs] == [True, True], docs
