@@ -197,3 +197,24 @@ def test_proxy_closes_an_idle_client_connection_after_the_services_5_seconds(pro
             pass
         idle = time.monotonic() - idle_since
     assert 3.0 < idle < 9.0, f"{proxy.name} closed an idle connection after {idle:.1f} s, not about 5 s"
+
+
+def test_request_id_is_the_proxys_not_the_clients(proxy: Proxy, service: Service) -> None:
+    """The service keeps a valid incoming X-Request-Id and every log line of the request carries it: behind the
+    proxy that must be the proxy's id (nginx's $request_id, Caddy's request UUID), not one a buyer picked."""
+    chosen = f"buyer-picked-{proxy.name}-0123456789"
+    with proxy.client() as client:
+        answer = fetch(client, "GET", f"https://127.0.0.1:{proxy.https_port}/amazon-pay/error",
+                       headers={"x-request-id": chosen})
+        other = fetch(client, "GET", f"https://127.0.0.1:{proxy.https_port}/healthz")
+    assert answer.status_code == 200
+    request_id = answer.headers.get("x-request-id")
+    assert request_id is not None and request_id != chosen
+    shape = r"[0-9a-f]{32}" if proxy.name == "nginx" else r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    assert re.fullmatch(shape, request_id), request_id  # the proxy's id, which the service kept
+    assert re.fullmatch(shape, other.headers["x-request-id"]) and other.headers["x-request-id"] != request_id
+    deadline = time.monotonic() + 5
+    while request_id not in service.output() and time.monotonic() < deadline:  # the logging thread writes soon
+        time.sleep(0.05)
+    assert request_id in service.output()
+    assert chosen not in service.output()
