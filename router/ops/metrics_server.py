@@ -126,6 +126,17 @@ class MetricsEndpoint:
             await self.close()
 
 
+LISTENER_THREAD = "metrics-listener"
+
+
+class _ListenerLifeQuiet(logging.Filter):
+    """The listener's own uvicorn server logs its start and stop as the buyers' server does ("Started
+    server process [pid]" twice in one process reads as two servers): only its warnings and errors stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.threadName != LISTENER_THREAD or record.levelno >= logging.WARNING
+
+
 @contextlib.contextmanager
 def metrics_listener(listen: tuple[str, int] | None, store_url: str | None, workers: int) -> Iterator[None]:
     """Serve /metrics on `listen` while inside (None: no listener); with workers > 1, set up multiprocess mode.
@@ -161,7 +172,10 @@ def _start(listen: tuple[str, int], store_url: str | None, directory: Path | Non
     config = uvicorn.Config(endpoint.app, log_config=None, log_level=None, access_log=False, server_header=False,
                             lifespan="off")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(endpoint.serve(server, sock)), name="metrics-listener",
+    quiet = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _ListenerLifeQuiet) for f in quiet.filters):
+        quiet.addFilter(_ListenerLifeQuiet())
+    thread = threading.Thread(target=lambda: asyncio.run(endpoint.serve(server, sock)), name=LISTENER_THREAD,
                               daemon=True)
     thread.start()
     log.info("metrics on http://%s:%d/metrics", host, port)

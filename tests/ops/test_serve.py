@@ -267,3 +267,20 @@ def test_each_worker_writes_its_last_log_lines_at_a_stop(
     log = router.log_tail(100_000)
     assert log.count("Application shutdown complete") == 2, log[-3000:]
     assert log.count("Finished server process") == 2 and "Traceback" not in log, log[-3000:]
+
+
+def test_one_worker_with_the_metrics_listener_logs_one_server(
+    tmp_path: Path, emulator: Emulator, routers: list[RouterProcess], key_files: tuple[Path, Path]
+) -> None:
+    """The listener's own uvicorn server logged "Started server process [pid]" (and its stop) beside the
+    buyers' server: one process read as two."""
+    port = free_port()
+    config = tmp_path / "router.toml"
+    config.write_text(process_config(emulator.url, key_files[0], f"sqlite:///{tmp_path / 'r.db'}")
+                      + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    router = start(routers, config)
+    assert "return_router_build_info" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    router.stop()
+    log = router.log_tail(100_000)
+    assert f"metrics on http://127.0.0.1:{port}/metrics" in log
+    assert log.count("Started server process") == 1 and log.count("Finished server process") == 1, log[-3000:]
