@@ -70,15 +70,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from router.web.server import uvicorn_options
 
     logs.setup(args.log_format)
+    lifecycle.exit_zero_on_term()  # from the start: a stop while waiting for the store is a clean one too
     workers = args.workers
     settings = None
     demo_dir = None
     if args.config:
         settings = _load_or_exit(args.config)  # fail before forking workers, with every problem listed
-        # in the chosen log format, as every line of `serve` is
-        if not wait_for_store_before_serving(settings.storage.url, settings.storage.connect_retry_seconds,
-                                             log.warning):
-            return 1
+        try:  # the lines in the chosen log format, as every line of `serve` is
+            if not wait_for_store_before_serving(settings.storage.url, settings.storage.connect_retry_seconds,
+                                                 log.warning):
+                return 1
+        except KeyboardInterrupt:  # Ctrl+C while waiting: no traceback
+            return 130
         if settings.test_mode:
             log.warning("[amazon_pay] emulator = true: the built-in emulator answers; nothing is charged")
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())

@@ -93,7 +93,7 @@ def wait_for_store_before_serving(url: str, retry_seconds: float, say: Say) -> b
     served process were recorded late (tests/durability/test_pending.py failed 3 runs in 4)."""
     result: list[bool] = []
     thread = threading.Thread(target=lambda: result.append(asyncio.run(wait_for_store(url, retry_seconds, say))),
-                              name="store-preflight")
+                              name="store-preflight", daemon=True)  # a stop meanwhile need not wait for it
     thread.start()
     thread.join()
     return bool(result and result[0])

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.support import free_port
+from tests.support import free_port, wait_until
 from tests.support.config import APPS_AND_ROUTES, BASE_CONFIG
 
 from .test_cli import running
@@ -123,3 +125,24 @@ def test_serve_with_the_database_down_says_one_line_and_gives_up(tmp_path: Path)
     assert result.returncode == 1, result.stderr
     docs = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
     assert [d["message"].startswith(said) for d in docs] == [True, True], docs
+
+
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_a_stop_while_waiting_for_the_store_is_prompt_and_clean(tmp_path: Path, stop: signal.Signals,
+                                                                status: int) -> None:
+    """Stopped while it waits for the database at start: it died by SIGTERM (status -15), and Ctrl+C
+    printed a KeyboardInterrupt traceback."""
+    config = tmp_path / "rr.toml"
+    config.write_text(BASE_CONFIG + f'\n[storage]\nurl = "postgresql://rr@127.0.0.1:{free_port()}/rr"\n'
+                      "connect_retry_seconds = 60\n")
+    err = tmp_path / "stderr.log"
+    with err.open("w") as sink:
+        proc = subprocess.Popen([*CLI, "serve", "--config", str(config), "--port", str(free_port())], cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=sink, text=True)
+        try:
+            wait_until(lambda: "retrying for up to 60 s" in err.read_text(), "the wait for the store")
+            proc.send_signal(stop)
+            assert proc.wait(timeout=10) == status
+        finally:
+            proc.kill()
+    assert "Traceback" not in err.read_text()
