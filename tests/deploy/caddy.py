@@ -55,7 +55,7 @@ def running_caddy(binary: str, upstream: int, certs: Certificates) -> Iterator[P
                 wait_for_port(http_port, proc)  # type: ignore[arg-type]
             except RuntimeError as exc:
                 raise RuntimeError(f"{exc}: {(state / 'caddy.log').read_text(errors='replace')}") from None
-            yield Proxy("caddy", https_port, http_port, certs)
+            yield Proxy("caddy", https_port, http_port, certs, None, (state / "caddy.log",))
         finally:
             proc.terminate()
             proc.wait(timeout=15)

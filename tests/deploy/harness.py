@@ -47,6 +47,8 @@ class Proxy:
     https_port: int
     http_port: int
     certs: Certificates
+    access_log: Path | None  # where the proxy logs requests (None: it logs none, as Caddy without `log`)
+    logs: tuple[Path, ...]  # every file the proxy writes log lines to, the access log included
 
     def client(self, local_address: str | None = None) -> httpx.Client:
         context = ssl.create_default_context(cafile=str(self.certs.ca))

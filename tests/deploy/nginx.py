@@ -47,6 +47,8 @@ def site_for_test(prefix: Path, https_port: int, http_port: int, upstream: int, 
         ("include /etc/nginx/snippets/return-router-proxy.conf;",
          f"include {prefix / 'return-router-proxy.conf'};", 2),
         ("root /var/www/acme;", f"root {prefix / 'acme'};", 1),
+        ("access_log /var/log/nginx/return-router.access.log return_router;",
+         f"access_log {prefix / 'return-router.access.log'} return_router;", 2),
     ):
         text = replace_exactly(SITE, text, old, new, count)
     return text
@@ -103,7 +105,9 @@ def running_nginx(binary: str, upstream: int, certs: Certificates) -> Iterator[P
                 wait_for_port(http_port, proc)  # type: ignore[arg-type]
             except RuntimeError as exc:
                 raise RuntimeError(f"{exc}: {(prefix / 'error.log').read_text(errors='replace')}") from None
-            yield Proxy("nginx", https_port, http_port, certs)
+            access_log = prefix / "return-router.access.log"
+            yield Proxy("nginx", https_port, http_port, certs, access_log,
+                        (access_log, prefix / "access.log", prefix / "error.log"))
         finally:
             proc.terminate()  # SIGTERM: nginx's fast shutdown
             proc.wait(timeout=15)

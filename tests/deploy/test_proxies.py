@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -210,7 +211,8 @@ def test_request_id_is_the_proxys_not_the_clients(proxy: Proxy, service: Service
     assert answer.status_code == 200
     request_id = answer.headers.get("x-request-id")
     assert request_id is not None and request_id != chosen
-    shape = r"[0-9a-f]{32}" if proxy.name == "nginx" else r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    uuid = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    shape = r"[0-9a-f]{32}" if proxy.name == "nginx" else uuid
     assert re.fullmatch(shape, request_id), request_id  # the proxy's id, which the service kept
     assert re.fullmatch(shape, other.headers["x-request-id"]) and other.headers["x-request-id"] != request_id
     deadline = time.monotonic() + 5
@@ -218,3 +220,38 @@ def test_request_id_is_the_proxys_not_the_clients(proxy: Proxy, service: Service
         time.sleep(0.05)
     assert request_id in service.output()
     assert chosen not in service.output()
+
+
+def test_proxy_logs_no_query_string_and_masks_the_api_ids(proxy: Proxy) -> None:
+    """README "Deploying": logs carry masked refs and session ids only, and the access log drops query strings.
+    The return URLs carry both in the query; the API paths carry them as path segments."""
+    ref, session = "3f0c2a9e-5b7d-4c1e-9a8f-0d6b2e4c7a19", "7e1d5c3b-9a2f-4e8d-b6c0-1f3a5e7d9b24"
+    query = f"ref={ref}&amazonCheckoutSessionId={session}"
+    with proxy.client() as client:
+        page = fetch(client, "GET", f"https://127.0.0.1:{proxy.https_port}/amazon-pay/error?{query}")
+        api = fetch(client, "GET", f"https://127.0.0.1:{proxy.https_port}/v1/checkouts/{ref}")
+        finalize = fetch(client, "POST", f"https://127.0.0.1:{proxy.https_port}/v1/checkout-sessions/{session}"
+                         "/finalize", content=b"{}", headers={"content-type": "application/json"})
+    redirect = httpx.get(f"http://127.0.0.1:{proxy.http_port}/amazon-pay/error?{query}", headers={"host": HOST},
+                         follow_redirects=False)
+    assert page.status_code == 200 and api.status_code == 401 and finalize.status_code in (400, 401)
+    assert redirect.status_code == 301
+    def logged(log: Path) -> str:
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    deadline = time.monotonic() + 5  # nginx writes a request's line once it has answered it
+    while not all(path in "".join(logged(log) for log in proxy.logs) for path in ("/amazon-pay/error", "/v1/")) \
+            and proxy.access_log is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for log in proxy.logs:
+        text = logged(log)
+        assert ref not in text and session not in text, (log, text)
+        assert "ref=" not in text and "amazonCheckoutSessionId" not in text, (log, text)
+    if proxy.access_log is not None:
+        text = logged(proxy.access_log)
+        assert '"GET /amazon-pay/error HTTP/1.1" 200' in text, text
+        assert '"GET /amazon-pay/error HTTP/1.1" 301' in text, text
+        assert f'"GET /v1/checkouts/{ref[:4]}...{ref[-4:]} HTTP/1.1" 401' in text, text
+        assert f'"POST /v1/checkout-sessions/{session[:4]}...{session[-4:]}/finalize HTTP/1.1" ' \
+            f'{finalize.status_code}' in text, text
+        assert page.headers["x-request-id"] in text  # the id the service's lines about this request carry
