@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -38,6 +39,9 @@ from router.store.base import Store, StoreError
 
 log = logging.getLogger("router.ops.metrics")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The webhook gauges' share of a scrape: a stalled database (no answer, no reset) held it for the connect and
+# command timeouts (40 s), past Prometheus's default scrape_timeout of 10 s: the whole scrape failed.
+GAUGES_TIMEOUT = 3.0
 
 
 class _Snapshot:
@@ -82,6 +86,7 @@ class MetricsEndpoint:
         self.store_url = store_url
         self.multiproc_dir = multiproc_dir
         self.store: Store | None = None
+        self._reading: asyncio.Task[list[GaugeMetricFamily]] | None = None
         self.app = Starlette(routes=[Route("/metrics", self.scrape, methods=["GET"]),
                                      Route("/{p:path}", self.not_found)])
 
@@ -95,13 +100,28 @@ class MetricsEndpoint:
         if self.store_url is None:
             return Response(body, media_type=CONTENT_TYPE_LATEST)
         try:
-            gauges = CollectorRegistry()
-            gauges.register(_Snapshot(await store_gauges(await self._store(), time.time())))
-            body += generate_latest(gauges)
-        except StoreError as exc:  # the other series are still worth a scrape; the gap shows in the graph
+            families = await asyncio.wait_for(asyncio.shield(self._reading_gauges()), GAUGES_TIMEOUT)
+        except (StoreError, TimeoutError) as exc:  # the other series are still worth a scrape; the gap shows
             log.warning("metrics: the store did not answer (%s)", type(exc).__name__)
-            await self.close()
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+            return Response(body, media_type=CONTENT_TYPE_LATEST)
+        gauges = CollectorRegistry()
+        gauges.register(_Snapshot(families))
+        return Response(body + generate_latest(gauges), media_type=CONTENT_TYPE_LATEST)
+
+    def _reading_gauges(self) -> asyncio.Task[list[GaugeMetricFamily]]:
+        """The read in flight, or a new one. One that outlasts a scrape goes on in the background (cancelling
+        it would wait for the stalled connection's cleanup), and later scrapes do not pile more on it."""
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.create_task(self._gauges_now())
+            self._reading.add_done_callback(_retrieved)
+        return self._reading
+
+    async def _gauges_now(self) -> list[GaugeMetricFamily]:
+        try:
+            return await store_gauges(await self._store(), time.time())
+        except StoreError:
+            await self.close()  # opened again at the next scrape
+            raise
 
     async def not_found(self, request: Request) -> Response:
         return Response("not found\n", status_code=404, media_type="text/plain")
@@ -123,7 +143,15 @@ class MetricsEndpoint:
         try:
             await server.serve(sockets=[sock])
         finally:
+            if self._reading is not None:
+                self._reading.cancel()
             await self.close()
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Its error was logged by the scrape that waited for it, if any: not "never retrieved" again."""
+    if not task.cancelled():
+        task.exception()
 
 
 LISTENER_THREAD = "metrics-listener"

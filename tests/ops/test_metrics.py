@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -18,18 +19,19 @@ from router.checkout.reconciler import Reconciler
 from router.checkout.service import CheckoutService
 from router.config import load
 from router.ops.instrument import count_store_errors
-from router.ops.metrics_server import MetricsEndpoint
+from router.ops.metrics_server import GAUGES_TIMEOUT, MetricsEndpoint
 from router.ops.serve import webhook_gauges_store
 from router.store import open_store
 from router.store.base import NewEvent, StoreUnavailable
 from router.webhooks.schedule import RetrySchedule
 from router.webhooks.worker import WebhookWorker
+from tests.store.tcp_proxy import TcpProxy
 from tests.support import free_port, serve_app, wait_until
 from tests.support.config import AUTH, HOST, TOKEN, WEBHOOK_SECRET, process_config
 from tests.support.emulator import Emulator
 from tests.support.processes import page_kind, return_path
 from tests.support.receiver import Receiver
-from tests.support.stores import checkout
+from tests.support.stores import checkout, postgres_backend
 
 INSTAGRAM_IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
                     "Mobile/15E148 Instagram 322.0.2.27.108 (iPhone14,2; iOS 17_4; en_US; en)")
@@ -193,6 +195,29 @@ async def test_the_listener_reads_the_webhook_gauges_from_the_store(tmp_path: Pa
     assert float(samples["return_router_webhook_parked"]) == 1
     assert any(name.startswith("return_router_build_info{") for name in samples)
 
+
+
+async def test_a_stalled_database_leaves_the_gauges_out_within_the_scrape_timeout() -> None:
+    """A database that neither answers nor resets (a hung network) held the scrape for the connect and
+    command timeouts, past Prometheus's 10 s scrape timeout: every other series was lost with it."""
+    async with postgres_backend() as pg:
+        target = urlsplit(pg.url)
+        proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+        port = await proxy.start()
+        endpoint = MetricsEndpoint(pg.url.replace(target.netloc.rsplit("@", 1)[-1], f"127.0.0.1:{port}"), None)
+        try:
+            with serve_app(endpoint.app, lifespan="off") as base:
+                async with httpx.AsyncClient(timeout=30) as client:
+                    assert "return_router_webhook_backlog" in (await client.get(f"{base}/metrics")).text
+                    await proxy.freeze()
+                    started = time.monotonic()
+                    stalled = await client.get(f"{base}/metrics")
+                    took = time.monotonic() - started
+        finally:
+            await proxy.stop()
+    assert stalled.status_code == 200 and "return_router_build_info" in stalled.text
+    assert "return_router_webhook_backlog" not in stalled.text
+    assert GAUGES_TIMEOUT - 0.5 < took < GAUGES_TIMEOUT + 2, took
 
 
 def test_no_webhook_gauges_while_webhooks_are_off(tmp_path: Path, key_files: tuple[Path, Path]) -> None:
