@@ -23,7 +23,7 @@ NOT_READY_SUMMARY = "return-router's reconciler passes all fail: the store is un
 def _promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        pytest.skip("promtool is not installed (Debian: apt-get install prometheus; .ci/run does not install it)")
+        pytest.skip("promtool is not installed (Debian: apt-get install prometheus, as .ci/run does)")
     return found
 
 
