@@ -38,28 +38,50 @@ _MONEY = {
 }
 _ERROR = {
     "type": "object",
+    "description": "Every error answer: the error only, never the checkout (whoever sends a ref with a made-up "
+                   "session id learns nothing about the order). Amazon's reason code for a decline or a refusal "
+                   "is in the merchant API's checkout (GET /v1/checkouts/{ref}) and the webhook.",
     "required": ["error"],
     "properties": {
         "error": {"type": "object", "required": ["code", "message"],
                   "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
     },
 }
+_APP_CHECKOUT_PROPERTIES: dict[str, Any] = {  # api.checkout_json(merchant=False)
+    "ref": _REF,
+    "merchantReference": {"type": "string"},
+    "state": {"type": "string", "enum": [state.value for state in STATES]},
+    "chargeAmount": {"$ref": "#/components/schemas/Money"},
+    "checkoutSessionId": {"type": ["string", "null"]},
+    "chargeId": {"type": ["string", "null"]},
+    "chargePermissionId": {"type": ["string", "null"]},
+    "reasonCode": {"type": ["string", "null"], "description": "Amazon Pay's reason code, if it gave one"},
+    "buyer": {"type": ["object", "null"], "properties": {
+        "buyerName": {"type": ["string", "null"]}, "maskedEmail": {"type": ["string", "null"]},
+        "paymentDescriptor": {"type": ["string", "null"]}, "billingAddress": {"type": ["object", "null"]}}},
+    "expiresAt": {"type": "string", "format": "date-time"},
+}
+_APP_CHECKOUT = {
+    "type": "object",
+    "description": "The checkout as the app API (finalize, session read) answers it: no token needed, so "
+                   "without the merchant's own fields.",
+    "required": sorted(_APP_CHECKOUT_PROPERTIES),
+    "properties": _APP_CHECKOUT_PROPERTIES,
+}
+_CHECKOUT_PROPERTIES: dict[str, Any] = {  # api.checkout_json(merchant=True)
+    **_APP_CHECKOUT_PROPERTIES,
+    "paymentIntent": {"type": "string", "enum": list(PAYMENT_INTENTS)},
+    "canHandlePendingAuthorization": {"type": "boolean"},
+    "totalOrderAmount": {"anyOf": [{"$ref": "#/components/schemas/Money"}, {"type": "null"}],
+                         "description": "null when the checkout was registered without one"},
+    "createdAt": {"type": "string", "format": "date-time"},
+    "updatedAt": {"type": "string", "format": "date-time"},
+}
 _CHECKOUT = {
     "type": "object",
-    "properties": {
-        "ref": _REF,
-        "merchantReference": {"type": "string"},
-        "state": {"type": "string", "enum": [state.value for state in STATES]},
-        "chargeAmount": {"$ref": "#/components/schemas/Money"},
-        "checkoutSessionId": {"type": ["string", "null"]},
-        "chargeId": {"type": ["string", "null"]},
-        "chargePermissionId": {"type": ["string", "null"]},
-        "reasonCode": {"type": ["string", "null"]},
-        "buyer": {"type": ["object", "null"], "properties": {
-            "buyerName": {"type": ["string", "null"]}, "maskedEmail": {"type": ["string", "null"]},
-            "paymentDescriptor": {"type": ["string", "null"]}, "billingAddress": {"type": ["object", "null"]}}},
-        "expiresAt": {"type": "string", "format": "date-time"},
-    },
+    "description": "The full record, as the merchant API (bearer token) answers it.",
+    "required": sorted(_CHECKOUT_PROPERTIES),
+    "properties": _CHECKOUT_PROPERTIES,
 }
 
 
@@ -77,7 +99,8 @@ OPENAPI: dict[str, Any] = {
              "description": "Register Amazon Pay checkouts (merchant backend) and finalize them (app)."},
     "components": {
         "securitySchemes": {"merchantToken": {"type": "http", "scheme": "bearer"}},
-        "schemas": {"Money": _MONEY, "Error": _ERROR, "Checkout": _CHECKOUT, **EVENT_SCHEMAS},
+        "schemas": {"Money": _MONEY, "Error": _ERROR, "Checkout": _CHECKOUT,
+                    "AppCheckout": _APP_CHECKOUT, **EVENT_SCHEMAS},
     },
     "paths": {
         "/v1/checkouts": {"post": {
@@ -114,7 +137,8 @@ OPENAPI: dict[str, Any] = {
             "security": [{"merchantToken": []}],
             "parameters": [{"name": "ref", "in": "path", "required": True, "schema": _REF}],
             "responses": {"200": {"description": "The checkout", **_json("Checkout")},
-                          "401": _error("Missing or wrong token"), "404": _error("Unknown ref"),
+                          "401": _error("Missing or wrong token"),
+                          "404": _error("unknown_ref: no checkout with this ref"),
                           "503": _error("Briefly unavailable")},
         }},
         "/v1/checkout-sessions/{checkoutSessionId}/finalize": {"post": {
@@ -123,9 +147,11 @@ OPENAPI: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["ref"], "properties": {"ref": {"type": "string"}}}}}},
             "responses": {
-                "200": {"description": "Completed", **_json("Checkout")},
-                "202": {"description": "Authorization pending; poll the GET endpoint", **_json("Checkout")},
-                "400": _error("Malformed id or body"), "402": _error("Declined"), "404": _error("Unknown ref"),
+                "200": {"description": "Completed", **_json("AppCheckout")},
+                "202": {"description": "Authorization pending; poll the GET endpoint", **_json("AppCheckout")},
+                "400": _error("Malformed id or body"), "402": _error("Declined"),
+                "404": _error("unknown_ref: no checkout with this ref; unknown_session: Amazon Pay does not know "
+                              "this checkout session"),
                 "409": _error("Canceled, or the ref belongs to another session"), "410": _error("Expired"),
                 "413": _error("Body too large"), "415": _error("Not JSON"),
                 "422": _error("Amazon Pay refused the finalize"), "503": _error("Amazon Pay unreachable or busy"),
@@ -136,10 +162,12 @@ OPENAPI: dict[str, Any] = {
             "parameters": [
                 {"name": "checkoutSessionId", "in": "path", "required": True, "schema": _SESSION_ID},
                 {"name": "ref", "in": "query", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "Final or created", **_json("Checkout")},
-                          "202": {"description": "Pending", **_json("Checkout")},
-                          "400": _error("Malformed checkout session id"),
-                          "402": _error("Declined"), "404": _error("Unknown"), "409": _error("Canceled"),
+            "responses": {"200": {"description": "Final or created", **_json("AppCheckout")},
+                          "202": {"description": "Pending", **_json("AppCheckout")},
+                          "400": _error("Malformed checkout session id"), "402": _error("Declined"),
+                          "404": _error("unknown_checkout: no checkout with this ref (missing or wrong) bound "
+                                        "to this checkout session"),
+                          "409": _error("Canceled"),
                           "410": _error("Expired"), "422": _error("Failed"),
                           "503": _error("Amazon Pay unreachable, or briefly unavailable")},
         }},
