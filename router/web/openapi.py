@@ -22,19 +22,85 @@ def anchored(pattern: re.Pattern[str]) -> str:
 
 _REF = {"type": "string", "pattern": anchored(REF_RE)}
 _SESSION_ID = {"type": "string", "pattern": anchored(SESSION_ID_RE)}
-_MONEY = {
+_DIGITS = 12  # AMOUNT_RE: at most 12 digits before the point and 12 after it
+
+
+def _any_case(code: str) -> str:
+    """A currency code in any ASCII letter case, as normalize_amount takes it: "usd", "Usd", "USD"."""
+    return "".join(f"[{c}{c.lower()}]" for c in code)
+
+
+def _sent_amount(places: int) -> str:
+    """An amount string normalize_amount takes for a currency of `places` decimals: AMOUNT_RE, with no
+    digit other than 0 past the `places`-th decimal ("14.000" and "014.00" pass, "14.001" does not)."""
+    fraction = f"0{{1,{_DIGITS}}}" if places == 0 else f"[0-9]{{1,{places}}}0{{0,{_DIGITS - places}}}"
+    return f"^(?:[0-9]{{1,{_DIGITS}}}(?:\\.{fraction})?)$"
+
+
+# Zero in any spelling ("0", "000", "0.00"): normalize_amount refuses it (greater than 0).
+_ZERO = {"pattern": f"^(?:0{{1,{_DIGITS}}}(?:\\.0{{1,{_DIGITS}}})?)$"}
+
+
+def _stored_amount(*places: int) -> str:
+    """An amount as the API answers it for a currency of any of `places` decimals: normalized, no leading
+    zero, exactly that many decimals."""
+    forms = (f"[1-9][0-9]{{0,{_DIGITS - 1}}}" if p == 0 else f"(?:0|[1-9][0-9]{{0,{_DIGITS - 1}}})\\.[0-9]{{{p}}}"
+             for p in places)
+    return "^(?:" + "|".join(forms) + ")$"
+
+
+_PLACES = sorted(set(DECIMALS.values()))
+_AMOUNT_RULES = (
+    "A decimal string of ASCII digits (at most 12 before the point and 12 after it; no sign, exponent, "
+    "space or separator) or a JSON number, greater than 0 and at most Amazon Pay's per-charge limit "
+    "(JPY 10,000,000; DKK, HKD, NOK, SEK, ZAR 1,500,000; the others 150,000). The value must be exact in "
+    "the currency: JPY whole units, the others at most 2 decimal places; zeros past them and leading "
+    "zeros are fine (\"14.000\", \"014.00\" and 14.0 are 14.00 USD; \"14.001\" is refused, not rounded). "
+    "A JSON number is read as a double and taken as its shortest decimal form (14.1 is \"14.10\"; a "
+    "computed 0.30000000000000004 is refused): send strings to be sure of the digits. Answered as a "
+    "string with exactly the currency's decimals. Else 400 invalid_amount."
+)
+_MONEY_INPUT = {  # what POST /v1/checkouts takes (router/checkout/money.py normalize_amount)
     "type": "object",
     "required": ["amount", "currencyCode"],
     "additionalProperties": False,
     "properties": {
-        "amount": {"type": "string", "pattern": anchored(AMOUNT_RE), "example": "14.00",
-                   "description": "ASCII digits in the currency's format (JPY: no decimals; others: at most 2), "
-                                  "greater than 0 and within Amazon Pay's per-charge limit."},
-        "currencyCode": {"type": "string", "enum": sorted(DECIMALS), "example": "USD",
-                         "description": "One the merchant's Amazon Pay region takes: na USD, jp JPY, eu any of "
-                                        "these (the ledger currency, or another with multi-currency); "
-                                        "else 400 currency_not_supported."},
+        "amount": {"anyOf": [{"type": "string", "pattern": _sent_amount(max(_PLACES)), "not": _ZERO},
+                             {"type": "number", "exclusiveMinimum": 0}],
+                   "example": "14.00", "description": _AMOUNT_RULES},
+        "currencyCode": {"type": "string", "pattern": "^(?:" + "|".join(_any_case(c) for c in sorted(DECIMALS)) + ")$",
+                         "example": "USD",
+                         "description": "One of " + ", ".join(sorted(DECIMALS)) + ", in any ASCII letter case "
+                                        "(answered in capitals); another code (\"XXX\", \"CAD\") is 400 "
+                                        "invalid_amount. Of these, one the merchant's Amazon Pay region charges "
+                                        "in: na USD, jp JPY, eu/uk any of them (the ledger currency, or another "
+                                        "with multi-currency); else 400 currency_not_supported."},
     },
+    # The decimals depend on the currency: one rule per number of places (JPY 0, the others 2).
+    "allOf": [{
+        "if": {"required": ["currencyCode"], "properties": {"currencyCode": {
+            "type": "string",
+            "pattern": "^(?:" + "|".join(_any_case(c) for c, p in sorted(DECIMALS.items()) if p == places) + ")$"}}},
+        "then": {"properties": {"amount": {"anyOf": [
+            {"type": "string", "pattern": _sent_amount(places), "not": _ZERO},
+            {"type": "integer" if places == 0 else "number"}]}}},
+    } for places in _PLACES],
+}
+_MONEY = {  # what the API answers: normalized by normalize_amount
+    "type": "object",
+    "required": ["amount", "currencyCode"],
+    "additionalProperties": False,
+    "properties": {
+        "amount": {"type": "string", "pattern": _stored_amount(*_PLACES), "example": "14.00",
+                   "description": "The amount with exactly the currency's decimals: JPY none (\"1000\"), "
+                                  "the others 2 (\"14.00\")."},
+        "currencyCode": {"type": "string", "enum": sorted(DECIMALS), "example": "USD"},
+    },
+    "allOf": [{
+        "if": {"required": ["currencyCode"], "properties": {"currencyCode": {
+            "enum": sorted(c for c, p in DECIMALS.items() if p == places)}}},
+        "then": {"properties": {"amount": {"pattern": _stored_amount(places)}}},
+    } for places in _PLACES],
 }
 _ERROR = {
     "type": "object",
@@ -99,7 +165,7 @@ OPENAPI: dict[str, Any] = {
              "description": "Register Amazon Pay checkouts (merchant backend) and finalize them (app)."},
     "components": {
         "securitySchemes": {"merchantToken": {"type": "http", "scheme": "bearer"}},
-        "schemas": {"Money": _MONEY, "Error": _ERROR, "Checkout": _CHECKOUT,
+        "schemas": {"Money": _MONEY, "MoneyInput": _MONEY_INPUT, "Error": _ERROR, "Checkout": _CHECKOUT,
                     "AppCheckout": _APP_CHECKOUT, **EVENT_SCHEMAS},
     },
     "paths": {
@@ -111,11 +177,13 @@ OPENAPI: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "merchantReference": {"type": "string", "minLength": 1, "maxLength": 128},
-                    "chargeAmount": {"$ref": "#/components/schemas/Money"},
+                    "chargeAmount": {"$ref": "#/components/schemas/MoneyInput"},
                     "paymentIntent": {"type": "string", "enum": list(PAYMENT_INTENTS)},
                     "canHandlePendingAuthorization": {"type": "boolean", "default": False},
-                    "totalOrderAmount": {"$ref": "#/components/schemas/Money"},
-                    "supplementaryData": {"type": "string", "maxLength": 2048},
+                    "totalOrderAmount": {"anyOf": [{"$ref": "#/components/schemas/MoneyInput"}, {"type": "null"}],
+                                         "description": "In the chargeAmount's currency, else 400 "
+                                                        "currency_mismatch; null is the same as leaving it out."},
+                    "supplementaryData": {"type": ["string", "null"], "maxLength": 2048},
                 }}}}},
             "responses": {
                 "201": {"description": "Registered", "content": {"application/json": {"schema": {
