@@ -188,3 +188,21 @@ def test_readme_links_the_guides() -> None:
     for name, text in GUIDES.items():  # relative links inside the guides resolve
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
             assert (DOCS / target).exists(), (name, target)
+
+
+def test_ios_guide_names_every_app_error_code_and_the_error_only_body() -> None:
+    """Each 4xx/5xx code the app API answers is in the guide's table (404 unknown_checkout included), and the
+    guide's error body is api.error_response's: the error only, no checkout (api.outcome_response says why)."""
+    source = Path(api.__file__).read_text(encoding="utf-8")
+    app_source = source[source.index("def outcome_response"):source.index("\nclass Api:")] + source[
+        source.index("async def finalize"):source.index("async def openapi")]
+    codes = set(re.findall(r'(?:ApiError|error_response)\((\d{3}), "(\w+)"', app_source))
+    codes |= {(str(status), code) for status, code, _ in api.UNPAID.values()}
+    assert ("404", "unknown_checkout") in codes and ("404", "unknown_session") in codes
+    rows = [line for line in GUIDES["ios.md"].splitlines() if line.startswith("| ")]
+    for status, code in codes:
+        assert any(line.startswith(f"| {status} ") and f"`{code}`" in line for line in rows), (status, code)
+    body = api.error_response(404, "unknown_checkout", "m").body
+    assert set(json.loads(body)) == {"error"}
+    (sentence,) = re.findall(r"Error bodies [^.]*\.", GUIDES["ios.md"])
+    assert '`{"error": {"code", "message"}}`' in sentence and "checkout" not in sentence.split("}}`")[0]
