@@ -8,6 +8,7 @@ package com.example.shop.checkout
 
 import android.net.Uri
 import android.os.Bundle
+import android.os.SystemClock
 import androidx.activity.ComponentActivity
 import androidx.browser.customtabs.CustomTabsIntent
 import androidx.lifecycle.lifecycleScope
@@ -53,6 +54,15 @@ data class ButtonParameters(val payloadJSON: String, val signature: String, val 
 class ReturnRouter(private val base: String) {  // "https://pay.example.com"
     private data class Answer(val status: Int, val json: JSONObject, val retryAfter: Long)
 
+    private companion object {
+        // Above return-router's `[amazon_pay] deadline` (60 s by default): one call may wait that long for
+        // Amazon, and a client that gives up sooner misses an answer the server then stores (docs/ios.md).
+        // HttpURLConnection's default is no timeout at all.
+        const val REQUEST_TIMEOUT_MS = 90_000
+        const val CONNECT_TIMEOUT_MS = 10_000
+        const val RETRY_WINDOW_MS = 60_000L  // no finalize try starts later than this after the first
+    }
+
     suspend fun handle(link: Uri): CheckoutResult = when (link.path) {
         ReturnPaths.RESULT -> {
             // App Links cannot require the session id in the query (android:path matches the path only):
@@ -69,7 +79,9 @@ class ReturnRouter(private val base: String) {  // "https://pay.example.com"
 
     suspend fun finalize(sessionId: String, ref: String): CheckoutResult {
         val body = JSONObject().put("ref", ref).toString()
+        val giveUp = SystemClock.elapsedRealtime() + RETRY_WINDOW_MS
         repeat(5) {  // finalize is exactly-once on the server: repeating it never pays twice
+            if (SystemClock.elapsedRealtime() >= giveUp) return CheckoutResult.TryAgainLater
             val answer = send("POST", "/v1/checkout-sessions/${Uri.encode(sessionId)}/finalize", body)
             when (answer?.status) {
                 null -> delay(2_000)
@@ -116,6 +128,8 @@ class ReturnRouter(private val base: String) {  // "https://pay.example.com"
         runCatching {
             val connection = URL(base + path).openConnection() as HttpURLConnection
             connection.requestMethod = method
+            connection.connectTimeout = CONNECT_TIMEOUT_MS
+            connection.readTimeout = REQUEST_TIMEOUT_MS
             if (body != null) {
                 connection.doOutput = true
                 connection.setRequestProperty("Content-Type", "application/json")

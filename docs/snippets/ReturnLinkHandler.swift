@@ -27,6 +27,12 @@ enum CheckoutResult {
 struct ReturnRouter {
     let base: URL  // https://pay.example.com
 
+    /// Above return-router's `[amazon_pay] deadline` (60 s by default): one call may wait that long for
+    /// Amazon, and a client that gives up sooner misses an answer the server then stores (docs/ios.md).
+    static let requestTimeout: TimeInterval = 90
+    /// No finalize try starts later than this after the first (the one under way may take requestTimeout).
+    static let retryWindow: TimeInterval = 60
+
     /// The button: your backend called POST /v1/checkouts and passed its `button` object on.
     /// Hand the three strings, unchanged, to the Amazon Pay Mobile SDK's button (renderButton or
     /// initCheckout, as Amazon's guide shows): the signature covers payloadJSON byte for byte.
@@ -61,7 +67,8 @@ struct ReturnRouter {
         request.httpMethod = "POST"
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.httpBody = try? JSONSerialization.data(withJSONObject: ["ref": ref])
-        for _ in 0..<5 {  // finalize is exactly-once on the server: repeating it never pays twice
+        let giveUp = Date().addingTimeInterval(Self.retryWindow)
+        for _ in 0..<5 where Date() < giveUp {  // finalize is exactly-once on the server: repeating never pays twice
             guard let (status, json, retryAfter) = await send(request) else { try? await pause(2); continue }
             switch status {
             case 200: return .paid(state: json["state"] as? String ?? "completed")
@@ -108,6 +115,8 @@ struct ReturnRouter {
     }
 
     private func send(_ request: URLRequest) async -> (Int, [String: Any], Double)? {
+        var request = request
+        request.timeoutInterval = Self.requestTimeout  // URLSession's default, 60 s, is not above the deadline
         guard let (data, response) = try? await URLSession.shared.data(for: request),
               let http = response as? HTTPURLResponse else { return nil }
         let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]

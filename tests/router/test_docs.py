@@ -23,6 +23,7 @@ import pytest
 from router.checkout.events import EVENT_TYPES
 from router.checkout.model import SESSION_ID_PARAMS
 from router.cli import parser
+from router.config.settings import AmazonPaySettings
 from router.web import api
 from router.web.openapi import OPENAPI
 from router.webhooks.signature import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, hmac_signature
@@ -206,3 +207,17 @@ def test_ios_guide_names_every_app_error_code_and_the_error_only_body() -> None:
     assert set(json.loads(body)) == {"error"}
     (sentence,) = re.findall(r"Error bodies [^.]*\.", GUIDES["ios.md"])
     assert '`{"error": {"code", "message"}}`' in sentence and "checkout" not in sentence.split("}}`")[0]
+
+
+def test_snippets_wait_longer_than_the_deadline() -> None:
+    """One finalize may wait for Amazon up to [amazon_pay] deadline: the apps' request timeout is above it
+    (else they give up on calls that then succeed), and the guide says the figures the snippets use."""
+    deadline = AmazonPaySettings("key-id", b"").deadline
+    (swift,) = re.findall(r"static let requestTimeout: TimeInterval = (\d+)", SWIFT)
+    (kotlin,) = re.findall(r"const val REQUEST_TIMEOUT_MS = ([\d_]+)", KOTLIN)
+    assert int(swift) == int(kotlin.replace("_", "")) // 1000 > deadline
+    assert "request.timeoutInterval = Self.requestTimeout" in SWIFT and "readTimeout = REQUEST_TIMEOUT_MS" in KOTLIN
+    (window,) = re.findall(r"static let retryWindow: TimeInterval = (\d+)", SWIFT)
+    assert f"RETRY_WINDOW_MS = {window}_000L" in KOTLIN
+    ios = GUIDES["ios.md"]
+    assert f"({deadline:g} s by default)" in ios and f"use {swift} s" in ios and f"later than {window} s" in ios
