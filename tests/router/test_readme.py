@@ -37,6 +37,7 @@ def test_python_snippet_verifies() -> None:
     verify = namespace["verify"]
     header = hmac_signature(SECRET, BODY, int(time.time()))
     assert verify(SECRET, BODY, header)
+    assert verify(SECRET, BODY, header.replace(",", ", "))  # as docs/backend.md's: spaces after commas are fine
     assert not verify(SECRET, BODY + b" ", header)
     assert not verify("other", BODY, header)
     assert not verify(SECRET, BODY, hmac_signature(SECRET, BODY, int(time.time()) - 3600))
@@ -53,8 +54,9 @@ def test_node_snippet_verifies() -> None:
     script = snippet("js") + (
         f"\nconst body = Buffer.from({json.dumps(BODY.decode())});\n"
         f"console.log(JSON.stringify([verify({json.dumps(SECRET)}, body, {json.dumps(header)}),"
+        f" verify({json.dumps(SECRET)}, body, {json.dumps(header.replace(',', ', '))}),"
         f" verify('other', body, {json.dumps(header)}), verify({json.dumps(SECRET)}, body, {json.dumps(stale)}),"
         f" ...{json.dumps(HOSTILE)}.map((h) => verify({json.dumps(SECRET)}, body, h))]));\n"
     )
     out = subprocess.run([node, "-e", script], capture_output=True, text=True, check=True).stdout
-    assert json.loads(out) == [True, False, False] + [False] * len(HOSTILE)
+    assert json.loads(out) == [True, True, False, False] + [False] * len(HOSTILE)
