@@ -230,14 +230,15 @@ OPENAPI: dict[str, Any] = {
             "parameters": [
                 {"name": "checkoutSessionId", "in": "path", "required": True, "schema": _SESSION_ID},
                 {"name": "ref", "in": "query", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "Final or created", **_json("AppCheckout")},
+            "responses": {"200": {"description": "Paid: completed or authorized", **_json("AppCheckout")},
                           "202": {"description": "Pending", **_json("AppCheckout")},
                           "400": _error("Malformed checkout session id"), "402": _error("Declined"),
                           "404": _error("unknown_checkout: no checkout with this ref (missing or wrong) bound "
                                         "to this checkout session"),
                           "409": _error("Canceled"),
                           "410": _error("Expired"), "422": _error("Failed"),
-                          "503": _error("Amazon Pay unreachable, or briefly unavailable")},
+                          "503": _error("in_progress: finalized but Amazon Pay's answer not stored yet (it is "
+                                        "being resumed: poll again after Retry-After); or briefly unavailable")},
         }},
     },
     "webhooks": WEBHOOKS,
