@@ -209,7 +209,7 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
         if request.url.path.startswith("/v1/"):
             return error_response(503, "unavailable", "the service is briefly unavailable; retry shortly",
                                   {"retry-after": "5"})
-        return flows.error_page(request, "unavailable")
+        return flows.unavailable(request)
 
     def stopping(request: Request) -> Response:
         if request.url.path.startswith("/v1/"):

@@ -27,7 +27,6 @@ from router.checkout.model import (
 from router.checkout.service import CheckoutService
 from router.config import Settings
 from router.redact import mask
-from router.store.base import StoreUnavailable
 from router.web.branding import LOGO_PATH
 from router.web.guard import is_usable_host
 from router.web.links import alternate_host_url, site_path
@@ -100,15 +99,23 @@ class Flows:
         route = self.table.match(request.headers.get("host", ""), request.url.path)
         if route is None:
             return self.error_page(request, "not_found")
-        try:
-            return await self.serve_route(request, route)
-        except StoreUnavailable:
-            request.state.page = "unavailable"  # the app's handler shows that page: count it as shown
-            raise
-        finally:
-            platform = detect_platform(request.headers.get("user-agent"))  # labels: route.host is configured
-            metrics.returned(route.host, route.flow.value, getattr(request.state, "page", "unknown"), platform.os,
-                             platform.in_app_browser)
+        response = await self.serve_route(request, route)
+        self._count(request, route)
+        return response
+
+    def unavailable(self, request: Request) -> Response:
+        """The store could not answer (the app's handler of StoreUnavailable): the "briefly unavailable"
+        page, counted like the other pages when the request was a return."""
+        response = self.error_page(request, "unavailable")
+        route = self.table.match(request.headers.get("host", ""), request.url.path)
+        if route is not None:
+            self._count(request, route)
+        return response
+
+    def _count(self, request: Request, route: Route) -> None:
+        platform = detect_platform(request.headers.get("user-agent"))  # labels: route.host is a configured host
+        metrics.returned(route.host, route.flow.value, getattr(request.state, "page", "unknown"), platform.os,
+                         platform.in_app_browser)
 
     async def serve_route(self, request: Request, route: Route) -> Response:
         if route.flow is Flow.SUCCESS:
