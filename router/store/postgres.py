@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
@@ -35,6 +36,9 @@ Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # First key of the two-int advisory lock that serialises migrations ("RRTR"); the second is the schema.
 log = logging.getLogger("router.store.postgres")
+# A host clock this far from the database server's is warned of at open: a lease is `until` on the clock of
+# whoever took it, so a clock ahead takes other instances' live leases early and one behind waits too long.
+CLOCK_SKEW_WARNING = 2.0
 
 _MIGRATION_LOCK = 0x52525452
 # A process frozen mid-transaction (SIGSTOP, a VM or container paused) keeps its row locks while its
@@ -173,8 +177,10 @@ class PostgresStore(SqlStore):
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
         self._pool = pool
         try:
-            async with self._connection() as conn, conn.transaction():
-                await self._migrate(conn)
+            async with self._connection() as conn:
+                async with conn.transaction():
+                    await self._migrate(conn)
+                await _warn_of_clock_skew(conn)
         except BaseException:
             await self.close()
             raise
@@ -214,6 +220,19 @@ class PostgresStore(SqlStore):
         timeouts are far longer: they suit requests, not a readiness probe)."""
         beat = partial(flows.count, sql.HEARTBEAT, now=now)
         await within(self._flow(beat, "write"), timeout, "PostgreSQL not writable")
+
+
+async def _warn_of_clock_skew(conn: Conn) -> None:
+    """Leases and their expiry are this host's clock against the other instances': say so if it is off
+    from the database server's (which every instance shares) by more than CLOCK_SKEW_WARNING."""
+    before = time.time()
+    server = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
+    after = time.time()
+    skew = (before + after) / 2 - server
+    if abs(skew) > CLOCK_SKEW_WARNING + (after - before) / 2:
+        log.warning("storage: this host's clock is %.1f s %s the database server's; leases between instances "
+                    "assume clocks that agree (run NTP or chrony on every host)", abs(skew),
+                    "ahead of" if skew > 0 else "behind")
 
 
 def _lost(conn: Conn) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from pathlib import Path
@@ -213,3 +214,22 @@ async def test_postgres_sessions_idle_in_a_transaction_are_ended_by_the_server(p
     finally:
         await frozen.close()
         await default.close()
+
+
+@pytest.mark.parametrize(("offset", "said"), [(30.0, "30.0 s ahead of"), (-30.0, "30.0 s behind"), (0.0, None)])
+async def test_a_host_clock_off_from_the_database_servers_is_warned_of(
+    pg_backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, offset: float,
+    said: str | None,
+) -> None:
+    """Leases compare each instance's own clock: one 30 s ahead took another instance's live lease."""
+    real = time.time
+    monkeypatch.setattr("router.store.postgres.time.time", lambda: real() + offset)
+    store = open_store(pg_backend.url)
+    with caplog.at_level(logging.WARNING, logger="router.store.postgres"):
+        await store.open()
+    await store.close()
+    warned = [r.getMessage() for r in caplog.records if "clock" in r.getMessage()]
+    if said is None:
+        assert warned == []
+    else:
+        assert len(warned) == 1 and f"this host's clock is {said} the database server's" in warned[0], warned
