@@ -60,6 +60,8 @@ def _validate_id(value: str, what: str) -> str:
         raise ValueError(
             f"{what} must be a non-empty printable string of at most {_MAX_ID_LENGTH} characters"
         )
+    if value in (".", ".."):  # a dot segment, which the URL's path normalization removes: another resource
+        raise ValueError(f"{what} must not be '.' or '..'")
     return value
 
 
@@ -144,8 +146,9 @@ class AmazonPayClient:
         self._base = base_url(config) + config.api_path_prefix
         self._signing = OnePerTurn()  # each call's POST leaves before the next call is signed
         policy = config.retry
-        # 10 connections: Amazon's burst quota per merchant is 10 requests, so more would only be
-        # throttled; returns above it wait for a connection in arrival order (aiohttp's pool is FIFO).
+        # 10 connections by default: the token buckets (quota.py) keep each operation within Amazon's own
+        # quotas (live bursts of 20 / 40); returns above the pool wait for a connection in arrival order
+        # (aiohttp's pool is FIFO).
         self._http = async_client(
             max_connections=max_connections,
             transport=transport,

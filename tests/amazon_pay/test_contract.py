@@ -481,6 +481,13 @@ async def test_bad_input_fails_before_sending(client: AmazonPayClient) -> None:
         await client.finalize_checkout_session("", ORDER, "k")
     with pytest.raises(ValueError, match="charge_id"):
         await client.get_charge("x\n")
+    for dots in (".", ".."):  # the URL's dot segments would be removed: /v2/finalize, /v2/checkoutSessions
+        with pytest.raises(ValueError, match="checkout_session_id must not be"):
+            await client.get_checkout_session(dots)
+        with pytest.raises(ValueError, match="checkout_session_id must not be"):
+            await client.finalize_checkout_session(dots, ORDER, "k")
+        with pytest.raises(ValueError, match="charge_id must not be"):
+            await client.get_charge(dots)
 
 
 async def test_logs_mask_ids_and_hold_no_secrets(
