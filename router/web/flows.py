@@ -68,6 +68,18 @@ def session_and_ref(query: str) -> tuple[str, str]:
     return found[0], refs[0]
 
 
+def order_ref(query: str) -> str | None:
+    """The one order a cancel or error URL names (None: none); BadReturn when the query is too long, has
+    too many fields or names two orders: a page that could not read the order must not guess about it
+    ("no payment was made" for a paid one)."""
+    if len(query) > MAX_QUERY:
+        raise BadReturn("The address is too long.")
+    refs = set(query_params(query).get("ref", [])) - {""}
+    if len(refs) > 1:
+        raise BadReturn("The address names more than one checkout.")
+    return next(iter(refs), None)
+
+
 def query_params(query: str) -> dict[str, list[str]]:
     """parse_qs with a bound on the number of fields; BadReturn beyond it."""
     try:
@@ -131,14 +143,18 @@ class Flows:
         "no payment was made" would invite a second payment. So with a ref and the store unreachable,
         StoreUnavailable goes on to the "briefly unavailable" page, which refreshes itself."""
         try:
-            refs = query_params(request.url.query[:MAX_QUERY]).get("ref", [])
-        except BadReturn:
-            refs = []  # a malformed query names no order: the plain page
-        checkout = await self.service.get(refs[0]) if len(refs) == 1 else None
+            ref = order_ref(request.url.query)
+        except BadReturn as exc:
+            return self.error_page(request, "bad_request", reason=str(exc))
+        checkout = await self.service.get(ref) if ref else None
         if checkout is not None:
-            log.info("buyer sent to the error URL by Amazon Pay for %s", mask(refs[0]))
+            log.info("buyer sent to the error URL by Amazon Pay for %s", mask(checkout.ref))
         if checkout is not None and checkout.state in PAID_OR_PENDING:
             return self.page(request, self.result_view(Outcome(checkout)))
+        if checkout is not None and checkout.state == State.CREATED and checkout.checkout_session_id:
+            # A return is finalizing it (or it is being resumed): not known unpaid; the page refreshes.
+            return self.page(request, PageView(kind="pending", merchant_name=self.settings.merchant.name,
+                                               refresh_seconds=3))
         return self.page(request, PageView(kind="amazon_error", merchant_name=self.settings.merchant.name,
                                            return_url=self.return_url("amazon_error")))
 
@@ -166,11 +182,11 @@ class Flows:
 
     async def cancel(self, request: Request) -> Response:
         try:
-            refs = query_params(request.url.query[:MAX_QUERY]).get("ref", [])
+            ref = order_ref(request.url.query)
         except BadReturn as exc:
             return self.error_page(request, "bad_request", reason=str(exc))
         try:
-            outcome = await self.service.cancel(refs[0]) if len(refs) == 1 and refs[0] else None
+            outcome = await self.service.cancel(ref) if ref else None
         except Busy:
             return self.page(request, PageView(kind="pending", merchant_name=self.settings.merchant.name,
                                                refresh_seconds=3))

@@ -16,6 +16,7 @@ from router.config import Settings, load
 from tests.support import serve_app
 from tests.support.config import HOST, TOKEN, router_config
 from tests.support.emulator import Emulator
+from tests.support.processes import page_kind
 from tests.support.routers import Router
 
 SUCCESS = "/amazon-pay/result"
@@ -125,6 +126,39 @@ def test_the_error_url_of_a_paid_order_says_it_is_paid(router: Router, emulator:
     paid = router.get(f"/amazon-pay/error?ref={ref}")
     assert paid.status_code == 200 and "Thank you, " in paid.text and "no payment was made" not in paid.text
     assert len(emulator.requests("finalizeCheckoutSession")) == 1  # reading it calls nobody
+
+
+@pytest.mark.parametrize("path", ["/amazon-pay/error", "/amazon-pay/cancel"])
+def test_an_oddly_written_query_never_calls_a_paid_order_unpaid(router: Router, emulator: Emulator,
+                                                                path: str) -> None:
+    """The ref repeated, or past the length or field bounds: the page said "no payment was made" (the
+    error URL) or "You canceled the payment" (the cancel URL) for a paid order."""
+    ref = router.register()["ref"]
+    assert page_kind(router.get(result_url(ref, emulator.create_session()))) == "success"
+    repeated = router.get(f"{path}?ref={ref}&ref={ref}")  # one order, named twice
+    assert (repeated.status_code, page_kind(repeated)) == (200, "success")
+    for query in (f"x={'a' * 2100}&ref={ref}", f"ref={ref}&" + "&".join(f"f{i}=1" for i in range(60)),
+                  f"ref={ref}&ref={'B' * 32}"):
+        odd = router.get(f"{path}?{query}")
+        assert (odd.status_code, page_kind(odd)) == (400, "bad_request"), (query[:40], odd.text[-300:])
+        assert "no payment was made" not in odd.text.lower()
+
+
+async def test_the_error_url_during_a_finalize_in_flight_says_it_is_being_confirmed(
+    router: Router, emulator: Emulator
+) -> None:
+    ref = router.register()["ref"]
+    session_id = emulator.create_session(latency_ms=1500)
+    async with httpx.AsyncClient(timeout=60, headers={"host": HOST}) as client:
+        paying = asyncio.create_task(client.get(router.url + result_url(ref, session_id)))
+        while emulator.calls(session_id) < 1:  # the return is at Amazon now
+            await asyncio.sleep(0.02)
+        during = await client.get(f"{router.url}/amazon-pay/error?ref={ref}")
+        paid = await paying
+        after = await client.get(f"{router.url}/amazon-pay/error?ref={ref}")
+    assert (during.status_code, page_kind(during)) == (200, "pending"), during.text[-300:]
+    assert "no payment was made" not in during.text and 'http-equiv="refresh"' in during.text
+    assert page_kind(paid) == "success" and page_kind(after) == "success"
 
 
 def test_unknown_ref_and_conflict(router: Router, emulator: Emulator) -> None:
