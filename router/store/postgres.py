@@ -34,12 +34,11 @@ T = TypeVar("T")
 Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-# First key of the two-int advisory lock that serialises migrations ("RRTR"); the second is the schema.
 log = logging.getLogger("router.store.postgres")
 # A host clock this far from the database server's is warned of at open: a lease is `until` on the clock of
 # whoever took it, so a clock ahead takes other instances' live leases early and one behind waits too long.
 CLOCK_SKEW_WARNING = 2.0
-
+# First key of the two-int advisory lock that serialises migrations ("RRTR"); the second is the schema.
 _MIGRATION_LOCK = 0x52525452
 # A process frozen mid-transaction (SIGSTOP, a VM or container paused) keeps its row locks while its
 # connection stays up: the server ends such a session after this long idle inside a transaction, so the
