@@ -44,6 +44,7 @@ PAGE_OF_STATE: dict[str, PageKind] = {
     State.CANCELED: "canceled", State.EXPIRED: "expired", State.FAILED: "error", State.CREATED: "error",
 }
 PAID_OR_PENDING = frozenset({State.COMPLETED, State.AUTHORIZED, State.PENDING})  # never "no payment was made"
+APP_KINDS: frozenset[PageKind] = frozenset({"conflict", "unavailable"})  # error pages that offer "Open in app"
 
 
 class BadReturn(Exception):
@@ -234,12 +235,18 @@ class Flows:
 
     def error_page(self, request: Request, kind: PageKind, *, status: int | None = None,
                    reason: str | None = None) -> Response:
+        unavailable = kind == "unavailable"
         view = PageView(kind=kind, merchant_name=self.settings.merchant.name, status=status, reason=reason,
-                        return_url=self.return_url(kind), refresh_seconds=10 if kind == "unavailable" else None)
+                        # as the page for Amazon unreachable: no "back to the shop" that invites paying again
+                        return_url=None if unavailable else self.return_url(kind),
+                        refresh_seconds=10 if unavailable else None)
         request.state.page = kind  # for the returns metric
         current = self.current_url(request)
-        return page_response(self.demo_links(view, current), request, current_url=current, branding=self.branding,
-                             test_mode=self.settings.test_mode)
+        # A return's own URL that could not be answered now (the store) or here (another session's ref): the
+        # app may do better with it. Never for a URL that is not a valid return (not found, malformed).
+        offer_app = kind in APP_KINDS and self.table.match(request.headers.get("host", ""), request.url.path)
+        return page_response(self.demo_links(view, current), request, self.app_links(current) if offer_app else None,
+                             current_url=current, branding=self.branding, test_mode=self.settings.test_mode)
 
     def current_url(self, request: Request) -> str:
         """The public URL of this page (https; the demo keeps the scheme it was reached with)."""

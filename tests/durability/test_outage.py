@@ -75,6 +75,7 @@ def test_the_error_url_of_a_paid_order_never_says_unpaid_while_the_store_is_down
         named = client.get(f"{router.url}/amazon-pay/error?ref={ref}")
         assert (named.status_code, page_kind(named)) == (503, "unavailable"), named.text[-500:]
         assert "no payment was made" not in named.text and named.headers["retry-after"]
+        assert "shop.example.com/cart" not in named.text  # as when Amazon is unreachable: no "back to the shop"
         plain = client.get(f"{router.url}/amazon-pay/error")  # no order named: nothing to look up
         assert (plain.status_code, page_kind(plain)) == (200, "amazon_error")
         pg_proxy.start()

@@ -242,6 +242,12 @@ def test_open_in_app_actions_per_platform(tmp_path: Path, emulator: Emulator, ke
         assert "package=com.example.shop" in android and "S.browser_fallback_url=" in android
         desktop = router.get(path, **{"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"}).text
         assert "intent://" not in desktop and "apps.apple.com" not in desktop
+        # Another session's return for this ref (409): the app may show the order; the page offers it too.
+        other = result_url(ref, emulator.create_session())
+        conflict = router.get(other, **{"user-agent": IPHONE})
+        assert conflict.status_code == 409 and f'href="https://open.example.com{other.replace("&", "&amp;")}' \
+            in conflict.text
+        assert "open.example.com" not in router.get("/amazon-pay/other", **{"user-agent": IPHONE}).text  # 404
         # The open-in-app host itself serves the same return path and association file.
         assert router.get(path, host="open.example.com").status_code == 200
         assert router.get("/.well-known/apple-app-site-association", host="open.example.com").status_code == 200
