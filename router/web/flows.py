@@ -154,8 +154,7 @@ class Flows:
             return self.page(request, self.result_view(Outcome(checkout)))
         if checkout is not None and checkout.state == State.CREATED and checkout.checkout_session_id:
             # A return is finalizing it (or it is being resumed): not known unpaid; the page refreshes.
-            return self.page(request, PageView(kind="pending", merchant_name=self.settings.merchant.name,
-                                               refresh_seconds=3))
+            return self.being_confirmed(request)
         return self.page(request, PageView(kind="amazon_error", merchant_name=self.settings.merchant.name,
                                            return_url=self.return_url("amazon_error")))
 
@@ -175,8 +174,7 @@ class Flows:
             log.warning("return for %s with another session %s", mask(ref), mask(session_id))
             return self.error_page(request, "conflict")
         except Busy:
-            return self.page(request, PageView(kind="pending", merchant_name=self.settings.merchant.name,
-                                               refresh_seconds=3))
+            return self.being_confirmed(request)
         if outcome.checkout.state == State.PENDING:
             outcome = Outcome(await self.service.refresh_pending(outcome.checkout))
         return self.page(request, self.result_view(outcome))
@@ -189,8 +187,7 @@ class Flows:
         try:
             outcome = await self.service.cancel(ref) if ref else None
         except Busy:
-            return self.page(request, PageView(kind="pending", merchant_name=self.settings.merchant.name,
-                                               refresh_seconds=3))
+            return self.being_confirmed(request)
         # The buyer returned from Amazon (or paid meanwhile): say what is true, not "canceled".
         if outcome is not None and (outcome.error is not None or outcome.checkout.state != State.CANCELED):
             return self.page(request, self.result_view(outcome))
@@ -218,6 +215,11 @@ class Flows:
             reason=checkout.reason_code if kind == "error" else None,
             **_order(checkout),
         )
+
+    def being_confirmed(self, request: Request) -> Response:
+        """The refreshing "we're confirming your payment" page: a finalize of this order is under way."""
+        return self.page(request, PageView(kind="pending", merchant_name=self.settings.merchant.name,
+                                           refresh_seconds=3))
 
     def page(self, request: Request, view: PageView) -> Response:
         request.state.page = view.kind  # for the returns metric
