@@ -189,6 +189,9 @@ def _money(value: Any, field: str) -> tuple[str, str]:
         raise ApiError(400, "invalid_amount", f"{field}: {exc}") from None
 
 
+IN_PROGRESS = "the payment is still being confirmed; retry shortly"  # 503 in_progress, either cause
+
+
 def outcome_response(outcome: Outcome) -> JSONResponse:
     """The app API's answer for a finalize attempt or a state read.
 
@@ -207,8 +210,7 @@ def outcome_response(outcome: Outcome) -> JSONResponse:
     if c.state == State.PENDING:
         return JSONResponse(body, status_code=202, headers={"cache-control": "no-store", "retry-after": "5"})
     if c.state == State.CREATED:  # bound, Amazon's answer not stored yet (the reconciler resumes it): not paid
-        return error_response(503, "in_progress", "the payment is still being confirmed; retry shortly",
-                              {"retry-after": "5"})
+        return error_response(503, "in_progress", IN_PROGRESS, {"retry-after": "5"})
     status, code, message = UNPAID[c.state]
     return error_response(status, code, message)
 
@@ -283,8 +285,7 @@ class Api:
         except SessionConflict:
             raise ApiError(409, "session_conflict", "this ref belongs to another checkout session") from None
         except Busy:
-            raise ApiError(503, "in_progress", "the payment is still being confirmed; retry shortly",
-                           {"retry-after": "2"}) from None
+            raise ApiError(503, "in_progress", IN_PROGRESS, {"retry-after": "2"}) from None
         return outcome_response(outcome)
 
     async def read_session(self, request: Request) -> Response:
