@@ -100,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
     settings = settings or demo_settings(_demo_db())
     _log_start(settings, args, workers)
-    try:  # serving() turns SIGTERM into exit 0, so `finally` removes the demo's directory
+    try:  # SIGTERM ends in exit 0 (above), so `finally` removes the demo's directory
         with serving(settings, workers) as graceful_seconds:
             uvicorn.run("router.cli:app_factory", factory=True, host=args.host, port=args.port, workers=workers,
                         proxy_headers=args.proxy_headers, server_header=False, log_level=args.log_level,

@@ -12,11 +12,11 @@ from router.ops.metrics_server import metrics_listener
 
 @contextlib.contextmanager
 def serving(settings: Settings, workers: int) -> Iterator[int]:
-    """While inside: metrics listener up, SIGTERM ends in exit 0, SIGHUP reaches every worker.
+    """While inside: metrics listener up, SIGHUP reaches every worker (SIGTERM's exit 0 is set by `serve`
+    from its start, before the wait for the store).
 
     Yields `[server] graceful_seconds` for uvicorn's `timeout_graceful_shutdown`.
     """
-    lifecycle.exit_zero_on_term()
     if workers > 1:
         lifecycle.patch_supervisor()
     with metrics_listener(settings.ops.metrics_listen, webhook_gauges_store(settings), workers):
