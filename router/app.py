@@ -34,6 +34,7 @@ from router.startup import open_patiently
 from router.store import open_store
 from router.store.base import Store, StoreUnavailable
 from router.web.api import Api, error_response
+from router.web.assets import assets
 from router.web.association import AssociationFiles, AssociationMiddleware
 from router.web.demo import Demo
 from router.web.failsafe import Failsafe
@@ -221,10 +222,10 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
             return error_response(500, "internal_error", "something went wrong on our side")
         return flows.error_page(request, "error", status=500)
 
-    def refused(request: Request, status: int, message: str) -> Response:
+    def refused(request: Request, status: int, reason_key: str) -> Response:
         if request.url.path.startswith("/v1/"):
-            return error_response(status, "bad_request", message)
-        return flows.error_page(request, "bad_request", status=status, reason=message)
+            return error_response(status, "bad_request", assets().catalogs["en"][reason_key])
+        return flows.error_page(request, "bad_request", status=status, reason_key=reason_key)
 
     return Starlette(
         routes=routes,

@@ -48,24 +48,28 @@ APP_KINDS: frozenset[PageKind] = frozenset({"conflict", "unavailable"})  # error
 
 
 class BadReturn(Exception):
-    """The return URL is malformed; the message is safe to show (it never echoes input)."""
+    """The return URL is malformed; the message is a key of the pages' catalogs (it never echoes input)."""
+
+    @property
+    def reason_key(self) -> str:
+        return str(self.args[0])
 
 
 def session_and_ref(query: str) -> tuple[str, str]:
     """Extract (session id, ref) from a return URL's query; BadReturn when missing, repeated or malformed."""
     if len(query) > MAX_QUERY:
-        raise BadReturn("The address is too long.")
+        raise BadReturn("reason.too_long")
     params = query_params(query)
     found = [value for name in SESSION_ID_PARAMS for value in params.get(name, [])]
     refs = params.get("ref", [])
     if len(set(found)) > 1 or len(refs) > 1:
-        raise BadReturn("The address names more than one checkout.")
+        raise BadReturn("reason.two_checkouts")
     if not found or not found[0]:
-        raise BadReturn("The address has no Amazon Pay checkout session.")
+        raise BadReturn("reason.no_session")
     if not refs or not refs[0]:
-        raise BadReturn("The address has no order reference.")
+        raise BadReturn("reason.no_ref")
     if not is_session_id(found[0]):
-        raise BadReturn("The Amazon Pay checkout session in the address is not valid.")
+        raise BadReturn("reason.invalid_session")
     return found[0], refs[0]
 
 
@@ -74,10 +78,10 @@ def order_ref(query: str) -> str | None:
     too many fields or names two orders: a page that could not read the order must not guess about it
     ("no payment was made" for a paid one)."""
     if len(query) > MAX_QUERY:
-        raise BadReturn("The address is too long.")
+        raise BadReturn("reason.too_long")
     refs = set(query_params(query).get("ref", [])) - {""}
     if len(refs) > 1:
-        raise BadReturn("The address names more than one checkout.")
+        raise BadReturn("reason.two_checkouts")
     return next(iter(refs), None)
 
 
@@ -86,7 +90,7 @@ def query_params(query: str) -> dict[str, list[str]]:
     try:
         return parse_qs(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
     except ValueError:  # "Max number of fields exceeded"
-        raise BadReturn("The address has too many parameters.") from None
+        raise BadReturn("reason.too_many_fields") from None
 
 
 class Flows:
@@ -146,7 +150,7 @@ class Flows:
         try:
             ref = order_ref(request.url.query)
         except BadReturn as exc:
-            return self.error_page(request, "bad_request", reason=str(exc))
+            return self.error_page(request, "bad_request", reason_key=exc.reason_key)
         checkout = await self.service.get(ref) if ref else None
         if checkout is not None:
             log.info("buyer sent to the error URL by Amazon Pay for %s", mask(checkout.ref))
@@ -162,12 +166,11 @@ class Flows:
         try:
             session_id, ref = session_and_ref(request.url.query)
         except BadReturn as exc:
-            return self.error_page(request, "bad_request", reason=str(exc))
+            return self.error_page(request, "bad_request", reason_key=exc.reason_key)
         try:
             outcome = await self.service.finalize(ref, session_id)
         except InvalidSessionId:
-            return self.error_page(request, "bad_request",
-                                   reason="The Amazon Pay checkout session in the address is not valid.")
+            return self.error_page(request, "bad_request", reason_key="reason.invalid_session")
         except UnknownRef:
             return self.error_page(request, "not_found")
         except SessionConflict:
@@ -183,7 +186,7 @@ class Flows:
         try:
             ref = order_ref(request.url.query)
         except BadReturn as exc:
-            return self.error_page(request, "bad_request", reason=str(exc))
+            return self.error_page(request, "bad_request", reason_key=exc.reason_key)
         try:
             outcome = await self.service.cancel(ref) if ref else None
         except Busy:
@@ -200,7 +203,7 @@ class Flows:
         name = self.settings.merchant.name
         if outcome.error == OutcomeError.UNKNOWN_SESSION:
             return PageView(kind="bad_request", merchant_name=name, return_url=self.shop_url,
-                            reason="Amazon Pay does not know the checkout session in the address.")
+                            reason_key="reason.unknown_session")
         if outcome.error is not None:
             return PageView(kind="unavailable", merchant_name=name, refresh_seconds=10, **_order(checkout))
         kind = PAGE_OF_STATE[checkout.state]
@@ -212,7 +215,7 @@ class Flows:
             buyer_email=buyer.get("maskedEmail") if kind == "success" else None,
             payment_descriptor=buyer.get("paymentDescriptor") if kind == "success" else None,
             return_url=self.return_url(kind),
-            reason=checkout.reason_code if kind == "error" else None,
+            reference_code=checkout.reason_code if kind == "error" else None,
             **_order(checkout),
         )
 
@@ -236,9 +239,9 @@ class Flows:
         return replace(view, return_url=urlunsplit((here.scheme, here.netloc, there.path, there.query, "")))
 
     def error_page(self, request: Request, kind: PageKind, *, status: int | None = None,
-                   reason: str | None = None) -> Response:
+                   reason_key: str | None = None) -> Response:
         unavailable = kind == "unavailable"
-        view = PageView(kind=kind, merchant_name=self.settings.merchant.name, status=status, reason=reason,
+        view = PageView(kind=kind, merchant_name=self.settings.merchant.name, status=status, reason_key=reason_key,
                         # as the page for Amazon unreachable: no "back to the shop" that invites paying again
                         return_url=None if unavailable else self.return_url(kind),
                         refresh_seconds=10 if unavailable else None)

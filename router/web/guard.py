@@ -22,16 +22,16 @@ HOST_HEADER = re.compile(
     r"(?::(?P<port>[0-9]{1,5}))?",
     re.ASCII)
 
-Refuse = Callable[[Request, int, str], Response]
+Refuse = Callable[[Request, int, str], Response]  # (request, status, the reason's key in the pages' catalogs)
 
 
 def host_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """Why the Host header(s) cannot be used, or None (no Host at all is HTTP/1.0's right)."""
+    """Why the Host header(s) cannot be used (a catalog key), or None (no Host at all is HTTP/1.0's right)."""
     hosts = [value for name, value in headers if name == b"host"]
     if len(hosts) > 1:
-        return "The request has more than one Host header."
+        return "reason.two_hosts"
     if hosts and not is_usable_host(hosts[0].decode("latin-1")):
-        return "The request's Host header is not a host name with an optional port."
+        return "reason.bad_host"
     return None
 
 
@@ -69,7 +69,7 @@ class RequestGuard:
         if scope["type"] == "http":
             headers = scope["headers"]
             if len(headers) > self.max_headers or head_size(scope) > self.max_header_bytes:
-                response = self.refuse(Request(scope), 431, "The request has too many headers.")
+                response = self.refuse(Request(scope), 431, "reason.too_many_headers")
                 return await response(scope, receive, send)
             problem = host_problem(headers)
             if problem is not None:

@@ -66,7 +66,7 @@ def _support(branding: PagesSettings) -> Frozen | None:
     return support
 
 
-def _details(view: PageView, slot: Callable[[Any], Any]) -> tuple[Frozen, ...]:
+def _details(view: PageView, t: Callable[[str], str], slot: Callable[[Any], Any]) -> tuple[Frozen, ...]:
     total = display_amount(view.amount, view.currency) if view.amount and view.currency else None
     success = view.kind == "success"  # the name is in the heading, the email in the confirmation line
     rows: list[tuple[str, str, str | None]] = [
@@ -75,7 +75,8 @@ def _details(view: PageView, slot: Callable[[Any], Any]) -> tuple[Frozen, ...]:
         ("details.payment_method", "", _clip(view.payment_descriptor)),
         ("details.name", "", None if success else _clip(view.buyer_name)),
         ("details.email", "", mask_email(view.buyer_email) if view.buyer_email and not success else None),
-        ("details.reason", "", _clip(view.reason)),
+        ("details.reason", "", t(view.reason_key) if view.reason_key else None),
+        ("details.reference", "", _clip(view.reference_code)),
     ]  # fmt: skip
     return tuple(Frozen(label_key=key, css=css, value=slot(value)) for key, css, value in rows if value)
 
@@ -139,7 +140,7 @@ def build_context(view: PageView, locale: Locale, platform: Platform, current_ur
         "note_key": _note_key(locale, view.kind),
         "title": slot(heading(title_key, **title_params)),
         "page_title": slot(f"{t(title_key, **title_params)} – {view.merchant_name}"),
-        "details": _details(view, slot),
+        "details": _details(view, t, slot),
         "confirmation_email": slot(email),
         "confirmation": slot(t("page.success.confirmation", email=email) if email else None),
         "return_url": slot(view.return_url),

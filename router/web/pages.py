@@ -95,7 +95,8 @@ class PageView:
     payment_descriptor: str | None = field(default=None, repr=False)  # e.g. "Visa ****1234"
     return_url: str | None = None  # "back to shop" / "try again"
     refresh_seconds: int | None = None  # pending/unavailable only; None on pending ⇒ default
-    reason: str | None = None  # short buyer-facing explanation, shown as plain text
+    reason_key: str | None = None  # why the page is shown: a key of the message catalogs, shown translated
+    reference_code: str | None = None  # Amazon Pay's reason code, shown as it is for the buyer to quote
     app_links: AppLinks = AppLinks()
 
     def __post_init__(self) -> None:

@@ -40,6 +40,27 @@ def test_sixty_ampersands_get_the_bad_request_page(router: Router, path: str) ->
     assert "Traceback" not in logs.text and len(logs.text) < 300, logs.text
 
 
+@pytest.mark.parametrize(("target", "english"), [
+    (f"/amazon-pay/result?ref={REF}&amazonCheckoutSessionId={SESSION}" + "&" * 60, "too many parameters"),
+    (f"/amazon-pay/result?ref={REF}&amazonCheckoutSessionId=%3Cx%3E", "is not valid"),
+    (f"/amazon-pay/result?amazonCheckoutSessionId={SESSION}", "no order reference"),
+    (f"/amazon-pay/cancel?ref={REF}&ref=other", "more than one checkout"),
+])
+def test_a_japanese_buyer_reads_why_in_japanese(router: Router, target: str, english: str) -> None:
+    """The page's one line on why the link failed was English on the Japanese page."""
+    answer = get(router.url, target, "pay.example.com", "Accept-Language: ja")
+    assert answer.status == 400 and 'lang="ja"' in answer.text
+    assert "詳細" in answer.text and english not in answer.text
+    assert english in get(router.url, target).text  # the English page still says it in English
+
+
+def test_a_japanese_buyer_reads_a_refused_host_in_japanese(router: Router) -> None:
+    answer = get(router.url, "/amazon-pay/error?lang=ja", "[1.2.3.4]")
+    assert answer.status == 400 and "Hostヘッダーが正しくありません" in answer.text
+    api = get(router.url, "/v1/openapi.json", "[1.2.3.4]")  # the API's message stays English
+    assert json.loads(api.text)["error"]["message"].startswith("The Host header of the request is not")
+
+
 def test_deeply_nested_json_is_a_json_400(router: Router) -> None:
     with captured_logs() as logs:
         answer = post(router.url, f"/v1/checkout-sessions/{SESSION}/finalize", b"[" * 2000 + b"]" * 2000)

@@ -130,14 +130,15 @@ def _views(kind: PageKind) -> dict[str, PageView]:
         "minimal": PageView(kind, merchant_name="Example Shop"),
         "full": sample_view(kind, **refresh),
         "hostile": sample_view(
-            kind, merchant_name=HOSTILE + " Amazon Pay", merchant_reference=HOSTILE, reason=HOSTILE + " Amazon Pay",
+            kind, merchant_name=HOSTILE + " Amazon Pay", merchant_reference=HOSTILE,
+            reference_code=HOSTILE + " Amazon Pay", reason_key="reason.invalid_session",
             buyer_name="Amazon Pay " + HOSTILE, buyer_email='"x<y>"@exa&mple.com', payment_descriptor="Visa \"'<>&",
             amount="14.00", currency="USD", return_url="https://shop.example/cart?a=1&b=\"x\"'<y>",
         ),
-        "long": sample_view(kind, reason="word " * 200, buyer_name="N" * 400, merchant_reference="R " * 300,
+        "long": sample_view(kind, reference_code="word " * 200, buyer_name="N" * 400, merchant_reference="R " * 300,
                             amount="14", currency="CHF", buyer_email="no-at-sign"),
         "bare_buyer": PageView(kind, merchant_name="Shop", buyer_name="Jane  \n Doe", buyer_email="jane@example.com",
-                               amount="1234567", currency="JPY", reason="  spaced\treason  "),
+                               amount="1234567", currency="JPY", reference_code="  spaced\treason  "),
     }
 
 

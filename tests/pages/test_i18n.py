@@ -151,3 +151,14 @@ def test_load_catalogs_reads_every_locale() -> None:
     catalogs = load_catalogs(templates_dir() / "messages")
     assert set(catalogs) == set(LOCALES)
     assert catalogs["ja"]["app.open"] == "アプリで開く"
+
+
+def test_every_reason_the_code_names_is_in_both_catalogs() -> None:
+    """A page's reason is a catalog key (router.web.flows, router.web.guard): a key missing here would fail the
+    page that needs it."""
+    root = Path(__file__).resolve().parents[2] / "router" / "web"
+    named = {key for name in ("flows.py", "guard.py")
+             for key in re.findall(r'"(reason\.[a-z_]+)"', (root / name).read_text(encoding="utf-8"))}
+    assert len(named) >= 9
+    for locale, catalog in load_catalogs(templates_dir() / "messages").items():
+        assert named <= set(catalog), (locale, named - set(catalog))

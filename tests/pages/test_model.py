@@ -302,9 +302,22 @@ def test_smart_banner_keeps_commas_encoded() -> None:
 
 
 def test_long_free_text_is_clipped() -> None:
-    ctx = build_context(sample_view("declined", reason="word " * 200), "en", DESKTOP, CURRENT)
-    reason = next(row["value"] for row in ctx["details"] if row["label_key"] == "details.reason")
+    ctx = build_context(sample_view("declined", reference_code="word " * 200), "en", DESKTOP, CURRENT)
+    reason = next(row["value"] for row in ctx["details"] if row["label_key"] == "details.reference")
     assert len(reason) == 300 and reason.endswith("…")
+
+
+@pytest.mark.parametrize(("locale", "label", "why"), [
+    ("en", "Reference", "is not valid"), ("ja", "参照コード", "正しくありません"),
+])
+def test_the_reason_is_translated_and_amazons_code_is_quoted_as_it_is(locale: Locale, label: str, why: str) -> None:
+    """Our own reason is a catalog key, shown in the page's language; Amazon's reason code is a code for the
+    buyer to quote to support, shown as it is under a label that says so."""
+    error = render_page(PageView("error", merchant_name="Shop", reference_code="AmazonRejected"), locale, IOS, CURRENT)
+    assert f"<dt>{label}</dt><dd>AmazonRejected</dd>" in error
+    bad = render_page(PageView("bad_request", merchant_name="Shop", reason_key="reason.invalid_session"), locale, IOS,
+                      CURRENT)
+    assert why in bad and "reason.invalid_session" not in bad
 
 
 # ---------------------------------------------------------------- rendering
@@ -361,7 +374,7 @@ def test_every_page_renders(kind: str, locale: Locale, ua_name: str) -> None:
 def test_hostile_strings_are_escaped_everywhere() -> None:
     view = sample_view(
         "declined", merchant_name=HOSTILE, merchant_reference=HOSTILE, buyer_name=HOSTILE,
-        payment_descriptor=HOSTILE, reason=HOSTILE, return_url="https://shop.example/?q=\"><script>x</script>",
+        payment_descriptor=HOSTILE, reference_code=HOSTILE, return_url="https://shop.example/?q=\"><script>x</script>",
     )  # fmt: skip
     hostile_url = 'https://pay.example/r?x="><script>alert(1)</script>'
     for platform in (IOS, ANDROID, DESKTOP, FACEBOOK_IOS):

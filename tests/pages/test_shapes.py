@@ -30,7 +30,7 @@ def _views() -> list[PageView]:
     for kind in PAGE_KINDS:
         refresh = {"refresh_seconds": 9} if kind in ("pending", "unavailable") else {}
         views += [PageView(kind, merchant_name="Shop"), sample_view(kind, **refresh),
-                  sample_view(kind, buyer_name=HOSTILE, reason=HOSTILE, merchant_name=HOSTILE)]
+                  sample_view(kind, buyer_name=HOSTILE, reference_code=HOSTILE, merchant_name=HOSTILE)]
     return views
 
 
@@ -76,7 +76,7 @@ def test_shape_cache_is_bounded_and_still_right() -> None:
 def test_a_mark_in_configured_text_is_rendered_in_full() -> None:
     """A support address holding the mark and digits is no gap: that shape is rendered from the real context."""
     branding = PagesSettings(support_email=f"{MARK}0{MARK}@shop.example", support_url=f"https://x.example/{MARK}")
-    view = sample_view("declined", reason="the reason")
+    view = sample_view("declined", reference_code="the reason")
     html = render_page(view, "en", Platform("desktop"), CURRENT, branding)
     assert html == render_full("page.html", build_context(view, "en", Platform("desktop"), CURRENT, branding))
     assert f"{MARK}0{MARK}@shop.example" in html and "the reason" in html
