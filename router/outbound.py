@@ -65,6 +65,8 @@ import httpx
 import yarl
 from httpx._client import BoundAsyncStream, ClientState, UseClientDefault
 
+from router.env_proxy import EnvProxies
+
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (  # most specific first
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
     (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
@@ -235,7 +237,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, max_connections: int, ssl_context: ssl.SSLContext | None = None,
                  trust_env: bool = False) -> None:
         self._limit = max_connections
-        self._trust_env = trust_env  # aiohttp's: HTTP(S)_PROXY and NO_PROXY, read at each request
+        self._proxies = EnvProxies() if trust_env else None  # read once, not by aiohttp at each request
         # Built here, not on the first request: loading the trust store (httpx's own) takes a while.
         self._ssl = ssl_context or httpx.create_ssl_context()
         self._session: aiohttp.ClientSession | None = None
@@ -248,7 +250,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies, if any
                 auto_decompress=False,  # httpx decodes content-encoding itself
-                trust_env=self._trust_env,
             )
         return self._session
 
@@ -268,15 +269,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except httpx.RequestNotRead:
             body = await request.aread()
         headers = _wire_headers(request.headers)
+        url = _yarl_url(str(request.url))
+        proxy = self._proxies.for_url(url) if self._proxies else None
         try:
             response = await self._client().request(
                 request.method,
-                _yarl_url(str(request.url)),
+                url,
                 headers=headers,
                 skip_auto_headers=_not_given(headers),
                 data=body or None,
                 allow_redirects=False,
                 timeout=self._timeout(request),
+                proxy=proxy,
             )
             stream: httpx.AsyncByteStream
             if response.content.is_eof() and (response.content_length or 0) <= EAGER_BYTES:
@@ -499,7 +503,7 @@ def async_client(
     trust_env: bool = False,
 ) -> httpx.AsyncClient:
     """The outbound client: never follows redirects; `trust_env`: the proxy variables (HTTP_PROXY,
-    HTTPS_PROXY, NO_PROXY) and netrc apply, through the transport, which is what sends."""
+    HTTPS_PROXY, NO_PROXY) apply, read once by the transport, which is what sends (router.env_proxy)."""
     return OutboundClient(
         transport=transport or AiohttpTransport(max_connections, trust_env=trust_env),
         timeout=timeout,

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The root package `router` itself holds no code (modules import it only to find its files).
 LEAVES = (
     "router.checkout.model", "router.web.routing", "router.validators", "router.redact", "router.version",
-    "router.metrics", "router.outbound", "router.logs", "router.backoff", "router.tracing",
+    "router.metrics", "router.outbound", "router.env_proxy", "router.logs", "router.backoff", "router.tracing",
 )
 
 
@@ -65,6 +65,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "router.version": (),
     "router.metrics": (),
     "router.outbound": (),
+    "router.env_proxy": (),
     "router.logs": (),
     "router.backoff": (),
     "router.tracing": (),

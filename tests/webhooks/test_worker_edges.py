@@ -1,11 +1,14 @@
 """The delivery worker against raw sockets that behave as real receivers and proxies do at their edges:
-a 2xx whose body trickles in or is cut off, and an egress proxy named by HTTP_PROXY."""
+a 2xx whose body trickles in or is cut off, and an egress proxy named by HTTP_PROXY (with credentials, or
+bypassed by NO_PROXY)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -17,13 +20,30 @@ from tests.webhooks.outbox import SECRET, Clock, add_event
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
+async def read_head(reader: asyncio.StreamReader) -> list[bytes]:
+    """The request line and the header lines; the body is read and dropped."""
+    lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")[:-2]
+    length = next((int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length:")), 0)
+    await reader.readexactly(length)
+    return lines
+
+
 async def read_request(reader: asyncio.StreamReader) -> bytes:
     """The request line; the head and body are read and dropped."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
-    await reader.readexactly(length)
-    return head.split(b"\r\n", 1)[0]
+    return (await read_head(reader))[0]
+
+
+def header(lines: list[bytes], name: bytes) -> bytes | None:
+    return next((line.split(b":", 1)[1].strip() for line in lines[1:] if line.lower().startswith(name + b":")), None)
+
+
+def proxy_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    """Exactly these proxy variables (upper-case names) in the environment."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture
@@ -119,12 +139,83 @@ async def test_deliveries_go_through_the_proxy_that_http_proxy_names(
         writer.close()
 
     port = await raw_server(proxy)
-    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    proxy_env(monkeypatch, HTTP_PROXY=f"http://127.0.0.1:{port}")
     event = await add_event(store, clock(), "completed")
     async with worker(store, "http://backend.invalid/hooks", clock, timeout=3.0) as sender:  # no such host
         assert await sender.run_once() == 1
     assert seen == [b"POST http://backend.invalid/hooks HTTP/1.1"]  # the absolute form a proxy is sent
     stored = await store.get_event(event.id)
     assert stored is not None and stored.status == "delivered"
+
+
+async def test_the_proxy_urls_credentials_go_to_the_proxy_only(
+    store: Store, clock: Clock, raw_server: Callable[[Handler], Awaitable[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    heads: list[list[bytes]] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await read_head(reader))
+        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    port = await raw_server(proxy)
+    proxy_env(monkeypatch, HTTP_PROXY=f"http://egress:s3cr%40t@127.0.0.1:{port}")  # the password is "s3cr@t"
+    await add_event(store, clock(), "completed")
+    async with worker(store, "http://backend.invalid/hooks", clock, timeout=3.0) as sender:
+        assert await sender.run_once() == 1
+    [head] = heads
+    assert head[0] == b"POST http://backend.invalid/hooks HTTP/1.1"
+    assert header(head, b"proxy-authorization") == b"Basic " + base64.b64encode(b"egress:s3cr@t")
+    assert header(head, b"authorization") is None
+
+
+async def test_a_host_no_proxy_names_is_reached_directly(
+    store: Store, clock: Clock, raw_server: Callable[[Handler], Awaitable[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    through_proxy: list[bytes] = []
+    direct: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        through_proxy.append(await read_request(reader))
+        writer.close()
+
+    async def receiver(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        direct.append(await read_request(reader))
+        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    proxy_port, receiver_port = await raw_server(proxy), await raw_server(receiver)
+    proxy_env(monkeypatch, HTTP_PROXY=f"http://127.0.0.1:{proxy_port}", NO_PROXY="localhost,127.0.0.1")
+    await add_event(store, clock(), "completed")
+    async with worker(store, f"http://127.0.0.1:{receiver_port}/hooks", clock, timeout=3.0) as sender:
+        assert await sender.run_once() == 1
+    assert (through_proxy, direct) == ([], [b"POST /hooks HTTP/1.1"])
+
+
+async def test_a_netrc_entry_for_the_receiver_is_not_sent_to_it(
+    store: Store, clock: Clock, raw_server: Callable[[Handler], Awaitable[int]], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """aiohttp's trust_env sends ~/.netrc's entry for the target host as Basic auth; the worker reads only
+    the proxy variables (router.env_proxy)."""
+    heads: list[list[bytes]] = []
+
+    async def receiver(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await read_head(reader))
+        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    port = await raw_server(receiver)
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login operator password not-for-the-merchant\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    proxy_env(monkeypatch)
+    await add_event(store, clock(), "completed")
+    async with worker(store, f"http://127.0.0.1:{port}/hooks", clock, timeout=3.0) as sender:
+        assert await sender.run_once() == 1
+    [head] = heads
+    assert head[0] == b"POST /hooks HTTP/1.1" and header(head, b"authorization") is None
