@@ -46,6 +46,16 @@ def proxy_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
         monkeypatch.setenv(name, value)
 
 
+def answering_204(heads: list[list[bytes]]) -> Handler:
+    """A receiver, or an HTTP proxy, that keeps each request's head and answers 204."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await read_head(reader))
+        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+    return answer
+
+
 @pytest.fixture
 async def raw_server() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
     servers: list[asyncio.Server] = []
@@ -130,20 +140,13 @@ async def test_a_status_that_never_comes_is_still_a_timeout(
 async def test_deliveries_go_through_the_proxy_that_http_proxy_names(
     store: Store, clock: Clock, raw_server: Callable[[Handler], Awaitable[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[bytes] = []
-
-    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(await read_request(reader))
-        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    port = await raw_server(proxy)
+    heads: list[list[bytes]] = []
+    port = await raw_server(answering_204(heads))
     proxy_env(monkeypatch, HTTP_PROXY=f"http://127.0.0.1:{port}")
     event = await add_event(store, clock(), "completed")
     async with worker(store, "http://backend.invalid/hooks", clock, timeout=3.0) as sender:  # no such host
         assert await sender.run_once() == 1
-    assert seen == [b"POST http://backend.invalid/hooks HTTP/1.1"]  # the absolute form a proxy is sent
+    assert [head[0] for head in heads] == [b"POST http://backend.invalid/hooks HTTP/1.1"]  # the form a proxy gets
     stored = await store.get_event(event.id)
     assert stored is not None and stored.status == "delivered"
 
@@ -152,14 +155,7 @@ async def test_the_proxy_urls_credentials_go_to_the_proxy_only(
     store: Store, clock: Clock, raw_server: Callable[[Handler], Awaitable[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     heads: list[list[bytes]] = []
-
-    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        heads.append(await read_head(reader))
-        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    port = await raw_server(proxy)
+    port = await raw_server(answering_204(heads))
     proxy_env(monkeypatch, HTTP_PROXY=f"http://egress:s3cr%40t@127.0.0.1:{port}")  # the password is "s3cr@t"
     await add_event(store, clock(), "completed")
     async with worker(store, "http://backend.invalid/hooks", clock, timeout=3.0) as sender:
@@ -173,25 +169,14 @@ async def test_the_proxy_urls_credentials_go_to_the_proxy_only(
 async def test_a_host_no_proxy_names_is_reached_directly(
     store: Store, clock: Clock, raw_server: Callable[[Handler], Awaitable[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    through_proxy: list[bytes] = []
-    direct: list[bytes] = []
-
-    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        through_proxy.append(await read_request(reader))
-        writer.close()
-
-    async def receiver(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        direct.append(await read_request(reader))
-        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    proxy_port, receiver_port = await raw_server(proxy), await raw_server(receiver)
+    through_proxy: list[list[bytes]] = []
+    direct: list[list[bytes]] = []
+    proxy_port, receiver_port = await raw_server(answering_204(through_proxy)), await raw_server(answering_204(direct))
     proxy_env(monkeypatch, HTTP_PROXY=f"http://127.0.0.1:{proxy_port}", NO_PROXY="localhost,127.0.0.1")
     await add_event(store, clock(), "completed")
     async with worker(store, f"http://127.0.0.1:{receiver_port}/hooks", clock, timeout=3.0) as sender:
         assert await sender.run_once() == 1
-    assert (through_proxy, direct) == ([], [b"POST /hooks HTTP/1.1"])
+    assert through_proxy == [] and [head[0] for head in direct] == [b"POST /hooks HTTP/1.1"]
 
 
 async def test_a_netrc_entry_for_the_receiver_is_not_sent_to_it(
@@ -201,14 +186,7 @@ async def test_a_netrc_entry_for_the_receiver_is_not_sent_to_it(
     """aiohttp's trust_env sends ~/.netrc's entry for the target host as Basic auth; the worker reads only
     the proxy variables (router.env_proxy)."""
     heads: list[list[bytes]] = []
-
-    async def receiver(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        heads.append(await read_head(reader))
-        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    port = await raw_server(receiver)
+    port = await raw_server(answering_204(heads))
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login operator password not-for-the-merchant\n")
     netrc.chmod(0o600)
