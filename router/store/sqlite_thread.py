@@ -21,7 +21,7 @@ A stuck disk (a hung fsync, a frozen or lost network volume) holds the thread in
 caller queued behind it would wait as long as the disk does. A watchdog thread fails them once the batch
 has run `stuck_after` seconds (their callers answer 503; a write still in the stuck batch may yet
 commit, like a COMMIT whose answer was lost, and the leases and idempotency keys cover that), and new
-jobs fail at once until the batch returns.
+jobs fail at once until the batch returns. Opening and closing the connection are not watched.
 """
 
 from __future__ import annotations
@@ -171,7 +171,9 @@ class StoreThread:
                 if last is None:
                     break
                 batch += last
-            self._batch, self._since = batch, time.monotonic()
+            # Opening and closing the connection are not watched: a slow open (a fresh file's schema,
+            # WAL's switch waiting for other workers) is a slow start, with no caller queued behind it.
+            self._batch, self._since = batch, None if any(job.raw for job in batch) else time.monotonic()
             for start in range(0, len(batch), MAX_GROUP):
                 jobs = batch[start:start + MAX_GROUP] if len(batch) > MAX_GROUP else batch
                 _deliver(self._run(jobs))

@@ -68,3 +68,22 @@ async def test_a_slow_batch_under_the_bound_is_waited_for(tmp_path: Path) -> Non
 def test_the_default_bound_leaves_room_for_the_busy_timeout() -> None:
     assert SQLiteStore("x.db", busy_timeout=5).stuck_seconds == 5 + STUCK_MARGIN
     assert SQLiteStore.from_url("sqlite:///x.db?busy_timeout=0.5").stuck_seconds == 0.5 + STUCK_MARGIN
+
+
+async def test_a_slow_open_is_not_a_stuck_disk(tmp_path: Path) -> None:
+    """Opening is a start, not a caller queued behind a hung disk: a loaded machine's slow open (a fresh
+    file's schema and fsyncs) must not fail it (CI once saw this test file's first open take over 1 s)."""
+    store = SQLiteStore(tmp_path / "s.db", stuck_seconds=0.3)
+    slow_connect = store._connect
+
+    def connect() -> object:
+        time.sleep(1.0)  # past the bound and the watchdog's next look
+        return slow_connect()
+
+    store._connect = connect  # type: ignore[method-assign]
+    await store.open()
+    try:
+        await store.create_checkout(checkout("x"))
+        assert (await store.get_checkout("x")) is not None
+    finally:
+        await store.close()
