@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 from router.amazon_pay.models import Charge, CheckoutSession, FinalizeResult
 from router.checkout.model import Checkout, State
@@ -49,6 +51,32 @@ def finalize_payload(checkout: Checkout) -> dict[str, Any]:
     if checkout.supplementary_data is not None:
         payload["supplementaryData"] = checkout.supplementary_data
     return payload
+
+
+def another_orders(session: CheckoutSession, checkout: Checkout) -> str | None:
+    """Why a session read back from Amazon cannot be this checkout's, or None when nothing says so.
+
+    Another amount or currency: its finalize with this order's can never succeed, and a Completed one paid
+    for something else. A result URL naming another ref: made from the URLs registering another order gave
+    out. A session naming neither is taken as it is (the merchant's own button may leave both out).
+    """
+    asked = session.charge_amount
+    if asked is not None and not _same_money(asked.amount, asked.currency_code, checkout.amount, checkout.currency):
+        return "another amount"
+    details = session.raw.get("webCheckoutDetails")
+    url = details.get("checkoutResultReturnUrl") if isinstance(details, Mapping) else None
+    refs = parse_qs(urlsplit(url).query).get("ref") if isinstance(url, str) else None
+    if refs and checkout.ref not in refs:
+        return "a result URL for another ref"
+    return None
+
+
+def _same_money(amount: str, currency: str, other_amount: str, other_currency: str) -> bool:
+    """"14" and "14.00" are the same amount."""
+    try:
+        return currency == other_currency and Decimal(amount) == Decimal(other_amount)
+    except InvalidOperation:
+        return False
 
 
 def state_of_session(session: CheckoutSession) -> State | None:

@@ -32,7 +32,7 @@ FINAL_STATES = frozenset(STATES) - {State.CREATED, State.PENDING}
 class OutcomeError(StrEnum):
     """Why a finalize attempt ended without a new state."""
 
-    UNKNOWN_SESSION = "unknown_session"  # Amazon has no such session (the id was unbound again)
+    UNKNOWN_SESSION = "unknown_session"  # Amazon has no such session, or it is another order's (unbound again)
     AMAZON_UNAVAILABLE = "amazon_unavailable"  # no answer we can act on; retry later
 
 

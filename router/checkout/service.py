@@ -26,6 +26,7 @@ from router.amazon_pay.models import CheckoutSession
 from router.backoff import Backoff, poll
 from router.checkout.amazon import (
     AmazonPay,
+    another_orders,
     finalize_payload,
     idempotency_key,
     session_fields,
@@ -228,6 +229,8 @@ class CheckoutService:
                 # getCheckoutSession token, when tokens are what is short. It stays bound; the lease goes.
                 await self.store.release_lease(checkout.ref, self.owner)
                 return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
+            if exc.status == 404:  # no such session: reading it back would say so again, for another token
+                return await self._not_this_orders(checkout)
             return await self._reconcile(checkout, exc)
         except Exception as exc:
             # Raised before Amazon answered: the client refused the input, or something failed that is
@@ -241,7 +244,7 @@ class CheckoutService:
                         mask(checkout.ref), type(exc).__name__)
             if isinstance(exc, ValueError):
                 if fresh:
-                    await self._unbind(checkout, None)
+                    await self._unbind(checkout)
                 raise InvalidSessionId("the Amazon Pay client refused the checkout session id") from exc
             raise
         session = result.session
@@ -267,6 +270,10 @@ class CheckoutService:
                 return Outcome(await self._settle(checkout, self.owner, State.EXPIRED, {"reason_code": "Expired"}))
             await self.store.release_lease(checkout.ref, self.owner)
             return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
+        foreign = another_orders(session, checkout)
+        if foreign is not None:
+            log.warning("session %s is not ref %s's (%s): left unbound", mask(session_id), mask(checkout.ref), foreign)
+            return await self._not_this_orders(checkout)
         state = state_of_session(session)
         fields = session_fields(session)
         if state == State.COMPLETED and session.charge_id:
@@ -282,12 +289,17 @@ class CheckoutService:
         try:
             session = await self.amazon.get_checkout_session(session_id)
         except AmazonPayError as exc:
-            if exc.status == 404:  # no such session: unbind, so a genuine return can still bind
-                await self.store.reject_session(checkout.ref, session_id, checkout.expires_at, self.clock())
-                await self._unbind(checkout, exc.reason_code)
-                return Outcome(checkout, error=OutcomeError.UNKNOWN_SESSION)
+            if exc.status == 404:
+                return await self._not_this_orders(checkout)
             await self.store.release_lease(checkout.ref, self.owner)
             return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
+        foreign = another_orders(session, checkout)
+        if foreign is not None:
+            # Some other order's session sent with this ref (a stranger's own, or one paid elsewhere): it
+            # must neither pay this order nor fail it, which would lock out the buyer's own session.
+            log.warning("session %s is not ref %s's (%s; Amazon said %s): left unbound", mask(session_id),
+                        mask(checkout.ref), foreign, error.reason_code)
+            return await self._not_this_orders(checkout)
         state = state_of_session(session)
         fields = session_fields(session)
         if state == State.COMPLETED and session.charge_id:
@@ -320,14 +332,24 @@ class CheckoutService:
             state = State.COMPLETED if charge_state == State.AUTHORIZED else charge_state
         return Outcome(await self._settle(checkout, self.owner, state, fields))
 
-    async def _unbind(self, checkout: Checkout, reason_code: str | None) -> None:
+    async def _not_this_orders(self, checkout: Checkout) -> Outcome:
+        """Amazon has no such session, or it is another order's: unbind, so the buyer's own return can still
+        bind, and remember the pair, so a repeated probe costs Amazon nothing. Nothing of Amazon's answer is
+        written on the order: whoever holds the ref may make these up."""
+        assert checkout.checkout_session_id is not None
+        await self.store.reject_session(checkout.ref, checkout.checkout_session_id, checkout.expires_at, self.clock())
+        await self._unbind(checkout)
+        return Outcome(checkout, error=OutcomeError.UNKNOWN_SESSION)
+
+    async def _unbind(self, checkout: Checkout) -> None:
         """Back to unbound, releasing our lease, with no event (nothing happened): `created`, or `canceled`
         again if the buyer's cancel is on record (binding reopened it, and the session proved unknown:
         an id made up by whoever holds the ref must not undo the buyer's cancel)."""
-        state, changes = State.CREATED, {"checkout_session_id": None, "reason_code": reason_code}
-        if await self.store.has_event(checkout.ref, CANCELED_EVENT):  # our lease keeps the row as read
-            state, changes = State.CANCELED, {"checkout_session_id": None, "reason_code": "BuyerCanceled"}
-        await self.store.transition(checkout.ref, owner=self.owner, now=self.clock(), state=state, changes=changes)
+        canceled = await self.store.has_event(checkout.ref, CANCELED_EVENT)  # our lease keeps the row as read
+        await self.store.transition(checkout.ref, owner=self.owner, now=self.clock(),
+                                    state=State.CANCELED if canceled else State.CREATED,
+                                    changes={"checkout_session_id": None,
+                                             "reason_code": "BuyerCanceled" if canceled else None})
 
     async def _settle(
         self, checkout: Checkout, owner: str | None, state: State, changes: Mapping[str, Any]
@@ -479,3 +501,4 @@ class CheckoutService:
         if events and self.on_event is not None:
             self.on_event()
         return after
+

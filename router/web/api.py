@@ -201,7 +201,8 @@ def outcome_response(outcome: Outcome) -> JSONResponse:
     c = outcome.checkout
     body = checkout_json(c, merchant=False)
     if outcome.error == OutcomeError.UNKNOWN_SESSION:
-        return error_response(404, "unknown_session", "Amazon Pay does not know this checkout session.")
+        return error_response(404, "unknown_session",
+                              "Amazon Pay does not know this checkout session, or it is another order's.")
     if outcome.error is not None:
         return error_response(503, "amazon_unavailable", "Amazon Pay could not be reached; try again shortly.",
                               {"retry-after": "5"})
@@ -283,7 +284,7 @@ class Api:
         except UnknownRef:
             raise ApiError(404, "unknown_ref", "no checkout with this ref") from None
         except SessionConflict:
-            raise ApiError(409, "session_conflict", "this ref belongs to another checkout session") from None
+            raise ApiError(409, "session_conflict", "this ref is already bound to another checkout session") from None
         except Busy:
             raise ApiError(503, "in_progress", IN_PROGRESS, {"retry-after": "2"}) from None
         return outcome_response(outcome)

@@ -219,8 +219,8 @@ OPENAPI: dict[str, Any] = {
                 "202": {"description": "Authorization pending; poll the GET endpoint", **_json("AppCheckout")},
                 "400": _error("Malformed id or body"), "402": _error("Declined"),
                 "404": _error("unknown_ref: no checkout with this ref; unknown_session: Amazon Pay does not know "
-                              "this checkout session"),
-                "409": _error("Canceled, or the ref belongs to another session"), "410": _error("Expired"),
+                              "this checkout session, or it is another order's"),
+                "409": _error("Canceled, or the ref is already bound to another session"), "410": _error("Expired"),
                 "413": _error("Body too large"), "415": _error("Not JSON"),
                 "422": _error("Amazon Pay refused the finalize"), "503": _error("Amazon Pay unreachable or busy"),
             },

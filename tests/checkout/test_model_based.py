@@ -4,10 +4,11 @@ Hypothesis drives the REAL CheckoutService and Reconciler on a real store (a SQL
 schema) against the real emulator in-process, through a transport that injects Amazon's failures (5xx,
 429, no answer, an answer lost after Amazon acted, a non-httpx error, an answer arriving after the lease
 ran out). Rules: buyers' returns, the app's finalize and polls, cancel-URL visits, made-up session ids,
-reconciler passes, Amazon settling a pending charge, an instance dying mid-finalize (its lease left to
+another order's real session sent with a ref, reconciler passes, Amazon settling a pending charge, an instance dying mid-finalize (its lease left to
 expire) and the clock moving past leases, resume delays and the checkout's expiry.
 
-After every step: Amazon charged each session at most once; a session Amazon completed is never left
+After every step: Amazon charged each session at most once; no order is settled with another order's
+session; a session Amazon completed is never left
 canceled, failed or expired; every state change wrote exactly one event (none for a return to `created`),
 the last event tells the current state and none contradicts it without `supersedes`; no lease outlives
 its holder by more than lease_seconds. At the end, with Amazon healthy again, the reconciler settles every
@@ -202,6 +203,15 @@ class CheckoutModel(RuleBasedStateMachine):
         with contextlib.suppress(*EXPECTED):
             self.run(self.service(k).finalize(self.order(i).ref, str(uuid.uuid4())))
 
+    @precondition(lambda self: len(self.orders) > 1)
+    @rule(i=st.integers(0, 2), j=st.integers(0, 1), k=st.integers(0, 1))
+    def another_orders_session(self, i: int, j: int, k: int) -> None:
+        """Someone sends this order's ref with another order's real session (another amount), open or paid."""
+        order = self.order(i)
+        other = [o for o in self.orders if o.ref != order.ref][j % (len(self.orders) - 1)]
+        with contextlib.suppress(*EXPECTED):
+            self.run(self.service(k).finalize(order.ref, other.session_id))
+
     @rule(k=st.integers(0, 1))
     def reconciler_pass(self, k: int) -> None:
         with contextlib.suppress(*EXPECTED):  # Reconciler.run logs these and tries again next pass
@@ -261,6 +271,14 @@ class CheckoutModel(RuleBasedStateMachine):
             session = self.amazon.core.state.sessions[order.session_id]
             if session.state == "Completed":
                 assert checkout.state not in LOST, (order.scenario, checkout.state, checkout.reason_code)
+
+    @invariant()
+    def no_order_is_settled_with_another_orders_session(self) -> None:
+        """(A made-up id may be left on an order expired meanwhile: Amazon knows no such session.)"""
+        sessions = {order.session_id for order in self.orders}
+        for order, checkout in zip(self.orders, self.checkouts(), strict=True):
+            if checkout.state != State.CREATED and checkout.checkout_session_id in sessions:
+                assert checkout.checkout_session_id == order.session_id, (order.scenario, checkout.state)
 
     @invariant()
     def one_event_per_state_change_and_none_contradicts(self) -> None:

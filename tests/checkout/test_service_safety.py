@@ -131,3 +131,50 @@ async def test_a_rejected_pair_costs_amazon_nothing_the_second_time(
     assert amazon.faults.sent == sent
     genuine = amazon.session("14.00").session_id
     assert (await service.finalize(checkout.ref, genuine)).checkout.state == State.COMPLETED
+
+
+async def paid_elsewhere(amazon: Amazon, amount: str, **spec: object) -> str:
+    """A session the merchant's other channel (its web shop) finalized itself: Completed, with a charge."""
+    session = amazon.session(amount, **spec).session_id
+    body = {"chargeAmount": {"amount": amount, "currencyCode": "USD"}, "paymentIntent": "AuthorizeWithCapture"}
+    result = await amazon.client.finalize_checkout_session(session, body, "web-shop-key-" + session[:8])
+    assert result.session.state == "Completed"
+    return session
+
+
+@pytest.mark.parametrize("how", ["another amount", "a result URL for another ref"])
+async def test_a_session_paid_for_something_else_neither_pays_nor_fails_this_order(
+    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend, how: str
+) -> None:
+    """Pay once for a cheap order elsewhere, then send that session with this order's ref: Amazon refuses
+    the finalize (already Completed), and the read-back session is Completed with a charge. It used to
+    mark this order paid (checkout.completed to the merchant). It is another order's: left unbound."""
+    checkout = await service.register(ORDER)
+    if how == "another amount":
+        foreign = await paid_elsewhere(amazon, "1.00")
+    else:
+        foreign = await paid_elsewhere(amazon, "14.00", result_return_url=(
+            "https://shop.example/amazon-pay/result?ref=someone-elses-ref"))
+    outcome = await service.finalize(checkout.ref, foreign)
+    assert outcome.error == OutcomeError.UNKNOWN_SESSION
+    after = await store.get_checkout(checkout.ref)
+    assert after is not None and after.state == State.CREATED and after.checkout_session_id is None
+    assert after.lease_owner is None and after.reason_code is None
+    assert await store.list_events() == []
+    genuine = amazon.session("14.00", result_return_url=(
+        f"https://shop.example/amazon-pay/result?ref={checkout.ref}")).session_id
+    assert (await service.finalize(checkout.ref, genuine)).checkout.state == State.COMPLETED
+
+
+async def test_an_open_session_for_another_amount_does_not_fail_the_order(
+    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend
+) -> None:
+    checkout = await service.register(ORDER)
+    foreign = amazon.session("1.00").session_id  # Amazon: 400 InvalidParameterValue; still Open
+    assert (await service.finalize(checkout.ref, foreign)).error == OutcomeError.UNKNOWN_SESSION
+    after = await store.get_checkout(checkout.ref)
+    assert after is not None and after.state == State.CREATED and after.checkout_session_id is None
+    assert await store.list_events() == []
+    sent = amazon.faults.sent
+    assert (await service.finalize(checkout.ref, foreign)).error == OutcomeError.UNKNOWN_SESSION
+    assert amazon.faults.sent == sent  # remembered like a made-up id

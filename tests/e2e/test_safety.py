@@ -113,9 +113,11 @@ def test_a_probe_learns_nothing_and_costs_amazon_one_look(router: Router, emulat
     first = finalize(router, probe, ref)
     assert first.status_code == 404
     assert first.json() == {"error": {"code": "unknown_session",
-                                      "message": "Amazon Pay does not know this checkout session."}}
+                                      "message": "Amazon Pay does not know this checkout session, "
+                                                 "or it is another order's."}}
     assert "secret-order-42" not in first.text and "99.00" not in first.text
     calls = len(emulator.requests())
+    assert [r["operation"] for r in emulator.requests()] == ["finalizeCheckoutSession"]  # Amazon's 404 not read back
     for _ in range(3):
         again = finalize(router, probe, ref)
         assert again.status_code == 404 and again.json()["error"]["code"] == "unknown_session"
@@ -124,6 +126,26 @@ def test_a_probe_learns_nothing_and_costs_amazon_one_look(router: Router, emulat
     assert kind(page) == "bad_request" and len(emulator.requests()) == calls
     genuine = finalize(router, emulator.create_session(amount="99.00"), ref)
     assert genuine.status_code == 200 and genuine.json()["state"] == "completed"
+
+
+def test_a_strangers_own_session_for_another_amount_neither_fails_nor_blocks_the_order(
+        router: Router, emulator: Emulator, tmp_path: Path) -> None:
+    """A real session made for 1.00, sent with the ref of a 99.00 order: Amazon refuses the finalize, the
+    session is still Open. The order stays open and unbound, no event is sent, and the buyer's own session
+    then pays (it used to fail the order and answer the buyer's session 409)."""
+    ref = router.register(reference="order-99", amount="99.00")["ref"]
+    foreign = emulator.create_session(amount="1.00")
+    answer = finalize(router, foreign, ref)
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "unknown_session"
+    page = router.get(f"{RESULT}?{urlencode({'ref': ref, 'amazonCheckoutSessionId': foreign})}")
+    assert page.status_code == 400 and kind(page) == "bad_request"  # remembered: no second Amazon call
+    assert [r["operation"] for r in emulator.requests(session_id=foreign)] == [
+        "finalizeCheckoutSession", "getCheckoutSession"]
+    row, events = stored(tmp_path / "rr.db", ref)
+    assert row == {"state": "created", "session": None, "lease": None} and events == []
+    genuine = finalize(router, emulator.create_session(amount="99.00"), ref)
+    assert genuine.status_code == 200 and genuine.json()["state"] == "completed"
+    assert not emulator.charges(foreign)
 
 
 def test_unpaid_answers_carry_the_error_only(router: Router, emulator: Emulator) -> None:

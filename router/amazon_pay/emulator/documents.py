@@ -50,6 +50,7 @@ def session_json(session: Session, environment: str) -> JSON:
     payment["chargeAmount"] = spec.charge_amount.to_json()
     payment["totalOrderAmount"] = spec.total_order_amount.to_json() if spec.total_order_amount else None
     payment["presentmentCurrency"] = spec.charge_amount.currency
+    doc["webCheckoutDetails"]["checkoutResultReturnUrl"] = spec.result_return_url
     doc.update(
         checkoutSessionId=session.session_id,
         buyer=dict(session.buyer),

@@ -31,6 +31,7 @@ class SessionSpec:
     total_order_amount: Price | None = None
     supplementary_data: str | None = None
     buyer: Mapping[str, str] = field(default_factory=dict)
+    result_return_url: str | None = None  # webCheckoutDetails.checkoutResultReturnUrl
     fail_first_n: int = 0
     fail_status: int = 503
     retry_after: float | None = None

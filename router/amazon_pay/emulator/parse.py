@@ -74,6 +74,15 @@ def _optional_number(data: Mapping[str, Any], name: str) -> float | None:
     return float(value)
 
 
+def _result_url_field(data: Mapping[str, Any]) -> str | None:
+    """webCheckoutDetails.checkoutResultReturnUrl, as the merchant's signed button payload gives it."""
+    details = data.get("webCheckoutDetails") or {}
+    url = details.get("checkoutResultReturnUrl") if isinstance(details, Mapping) else None
+    if not isinstance(details, Mapping) or not isinstance(url, str | None):
+        raise _bad("webCheckoutDetails.checkoutResultReturnUrl must be a string.")
+    return url
+
+
 def _buyer_field(data: Mapping[str, Any]) -> dict[str, str]:
     buyer = data.get("buyer") or {}
     allowed = {"buyerId", "name", "email", "phoneNumber"}
@@ -105,6 +114,7 @@ def parse_session_spec(data: Any) -> SessionSpec:
         total_order_amount=None if total is None else parse_price(total, "totalOrderAmount"),
         supplementary_data=supplementary,
         buyer=_buyer_field(data),
+        result_return_url=_result_url_field(data),
         fail_first_n=_int_field(data, "fail_first_n", 0, 0, 1000),
         fail_status=_int_field(data, "fail_status", 503, 400, 599),
         retry_after=_optional_number(data, "retry_after"),
