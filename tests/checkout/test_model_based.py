@@ -4,15 +4,15 @@ Hypothesis drives the REAL CheckoutService and Reconciler on a real store (a SQL
 schema) against the real emulator in-process, through a transport that injects Amazon's failures (5xx,
 429, no answer, an answer lost after Amazon acted, a non-httpx error, an answer arriving after the lease
 ran out). Rules: buyers' returns, the app's finalize and polls, cancel-URL visits, made-up session ids,
-another order's real session sent with a ref, reconciler passes, Amazon settling a pending charge, an instance dying mid-finalize (its lease left to
-expire) and the clock moving past leases, resume delays and the checkout's expiry.
+another order's real session sent with a ref, reconciler passes, Amazon settling a pending charge, an
+instance dying mid-finalize (its lease left to expire) and the clock moving past leases, resume delays
+and the checkout's expiry.
 
 After every step: Amazon charged each session at most once; no order is settled with another order's
-session; a session Amazon completed is never left
-canceled, failed or expired; every state change wrote exactly one event (none for a return to `created`),
-the last event tells the current state and none contradicts it without `supersedes`; no lease outlives
-its holder by more than lease_seconds. At the end, with Amazon healthy again, the reconciler settles every
-session Amazon completed.
+session; a session Amazon completed is never left canceled, failed or expired; every state change wrote
+exactly one event (none for a return to `created`), the last event tells the current state and none
+contradicts it without `supersedes`; no lease outlives its holder by more than lease_seconds. At the end,
+with Amazon healthy again, the reconciler settles every session Amazon completed.
 
 RETURN_ROUTER_MODEL_STEPS (default 300 per backend) sets the number of steps, e.g. 20000 for a long run.
 """
