@@ -124,24 +124,31 @@ def create_app(settings: Settings, *, background: bool = True) -> Starlette:
                                         events_retain_seconds=settings.checkout.events_retain_seconds)
     holder = ConfigHolder(settings, lambda s: edge_app(s, runtime, button), on_swap=runtime.apply_merchant)
 
+    async def stop() -> None:
+        """Every step bounded (lifecycle.within): at most lifecycle.STOP_SECONDS after the graceful period."""
+        runtime.stop.set()
+        within = lifecycle.within
+        await asyncio.gather(*(within(lifecycle.TASKS_SECONDS, task, task.get_name()) for task in runtime.tasks))
+        leases = lifecycle.release_leases(store, service.owner, *([webhooks.owner] if webhooks else []))
+        await within(lifecycle.RELEASE_SECONDS, leases, "releasing the leases (they run out on their own)")
+        closes = [within(lifecycle.CLOSE_SECONDS, amazon.aclose(), "closing the Amazon Pay client"),
+                  within(lifecycle.CLOSE_SECONDS, store.close(), "closing the store")]
+        if runtime.webhooks is not None:
+            closes.append(within(lifecycle.CLOSE_SECONDS, runtime.webhooks.aclose(), "closing the webhook client"))
+        await asyncio.gather(*closes)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await open_patiently(store, settings.storage.url, settings.storage.connect_retry_seconds, log.warning)
         if runtime.reconciler is not None:
-            runtime.tasks.append(asyncio.create_task(runtime.reconciler.run(runtime.stop)))
+            runtime.tasks.append(asyncio.create_task(runtime.reconciler.run(runtime.stop), name="the reconciler"))
         if runtime.webhooks is not None:
-            runtime.tasks.append(asyncio.create_task(runtime.webhooks.run(runtime.stop)))
+            runtime.tasks.append(asyncio.create_task(runtime.webhooks.run(runtime.stop), name="the webhook worker"))
         try:
             with lifecycle.reload_on_hup(holder.reload) if not settings.demo else contextlib.nullcontext():
                 yield
         finally:
-            runtime.stop.set()
-            await asyncio.gather(*runtime.tasks, return_exceptions=True)
-            await lifecycle.release_leases(store, service.owner, *([webhooks.owner] if webhooks else []))
-            await amazon.aclose()
-            if runtime.webhooks is not None:
-                await runtime.webhooks.aclose()
-            await store.close()
+            await stop()
 
     app = Starlette(lifespan=lifespan)
     # Every request goes to the current config's app. Not a Mount: its path pattern (`.*`) stops at a

@@ -1,9 +1,13 @@
 """Signals of a serving process: SIGHUP reloads the config, SIGTERM stops gracefully.
 
 SIGTERM: uvicorn stops accepting and lets in-flight requests run for `[server] graceful_seconds`
-(then cancels them); the app's lifespan then stops the background tasks (the webhook worker ends
-once the deliveries it has in flight end) and `release_leases` frees every lease this process still holds, so
-another instance finishes those checkouts at once, with the same idempotency key.
+(then cancels them); the app's lifespan then stops the background tasks (the reconciler ends after the
+checkout at hand, the webhook worker once the deliveries it has in flight end) and `release_leases` frees
+every lease this process still holds, so another instance finishes those checkouts at once, with the same
+idempotency key. Each step of that stop is bounded (`within`; at most STOP_SECONDS in all, whatever Amazon,
+the merchant's server or the store do), so that the process exits well before systemd's TimeoutStopSec
+kills it: a task still busy is cancelled (a reconciler step's lease is released, or runs out; a webhook
+delivery cut short stays pending and is sent again), and one warning line says what was cut short.
 
 With `--workers N`, uvicorn's supervisor gets the signals: it sends SIGTERM to every worker, and
 (patched here) forwards SIGHUP to every worker instead of restarting them, so each reloads in place;
@@ -21,7 +25,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from starlette.requests import Request
@@ -31,6 +35,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from router.store.base import Store, StoreError
 
 log = logging.getLogger("router.ops.lifecycle")
+
+# The lifespan's stop, after uvicorn's graceful_seconds: seconds for each step, then what it runs is cancelled.
+TASKS_SECONDS = 3.0  # the background tasks end their step (a webhook POST in flight: up to its timeout, 10 s)
+RELEASE_SECONDS = 2.0  # release_leases: one UPDATE on a healthy store
+CLOSE_SECONDS = 2.0  # the Amazon Pay client, the webhook client and the store, closed together
+UNWIND_SECONDS = 0.5  # a cancelled step's cleanup (it is not waited for longer)
+# At most this in all (the three steps run one after another): deploy/return-router.service's TimeoutStopSec
+# must exceed graceful_seconds + STOP_SECONDS, with a margin for the exit itself.
+STOP_SECONDS = TASKS_SECONDS + RELEASE_SECONDS + CLOSE_SECONDS + 3 * UNWIND_SECONDS
 _stop_requested = threading.Event()  # the supervisor handled SIGTERM, SIGINT or SIGBREAK
 
 
@@ -46,6 +59,29 @@ def reload_on_hup(reload: Callable[[], object]) -> Iterator[None]:
         yield
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
+
+
+async def within(seconds: float, awaitable: Awaitable[Any], what: str) -> bool:
+    """A step of the stop: `awaitable` for up to `seconds`, else it is cancelled (and given UNWIND_SECONDS
+    to unwind, not more: a step that ignores the cancel cannot hold the exit) and one warning names `what`
+    (no ids, no secrets). A step that fails is logged the same way: the stop goes on. Whether it ended."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task}, timeout=UNWIND_SECONDS)
+        task.add_done_callback(_consume)
+        log.warning("stopping: %s took over %g s; cut short", what, seconds)
+        return False
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("stopping: %s failed (%s)", what, type(task.exception()).__name__)
+        return False
+    return True
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a late failure of a step cut short is not worth a traceback
 
 
 async def release_leases(store: Store, *owners: str) -> None:
