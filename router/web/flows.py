@@ -155,7 +155,7 @@ class Flows:
         if checkout is not None:
             log.info("buyer sent to the error URL by Amazon Pay for %s", mask(checkout.ref))
         if checkout is not None and checkout.state in PAID_OR_PENDING:
-            return self.page(request, self.result_view(Outcome(checkout)))
+            return self.page(request, self.result_view(Outcome(checkout), buyer=False))
         if checkout is not None and checkout.state == State.CREATED and checkout.checkout_session_id:
             # A return is finalizing it (or it is being resumed): not known unpaid; the page refreshes.
             return self.being_confirmed(request)
@@ -188,17 +188,33 @@ class Flows:
         except BadReturn as exc:
             return self.error_page(request, "bad_request", reason_key=exc.reason_key)
         try:
-            outcome = await self.service.cancel(ref) if ref else None
+            outcome = await self._cancel_or_look(request, ref)
         except Busy:
             return self.being_confirmed(request)
         # The buyer returned from Amazon (or paid meanwhile): say what is true, not "canceled".
         if outcome is not None and (outcome.error is not None or outcome.checkout.state != State.CANCELED):
-            return self.page(request, self.result_view(outcome))
+            return self.page(request, self.result_view(outcome, buyer=False))
         checkout = outcome.checkout if outcome is not None else None
         return self.page(request, PageView(kind="canceled", merchant_name=self.settings.merchant.name,
                                            return_url=self.return_url("canceled"), **_order(checkout)))
 
-    def result_view(self, outcome: Outcome) -> PageView:
+    async def _cancel_or_look(self, request: Request, ref: str | None) -> Outcome | None:
+        """GET cancels; HEAD (a link checker, a preview's probe) changes nothing and gets the headers GET
+        would: an order still open shows as canceled, one bound to a session as "being confirmed"."""
+        if not ref:
+            return None
+        if request.method != "HEAD":
+            return await self.service.cancel(ref)
+        checkout = await self.service.get(ref)
+        if checkout is None or checkout.state != State.CREATED:
+            return Outcome(checkout) if checkout is not None else None
+        if checkout.checkout_session_id is not None:
+            raise Busy(ref)
+        return Outcome(replace(checkout, state=State.CANCELED))
+
+    def result_view(self, outcome: Outcome, *, buyer: bool = True) -> PageView:
+        """The page of an outcome. `buyer`: show who paid and with what (the result URL, which carries the
+        session id); the error and cancel URLs carry only the ref, which is not the buyer's to keep."""
         checkout = outcome.checkout
         name = self.settings.merchant.name
         if outcome.error == OutcomeError.UNKNOWN_SESSION:
@@ -207,13 +223,13 @@ class Flows:
         if outcome.error is not None:
             return PageView(kind="unavailable", merchant_name=name, refresh_seconds=10, **_order(checkout))
         kind = PAGE_OF_STATE[checkout.state]
-        buyer = checkout.result or {}
+        shown = (checkout.result or {}) if buyer and kind == "success" else {}
         return PageView(
             kind=kind,
             merchant_name=name,
-            buyer_name=buyer.get("buyerName") if kind == "success" else None,
-            buyer_email=buyer.get("maskedEmail") if kind == "success" else None,
-            payment_descriptor=buyer.get("paymentDescriptor") if kind == "success" else None,
+            buyer_name=shown.get("buyerName"),
+            buyer_email=shown.get("maskedEmail"),
+            payment_descriptor=shown.get("paymentDescriptor"),
             return_url=self.return_url(kind),
             reference_code=checkout.reason_code if kind == "error" else None,
             **_order(checkout),

@@ -105,7 +105,25 @@ def test_cancel_records_and_a_later_payment_still_wins(router: Router, emulator:
     paid = router.get(result_url(ref, emulator.create_session()))
     assert "Thank you, " in paid.text
     late_cancel = router.get(f"/amazon-pay/cancel?ref={ref}").text  # a stale cancel tab tells the truth
-    assert "Thank you, " in late_cancel and "Payment canceled" not in late_cancel
+    assert "Thank you for your order" in late_cancel and "Payment canceled" not in late_cancel
+
+
+def merchant_view(router: Router, ref: str) -> dict[str, object]:
+    answer = httpx.get(f"{router.url}/v1/checkouts/{ref}", headers={"authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_head_on_the_cancel_url_changes_nothing(router: Router, emulator: Emulator) -> None:
+    """A link checker's or a preview's HEAD: GET's status and headers, no cancel, no event."""
+    ref = router.register()["ref"]
+    url = f"{router.url}/amazon-pay/cancel?ref={ref}"
+    head = httpx.head(url, headers={"host": HOST}, timeout=30)
+    assert head.status_code == 200 and head.content == b""
+    assert merchant_view(router, ref)["state"] == "created"
+    get = httpx.get(url, headers={"host": HOST}, timeout=30)
+    assert page_kind(get) == "canceled" and int(head.headers["content-length"]) == len(get.content)
+    assert merchant_view(router, ref)["state"] == "canceled"
 
 
 def test_error_url_and_unknown_paths(router: Router) -> None:
@@ -124,8 +142,22 @@ def test_the_error_url_of_a_paid_order_says_it_is_paid(router: Router, emulator:
     assert "no payment was made" in unpaid.text
     assert "Thank you, " in router.get(result_url(ref, emulator.create_session())).text
     paid = router.get(f"/amazon-pay/error?ref={ref}")
-    assert paid.status_code == 200 and "Thank you, " in paid.text and "no payment was made" not in paid.text
+    assert paid.status_code == 200 and page_kind(paid) == "success" and "no payment was made" not in paid.text
     assert len(emulator.requests("finalizeCheckoutSession")) == 1  # reading it calls nobody
+
+
+@pytest.mark.parametrize("path", ["/amazon-pay/error", "/amazon-pay/cancel"])
+def test_a_url_with_only_the_ref_shows_nothing_of_the_buyer(router: Router, emulator: Emulator, path: str) -> None:
+    """The result URL carries the session id; the error and cancel URLs only the ref (in a shared link, a
+    log, a screenshot's address bar). Theirs say the order is paid, not who paid or with what card."""
+    ref = router.register()["ref"]
+    session = emulator.create_session(buyer={"name": "Hanako Yamada", "email": "hanako@example.jp"})
+    own = router.get(result_url(ref, session))
+    assert "Hanako Yamada" in own.text and "@example.jp" in own.text
+    other = router.get(f"{path}?ref={ref}")
+    assert (other.status_code, page_kind(other)) == (200, "success")
+    assert "Hanako" not in other.text and "example.jp" not in other.text and "Visa" not in other.text
+    assert "Thank you for your order" in other.text
 
 
 @pytest.mark.parametrize("path", ["/amazon-pay/error", "/amazon-pay/cancel"])
