@@ -323,6 +323,7 @@ def server(s: Section) -> tuple[ServerSettings, int]:
             graceful = raw
     limits = ServerSettings(
         header_timeout_seconds=s.float_("header_timeout_seconds", d.header_timeout_seconds, positive=True),
+        body_timeout_seconds=s.float_("body_timeout_seconds", d.body_timeout_seconds, positive=True),
         keep_alive_seconds=s.float_("keep_alive_seconds", d.keep_alive_seconds, positive=True),
         max_header_bytes=s.int_("max_header_bytes", d.max_header_bytes, positive=True),
         max_headers=s.int_("max_headers", d.max_headers, positive=True),

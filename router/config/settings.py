@@ -92,6 +92,7 @@ class ServerSettings:
     """[server]: limits for clients that hold connections (see router/web/server.py)."""
 
     header_timeout_seconds: float = 10.0  # from a connection's first byte to the end of the request head
+    body_timeout_seconds: float = 10.0  # from the end of a request head to the end of its body (the proxies' 10 s)
     keep_alive_seconds: float = 5.0  # idle time allowed between requests on one connection
     max_header_bytes: int = 16 * 1024  # request line and headers together
     max_headers: int = 100

@@ -218,6 +218,22 @@ def test_server_numbers_must_be_finite(write_config: Write) -> None:
     assert any(": server.header_timeout_seconds: must be a finite number" in p for p in found), found
 
 
+@pytest.mark.parametrize(("value", "message"), [
+    ("0", "must be greater than 0"), ("-1.5", "must be greater than 0"), ("nan", "must be a finite number"),
+    ("inf", "must be a finite number"), ('"10"', "must be a number"), ("true", "must be a number"),
+])
+def test_the_body_timeout_must_be_a_positive_number(write_config: Write, value: str, message: str) -> None:
+    found = problems(write_config(BASE_CONFIG + f"\n[server]\nbody_timeout_seconds = {value}\n"))
+    assert any(f": server.body_timeout_seconds: {message}" in p for p in found), found
+
+
+def test_the_body_timeout_is_read_and_has_a_default(write_config: Write) -> None:
+    assert load(write_config(BASE_CONFIG), env={}).server.body_timeout_seconds == 10.0
+    settings = load(write_config(BASE_CONFIG + "\n[server]\nbody_timeout_seconds = 2.5\n"), env={})
+    assert settings.server.body_timeout_seconds == 2.5
+    assert settings.server.header_timeout_seconds == 10.0  # each key its own
+
+
 def test_the_aasa_size_checked_at_load_counts_webcredentials_too(write_config: Write) -> None:
     """The served file repeats every app id under webcredentials: the load-time size is the served size."""
     ids = ", ".join(f'"ABCDE{i:05d}.com.example.shop{i}"' for i in range(2200))
