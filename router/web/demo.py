@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
@@ -90,7 +90,11 @@ class Demo:
 
     async def start(self, request: Request) -> Response:
         try:
-            choice = parse_demo_form(await request.body())
+            form = await request.body()
+        except ClientDisconnect:  # gone, or cut off by [server] body_timeout_seconds: nobody reads an answer
+            return Response(status_code=400)
+        try:
+            choice = parse_demo_form(form)
         except ValueError:
             return RedirectResponse("/", status_code=303)
         emulator_scenario, faults, flow = SCENARIOS[choice.scenario]

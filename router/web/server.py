@@ -1,11 +1,18 @@
-"""How `serve` runs uvicorn: bounded request heads, a deadline for each, bounded concurrency.
+"""How `serve` runs uvicorn: bounded request heads, a deadline for each head and body, bounded concurrency.
 
 uvicorn's fast parser (httptools) buffers an unfinished header without limit, and uvicorn has no
-timeout for a request head sent one byte at a time (its keep-alive timer only runs between
+timeout for a request head or body sent one byte at a time (its keep-alive timer only runs between
 requests). `serve` keeps httptools (h11, whose buffer is bounded, costs about 50 µs more per
-request: as much as serving an association file) and adds both limits around it:
+request: as much as serving an association file) and adds these limits around it:
 - a deadline from a connection's opening (or a request's first byte) to the end of its headers;
   a client that misses it gets a 408 and the connection is closed;
+- a deadline from the end of a request's headers to the end of its body (`body_timeout_seconds`):
+  without it, a thousand connections each sending a head with `Content-Length: 100` and one byte
+  of body held every `limit_concurrency` slot for good, and every page and /healthz answered 503.
+  A client that misses it gets a 408 and the connection is closed, unless the app has answered
+  already (without reading the whole body): then the connection is closed once that answer is
+  written, at most one more `body_timeout_seconds` later. Either way the app's task awaiting the
+  body sees a disconnect (router/web/api.py answers it with a 400 nobody reads);
 - at most `max_header_bytes` read while a head is unfinished; beyond, a 431 and the connection is
   closed. What httptools holds is then at most that plus one read (256 KiB). A complete head read
   at once is measured by the app (router/web/guard.py), which answers with a page or JSON.
@@ -50,13 +57,19 @@ def set_limits(server: ServerSettings) -> None:
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline and a size bound for each request head.
+    """uvicorn's httptools protocol with a deadline and a size bound for each request head, and a
+    deadline for each request body.
 
     One timer per connection, not one per request: a request only notes when its head began and
-    ended; the timer, when it fires, compares and sets itself again for what is left."""
+    ended, and whether its body is still to come; the timer, when it fires, compares and sets itself
+    again for what is left. A request without a body (a GET) costs two attribute writes for the body
+    deadline: its message ends in the same read as its head, before the body's clock is started."""
 
-    _head_timer: asyncio.TimerHandle | None = None
+    _head_timer: asyncio.TimerHandle | None = None  # the connection's one timer (head and body deadlines)
     _head_began: float | None = None  # loop time of the unfinished head's first byte (or the opening)
+    _body_open = False  # between the end of a request's head and the end of its message (its body)
+    _body_began: float | None = None  # loop time its head ended, once a read ended with the body unfinished
+    _body_overdue = False  # the body missed its deadline after the answer had started: close once it is written
     _head_bytes = 0  # bytes received while the current head was unfinished
     _front: FrontDoor | None = None  # the app, when it is the front door with nothing of uvicorn's around it
     _default_head: tuple[object, bytes] = (None, b"")  # uvicorn's default headers (Date) and their lines
@@ -65,14 +78,26 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._front = self.app if isinstance(self.app, FrontDoor) else None
         self._head_began = self.loop.time()
-        self._head_timer = self.loop.call_later(_limits.header_timeout_seconds, self._check_head)
+        self._head_timer = self.loop.call_later(_limits.header_timeout_seconds, self._check)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self._head_began is not None and not self.transport.is_closing():
-            self._head_bytes += len(data)
-            if self._head_bytes > _limits.max_header_bytes:
-                self._refuse(_TOO_LARGE_RESPONSE, "larger than %s bytes", _limits.max_header_bytes)
+        if self._head_began is not None:
+            if not self.transport.is_closing():
+                self._head_bytes += len(data)
+                if self._head_bytes > _limits.max_header_bytes:
+                    self._refuse(_TOO_LARGE_RESPONSE, "larger than %s bytes", _limits.max_header_bytes)
+        elif self._body_open and self._body_began is None:  # this read ended a head, not its body
+            self._start_body_clock()
+
+    def _start_body_clock(self) -> None:
+        """The body's deadline counts from now; the connection's timer fires by then."""
+        now = self.loop.time()
+        self._body_began = now
+        due, timer = now + _limits.body_timeout_seconds, self._head_timer
+        if timer is not None and timer.when() > due:
+            timer.cancel()
+            self._head_timer = self.loop.call_at(due, self._check)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -82,8 +107,14 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_began = None  # the head is complete: the app now has the request
+        self._body_open = True  # until on_message_complete, in this same read for a request without a body
         if self._front is None or not self._answered_in_front():
             super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._body_open = False
+        self._body_began = None
+        super().on_message_complete()
 
     def _answered_in_front(self) -> bool:
         """Write the front door's answer as uvicorn would (status line, default headers, the answer's headers,
@@ -119,17 +150,50 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._head_timer = None
         super().connection_lost(exc)
 
-    def _check_head(self) -> None:
+    def _check(self) -> None:
         self._head_timer = None
         if self.transport.is_closing():
             return
+        now = self.loop.time()
         timeout, began = _limits.header_timeout_seconds, self._head_began
-        left = timeout if began is None else began + timeout - self.loop.time()
-        if left <= 0 and (self.cycle is None or self.cycle.response_complete):
+        left = timeout if began is None else began + timeout - now
+        if left <= 0 and _finished(self.cycle):
             self._refuse(_TIMEOUT_RESPONSE, "within %ss", timeout)
             return
-        # Not yet, or a response is still being written (a 408 now would land inside it): look again.
-        self._head_timer = self.loop.call_later(max(left, 0.05), self._check_head)
+        # The head's deadline is not yet, or a response is still being written (a 408 now would land
+        # inside it): look again. A body on its way has a deadline of its own.
+        if self._body_began is not None:
+            body_left = self._body_began + _limits.body_timeout_seconds - now
+            if body_left <= 0:
+                if self.flow.read_paused:  # uvicorn holds the body back (pipelined, a full buffer), not the client:
+                    self._body_began, body_left = now, _limits.body_timeout_seconds  # its clock starts again
+                elif self._body_late():
+                    return
+                else:  # an answer is being written: it has one more body_timeout_seconds
+                    body_left = _limits.body_timeout_seconds
+            left = min(left, body_left)
+        self._head_timer = self.loop.call_later(max(left, 0.05), self._check)
+
+    def _body_late(self) -> bool:
+        """A request body missed its deadline: end the request; True if the connection was closed."""
+        cycle: Any = self.cycle
+        timeout = _limits.body_timeout_seconds
+        if not _finished(cycle) and cycle.response_started and not self._body_overdue:
+            # The app answered without the whole body and is still writing: close once that is written.
+            log.debug("a request body was not complete within %ss: closing after the answer", timeout)
+            self._body_overdue, cycle.keep_alive = True, False
+            self._body_began = self.loop.time()
+            return False
+        log.debug("closing a connection whose request body was not complete within %ss", timeout)
+        if not _finished(cycle):
+            # What connection_lost would do, now: the app's task awaiting the body gets http.disconnect,
+            # and what it sends is dropped (nothing can follow the 408 on this connection).
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if not cycle.response_started:
+                self.transport.write(_TIMEOUT_RESPONSE)
+        self.transport.close()
+        return True
 
     def _refuse(self, answer: bytes, why: str, limit: float) -> None:
         log.debug("closing a connection whose request head was not complete " + why, limit)

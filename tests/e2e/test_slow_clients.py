@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,12 +15,40 @@ from pathlib import Path
 import httpx
 import pytest
 
+from router.app import create_app
+from router.config import ServerSettings
+from router.web import server
+from router.web.demo import demo_settings
 from tests.bench._load import wait_for_port
-from tests.support import free_port, http_client
+from tests.e2e.raw import captured_logs
+from tests.support import free_port, http_client, serve_app
 from tests.support.config import TOKEN, router_config
 from tests.support.emulator import Emulator
 
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: pay.example.com\r\n"
+ORDER = json.dumps({"merchantReference": "slow-1", "chargeAmount": {"amount": "14.00", "currencyCode": "USD"},
+                    "paymentIntent": "AuthorizeWithCapture"}).encode()
+
+
+def register_head(length: int, token: str | None = TOKEN) -> bytes:
+    """The head of a POST /v1/checkouts whose body (`length` bytes of JSON) is still to come."""
+    auth = f"Authorization: Bearer {token}\r\n".encode() if token else b""
+    return (b"POST /v1/checkouts HTTP/1.1\r\nHost: pay.example.com\r\nContent-Type: application/json\r\n"
+            + auth + b"Content-Length: %d\r\n\r\n" % length)
+
+
+def checkouts(tmp_path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(tmp_path / "rr.db")) as db:
+        return int(db.execute("SELECT count(*) FROM checkouts").fetchone()[0])
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (or the socket's timeout)."""
+    data = b""
+    with contextlib.suppress(TimeoutError, ConnectionResetError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
 
 
 @contextlib.contextmanager
@@ -93,7 +123,8 @@ def drip(port: int, prefix: bytes, every: float, max_bytes: int) -> tuple[int, b
 
 @pytest.fixture
 def strict(tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path]) -> Iterator[tuple[int, int]]:
-    with served(tmp_path, emulator, key_files, "header_timeout_seconds = 1\nkeep_alive_seconds = 1\n") as running:
+    with served(tmp_path, emulator, key_files,
+                "header_timeout_seconds = 1\nbody_timeout_seconds = 1\nkeep_alive_seconds = 1\n") as running:
         yield running
 
 
@@ -121,6 +152,95 @@ def test_a_byte_that_starts_no_method_is_refused_at_once(strict: tuple[int, int]
     port, _ = strict
     sent, answer = drip(port, b"", every=0.2, max_bytes=100)  # "xxx…": no HTTP method starts so
     assert sent < 3 and answer.startswith(b"HTTP/1.1 400 "), (sent, answer)
+
+
+def test_a_body_sent_byte_by_byte_is_cut_off_and_nothing_is_stored(strict: tuple[int, int],
+                                                                   tmp_path: Path) -> None:
+    port, _ = strict
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(register_head(len(ORDER)))
+        started = time.monotonic()
+        sent, answer = 0, b""
+        sock.settimeout(0.2)
+        while sent < len(ORDER) and not (answer := read_answer(sock)):  # a byte every 0.2 s: 20 s for the body
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(ORDER[sent:sent + 1])
+            sent += 1
+        took = time.monotonic() - started
+        sock.settimeout(5)
+        answer += read_answer(sock)  # then the server closes: recv gives b"" and read_answer returns
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"connection: close" in answer, answer
+    assert answer.count(b"HTTP/1.1") == 1, answer  # the app's own answer to the cut-off request is not written
+    assert sent < len(ORDER) and took < 1 + 1.5, (sent, took)  # body_timeout_seconds = 1, plus slack
+    assert checkouts(tmp_path) == 0
+    printed = (tmp_path / "serve.out").read_text()
+    assert "ERROR" not in printed and "failed" not in printed and " 500" not in printed, printed
+
+
+def test_a_body_the_app_did_not_wait_for_still_has_a_deadline(strict: tuple[int, int]) -> None:
+    """Answered without the body (401, no token): the client then sends it byte by byte; the connection
+    is closed at the deadline after the answer, which is all it gets."""
+    port, _ = strict
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(register_head(1000, token=None))
+        started = time.monotonic()
+        sock.settimeout(0.2)
+        data, closed = b"", False
+        while time.monotonic() - started < 6 and not closed:  # keep_alive_seconds = 1 never fires: bytes keep coming
+            try:
+                chunk = sock.recv(65536)
+                data, closed = data + chunk, not chunk
+            except TimeoutError:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    sock.sendall(b" ")
+            except ConnectionResetError:
+                closed = True
+        took = time.monotonic() - started
+    assert data.startswith(b"HTTP/1.1 401 ") and data.count(b"HTTP/1.1") == 1, data
+    assert closed and took < 1 + 1.5, took
+
+
+def test_a_body_in_pieces_within_the_deadline_is_served(strict: tuple[int, int], tmp_path: Path) -> None:
+    """Three requests on one connection, each body in four pieces 0.2 s apart: every body within its own
+    deadline (1 s from its head), the three together well past one."""
+    port, _ = strict
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for i in range(3):
+            order = ORDER.replace(b"slow-1", b"slow-%d" % i)
+            sock.sendall(register_head(len(order)))
+            pieces = [order[j:j + len(order) // 4 + 1] for j in range(0, len(order), len(order) // 4 + 1)]
+            for piece in pieces:
+                time.sleep(0.2)
+                sock.sendall(piece)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:")))
+            while len(body) < length:
+                body += sock.recv(65536)
+            assert head.startswith(b"HTTP/1.1 201 "), data
+            assert json.loads(body)["checkout"]["merchantReference"] == f"slow-{i}"
+    assert checkouts(tmp_path) == 3
+
+
+def test_the_demo_form_cut_off_by_the_body_deadline_ends_quietly(tmp_path: Path) -> None:
+    """The built-in demo (`serve` without --config) reads its form with request.body(): cut off, the
+    ClientDisconnect it raises is no failure logged and no 500."""
+    server.set_limits(ServerSettings(body_timeout_seconds=1))
+    try:
+        with captured_logs() as logs, serve_app(create_app(demo_settings(str(tmp_path / "demo.db")), background=False),
+                                                http=server.BoundedHeadProtocol) as url:
+            with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=5) as sock:
+                sock.sendall(b"POST /demo/start HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nscen")
+                answer = read_answer(sock)
+            time.sleep(0.2)  # the app's task ends after the connection is gone
+    finally:
+        server.set_limits(ServerSettings())
+    assert answer.startswith(b"HTTP/1.1 408 ") and answer.count(b"HTTP/1.1") == 1, answer
+    assert "ERROR" not in logs.text and "failed" not in logs.text, logs.text
 
 
 def test_a_prompt_client_is_served_and_kept_alive(strict: tuple[int, int]) -> None:
@@ -185,6 +305,41 @@ def test_concurrency_beyond_the_limit_is_a_503(tmp_path: Path, emulator: Emulato
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
 
 
+def test_slow_bodies_hold_the_concurrency_limit_only_until_their_deadline(
+        tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path]) -> None:
+    """The attack: more connections than `limit_concurrency`, each a head with `Content-Length: 100` and one
+    byte of body. Until the body deadline everything else gets a 503; after it, the service serves again."""
+    with served(tmp_path, emulator, key_files, "limit_concurrency = 20\nbody_timeout_seconds = 1\n") as (port, _):
+        url = f"http://127.0.0.1:{port}/healthz"
+        assert http_client().get(url).status_code == 200
+        slow = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(25)]
+        try:
+            for sock in slow:
+                sock.sendall(register_head(100) + b"{")
+            started = time.monotonic()
+            during = http_client().get(url).status_code
+            freed = None
+            while time.monotonic() - started < 6:
+                if http_client().get(url).status_code == 200:
+                    freed = time.monotonic() - started
+                    break
+                time.sleep(0.05)
+            answers = []
+            for sock in slow:
+                sock.settimeout(5)
+                answers.append(read_answer(sock)[:13])
+        finally:
+            for sock in slow:
+                sock.close()
+    assert during == 503  # while the slow bodies hold every slot, even /healthz is refused
+    assert freed is not None and freed < 1 + 2, freed  # body_timeout_seconds = 1, plus slack
+    # 19 connections hold a slot each (the 20th connection is over the limit) and are cut off with a 408;
+    # the rest got the 503 at once (it closes the connection).
+    assert sorted(set(answers)) == [b"HTTP/1.1 408 ", b"HTTP/1.1 503 "], answers
+    assert answers.count(b"HTTP/1.1 408 ") == 19, answers
+    assert checkouts(tmp_path) == 0
+
+
 def test_trace_logging_masks_session_ids_and_refs(tmp_path: Path, emulator: Emulator,
                                                   key_files: tuple[Path, Path]) -> None:
     session_id, ref = "bd504926-f659-4ad7-a1a9-9a747aaf5275", "Zq3" + "r" * 29
@@ -201,11 +356,12 @@ def test_trace_logging_masks_session_ids_and_refs(tmp_path: Path, emulator: Emul
 
 def test_server_settings_are_checked(tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path]) -> None:
     config = tmp_path / "rr.toml"
-    server = '\n[server]\nheader_timeout_seconds = 0\nmax_headers = "many"\nx = 1\n'
+    server = '\n[server]\nheader_timeout_seconds = 0\nbody_timeout_seconds = -1\nmax_headers = "many"\nx = 1\n'
     config.write_text(router_config(emulator.url, key_files[0], f"sqlite:///{tmp_path}/rr.db", extra=server))
     result = subprocess.run([sys.executable, "-m", "router.cli", "check", "--config", str(config)],
                             capture_output=True, text=True, timeout=60, env={"RR_TEST_TOKEN": TOKEN})
     assert result.returncode == 2
     assert f"{config}: server.header_timeout_seconds: must be greater than 0" in result.stderr
+    assert f"{config}: server.body_timeout_seconds: must be greater than 0" in result.stderr
     assert f"{config}: server.max_headers: must be an integer" in result.stderr
     assert f"{config}: server.x: unknown key" in result.stderr
