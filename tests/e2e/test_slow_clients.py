@@ -309,17 +309,22 @@ def test_slow_bodies_hold_the_concurrency_limit_only_until_their_deadline(
         tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path]) -> None:
     """The attack: more connections than `limit_concurrency`, each a head with `Content-Length: 100` and one
     byte of body. Until the body deadline everything else gets a 503; after it, the service serves again."""
-    with served(tmp_path, emulator, key_files, "limit_concurrency = 20\nbody_timeout_seconds = 1\n") as (port, _):
+    with served(tmp_path, emulator, key_files, "limit_concurrency = 20\nbody_timeout_seconds = 2\n") as (port, _):
         url = f"http://127.0.0.1:{port}/healthz"
         assert http_client().get(url).status_code == 200
-        slow = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(25)]
+        slow: list[socket.socket] = []
         try:
-            for sock in slow:
-                sock.sendall(register_head(100) + b"{")
+            for _ in range(25):  # one after the other, each read by the server before the next connects
+                slow.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+                slow[-1].sendall(register_head(100) + b"{")
+                for _ in range(100):
+                    if unread_bytes(port) == 0:
+                        break
+                    time.sleep(0.01)
             started = time.monotonic()
             during = http_client().get(url).status_code
             freed = None
-            while time.monotonic() - started < 6:
+            while time.monotonic() - started < 8:
                 if http_client().get(url).status_code == 200:
                     freed = time.monotonic() - started
                     break
@@ -332,7 +337,7 @@ def test_slow_bodies_hold_the_concurrency_limit_only_until_their_deadline(
             for sock in slow:
                 sock.close()
     assert during == 503  # while the slow bodies hold every slot, even /healthz is refused
-    assert freed is not None and freed < 1 + 2, freed  # body_timeout_seconds = 1, plus slack
+    assert freed is not None and freed < 2 + 2, freed  # body_timeout_seconds = 2, plus slack
     # 19 connections hold a slot each (the 20th connection is over the limit) and are cut off with a 408;
     # the rest got the 503 at once (it closes the connection).
     assert sorted(set(answers)) == [b"HTTP/1.1 408 ", b"HTTP/1.1 503 "], answers
