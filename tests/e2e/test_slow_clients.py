@@ -57,7 +57,7 @@ def served(tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path], ser
     """(port, pid) of `return-router serve --config` with the given [server] section; its output in serve.out."""
     config = tmp_path / "rr.toml"
     config.write_text(router_config(emulator.url, key_files[0], f"sqlite:///{tmp_path}/rr.db",
-                                    extra="\n[server]\n" + server))
+                                    extra="\n[server]\n" + server + '\n[metrics]\nlisten = ""\n'))  # no port 9100 race
     port = free_port()
     command = [sys.executable, "-m", "router.cli", "serve", "--config", str(config), "--port", str(port), *args]
     out = (tmp_path / "serve.out").open("wb")
