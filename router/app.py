@@ -38,7 +38,7 @@ from router.web.assets import assets
 from router.web.association import AssociationFiles, AssociationMiddleware
 from router.web.demo import Demo
 from router.web.failsafe import Failsafe
-from router.web.fallback import json_fallback
+from router.web.fallback import PageMethods, json_fallback
 from router.web.flows import Flows
 from router.web.front import FrontDoor
 from router.web.guard import RequestGuard
@@ -210,6 +210,8 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
         json_fallback("/v1", api_routes),
         *(demo.routes() if demo else []),
         Route("/{path:anypath}", flows.dispatch, methods=["GET", "HEAD"]),
+        Route("/{path:anypath}", PageMethods(lambda request: flows.error_page(
+            request, "bad_request", status=405, reason_key="reason.method"))),
     ]
 
     async def unavailable(request: Request, exc: Exception) -> Response:

@@ -247,8 +247,11 @@ class Api:
     def authorize(self, request: Request) -> None:
         if self.api_token is None:
             raise ApiError(401, "unauthorized", "the merchant API is disabled: set [merchant] api_token_env")
-        given = request.headers.get("authorization", "")
-        scheme, _, token = given.partition(" ")
+        given = request.headers.getlist("authorization")
+        if len(given) > 1:  # which one counts would be up to each proxy on the way: none does
+            raise ApiError(401, "unauthorized", "send one Authorization header, not several",
+                           {"www-authenticate": "Bearer"})
+        scheme, _, token = (given[0] if given else "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_token.encode()):
             raise ApiError(401, "unauthorized", "missing or wrong bearer token", {"www-authenticate": "Bearer"})
 

@@ -1,4 +1,5 @@
-"""The catch-all routes: unknown paths and methods under /v1 get a JSON answer, never the HTML pages.
+"""The catch-all routes: unknown paths and methods under /v1 get a JSON answer, never the HTML pages;
+any other method on the buyers' pages gets a page (405), never Starlette's plain text.
 
 Starlette's `path` convertor is `.*`, which stops at a newline, so a path with an encoded `%0A` would
 miss every route and get Starlette's plain-text 404. The `anypath` convertor matches those too.
@@ -6,7 +7,11 @@ miss every route and get Starlette's plain-text 404. The `anypath` convertor mat
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.convertors import PathConvertor, register_url_convertor
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
@@ -40,3 +45,16 @@ class JsonFallback:
 def json_fallback(prefix: str, routes: list[Route]) -> Route:
     return Route(prefix + "/{rest:anypath}", JsonFallback(routes))
 
+
+class PageMethods:
+    """Past the pages' GET/HEAD route: every other method (a form posted to a return URL, a scanner's
+    PUT) gets `page`'s answer, a 405 page with Allow. ASGI, so that Starlette routes every method here."""
+
+    def __init__(self, page: Callable[[Request], Response]) -> None:
+        self.page = page
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = self.page(Request(scope, receive))
+        response.status_code = 405
+        response.headers["allow"] = "GET, HEAD"
+        await response(scope, receive, send)

@@ -44,6 +44,9 @@ def test_merchant_api_needs_the_token(router: Router) -> None:
         answer = httpx.post(f"{router.url}/v1/checkouts", json={}, headers=headers)
         assert answer.status_code == 401
         assert answer.json()["error"]["code"] == "unauthorized"
+    twice = httpx.post(f"{router.url}/v1/checkouts", json={},
+                       headers=[("authorization", f"Bearer {TOKEN}"), ("authorization", "Bearer other")])
+    assert twice.status_code == 401 and "one Authorization header" in twice.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(("body", "code"), [

@@ -297,6 +297,17 @@ def test_any_method_under_v1_gets_a_json_answer(router: Router, method: str) -> 
     assert answer.headers["allow"] == "POST" and b"method_not_allowed" in answer.body
 
 
+@pytest.mark.parametrize(("method", "path"), [("POST", "/amazon-pay/result?ref=a"), ("PUT", "/amazon-pay/cancel"),
+                                              ("TRACE", "/"), ("PROPFIND", "/nowhere")])
+def test_any_other_method_on_the_pages_gets_a_405_page(router: Router, method: str, path: str) -> None:
+    """A form posted to a return URL, a scanner's PUT: the site's own page (Starlette's was plain text)."""
+    request = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\n\r\n".encode()
+    answer = exchange(router.url, request)
+    assert answer.status == 405 and answer.headers["allow"] == "GET, HEAD", answer.body
+    assert "text/html" in answer.headers["content-type"] and 'data-kind="bad_request"' in answer.text
+    assert "it takes no form or upload" in answer.text
+
+
 def test_an_encoded_newline_in_a_path_still_gets_json_or_the_page(router: Router) -> None:
     api = get(router.url, "/v1/x%0Ay")
     assert api.status == 404 and api.headers["content-type"] == "application/json" and b"not_found" in api.body
