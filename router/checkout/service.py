@@ -501,4 +501,3 @@ class CheckoutService:
         if events and self.on_event is not None:
             self.on_event()
         return after
-
