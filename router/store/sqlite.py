@@ -202,7 +202,10 @@ class SQLiteStore(SqlStore):
         try:
             await thread.call(self._close_in_thread)
         finally:
-            await thread.stop()
+            thread.end()
+        # Only a close that worked waits for the thread: one that failed or was cut short (a stuck disk,
+        # the stop's bound) leaves it to end once free; it holds nothing at the process's exit.
+        await thread.ended()
 
     def _close_in_thread(self) -> None:
         conn, self._conn = self._conn, None

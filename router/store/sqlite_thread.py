@@ -108,11 +108,21 @@ class StoreThread:
         return await future
 
     async def stop(self) -> None:
-        """Finish the queued jobs, then end the thread."""
+        """Finish the queued jobs, then end the thread, and wait for that."""
+        self.end()
+        await self.ended()
+
+    def end(self) -> None:
+        """The thread ends once it has run what is queued now; nothing waits for it."""
         with contextlib.suppress(RuntimeError):
             self._flush(asyncio.get_running_loop())
         self._jobs.put(None)
-        await asyncio.to_thread(self._thread.join)
+
+    async def ended(self) -> None:
+        """Awaited on the loop, not joined in an executor thread: the interpreter joins executor threads at
+        exit (not this daemon one), and a join stuck behind a hung disk would hold the process's exit."""
+        while self._thread.is_alive():
+            await asyncio.sleep(0.01)
 
     # --- the watchdog ------------------------------------------------------------------------------
 
