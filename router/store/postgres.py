@@ -141,6 +141,11 @@ class PostgresStore(SqlStore):
             async with pool.acquire(timeout=self.acquire_timeout) as conn:
                 try:
                     yield conn
+                except asyncio.CancelledError:
+                    # Cut short (a stop's bound, a probe's timeout): the pool's release would first wait
+                    # for the server to answer a reset, 10 s and more on a hung network. Dropped at once.
+                    conn.terminate()
+                    raise
                 except (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as exc:
                     # Lost inside a transaction: leaving it raises one of these, replacing the lost
                     # connection's error (InternalClientError when the server's notice that it ended the

@@ -3,9 +3,11 @@ an unbound checkout, event lookup, and the write check behind /readyz."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -136,7 +138,9 @@ async def test_sqlite_says_not_writable_when_the_lock_wait_gives_up_first(tmp_pa
         await store.close()
 
 
-async def test_postgres_unreachable_is_not_writable() -> None:
+@contextlib.asynccontextmanager
+async def behind_a_proxy() -> AsyncIterator[tuple[Store, TcpProxy]]:
+    """A PostgreSQL store reached through a TcpProxy the test can freeze (a hung network)."""
     target = urlsplit(PG_DSN)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
     port = await proxy.start()
@@ -146,17 +150,37 @@ async def test_postgres_unreachable_is_not_writable() -> None:
         async with postgres_backend(proxied.geturl()) as backend:
             store = await backend.opened()
             try:
-                await store.check_writable(now=1.0)
-                await proxy.freeze()  # a hung network: connections open, nothing answers
-                started = time.monotonic()
-                with pytest.raises(StoreUnavailable, match="not writable"):
-                    await store.check_writable(now=2.0, timeout=0.5)
-                assert time.monotonic() - started < 30  # not the 30-s command timeout
+                yield store, proxy
             finally:
                 await proxy.stop()
                 await store.close()
     finally:
         await proxy.stop()
+
+
+async def test_postgres_unreachable_is_not_writable() -> None:
+    async with behind_a_proxy() as (store, proxy):
+        await store.check_writable(now=1.0)
+        await proxy.freeze()  # a hung network: connections open, nothing answers
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="not writable"):
+            await store.check_writable(now=2.0, timeout=0.5)
+        assert time.monotonic() - started < 30  # not the 30-s command timeout
+
+
+async def test_a_postgres_call_cut_short_on_a_hung_network_ends_at_once() -> None:
+    """A stop's bound or a probe's timeout cancels a call stuck on a hung network: it used to unwind only
+    10 s later (the pool's release waiting on the server), and as StoreUnavailable, not the cancel."""
+    async with behind_a_proxy() as (store, proxy):
+        await store.get_checkout("x")
+        await proxy.freeze()
+        stuck = asyncio.ensure_future(store.get_checkout("x"))
+        await asyncio.sleep(0.3)
+        stuck.cancel()
+        started = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(stuck), 30)
+        assert time.monotonic() - started < 2
 
 
 async def test_cancel_or_get_cancels_an_unbound_checkout_else_reads_it(store: Store) -> None:
