@@ -48,6 +48,7 @@ from router.checkout.model import (
     is_ref,
     is_session_id,
 )
+from router.checkout.probes import SessionTries
 from router.redact import mask
 from router.store.base import NewEvent, Store
 
@@ -77,6 +78,7 @@ class CheckoutService:
         self.owner = f"{uuid.uuid4().hex[:12]}"
         self.on_event = on_event  # called after an event is stored, e.g. to wake the webhook worker at once
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
+        self.tries = SessionTries()  # new session ids per order: each costs Amazon a call
 
     # --- merchant ---------------------------------------------------------------------------------
 
@@ -105,6 +107,12 @@ class CheckoutService:
         if isinstance(bound, Outcome):
             return bound
         first, leased, fresh = bound
+        if fresh and leased and not self.tries.take(ref, self.clock()):
+            # This order has tried new session ids too often just now (router/checkout/probes.py): this
+            # one waits. Nothing was sent with it (this very call bound it), so it is unbound again.
+            log.debug("ref %s tries new session ids too often: %s waits", mask(ref), mask(checkout_session_id))
+            await self._unbind(first)
+            raise Busy(ref)
 
         async def join_or_lead(attempt: int) -> Outcome | None:
             if attempt == 1 and leased:

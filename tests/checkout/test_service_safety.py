@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from router.checkout.model import InvalidSessionId, NewCheckout, OutcomeError, State
+from router.checkout.model import Busy, InvalidSessionId, NewCheckout, OutcomeError, State
+from router.checkout.probes import FREE_TRIES, TRY_INTERVAL
 from router.checkout.service import CheckoutService
 from router.store.base import Store
 from tests.checkout.conftest import Amazon, Clock, make_amazon
@@ -178,3 +179,27 @@ async def test_an_open_session_for_another_amount_does_not_fail_the_order(
     sent = amazon.faults.sent
     assert (await service.finalize(checkout.ref, foreign)).error == OutcomeError.UNKNOWN_SESSION
     assert amazon.faults.sent == sent  # remembered like a made-up id
+
+
+async def test_one_order_trying_new_session_ids_costs_amazon_one_call_an_interval(
+    service: CheckoutService, store: Store, amazon: Amazon, clock: Clock, backend: Backend
+) -> None:
+    """Made-up ids from one ref, each new: each was a finalize from the quota every buyer shares. After
+    FREE_TRIES, one an interval; the buyer behind them waits (Busy: the page refreshes), and pays."""
+    checkout = await service.register(ORDER)
+    sent = amazon.faults.sent
+    answers = []
+    for i in range(FREE_TRIES + 5):
+        try:
+            answers.append((await service.finalize(checkout.ref, f"00000000-0000-4000-8000-{i:012d}")).error)
+        except Busy:
+            answers.append("busy")
+    assert answers == [OutcomeError.UNKNOWN_SESSION] * FREE_TRIES + ["busy"] * 5
+    assert amazon.faults.sent - sent == FREE_TRIES
+    genuine = amazon.session("14.00").session_id
+    with pytest.raises(Busy):
+        await service.finalize(checkout.ref, genuine)
+    waiting = await store.get_checkout(checkout.ref)
+    assert waiting is not None and waiting.checkout_session_id is None and waiting.lease_owner is None
+    clock.now += TRY_INTERVAL
+    assert (await service.finalize(checkout.ref, genuine)).checkout.state == State.COMPLETED

@@ -1,0 +1,35 @@
+"""How often one order may try a session id it has never tried: each costs Amazon a finalize call. Pure.
+
+A return binds the session id it carries to the order and finalizes it. A genuine order tries one id
+(its buyer's) and is done; whoever holds a ref (their own order's, or one they saw) can send made-up ids
+or other orders' sessions, each a finalize taken from the merchant's quota, which every buyer shares.
+A known bad pair costs nothing (the store remembers it); a new id is a new call. So each ref gets
+FREE_TRIES new ids, then one every TRY_INTERVAL seconds: a buyer behind someone else's tries waits at
+most that long (the page says the payment is being confirmed and refreshes), and a flood from one ref
+costs Amazon one call in TRY_INTERVAL. Kept per process, for the refs tried most recently.
+"""
+
+from __future__ import annotations
+
+FREE_TRIES = 3  # new session ids an order may try at once: the buyer's own, and room for a stale link
+TRY_INTERVAL = 10.0  # seconds between further tries of one order
+MAX_TRACKED = 10_000  # refs remembered; the oldest tried is forgotten first (it starts afresh)
+
+
+class SessionTries:
+    """`take(ref, now)`: whether a new session id may be tried for `ref` now (and counts it if so)."""
+
+    def __init__(self, free: int = FREE_TRIES, interval: float = TRY_INTERVAL, tracked: int = MAX_TRACKED) -> None:
+        self.free, self.interval, self.tracked = free, interval, tracked
+        self._tries: dict[str, tuple[int, float]] = {}  # ref → (tries so far, the earliest time of the next)
+
+    def take(self, ref: str, now: float) -> bool:
+        tries, next_at = self._tries.pop(ref, (0, now))
+        allowed = tries < self.free or now >= next_at
+        if allowed:
+            tries += 1
+            next_at = now + self.interval if tries >= self.free else now
+        self._tries[ref] = (tries, next_at)  # last in the dict: the most recently tried
+        if len(self._tries) > self.tracked:
+            del self._tries[next(iter(self._tries))]
+        return allowed
