@@ -65,7 +65,10 @@ def another_orders(session: CheckoutSession, checkout: Checkout) -> str | None:
         return "another amount"
     details = session.raw.get("webCheckoutDetails")
     url = details.get("checkoutResultReturnUrl") if isinstance(details, Mapping) else None
-    refs = parse_qs(urlsplit(url).query).get("ref") if isinstance(url, str) else None
+    try:
+        refs = parse_qs(urlsplit(url).query).get("ref") if isinstance(url, str) else None
+    except ValueError:  # not a URL urlsplit can read ("https://[host/…"): it names no ref we can see
+        refs = None
     if refs and checkout.ref not in refs:
         return "a result URL for another ref"
     return None

@@ -43,6 +43,7 @@ from router.checkout.model import (
     NotFound,
     Outcome,
     OutcomeError,
+    SessionConflict,
     State,
     UnknownRef,
     is_ref,
@@ -98,19 +99,21 @@ class CheckoutService:
     async def finalize(self, ref: str, checkout_session_id: str) -> Outcome:
         """Finalize once; every concurrent or later caller gets the same stored result.
 
-        Raises InvalidSessionId (before anything is stored), UnknownRef, SessionConflict, or Busy
-        (someone else still holds the lease).
+        Raises InvalidSessionId (before anything is stored), UnknownRef, SessionConflict (settled with
+        another session), or Busy (someone else holds the lease, another session's finalize is unsettled,
+        or this order tried too many new session ids just now).
         """
         if not is_session_id(checkout_session_id):
             raise InvalidSessionId("malformed checkout session id")
+        if not self.tries.open(ref, self.clock()):
+            await self._wait_unless_bound(ref, checkout_session_id)
         bound = await self._bind(ref, checkout_session_id)
         if isinstance(bound, Outcome):
             return bound
         first, leased, fresh = bound
         if fresh and leased and not self.tries.take(ref, self.clock()):
-            # This order has tried new session ids too often just now (router/checkout/probes.py): this
-            # one waits. Nothing was sent with it (this very call bound it), so it is unbound again.
-            log.debug("ref %s tries new session ids too often: %s waits", mask(ref), mask(checkout_session_id))
+            # Past the tries at once, in a race with another new id of this order's (the check above saw
+            # room for one): this one waits. Nothing was sent with it (this call bound it): unbound again.
             await self._unbind(first)
             raise Busy(ref)
 
@@ -135,14 +138,39 @@ class CheckoutService:
         if not is_ref(ref):
             raise UnknownRef(ref)
         owner = None if ref in self._inflight else self.owner  # a local leader is at work: join it below
-        try:
-            binding = await self.store.bind_and_lease(ref, checkout_session_id, owner, self.clock(), self.lease_seconds)
-        except NotFound:
-            raise UnknownRef(ref) from None
+        for again in (True, False):
+            try:
+                binding = await self.store.bind_and_lease(ref, checkout_session_id, owner, self.clock(),
+                                                          self.lease_seconds)
+                break
+            except NotFound:
+                raise UnknownRef(ref) from None
+            except SessionConflict:
+                found = await self.store.get_checkout(ref)
+                if found is None or found.state != State.CREATED:
+                    raise  # settled with another session (or the id is another order's): a conflict
+                if found.checkout_session_id is not None:
+                    # Another session is bound and unsettled: its finalize is under way or waits for the
+                    # reconciler, and it may yet prove unknown (a made-up id) and be unbound. Not yet a conflict.
+                    raise Busy(ref) from None
+                if not again:
+                    raise  # unbound, yet the bind conflicts: this session id is bound to another order
+                # Unbound meanwhile (the other session proved unknown): bind again.
         logs.noted(binding.checkout)  # this request's log lines name the order
         if binding.rejected:
             return Outcome(binding.checkout, error=OutcomeError.UNKNOWN_SESSION)  # a repeated probe: no Amazon call
         return binding.checkout, binding.leased, binding.newly_bound  # a cancel-URL cancel was reopened there
+
+    async def _wait_unless_bound(self, ref: str, checkout_session_id: str) -> None:
+        """This order tried new session ids too often just now (router/checkout/probes.py): a new one waits
+        (Busy) before it is bound, since a bound made-up id would hold the buyer's own return off meanwhile.
+        The session already bound, or an order already settled, goes on as usual."""
+        found = await self.store.get_checkout(ref) if is_ref(ref) else None
+        if found is None:
+            raise UnknownRef(ref)
+        if found.state == State.CREATED and found.checkout_session_id != checkout_session_id:
+            log.debug("ref %s tries new session ids too often: %s waits", mask(ref), mask(checkout_session_id))
+            raise Busy(ref)
 
     async def _lead(self, checkout: Checkout, *, fresh: bool = False) -> Outcome:
         """Holder of the lease: call Amazon, store the result, and share it with local waiters. `fresh`:
@@ -256,6 +284,12 @@ class CheckoutService:
                 raise InvalidSessionId("the Amazon Pay client refused the checkout session id") from exc
             raise
         session = result.session
+        foreign = another_orders(session, checkout)
+        if foreign is not None:
+            # Amazon took this order's amount with it: the money is this order's now, and it is settled
+            # here (never dropped). Whoever reconciles must know the session was made for another order.
+            log.error("session %s is not ref %s's (%s) but Amazon finalized it for this order: settled here; "
+                      "the order it was made for is not paid by it", mask(session_id), mask(checkout.ref), foreign)
         fields = session_fields(session)
         if result.http_status == 202:
             return Outcome(await self._settle(checkout, self.owner, State.PENDING, fields))

@@ -287,7 +287,7 @@ class Api:
         except UnknownRef:
             raise ApiError(404, "unknown_ref", "no checkout with this ref") from None
         except SessionConflict:
-            raise ApiError(409, "session_conflict", "this ref is already bound to another checkout session") from None
+            raise ApiError(409, "session_conflict", "this order was settled with another checkout session") from None
         except Busy:
             raise ApiError(503, "in_progress", IN_PROGRESS, {"retry-after": "2"}) from None
         return outcome_response(outcome)

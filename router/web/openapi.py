@@ -220,7 +220,7 @@ OPENAPI: dict[str, Any] = {
                 "400": _error("Malformed id or body"), "402": _error("Declined"),
                 "404": _error("unknown_ref: no checkout with this ref; unknown_session: Amazon Pay does not know "
                               "this checkout session, or it is another order's"),
-                "409": _error("Canceled, or the ref is already bound to another session"), "410": _error("Expired"),
+                "409": _error("Canceled, or the order was settled with another session"), "410": _error("Expired"),
                 "413": _error("Body too large"), "415": _error("Not JSON"),
                 "422": _error("Amazon Pay refused the finalize"), "503": _error("Amazon Pay unreachable or busy"),
             },

@@ -24,6 +24,7 @@ def session(amount: Any = "14.00", currency: str = "USD", result_url: str | None
     session(), session("14"), session(14), session("14.000"),
     session(result_url="https://shop.example/amazon-pay/result?ref=ref-1"),
     session(result_url="https://shop.example/amazon-pay/result?x=1"),  # the merchant's own URL: no ref
+    session(result_url="https://[shop.example/amazon-pay/result?ref=ref-2"),  # urlsplit cannot read it
     CheckoutSession.from_json({"checkoutSessionId": "sess-0123456789", "statusDetails": {"state": "Open"}}),
 ])
 def test_a_session_nothing_says_is_anothers_is_taken_as_it_is(found: CheckoutSession) -> None:

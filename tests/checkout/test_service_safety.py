@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from router.checkout.model import Busy, InvalidSessionId, NewCheckout, OutcomeError, State
+from router.checkout.model import Busy, InvalidSessionId, NewCheckout, OutcomeError, SessionConflict, State
 from router.checkout.probes import FREE_TRIES, TRY_INTERVAL
 from router.checkout.service import CheckoutService
 from router.store.base import Store
@@ -203,3 +203,33 @@ async def test_one_order_trying_new_session_ids_costs_amazon_one_call_an_interva
     assert waiting is not None and waiting.checkout_session_id is None and waiting.lease_owner is None
     clock.now += TRY_INTERVAL
     assert (await service.finalize(checkout.ref, genuine)).checkout.state == State.COMPLETED
+
+
+async def test_a_return_while_another_session_is_bound_and_unsettled_waits_not_conflicts(
+    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend
+) -> None:
+    """Another session bound and not settled (a made-up id whose finalize is at Amazon, or one waiting for
+    the reconciler) may yet be unbound: the buyer's own return waits (the page refreshes), not a 409."""
+    checkout = await service.register(ORDER)
+    await store.bind_session(checkout.ref, "00000000-0000-4000-8000-00000000dead", now=1.0)  # in flight
+    genuine = amazon.session("14.00").session_id
+    with pytest.raises(Busy):
+        await service.finalize(checkout.ref, genuine)
+    await store.transition(checkout.ref, owner=None, now=2.0, state=State.CREATED,
+                           changes={"checkout_session_id": None})  # the made-up id proved unknown
+    assert (await service.finalize(checkout.ref, genuine)).checkout.state == State.COMPLETED
+    with pytest.raises(SessionConflict):  # settled with the genuine one: now a conflict
+        await service.finalize(checkout.ref, amazon.session("14.00").session_id)
+
+
+async def test_a_session_made_for_another_ref_that_amazon_finalizes_is_settled_and_logged(
+    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Amazon answers the finalize 200: it took this order's amount, so the money is this order's and is
+    never dropped; an ERROR line says the session was made for another order (whoever reconciles must know)."""
+    checkout = await service.register(ORDER)
+    made_for_another = amazon.session("14.00", result_return_url=(
+        "https://shop.example/amazon-pay/result?ref=someone-elses-ref")).session_id
+    assert (await service.finalize(checkout.ref, made_for_another)).checkout.state == State.COMPLETED
+    assert [r.levelname for r in caplog.records if "not ref" in r.getMessage()] == ["ERROR"]
+    assert made_for_another not in caplog.text and checkout.ref not in caplog.text
