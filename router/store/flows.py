@@ -141,6 +141,10 @@ def bind_and_lease(ref: str, session: str, owner: str | None, now: float, until:
         return Binding(checkout_from_row(row), rejected=True)
     if bound is not None and bound != session:
         raise SessionConflict("the checkout is bound to another checkout session")
+    if bound is None and row["state"] not in (State.CREATED, State.CANCELED):
+        # Settled without a session (expired unused): nothing is left to pay, and a session bound to it
+        # would be held away from the order it was made for (the ids are unique).
+        return Binding(checkout_from_row(row))
     if bound is None and row["state"] == State.CANCELED:
         # Canceled through the cancel URL (Amazon's cancels need a bound session), yet the buyer came back
         # from Amazon: the payment wins. Reopened in this transaction, so no concurrent return reads the cancel.

@@ -104,6 +104,16 @@ async def test_bind_and_lease_in_one_transaction(store: Store) -> None:
         await store.bind_and_lease("missing", "sess-x", "w1", now=1200.0, ttl=30.0)
 
 
+async def test_bind_and_lease_binds_nothing_to_an_order_settled_without_a_session(store: Store) -> None:
+    """Expired unused: nothing is left to pay, and the session (ids are unique) stays free for its order."""
+    await store.create_checkout(checkout("gone", state=State.EXPIRED, reason_code="Expired"))
+    await store.create_checkout(checkout("open"))
+    settled = await store.bind_and_lease("gone", "sess-of-open", "w1", now=1100.0, ttl=30.0)
+    assert not settled.newly_bound and not settled.leased and not settled.rejected
+    assert settled.checkout.state == State.EXPIRED and settled.checkout.checkout_session_id is None
+    assert (await store.bind_and_lease("open", "sess-of-open", "w1", now=1100.0, ttl=30.0)).newly_bound
+
+
 async def test_bind_and_lease_leaves_a_rejected_pair_and_leases_only_created(store: Store) -> None:
     await store.create_checkout(checkout("r"))
     await store.reject_session("r", "probe-0001", until=5000.0, now=1000.0)
