@@ -53,16 +53,19 @@ def finalize_payload(checkout: Checkout) -> dict[str, Any]:
     return payload
 
 
-def another_orders(session: CheckoutSession, checkout: Checkout) -> str | None:
+def another_orders(session: CheckoutSession, checkout: Checkout, *, by_url: bool = True) -> str | None:
     """Why a session read back from Amazon cannot be this checkout's, or None when nothing says so.
 
     Another amount or currency: its finalize with this order's can never succeed, and a Completed one paid
-    for something else. A result URL naming another ref: made from the URLs registering another order gave
-    out. A session naming neither is taken as it is (the merchant's own button may leave both out).
+    for something else. A result URL naming another ref (unless not `by_url`): made from the URLs
+    registering another order gave out. A session naming neither is taken as it is (the merchant's own
+    button may leave both out).
     """
     asked = session.charge_amount
     if asked is not None and not _same_money(asked.amount, asked.currency_code, checkout.amount, checkout.currency):
         return "another amount"
+    if not by_url:
+        return None
     details = session.raw.get("webCheckoutDetails")
     url = details.get("checkoutResultReturnUrl") if isinstance(details, Mapping) else None
     try:

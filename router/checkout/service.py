@@ -312,7 +312,9 @@ class CheckoutService:
                 return Outcome(await self._settle(checkout, self.owner, State.EXPIRED, {"reason_code": "Expired"}))
             await self.store.release_lease(checkout.ref, self.owner)
             return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
-        foreign = another_orders(session, checkout)
+        # No finalize was sent now, so a Completed session for this amount may be an earlier holder's, with
+        # its answer lost: the money is this order's, whatever its URL names.
+        foreign = another_orders(session, checkout, by_url=session.state != "Completed")
         if foreign is not None:
             log.warning("session %s is not ref %s's (%s): left unbound", mask(session_id), mask(checkout.ref), foreign)
             return await self._not_this_orders(checkout)
@@ -335,7 +337,10 @@ class CheckoutService:
                 return await self._not_this_orders(checkout)
             await self.store.release_lease(checkout.ref, self.owner)
             return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
-        foreign = another_orders(session, checkout)
+        # A Completed session for this amount may be our own finalize whose answer was lost, whatever its
+        # URL names, unless Amazon refused our idempotency key (a 4xx is not what a finalize of ours saved).
+        refused = error.status is not None and 400 <= error.status < 500 and error.status not in (408, 425, 429)
+        foreign = another_orders(session, checkout, by_url=refused or session.state != "Completed")
         if foreign is not None:
             # Some other order's session sent with this ref (a stranger's own, or one paid elsewhere): it
             # must neither pay this order nor fail it, which would lock out the buyer's own session.
@@ -348,7 +353,7 @@ class CheckoutService:
             return await self._after_completed_session(checkout, session, fields)
         if state is not None:
             return Outcome(await self._settle(checkout, self.owner, state, fields))
-        if error.status is not None and 400 <= error.status < 500 and error.status not in (408, 425, 429):
+        if refused:
             fields["reason_code"] = error.reason_code
             return Outcome(await self._settle(checkout, self.owner, State.FAILED, fields))
         await self.store.release_lease(checkout.ref, self.owner)

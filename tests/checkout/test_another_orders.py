@@ -39,3 +39,9 @@ def test_a_session_nothing_says_is_anothers_is_taken_as_it_is(found: CheckoutSes
 ])
 def test_another_amount_or_another_ref_is_another_orders(found: CheckoutSession, why: str) -> None:
     assert another_orders(found, ORDER) == why
+
+
+def test_by_url_off_leaves_the_amount_only() -> None:
+    named_another = session(result_url="https://shop.example/amazon-pay/result?ref=ref-2")
+    assert another_orders(named_another, ORDER, by_url=False) is None
+    assert another_orders(session("1.00"), ORDER, by_url=False) == "another amount"

@@ -233,3 +233,26 @@ async def test_a_session_made_for_another_ref_that_amazon_finalizes_is_settled_a
     assert (await service.finalize(checkout.ref, made_for_another)).checkout.state == State.COMPLETED
     assert [r.levelname for r in caplog.records if "not ref" in r.getMessage()] == ["ERROR"]
     assert made_for_another not in caplog.text and checkout.ref not in caplog.text
+
+
+
+async def test_a_completed_session_for_this_amount_after_a_lost_answer_is_this_orders_whatever_its_url(
+    service: CheckoutService, store: Store, amazon: Amazon, clock: Clock, backend: Backend
+) -> None:
+    """Amazon finalized it for this order and the answer was lost: read back (at once, or past the window
+    when Amazon stayed dark), a result URL naming another ref must not drop the payment made for this order."""
+    made_elsewhere = "https://shop.example/amazon-pay/result?ref=other"
+    first = await service.register(ORDER)
+    session = amazon.session("14.00", result_return_url=made_elsewhere).session_id
+    amazon.faults.queue.extend(["lost", "timeout"])  # acted, answer lost; the retry unanswered; then read back
+    assert (await service.finalize(first.ref, session)).checkout.state == State.COMPLETED
+
+    later = await service.register(ORDER)
+    session = amazon.session("14.00", result_return_url=made_elsewhere).session_id
+    amazon.faults.queue.extend(["lost", "timeout", "timeout", "timeout"])  # and the reads unanswered too
+    assert (await service.finalize(later.ref, session)).error == OutcomeError.AMAZON_UNAVAILABLE
+    assert amazon.core.state.sessions[session].state == "Completed"
+    clock.now = later.expires_at + 1
+    bound = await store.get_checkout(later.ref)
+    assert bound is not None and bound.checkout_session_id == session
+    assert (await service.expire(bound)).state == State.COMPLETED  # past the window: only a read is sent
