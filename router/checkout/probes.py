@@ -32,8 +32,8 @@ class SessionTries:
         return tries < self.free or now >= next_at
 
     def take(self, ref: str, now: float) -> bool:
+        allowed = self.open(ref, now)
         tries, next_at = self._tries.pop(ref, (0, now))
-        allowed = tries < self.free or now >= next_at
         if allowed:
             tries += 1
             next_at = now + self.interval if tries >= self.free else now

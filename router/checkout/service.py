@@ -165,9 +165,9 @@ class CheckoutService:
         """This order tried new session ids too often just now (router/checkout/probes.py): a new one waits
         (Busy) before it is bound, since a bound made-up id would hold the buyer's own return off meanwhile.
         The session already bound, or an order already settled, goes on as usual."""
-        found = await self.store.get_checkout(ref) if is_ref(ref) else None
-        if found is None:
+        if not is_ref(ref):
             raise UnknownRef(ref)
+        found = await self._stored(ref)
         if found.state == State.CREATED and found.checkout_session_id != checkout_session_id:
             log.debug("ref %s tries new session ids too often: %s waits", mask(ref), mask(checkout_session_id))
             raise Busy(ref)
@@ -316,8 +316,7 @@ class CheckoutService:
         # its answer lost: the money is this order's, whatever its URL names.
         foreign = another_orders(session, checkout, by_url=session.state != "Completed")
         if foreign is not None:
-            log.warning("session %s is not ref %s's (%s): left unbound", mask(session_id), mask(checkout.ref), foreign)
-            return await self._not_this_orders(checkout)
+            return await self._not_this_orders(checkout, foreign)
         state = state_of_session(session)
         fields = session_fields(session)
         if state == State.COMPLETED and session.charge_id:
@@ -344,9 +343,7 @@ class CheckoutService:
         if foreign is not None:
             # Some other order's session sent with this ref (a stranger's own, or one paid elsewhere): it
             # must neither pay this order nor fail it, which would lock out the buyer's own session.
-            log.warning("session %s is not ref %s's (%s; Amazon said %s): left unbound", mask(session_id),
-                        mask(checkout.ref), foreign, error.reason_code)
-            return await self._not_this_orders(checkout)
+            return await self._not_this_orders(checkout, f"{foreign}; Amazon said {error.reason_code}")
         state = state_of_session(session)
         fields = session_fields(session)
         if state == State.COMPLETED and session.charge_id:
@@ -379,11 +376,14 @@ class CheckoutService:
             state = State.COMPLETED if charge_state == State.AUTHORIZED else charge_state
         return Outcome(await self._settle(checkout, self.owner, state, fields))
 
-    async def _not_this_orders(self, checkout: Checkout) -> Outcome:
-        """Amazon has no such session, or it is another order's: unbind, so the buyer's own return can still
-        bind, and remember the pair, so a repeated probe costs Amazon nothing. Nothing of Amazon's answer is
-        written on the order: whoever holds the ref may make these up."""
+    async def _not_this_orders(self, checkout: Checkout, why: str | None = None) -> Outcome:
+        """Amazon has no such session, or (`why`, logged) it is another order's: unbind, so the buyer's own
+        return can still bind, and remember the pair, so a repeated probe costs Amazon nothing. Nothing of
+        Amazon's answer is written on the order: whoever holds the ref may make these up."""
         assert checkout.checkout_session_id is not None
+        if why is not None:
+            log.warning("session %s is not ref %s's (%s): left unbound", mask(checkout.checkout_session_id),
+                        mask(checkout.ref), why)
         await self.store.reject_session(checkout.ref, checkout.checkout_session_id, checkout.expires_at, self.clock())
         await self._unbind(checkout)
         return Outcome(checkout, error=OutcomeError.UNKNOWN_SESSION)

@@ -48,13 +48,12 @@ def json_fallback(prefix: str, routes: list[Route]) -> Route:
 
 class PageMethods:
     """Past the pages' GET/HEAD route: every other method (a form posted to a return URL, a scanner's
-    PUT) gets `page`'s answer, a 405 page with Allow. ASGI, so that Starlette routes every method here."""
+    PUT) gets `page`'s answer (the 405 page) with Allow. ASGI, so that Starlette routes every method here."""
 
     def __init__(self, page: Callable[[Request], Response]) -> None:
         self.page = page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = self.page(Request(scope, receive))
-        response.status_code = 405
         response.headers["allow"] = "GET, HEAD"
         await response(scope, receive, send)
