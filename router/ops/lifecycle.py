@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from router.store.base import Store, StoreError
+from router.store.base import Store, StoreError, abandoned
 
 log = logging.getLogger("router.ops.lifecycle")
 
@@ -70,18 +70,13 @@ async def within(seconds: float, awaitable: Awaitable[Any], what: str) -> bool:
     if not done:
         task.cancel()
         await asyncio.wait({task}, timeout=UNWIND_SECONDS)
-        task.add_done_callback(_consume)
+        task.add_done_callback(abandoned)
         log.warning("stopping: %s took over %g s; cut short", what, seconds)
         return False
     if not task.cancelled() and task.exception() is not None:
         log.warning("stopping: %s failed (%s)", what, type(task.exception()).__name__)
         return False
     return True
-
-
-def _consume(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved: a late failure of a step cut short is not worth a traceback
 
 
 async def release_leases(store: Store, *owners: str) -> None:

@@ -275,11 +275,13 @@ async def within(awaitable: Awaitable[T], timeout: float, what: str) -> T:
         raise
     if not done:
         task.cancel()
-        task.add_done_callback(_consume)
+        task.add_done_callback(abandoned)
         raise StoreUnavailable(f"{what} within {timeout:g} s")
     return task.result()
 
 
-def _consume(task: asyncio.Future[Any]) -> None:
+def abandoned(task: asyncio.Future[Any]) -> None:
+    """A done callback for a task cancelled and no longer awaited: its late failure is retrieved, not
+    logged by asyncio as never retrieved (not worth a warning or a traceback)."""
     if not task.cancelled():
-        task.exception()  # retrieved: a late failure of an abandoned check is not worth a warning
+        task.exception()
