@@ -236,8 +236,12 @@ class CheckoutModel(RuleBasedStateMachine):
         checkout = self.run(self.inner.get_checkout(order.ref))
         assert checkout is not None
         if checkout.state == State.CREATED and checkout.checkout_session_id in (None, order.session_id):
-            self.run(self.inner.bind_session(order.ref, order.session_id, self.clock()))
-            leased = self.run(self.inner.try_lease(order.ref, dying.owner, self.clock(), LEASE))
+            try:
+                self.run(self.inner.bind_session(order.ref, order.session_id, self.clock()))
+            except SessionConflict:  # its session is bound to another order (sent with that ref): no bind
+                leased = None
+            else:
+                leased = self.run(self.inner.try_lease(order.ref, dying.owner, self.clock(), LEASE))
             if leased is not None and sent:
                 key = idempotency_key(order.ref, order.session_id)
                 with contextlib.suppress(AmazonPayError, InjectedError):
