@@ -5,7 +5,11 @@ second) and answers 429 TooManyRequests beyond it. Spending our own bucket first
 buyers into a short wait here instead of 429s. Buyers reserve tokens ahead (the bucket may go into
 debt, so waiting buyers are served in arrival order); background work (the reconciler, marked with
 `background()`) only takes a token that no buyer has reserved, and at most `background_share` of the
-quota, so Amazon calls no buyer caused never crowd out the ones a buyer did.
+quota, so Amazon calls no buyer caused never crowd out the ones a buyer did. A probe (an order trying a
+new session id after its first, marked with `probing()`: a stale link, or whoever holds the ref making
+ids up, router/checkout/probes.py) does the same within `probe_share`, in a bucket of its own: a flood of
+made-up ids across many orders costs the buyers who bring their first id nothing, and leaves the
+reconciler its share.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ def limits_for(environment: Environment, *, fraction: float = 1.0,
 
 
 _BACKGROUND: ContextVar[bool] = ContextVar("amazon_pay_background", default=False)
+_PROBING: ContextVar[bool] = ContextVar("amazon_pay_probing", default=False)
 
 
 @contextlib.contextmanager
@@ -71,6 +76,21 @@ def background() -> Iterator[None]:
 
 def in_background() -> bool:
     return _BACKGROUND.get()
+
+
+@contextlib.contextmanager
+def probing() -> Iterator[None]:
+    """Mark the Amazon calls made inside (in this task) as a probe's: a buyer's call (the breaker treats it
+    as one) that takes only tokens no buyer reserved, within the probes' share."""
+    token = _PROBING.set(True)
+    try:
+        yield
+    finally:
+        _PROBING.reset(token)
+
+
+def is_probing() -> bool:
+    return _PROBING.get()
 
 
 class TokenBucket:
@@ -108,19 +128,22 @@ class TokenBucket:
 
 
 class Quota:
-    """A bucket per operation shared by every request of the process, plus background's own cap."""
+    """A bucket per operation shared by every request of the process, plus background's and probes' caps."""
 
     def __init__(
         self,
         limits: Mapping[str, Limit],
         *,
         background_share: float = 0.5,
+        probe_share: float = 0.25,
         max_wait: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not 0 < background_share <= 1:
             raise ValueError(f"background_share must be in (0, 1], got {background_share}")
+        if not 0 < probe_share <= 1:
+            raise ValueError(f"probe_share must be in (0, 1], got {probe_share}")
         if not max_wait >= 0:
             raise ValueError(f"max_wait must be >= 0, got {max_wait}")
         self.max_wait = max_wait
@@ -129,6 +152,7 @@ class Quota:
         now = clock()
         self._buckets = {op: TokenBucket(limit, now) for op, limit in limits.items()}
         self._background = {op: TokenBucket(limit.scaled(background_share), now) for op, limit in limits.items()}
+        self._probes = {op: TokenBucket(limit.scaled(probe_share), now) for op, limit in limits.items()}
 
     def limit(self, operation: str) -> Limit | None:
         bucket = self._buckets.get(operation)
@@ -140,8 +164,9 @@ class Quota:
             return
         now = self._clock()
         until = now + (self.max_wait if within is None else max(0.0, min(self.max_wait, within)))
-        if in_background():
-            await self._acquire_background(operation, until)
+        if in_background() or is_probing():
+            share = self._background if in_background() else self._probes
+            await self._acquire_unreserved(operation, share[operation], until)
             return
         bucket = self._buckets[operation]
         if now + bucket.wait_time(now) > until:
@@ -150,9 +175,9 @@ class Quota:
         if wait > 0:
             await self._sleep(wait)
 
-    async def _acquire_background(self, operation: str, until: float) -> None:
-        """Only a token no buyer has reserved, within background's share; never queues ahead of buyers."""
-        main, share = self._buckets[operation], self._background[operation]
+    async def _acquire_unreserved(self, operation: str, share: TokenBucket, until: float) -> None:
+        """Only a token no buyer has reserved, within `share`; never queues ahead of buyers."""
+        main = self._buckets[operation]
         while True:
             now = self._clock()
             wait = max(main.wait_time(now), share.wait_time(now))

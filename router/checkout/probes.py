@@ -5,10 +5,12 @@ A return binds the session id it carries to the order and finalizes it. A genuin
 or other orders' sessions, each a finalize taken from the merchant's quota, which every buyer shares.
 A known bad pair costs nothing (the store remembers it); a new id is a new call. So each ref gets
 FREE_TRIES new ids, then one every TRY_INTERVAL seconds, and a flood from one ref costs Amazon one call
-in TRY_INTERVAL. A buyer behind someone else's tries waits (the page says the payment is being confirmed
-and refreshes) and pays once they stop; while a flood of new ids on the buyer's own ref goes on, the
-flood takes most turns: the buyer waits, charged nothing, as long as it lasts. Kept per process, for the
-refs tried most recently.
+in TRY_INTERVAL. A new id after an order's first is a probe for the quota too (quota.probing(), in
+service.py): it takes only tokens no buyer reserved, so many orders' floods together cannot spend the
+tokens of buyers who bring their order's first id. A buyer behind someone else's tries waits (the
+page says the payment is being confirmed and refreshes) and pays once they stop; while a flood of new
+ids on the buyer's own ref goes on, the flood takes most turns: the buyer waits, charged nothing, as
+long as it lasts. Kept per process, for the refs tried most recently.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ MAX_TRACKED = 10_000  # refs remembered; the oldest tried is forgotten first (it
 
 class SessionTries:
     """`take(ref, now)`: whether a new session id may be tried for `ref` now (and counts it if so);
-    `open(ref, now)`: the same question, counting nothing."""
+    `open(ref, now)`: the same question, counting nothing; `tried(ref)`: how many it has tried."""
 
     def __init__(self, free: int = FREE_TRIES, interval: float = TRY_INTERVAL, tracked: int = MAX_TRACKED) -> None:
         self.free, self.interval, self.tracked = free, interval, tracked
         self._tries: dict[str, tuple[int, float]] = {}  # ref → (tries so far, the earliest time of the next)
+
+    def tried(self, ref: str) -> int:
+        """How many new session ids `ref` has tried (as far as this process remembers)."""
+        return self._tries.get(ref, (0, 0.0))[0]
 
     def open(self, ref: str, now: float) -> bool:
         """Whether a new session id could be tried for `ref` now (nothing counted)."""

@@ -21,6 +21,7 @@ from typing import Any
 import router.metrics as metrics
 from router import logs
 from router.amazon_pay import deadline as amazon_deadline
+from router.amazon_pay import quota
 from router.amazon_pay.errors import AmazonPayError
 from router.amazon_pay.models import CheckoutSession
 from router.backoff import Backoff, poll
@@ -111,6 +112,7 @@ class CheckoutService:
         if isinstance(bound, Outcome):
             return bound
         first, leased, fresh = bound
+        probe = fresh and self.tries.tried(ref) > 0  # not the order's first new id: lower quota priority
         if fresh and leased and not self.tries.take(ref, self.clock()):
             # Past the tries at once, in a race with another new id of this order's (the check above saw
             # room for one): this one waits. Nothing was sent with it (this call bound it): unbound again.
@@ -119,7 +121,7 @@ class CheckoutService:
 
         async def join_or_lead(attempt: int) -> Outcome | None:
             if attempt == 1 and leased:
-                return await self._lead(first, fresh=fresh)
+                return await self._lead(first, fresh=fresh, probe=probe)
             checkout = first if attempt == 1 else await self._stored(ref)
             if checkout.state != State.CREATED:
                 return Outcome(checkout)
@@ -172,16 +174,18 @@ class CheckoutService:
             log.debug("ref %s tries new session ids too often: %s waits", mask(ref), mask(checkout_session_id))
             raise Busy(ref)
 
-    async def _lead(self, checkout: Checkout, *, fresh: bool = False) -> Outcome:
+    async def _lead(self, checkout: Checkout, *, fresh: bool = False, probe: bool = False) -> Outcome:
         """Holder of the lease: call Amazon, store the result, and share it with local waiters. `fresh`:
         the session was bound by this very call (see _bind), never by an earlier holder that may have sent
-        a finalize."""
+        a finalize. `probe`: a fresh session that is not the first new id this order tried: its Amazon
+        calls take only tokens no buyer reserved (router/amazon_pay/quota.py)."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._inflight[checkout.ref] = future
         try:
             try:
-                with amazon_deadline.shared():  # the finalize and the reads after it: one deadline
-                    outcome = await self._call_amazon(checkout, fresh=fresh)
+                # the finalize and the reads after it: one deadline, one priority
+                with amazon_deadline.shared(), quota.probing() if probe else contextlib.nullcontext():
+                    outcome = await self._call_amazon(checkout, fresh=fresh, probe=probe)
                 if outcome.error == OutcomeError.AMAZON_UNAVAILABLE:
                     outcome = await self._settled_meanwhile(outcome)
             except LeaseLost:
@@ -245,7 +249,7 @@ class CheckoutService:
             raise UnknownRef(ref)
         return found
 
-    async def _call_amazon(self, checkout: Checkout, *, fresh: bool = False) -> Outcome:
+    async def _call_amazon(self, checkout: Checkout, *, fresh: bool = False, probe: bool = False) -> Outcome:
         session_id = checkout.checkout_session_id
         assert session_id is not None
         if checkout.expires_at <= self.clock():
@@ -262,7 +266,14 @@ class CheckoutService:
             if fresh and exc.attempts == 0:
                 # Refused here before anything was sent (quota, breaker, deadline) for a session this very
                 # call bound: Amazon has seen no finalize of it, so reading it back would only spend a
-                # getCheckoutSession token, when tokens are what is short. It stays bound; the lease goes.
+                # getCheckoutSession token, when tokens are what is short.
+                if probe:
+                    # Another new id of an order that tried one already, sent nothing: unbound, so that
+                    # neither the reconciler spends a token on it later nor it holds the order's own
+                    # session off; it is tried again when it comes back (the page refreshes).
+                    await self._unbind(checkout)
+                    raise Busy(checkout.ref) from None
+                # The buyer's first: it stays bound (the reconciler resumes it); the lease goes.
                 await self.store.release_lease(checkout.ref, self.owner)
                 return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
             if exc.status == 404:  # no such session: reading it back would say so again, for another token

@@ -166,4 +166,35 @@ async def test_unknown_operations_and_bad_settings() -> None:
     with pytest.raises(ValueError):
         make_quota(clock, background_share=0)
     with pytest.raises(ValueError):
+        make_quota(clock, probe_share=1.5)
+    with pytest.raises(ValueError):
         Limit(0.5, 1)
+
+
+async def test_probes_stay_within_their_own_share_and_never_take_a_reserved_token() -> None:
+    clock = StillTime()
+    q = make_quota(clock, burst=8, rate=1, background_share=0.5, probe_share=0.25, max_wait=0.0)
+    taken = 0
+    with quota.probing():
+        for _ in range(8):
+            try:
+                await q.acquire(FINALIZE)
+                taken += 1
+            except AmazonPayThrottled:
+                pass
+    assert taken == 2  # a quarter of the burst
+    with quota.background():  # background's share is its own: the probes took none of it
+        for _ in range(4):
+            await q.acquire(FINALIZE)
+    await q.acquire(FINALIZE)
+    await q.acquire(FINALIZE)  # the last two tokens are the buyers'
+    with pytest.raises(AmazonPayThrottled):  # and the bucket is empty
+        await q.acquire(FINALIZE)
+    later = FakeTime()
+    q2 = make_quota(later, burst=1, rate=1, probe_share=1.0, max_wait=5.0)
+    await q2.acquire(FINALIZE)
+    await q2.acquire(FINALIZE)  # a buyer reserved the next token (1 s)
+    with quota.probing():
+        await q2.acquire(FINALIZE)  # waits behind the buyer: 2 s from the start
+    assert later.now == pytest.approx(1002.0)
+    assert not quota.is_probing()

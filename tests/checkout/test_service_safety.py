@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from router.amazon_pay.quota import FINALIZE, Limit, Quota
 from router.checkout.model import Busy, InvalidSessionId, NewCheckout, OutcomeError, SessionConflict, State
 from router.checkout.probes import FREE_TRIES, TRY_INTERVAL
 from router.checkout.service import CheckoutService
@@ -256,3 +257,27 @@ async def test_a_completed_session_for_this_amount_after_a_lost_answer_is_this_o
     bound = await store.get_checkout(later.ref)
     assert bound is not None and bound.checkout_session_id == session
     assert (await service.expire(bound)).state == State.COMPLETED  # past the window: only a read is sent
+
+
+async def test_made_up_ids_across_orders_leave_the_buyers_first_ids_their_quota(
+    store: Store, amazon: Amazon, clock: Clock, backend: Backend
+) -> None:
+    """Whoever opens orders can send each a few made-up ids, each a finalize from the quota every buyer
+    shares. An order's new ids after its first are probes: only tokens no buyer reserved, within the
+    probes' share (router/amazon_pay/quota.py). A probe refused there sent nothing and is left unbound."""
+    amazon.client.quota = Quota({FINALIZE: Limit(burst=4, rate=0.001)}, probe_share=0.25, max_wait=0.0)
+    service = CheckoutService(store, amazon.client, clock=clock, lease_seconds=5, wait_seconds=1)
+    probed = await service.register(ORDER)
+    sent = amazon.faults.sent
+    for i in range(2):  # the order's first id (a buyer's token), then a probe (the probes' one token)
+        outcome = await service.finalize(probed.ref, f"00000000-0000-4000-8000-{i:012d}")
+        assert outcome.error == OutcomeError.UNKNOWN_SESSION
+    with pytest.raises(Busy):  # the probes' share is spent: nothing sent, nothing left bound
+        await service.finalize(probed.ref, "00000000-0000-4000-8000-000000000002")
+    assert amazon.faults.sent - sent == 2
+    left = await store.get_checkout(probed.ref)
+    assert left is not None and left.checkout_session_id is None and left.lease_owner is None
+    for _ in range(2):  # two buyers, each with the first id of an order of their own: both pay
+        checkout = await service.register(ORDER)
+        outcome = await service.finalize(checkout.ref, amazon.session("14.00").session_id)
+        assert outcome.error is None and outcome.checkout.state == State.COMPLETED
