@@ -1,5 +1,9 @@
 """The egress proxy the environment names (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), read once per client.
 
+Both outbound clients use it, the webhook worker's and the Amazon Pay client's, so that one variable sends
+all of a merchant's traffic through its egress proxy (an https target is reached through a CONNECT tunnel,
+so the request and its signature are the same bytes as when sent direct).
+
 aiohttp's `trust_env` reads these variables again for every request, and ~/.netrc too, in two hops to the
 default thread pool: at the webhook worker's 100 in flight that was most of the gap between the worker and
 plain POSTs (tests/bench/webhooks). A process's environment does not change under it, so the outbound
@@ -57,3 +61,10 @@ class EnvProxies:
         if len(self._chosen) < _HOSTS_KEPT:
             self._chosen[key] = proxy
         return proxy
+
+    def describe(self) -> dict[str, str]:
+        """What the start summary says: each scheme's proxy without its credentials, and NO_PROXY."""
+        found = {scheme: str(proxy.with_user(None)) for scheme, proxy in self._by_scheme.items() if proxy}
+        if found and self._env.get("no"):
+            found["no_proxy"] = self._env["no"]
+        return found

@@ -148,10 +148,12 @@ class AmazonPayClient:
         policy = config.retry
         # 10 connections by default: the token buckets (quota.py) keep each operation within Amazon's own
         # quotas (live bursts of 20 / 40); returns above the pool wait for a connection in arrival order
-        # (aiohttp's pool is FIFO).
+        # (aiohttp's pool is FIFO). The environment's egress proxy applies, as to the webhook worker's client
+        # (router.env_proxy): a merchant whose servers reach the internet only through it must still finalize.
         self._http = async_client(
             max_connections=max_connections,
             transport=transport,
+            trust_env=True,
             timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout),
             headers={
                 "user-agent": USER_AGENT,

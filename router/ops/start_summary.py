@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from router.checks import operator_warnings
 from router.config import Settings
+from router.env_proxy import EnvProxies
 from router.redact import mask
 from router.store.migrations import MIGRATIONS
 from router.version import version
@@ -33,6 +34,18 @@ def tracing_target(endpoint: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
+def egress() -> dict[str, str] | str:
+    """The proxy both outbound clients send through (router.env_proxy), named without its credentials."""
+    return EnvProxies().describe() or "direct"
+
+
+def _egress_text(found: dict[str, str] | str) -> str:
+    if isinstance(found, str):
+        return found
+    text = ", ".join(f"{scheme} via {proxy}" for scheme, proxy in found.items() if scheme != "no_proxy")
+    return text + (f" (not for NO_PROXY {found['no_proxy']})" if "no_proxy" in found else "")
+
+
 def summary(settings: Settings, listeners: list[str], workers: int) -> dict[str, Any]:
     storage = settings.storage.url.partition(":")[0].partition("+")[0]  # never the URL: it may hold a password
     return {
@@ -44,6 +57,7 @@ def summary(settings: Settings, listeners: list[str], workers: int) -> dict[str,
         "amazon_pay": amazon_mode(settings),
         "webhooks": "on" if settings.merchant.webhook_url else "off",
         "tracing": "off" if settings.tracing is None else tracing_target(settings.tracing.otlp_endpoint),
+        "egress": egress(),
         "listeners": listeners,
         "workers": workers,
     }
@@ -55,7 +69,7 @@ def log_start(settings: Settings, listeners: list[str], workers: int) -> None:
     text = (f"starting return-router {doc['version']}: config {doc['config']}; serving {', '.join(doc['routes'])}; "
             f"storage {doc['storage']} (schema {doc['schema_version']}); amazon pay "
             + " ".join(str(v) for v in pay.values())
-            + f"; webhooks {doc['webhooks']}; tracing {doc['tracing']}"
+            + f"; webhooks {doc['webhooks']}; tracing {doc['tracing']}; egress {_egress_text(doc['egress'])}"
             + f"; listening on {', '.join(listeners)} ({workers} worker(s))")
     log.info(text, extra={"summary": doc})
     if settings.demo:

@@ -202,3 +202,28 @@ def test_serve_logs_each_warning_beside_its_one_start_record(write_config: Write
     assert [r.levelno for r in caplog.records if r.name == "router.start"] == [logging.INFO]
     warned = [r.getMessage() for r in caplog.records if r.name == "router.config" and r.levelno == logging.WARNING]
     assert any("merchant.api_token_env" in line and "nobody can pay" in line for line in warned), warned
+
+
+def test_the_start_record_names_the_egress_proxy_without_its_credentials(
+    write_config: Write, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both outbound clients send through it (router.env_proxy): the operator sees which, never the password."""
+    from router.ops.start_summary import log_start
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    settings = load(write_config(BASE_CONFIG), env={})
+    with caplog.at_level(logging.INFO, logger="router.start"):
+        log_start(settings, ["127.0.0.1:8000"], 1)
+    monkeypatch.setenv("HTTPS_PROXY", "http://egress:s3cr%40t@proxy.corp.example:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.internal.example")
+    with caplog.at_level(logging.INFO, logger="router.start"):
+        log_start(settings, ["127.0.0.1:8000"], 1)
+    direct, proxied = [r for r in caplog.records if r.name == "router.start"]
+    assert "; egress direct;" in direct.getMessage() and direct.__dict__["summary"]["egress"] == "direct"
+    assert ("; egress https via http://proxy.corp.example:3128 (not for NO_PROXY localhost,.internal.example);"
+            in proxied.getMessage())
+    assert proxied.__dict__["summary"]["egress"] == {"https": "http://proxy.corp.example:3128",
+                                                     "no_proxy": "localhost,.internal.example"}
+    assert "s3cr" not in caplog.text and "egress:" not in caplog.text

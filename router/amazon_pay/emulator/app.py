@@ -187,6 +187,8 @@ class Emulator:
         entry: JSON = {
             "method": incoming.method,
             "path": incoming.raw_path,
+            "query": incoming.query_string,  # raw, as received: what the signature was checked over
+            "host": incoming.header("host"),
             "operation": None,
             "publicKeyId": None,
             "idempotencyKey": incoming.header("x-amz-pay-idempotency-key"),
