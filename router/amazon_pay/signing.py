@@ -119,10 +119,19 @@ def _query_pairs(params: QueryInput) -> list[tuple[str, str]]:
     return [(key, value) for key, value in params]
 
 
+def _encoded_pairs(params: QueryInput) -> list[tuple[str, str]]:
+    """Keys and values RFC 3986-encoded, as Amazon's Java and .NET SDKs do (space %20, '*' %2A, '~' kept)."""
+    return [(quote(k, safe=_UNRESERVED), quote(v, safe=_UNRESERVED)) for k, v in _query_pairs(params)]
+
+
+def encode_query(params: QueryInput) -> str:
+    """The query as sent: the pairs in their order, each encoded as `canonical_query` encodes it."""
+    return "&".join(f"{k}={v}" for k, v in _encoded_pairs(params))
+
+
 def canonical_query(params: QueryInput) -> str:
     """Keys and values RFC 3986-encoded (space %20, '*' %2A, '~' kept), sorted by key then value."""
-    encoded = [(quote(k, safe=_UNRESERVED), quote(v, safe=_UNRESERVED)) for k, v in _query_pairs(params)]
-    return "&".join(f"{k}={v}" for k, v in sorted(encoded))
+    return "&".join(f"{k}={v}" for k, v in sorted(_encoded_pairs(params)))
 
 
 _JAVA_WHITESPACE = re.compile(r"[ \t\n\x0b\f\r]")  # what Java's \s matches
@@ -298,6 +307,8 @@ class AmazonPayAuth(InPlaceAuth):
         The same canonical request as `canonical_request` (tests hold them equal), built with less work per
         call: the signed names are sorted once, a path of plain characters is its own canonical URI, the
         query is parsed only when there is one, and the headers are decoded once.
+        A query is sent as it is signed, RFC 3986-encoded (`encode_query`): httpx would send a space as '+',
+        which the server may read as a '+', and the signature would no longer match.
         """
         headers = request.headers
         set_headers(headers, _JSON, {
@@ -308,12 +319,15 @@ class AmazonPayAuth(InPlaceAuth):
         values = header_values(headers)  # lower-cased names, a repeated header's values joined with ", "
         names, authorization = self._signed[IDEMPOTENCY_HEADER in values]
         path, _, query = request.url.raw_path.decode("ascii").partition("?")
+        pairs = request.url.params.multi_items() if query else []  # httpx's reading: '+' is a space
+        if query:
+            request.url = request.url.copy_with(query=encode_query(pairs).encode("ascii"))
         if self._path_prefix and path.startswith(self._path_prefix + "/"):
             path = path[len(self._path_prefix) :]
         canonical = assemble_canonical_request(
             request.method,
             path if _PLAIN_PATH.fullmatch(path) else canonical_uri(path),
-            canonical_query(request.url.params.multi_items()) if query else "",
+            canonical_query(pairs) if query else "",
             "".join([f"{name}:{values[name].strip()}\n" for name in names]),
             names,
             hashlib.sha256(request.content).hexdigest(),
