@@ -68,6 +68,10 @@ from httpx._client import BoundAsyncStream, ClientState, UseClientDefault
 from router.env_proxy import EnvProxies
 
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (  # most specific first
+    # The egress proxy refused (a 407 to CONNECT: wrong credentials) or could not be reached: named as the
+    # proxy's failure in the logs, not as the target's.
+    (aiohttp.ClientHttpProxyError, httpx.ProxyError),
+    (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
     (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
     (aiohttp.ServerTimeoutError, httpx.ReadTimeout),

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from router.outbound import async_client
 from tests.support import free_port, serve_app
+from tests.support.forward_proxy import forward_proxy
 
 TIMEOUT = httpx.Timeout(5)
 seen: list[dict[str, str]] = []
@@ -71,6 +72,19 @@ async def test_refused_connection_is_httpx_connect_error() -> None:
     async with async_client(max_connections=1, timeout=TIMEOUT) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(f"http://127.0.0.1:{free_port()}/")
+
+
+@pytest.mark.parametrize("refusing", [True, False])
+async def test_an_egress_proxy_that_refuses_or_is_not_there_is_httpx_proxy_error(
+    refusing: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 407 to the CONNECT (credentials missing), or no proxy listening: the proxy's failure, not Amazon's."""
+    with forward_proxy(credentials="egress:secret") as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url if refusing else f"http://127.0.0.1:{free_port()}")
+        async with async_client(max_connections=1, timeout=TIMEOUT, trust_env=True) as client:
+            with pytest.raises(httpx.ProxyError):
+                await client.get("https://pay-api.amazon.invalid/v2/x")
+    assert [seen.line for seen in proxy.seen] == (["CONNECT pay-api.amazon.invalid:443 HTTP/1.1"] if refusing else [])
 
 
 async def test_read_timeout_is_httpx_read_timeout(url: str) -> None:
