@@ -53,28 +53,43 @@ def finalize_payload(checkout: Checkout) -> dict[str, Any]:
     return payload
 
 
-def another_orders(session: CheckoutSession, checkout: Checkout, *, by_url: bool = True) -> str | None:
+def another_orders(session: CheckoutSession, checkout: Checkout, *, by_url: bool = True,
+                   failing: bool = False) -> str | None:
     """Why a session read back from Amazon cannot be this checkout's, or None when nothing says so.
 
     Another amount or currency: its finalize with this order's can never succeed, and a Completed one paid
     for something else. A result URL naming another ref (unless not `by_url`): made from the URLs
-    registering another order gave out. A session naming neither is taken as it is (the merchant's own
-    button may leave both out).
+    registering another order gave out. `failing` (the session would decline, cancel, expire or fail the
+    order): one whose result URL names no ref too, since only the order's own session may end it unpaid.
+    Every session a buyer paid or was declined on carries the result URL it returned to, and the one made
+    for this order (from the URLs registering it gave out) names its ref; a session opened elsewhere (the
+    merchant's web shop, a checkout abandoned before Amazon's page) must not lock out the buyer's own. A
+    session that would pay the order and names no ref is taken as it is (the merchant's own button may
+    leave the ref out of its URL): the money is never dropped.
     """
     asked = session.charge_amount
     if asked is not None and not _same_money(asked.amount, asked.currency_code, checkout.amount, checkout.currency):
         return "another amount"
     if not by_url:
         return None
-    details = session.raw.get("webCheckoutDetails")
-    url = details.get("checkoutResultReturnUrl") if isinstance(details, Mapping) else None
-    try:
-        refs = parse_qs(urlsplit(url).query).get("ref") if isinstance(url, str) else None
-    except ValueError:  # not a URL urlsplit can read ("https://[host/…"): it names no ref we can see
-        refs = None
+    refs = _result_url_refs(session)
     if refs and checkout.ref not in refs:
         return "a result URL for another ref"
+    if failing and not refs:
+        return "a result URL naming no ref"
     return None
+
+
+def _result_url_refs(session: CheckoutSession) -> list[str]:
+    """The refs the session's result URL names (none when it has no URL, or one urlsplit cannot read)."""
+    details = session.raw.get("webCheckoutDetails")
+    url = details.get("checkoutResultReturnUrl") if isinstance(details, Mapping) else None
+    if not isinstance(url, str):
+        return []
+    try:
+        return parse_qs(urlsplit(url).query).get("ref", [])
+    except ValueError:  # "https://[host/…": it names no ref we can see
+        return []
 
 
 def _same_money(amount: str, currency: str, other_amount: str, other_currency: str) -> bool:

@@ -295,6 +295,9 @@ class CheckoutService:
                 raise InvalidSessionId("the Amazon Pay client refused the checkout session id") from exc
             raise
         session = result.session
+        state = None if result.http_status == 202 else state_of_session(session)
+        if _failing(state) and (foreign := another_orders(session, checkout, failing=True)) is not None:
+            return await self._not_this_orders(checkout, foreign)  # no money taken: not this order's to end
         foreign = another_orders(session, checkout)
         if foreign is not None:
             # Amazon took this order's amount with it: the money is this order's now, and it is settled
@@ -304,7 +307,6 @@ class CheckoutService:
         fields = session_fields(session)
         if result.http_status == 202:
             return Outcome(await self._settle(checkout, self.owner, State.PENDING, fields))
-        state = state_of_session(session)
         if state is None:
             # Only a 200 whose session is Completed is paid (still Open: not finalized). The lease goes;
             # the reconciler asks again with the same key, and past the window reads the session.
@@ -325,10 +327,10 @@ class CheckoutService:
             return Outcome(checkout, error=OutcomeError.AMAZON_UNAVAILABLE)
         # No finalize was sent now, so a Completed session for this amount may be an earlier holder's, with
         # its answer lost: the money is this order's, whatever its URL names.
-        foreign = another_orders(session, checkout, by_url=session.state != "Completed")
+        state = state_of_session(session)
+        foreign = another_orders(session, checkout, by_url=session.state != "Completed", failing=_failing(state))
         if foreign is not None:
             return await self._not_this_orders(checkout, foreign)
-        state = state_of_session(session)
         fields = session_fields(session)
         if state == State.COMPLETED and session.charge_id:
             return await self._after_completed_session(checkout, session, fields)
@@ -350,12 +352,13 @@ class CheckoutService:
         # A Completed session for this amount may be our own finalize whose answer was lost, whatever its
         # URL names, unless Amazon refused our idempotency key (a 4xx is not what a finalize of ours saved).
         refused = error.status is not None and 400 <= error.status < 500 and error.status not in (408, 425, 429)
-        foreign = another_orders(session, checkout, by_url=refused or session.state != "Completed")
+        state = state_of_session(session)
+        foreign = another_orders(session, checkout, by_url=refused or session.state != "Completed",
+                                 failing=_failing(state) or (state is None and refused))
         if foreign is not None:
             # Some other order's session sent with this ref (a stranger's own, or one paid elsewhere): it
             # must neither pay this order nor fail it, which would lock out the buyer's own session.
             return await self._not_this_orders(checkout, f"{foreign}; Amazon said {error.reason_code}")
-        state = state_of_session(session)
         fields = session_fields(session)
         if state == State.COMPLETED and session.charge_id:
             return await self._after_completed_session(checkout, session, fields)
@@ -559,3 +562,8 @@ class CheckoutService:
         if events and self.on_event is not None:
             self.on_event()
         return after
+
+
+def _failing(state: State | None) -> bool:
+    """Whether settling in `state` ends the order unpaid (declined, canceled, expired, failed)."""
+    return state is not None and state not in (State.COMPLETED, State.PENDING)

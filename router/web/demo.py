@@ -19,6 +19,7 @@ from starlette.routing import Route
 from router.checkout.model import NewCheckout
 from router.checkout.service import CheckoutService
 from router.config import AndroidSettings, IosSettings, MerchantSettings, Settings, StorageSettings
+from router.web.api import return_urls
 from router.web.branding import Logo, PagesSettings
 from router.web.demo_page import DemoView, demo_response, parse_demo_form
 from router.web.routing import Flow, RouteTable
@@ -103,8 +104,12 @@ class Demo:
             merchant_reference=f"demo-{choice.scenario}", amount=choice.amount, currency=choice.currency,
             payment_intent="AuthorizeWithCapture", can_handle_pending=pending))
         await self.service.store.drop_oldest_checkouts(MAX_CHECKOUTS)
+        # The session carries the result URL registering gave out, as the app's signed button payload does
+        # (only a session naming the order's ref may decline or cancel it).
+        result_url = return_urls(self.table, checkout.ref, request.url.netloc, request.url.scheme)
         body = {"chargeAmount": {"amount": checkout.amount, "currencyCode": checkout.currency},
-                "paymentIntent": checkout.payment_intent, "scenario": emulator_scenario, **faults}
+                "paymentIntent": checkout.payment_intent, "scenario": emulator_scenario, **faults,
+                "webCheckoutDetails": {"checkoutResultReturnUrl": result_url["checkoutResultReturnUrl"]}}
         answer = await self.emulator.post("/_emulator/checkout-sessions", json=body)
         answer.raise_for_status()
         session_id = answer.json()["checkoutSessionId"]

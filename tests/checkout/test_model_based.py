@@ -50,6 +50,7 @@ from router.checkout.service import CheckoutService, finalize_payload, idempoten
 from router.store import open_store
 from router.store.base import NewEvent, Store
 from tests.checkout.conftest import FAULTS, Amazon, Clock, InjectedError, make_amazon
+from tests.support.emulator import result_url_for
 from tests.support.stores import PG_DSN, StoreWrapper, postgres_problem, with_query
 
 T = TypeVar("T")
@@ -171,7 +172,8 @@ class CheckoutModel(RuleBasedStateMachine):
         amount = f"{len(self.orders) + 10}.00"
         new = NewCheckout(f"order-{len(self.orders)}", amount, "USD", "AuthorizeWithCapture", True)
         checkout = self.run(self.service(0).register(new))
-        session = self.amazon.session(amount, scenario, pending_polls=1000)  # settles when the rule says
+        session = self.amazon.session(amount, scenario, pending_polls=1000,  # settles when the rule says
+                                      result_return_url=result_url_for(checkout.ref))  # as the button's
         self.orders.append(Order(checkout.ref, session.session_id, scenario))
 
     @rule(i=st.integers(0, 2), k=st.integers(0, 1), during=st.sampled_from(((), *FAULT_PATTERNS)))

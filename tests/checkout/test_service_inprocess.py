@@ -92,7 +92,7 @@ async def test_202_is_pending_until_the_charge_settles(service: CheckoutService,
 async def test_a_decline_is_read_back_from_the_session(service: CheckoutService, amazon: FakeAmazonPay) -> None:
     checkout = await service.register(ORDER)
     amazon.finalizes.append(error(422, "CheckoutSessionCanceled"))
-    amazon.sessions.append(session(SID, "Canceled", reason_code="Declined"))
+    amazon.sessions.append(session(SID, "Canceled", reason_code="Declined", ref=checkout.ref))
     outcome = await service.finalize(checkout.ref, SID)
     assert outcome.error is None and outcome.checkout.state == State.DECLINED
     assert outcome.checkout.reason_code == "Declined"

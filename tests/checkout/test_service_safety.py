@@ -4,15 +4,18 @@ bound without an Amazon answer. Real store (SQLite file and PostgreSQL), real em
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import pytest
 
+from router.amazon_pay.emulator.state import Price, SessionSpec
 from router.amazon_pay.quota import FINALIZE, Limit, Quota
 from router.checkout.model import Busy, InvalidSessionId, NewCheckout, OutcomeError, SessionConflict, State
 from router.checkout.probes import FREE_TRIES, TRY_INTERVAL
 from router.checkout.service import CheckoutService
 from router.store.base import Store
 from tests.checkout.conftest import Amazon, Clock, make_amazon
+from tests.support.emulator import result_url_for
 from tests.support.stores import Backend
 
 ORDER = NewCheckout("order-1", "14.00", "USD", "AuthorizeWithCapture", False)
@@ -166,6 +169,44 @@ async def test_a_session_paid_for_something_else_neither_pays_nor_fails_this_ord
     genuine = amazon.session("14.00", result_return_url=(
         f"https://shop.example/amazon-pay/result?ref={checkout.ref}")).session_id
     assert (await service.finalize(checkout.ref, genuine)).checkout.state == State.COMPLETED
+
+
+WEB_SHOP = "https://shop.example/checkout/review"  # a result URL of the merchant's web shop: it names no ref
+
+
+@pytest.mark.parametrize(("scenario", "intent", "url"), [
+    ("declined", "AuthorizeWithCapture", WEB_SHOP),
+    ("declined", "AuthorizeWithCapture", None),
+    ("expired", "AuthorizeWithCapture", WEB_SHOP),
+    ("buyer-canceled", "AuthorizeWithCapture", None),
+    ("completed", "Confirm", None),  # Open, another intent: Amazon refuses the finalize with a 400
+])
+async def test_a_session_that_does_not_name_this_ref_cannot_end_the_order_unpaid(
+    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend, scenario: str, intent: str,
+    url: str | None
+) -> None:
+    """The same amount, but made elsewhere (a checkout started and abandoned on the merchant's web shop):
+    sent with this order's ref, it declined, expired, canceled or failed the order, and the buyer's own
+    session then got a 409. Only a session whose result URL names this ref may end the order unpaid."""
+    checkout = await service.register(ORDER)
+    foreign = amazon.core.state.create_session(SessionSpec(
+        charge_amount=Price(Decimal("14.00"), "14.00", "USD"), payment_intent=intent, scenario=scenario,
+        result_return_url=url)).session_id
+    assert (await service.finalize(checkout.ref, foreign)).error == OutcomeError.UNKNOWN_SESSION
+    after = await store.get_checkout(checkout.ref)
+    assert after is not None and after.state == State.CREATED and after.checkout_session_id is None
+    assert after.reason_code is None and await store.list_events() == []
+    genuine = amazon.session("14.00", result_return_url=result_url_for(checkout.ref)).session_id
+    assert (await service.finalize(checkout.ref, genuine)).checkout.state == State.COMPLETED
+
+
+async def test_a_session_naming_this_ref_still_declines_it(
+    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend
+) -> None:
+    checkout = await service.register(ORDER)
+    declined = amazon.session("14.00", "declined", result_return_url=result_url_for(checkout.ref)).session_id
+    outcome = await service.finalize(checkout.ref, declined)
+    assert outcome.error is None and outcome.checkout.state == State.DECLINED
 
 
 async def test_an_open_session_for_another_amount_does_not_fail_the_order(

@@ -124,7 +124,7 @@ def test_app_pending_then_authorized(router: Router, emulator: Emulator) -> None
 ])
 def test_app_unpaid_outcomes(router: Router, emulator: Emulator, scenario: str, status: int, code: str) -> None:
     ref = router.register()["ref"]
-    session_id = emulator.create_session(scenario=scenario)
+    session_id = emulator.create_session(scenario=scenario, ref=ref)
     answer = finalize(router, session_id, ref)
     assert answer.status_code == status, answer.text
     assert answer.json()["error"]["code"] == code

@@ -68,7 +68,7 @@ def test_refresh_renders_from_the_store(router: Router, emulator: Emulator) -> N
 ])
 def test_unpaid_scenarios_say_so(router: Router, emulator: Emulator, scenario: str, title: str) -> None:
     ref = router.register()["ref"]
-    page = router.get(result_url(ref, emulator.create_session(scenario=scenario)))
+    page = router.get(result_url(ref, emulator.create_session(scenario=scenario, ref=ref)))
     assert page.status_code == 200 and title in page.text
     assert "Thank you, " not in page.text
 

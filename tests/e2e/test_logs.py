@@ -90,7 +90,9 @@ def _return_with(world: dict[str, Any], scenario: str) -> str:
                               "chargeAmount": {"amount": "14.00", "currencyCode": "USD"}})
     created = httpx.post(f"{world['emulator_url']}/_emulator/checkout-sessions",
                          json={"chargeAmount": {"amount": "14.00", "currencyCode": "USD"},
-                               "paymentIntent": "AuthorizeWithCapture", "scenario": scenario})
+                               "paymentIntent": "AuthorizeWithCapture", "scenario": scenario,
+                               "webCheckoutDetails": {"checkoutResultReturnUrl":
+                                                      answer.json()["returnUrls"]["checkoutResultReturnUrl"]}})
     returned = httpx.get(world["url"] + return_path(answer.json()["ref"], created.json()["checkoutSessionId"]),
                          headers={"host": HOST}, timeout=60)
     assert returned.status_code < 500

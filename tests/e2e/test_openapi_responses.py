@@ -74,7 +74,7 @@ def test_error_answers_are_the_error_only(router: Router, emulator: Emulator) ->
     document = _served(router)
     error_schema = document["components"]["schemas"]["Error"]
     ref = router.register()["ref"]
-    session_id = emulator.create_session(scenario="declined")
+    session_id = emulator.create_session(scenario="declined", ref=ref)
     declined = httpx.post(f"{router.url}/v1/checkout-sessions/{session_id}/finalize", json={"ref": ref}, timeout=60)
     assert declined.status_code == 402
     assert set(declined.json()) == set(error_schema["properties"]) == {"error"}

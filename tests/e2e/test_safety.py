@@ -150,7 +150,7 @@ def test_a_strangers_own_session_for_another_amount_neither_fails_nor_blocks_the
 
 def test_unpaid_answers_carry_the_error_only(router: Router, emulator: Emulator) -> None:
     ref = router.register(reference="secret-order-43")["ref"]
-    answer = finalize(router, emulator.create_session(scenario="declined"), ref)
+    answer = finalize(router, emulator.create_session(scenario="declined", ref=ref), ref)
     assert answer.status_code == 402 and set(answer.json()) == {"error"}
     assert "secret-order-43" not in answer.text
 

@@ -7,13 +7,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from router.amazon_pay import create_emulator_app
 from router.amazon_pay.emulator.app import Emulator as EmulatorCore
 from router.amazon_pay.emulator.state import Charge
 from router.amazon_pay.keys import load_public_key
 from tests.support import http_client, serve_app, wait_until
-from tests.support.config import KEY_ID
+from tests.support.config import HOST, KEY_ID
+
+
+def result_url_for(ref: str) -> str:
+    """The result URL registering `ref` gives out (the tests' config: tests/support/config.py)."""
+    return f"https://{HOST}/amazon-pay/result?{urlencode({'ref': ref})}"
 
 
 @dataclass
@@ -24,9 +30,13 @@ class Emulator:
     core: EmulatorCore
 
     def create_session(self, *, scenario: str = "completed", amount: str = "14.00", currency: str = "USD",
-                       intent: str = "AuthorizeWithCapture", **extra: Any) -> str:
+                       intent: str = "AuthorizeWithCapture", ref: str | None = None, **extra: Any) -> str:
+        """`ref`: the session's result URL names it, as one made from registering's URLs does (only such a
+        session may decline, cancel or expire the order)."""
         body = {"chargeAmount": {"amount": amount, "currencyCode": currency}, "paymentIntent": intent,
                 "scenario": scenario, **extra}
+        if ref is not None:
+            body["webCheckoutDetails"] = {"checkoutResultReturnUrl": result_url_for(ref)}
         answer = http_client().post(f"{self.url}/_emulator/checkout-sessions", json=body)
         assert answer.status_code == 201, answer.text
         return str(answer.json()["checkoutSessionId"])

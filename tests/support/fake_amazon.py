@@ -16,9 +16,12 @@ Answer = Any  # a result, a BaseException, or an async callable returning a resu
 
 
 def session(session_id: str, state: str = "Completed", *, reason_code: str | None = None,
-            charge_id: str | None = None) -> CheckoutSession:
-    """A checkout session as Amazon would describe it (only the fields the service reads)."""
+            charge_id: str | None = None, ref: str | None = None) -> CheckoutSession:
+    """A checkout session as Amazon would describe it (only the fields the service reads); `ref`: its
+    result URL names it, as one made from registering's URLs does."""
+    details = {"checkoutResultReturnUrl": f"https://pay.example.com/amazon-pay/result?ref={ref}"} if ref else {}
     return CheckoutSession.from_json({
+        "webCheckoutDetails": details,
         "checkoutSessionId": session_id,
         "statusDetails": {"state": state, "reasonCode": reason_code},
         "chargeId": charge_id,
