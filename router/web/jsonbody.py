@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
+# Integers longer than this are read as Decimal: int() refuses over 4,300 digits (sys.get_int_max_str_digits),
+# which json.loads reports as invalid JSON, and costs quadratic time below that. No field takes one this long.
+MAX_INT_DIGITS = 64
 MAX_DEPTH = 32  # our bodies nest 2 levels; json.loads recurses once per level and fails near 1,000
 _OPEN, _CLOSE, _QUOTE, _BACKSLASH = frozenset(b"[{"), frozenset(b"]}"), ord('"'), ord("\\")
 
@@ -66,10 +70,15 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def _integer(text: str) -> int | Decimal:
+    return int(text) if len(text) <= MAX_INT_DIGITS else Decimal(text)
+
+
 def loads(raw: bytes) -> Any:
     """json.loads, but a key twice in any object, at any depth, raises DuplicateKey.
 
     json.loads keeps the last value silently, so `{"currencyCode": "USD", "currencyCode": "JPY"}`
-    would mean whatever the parser the merchant tested with happened to keep.
+    would mean whatever the parser the merchant tested with happened to keep. A very long integer is a
+    Decimal (MAX_INT_DIGITS), so the field's own check refuses it; 1e999 is already float("inf").
     """
-    return json.loads(raw, object_pairs_hook=_unique_keys)
+    return json.loads(raw, object_pairs_hook=_unique_keys, parse_int=_integer)

@@ -89,6 +89,30 @@ def test_malformed_or_excessive_amounts_are_refused(router: Router, amount: obje
     assert "Traceback" not in logs.text and len(logs.text) < 300, logs.text
 
 
+HUGE = "1" + "0" * 5000  # past int()'s 4,300-digit limit, which json.loads reported as invalid JSON
+
+
+@pytest.mark.parametrize("amount", [HUGE, "-" + HUGE, "1e999", "-1e999", "1E+99999999999", "1" + "0" * 400 + ".5"])
+def test_a_huge_json_number_is_an_invalid_amount(router: Router, amount: str) -> None:
+    body = ('{"merchantReference": "o-1", "paymentIntent": "Confirm", '
+            f'"chargeAmount": {{"amount": {amount}, "currencyCode": "USD"}}}}').encode()
+    with captured_logs() as logs:
+        answer = post(router.url, "/v1/checkouts", body, headers=AUTH)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_amount", answer.text
+    assert len(answer.json()["error"]["message"]) < 200 and "Traceback" not in logs.text, logs.text
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ('{"merchantReference": ' + HUGE + ', "paymentIntent": "Confirm", '
+     '"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}}', "invalid_merchant_reference"),
+    ('{"merchantReference": "o-1", "paymentIntent": "Confirm", "chargeAmount": {"amount": "14.00", '
+     '"currencyCode": "USD"}, "canHandlePendingAuthorization": ' + HUGE + "}", "invalid_field"),
+])
+def test_a_huge_integer_elsewhere_is_that_field_s_error(router: Router, body: str, code: str) -> None:
+    answer = post(router.url, "/v1/checkouts", body.encode(), headers=AUTH)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == code, answer.text
+
+
 def test_the_largest_charges_are_accepted(router: Router, jp_router: Router) -> None:
     assert jp_router.register(amount="10000000", currency="JPY")["checkout"]["chargeAmount"]["amount"] == "10000000"
     assert router.register(amount="150000", currency="USD")["checkout"]["chargeAmount"]["amount"] == "150000.00"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -55,3 +56,11 @@ def test_loads_refuses_a_key_twice_in_one_object(raw: bytes, key: str) -> None:
         loads(raw)
     assert info.value.key == key
     assert loads(b'{"a": {"a": 1}, "b": {"a": 2}}') == {"a": {"a": 1}, "b": {"a": 2}}  # once per object is fine
+
+
+def test_a_huge_integer_is_read_as_a_decimal() -> None:
+    """int() refuses more than 4,300 digits: json.loads raised ValueError, reported as invalid JSON."""
+    huge = "1" + "0" * 5000
+    assert loads(f'{{"a": {huge}, "b": -{huge}, "c": 12}}'.encode()) == {"a": Decimal(huge), "b": -Decimal(huge),
+                                                                          "c": 12}
+    assert type(loads(b"12")) is int
