@@ -52,10 +52,20 @@ def _is_ipv6(literal: str) -> bool:
     return True
 
 
+def target_size(scope: Scope) -> int:
+    """About the bytes of the request target (path and query) as sent."""
+    return len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b"")) + 1
+
+
 def head_size(scope: Scope) -> int:
     """About the bytes of the request line and headers as sent."""
-    target = len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b"")) + 1
-    return target + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+    return target_size(scope) + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
+def too_large_reason(scope: Scope) -> str:
+    """Why a head is too large, as the buyer can act on it: the address when it is most of the head."""
+    target = target_size(scope)
+    return "reason.too_long" if 2 * target > head_size(scope) else "reason.headers_too_large"
 
 
 class RequestGuard:
@@ -68,8 +78,10 @@ class RequestGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = scope["headers"]
-            if len(headers) > self.max_headers or head_size(scope) > self.max_header_bytes:
-                response = self.refuse(Request(scope), 431, "reason.too_many_headers")
+            if len(headers) > self.max_headers:
+                return await self.refuse(Request(scope), 431, "reason.too_many_headers")(scope, receive, send)
+            if head_size(scope) > self.max_header_bytes:
+                response = self.refuse(Request(scope), 431, too_large_reason(scope))
                 return await response(scope, receive, send)
             problem = host_problem(headers)
             if problem is not None:

@@ -19,6 +19,8 @@ from router.web.pages import RETRY_KINDS, TONES, AppLinks, PageKind, PageView, d
 from router.web.platform import Platform
 from router.web.shapes import Frozen, as_is
 
+# A reason that makes "incomplete" untrue gets texts of its own (title, lead, note) on the bad-request page.
+_REASON_TEXTS = {"reason.too_long": "page.too_long"}
 _MAX_TEXT = 300  # free text shown to the buyer (reason, names) is cut to this many characters
 NO_BRANDING = PagesSettings()
 
@@ -126,7 +128,8 @@ def build_context(view: PageView, locale: Locale, platform: Platform, current_ur
     context = common_context(locale, current_url, view.merchant_name, branding, test_mode=test_mode, slot=slot)
     links = view.app_links if app_links is None else app_links
     name = _clip(view.buyer_name) if view.kind == "success" else None
-    title_key = "page.success.title_named" if name else f"page.{view.kind}.title"
+    texts_key = _texts_key(view)
+    title_key = "page.success.title_named" if name else f"{texts_key}.title"
     title_params = {"name": name} if name else {}
     t, heading = texts(locale)
     email = mask_email(view.buyer_email) if view.kind == "success" and view.buyer_email else None
@@ -136,8 +139,8 @@ def build_context(view: PageView, locale: Locale, platform: Platform, current_ur
         "tone": TONES[view.kind],
         "title_key": title_key,
         "title_params": Frozen(name=slot(name)) if name else Frozen(),
-        "lead_key": f"page.{view.kind}.lead",
-        "note_key": _note_key(locale, view.kind),
+        "lead_key": f"{texts_key}.lead",
+        "note_key": _note_key(locale, texts_key),
         "title": slot(heading(title_key, **title_params)),
         "page_title": slot(f"{t(title_key, **title_params)} – {view.merchant_name}"),
         "details": _details(view, t, slot),
@@ -153,7 +156,13 @@ def build_context(view: PageView, locale: Locale, platform: Platform, current_ur
     return context
 
 
+def _texts_key(view: PageView) -> str:
+    """Where the page's title, lead and note are in the catalogs: its kind's, or its reason's own."""
+    own = _REASON_TEXTS.get(view.reason_key or "") if view.kind == "bad_request" else None
+    return own or f"page.{view.kind}"
+
+
 @functools.lru_cache(maxsize=64)
-def _note_key(locale: Locale, kind: PageKind) -> str | None:
-    key = f"page.{kind}.note"
+def _note_key(locale: Locale, texts_key: str) -> str | None:
+    key = f"{texts_key}.note"
     return key if key in assets().catalogs[locale] else None

@@ -262,6 +262,24 @@ def test_too_many_headers_are_a_431(router: Router) -> None:
     assert get(router.url, "/healthz", HOST, *extra[:50]).status == 200
 
 
+@pytest.mark.parametrize(("length", "status"), [(3000, 400), (20000, 431)])
+def test_a_too_long_link_says_so(router: Router, length: int, status: int) -> None:
+    """The page said "This link is incomplete" (and, past the head's limit, "too many headers")."""
+    target = f"/amazon-pay/result?ref={REF}&amazonCheckoutSessionId={SESSION}&x=" + "a" * length
+    en, ja = get(router.url, target), get(router.url, target, HOST, "Accept-Language: ja")
+    assert en.status == ja.status == status and "text/html" in en.headers["content-type"]
+    assert "<title>This link is too long – " in en.text and "The address is too long." in en.text
+    assert "incomplete" not in en.text and "headers" not in en.text
+    assert "<title>リンクが長すぎます – " in ja.text and "アドレスが長すぎます。" in ja.text
+    assert "正しくありません" not in ja.text
+
+
+def test_too_large_headers_say_so(router: Router) -> None:
+    answer = get(router.url, "/amazon-pay/error", HOST, "X-Big: " + "b" * 17000)
+    assert answer.status == 431 and "The request’s headers are too large." in answer.text
+    assert "<title>This link is incomplete – " in answer.text  # the link itself may be fine: the generic page
+
+
 def test_json_answers_carry_nosniff(router: Router) -> None:
     for answer in [httpx.get(router.url + "/healthz"), httpx.get(router.url + "/v1/openapi.json"),
                    httpx.get(f"{router.url}/v1/checkout-sessions/{SESSION}?ref={REF}"),
