@@ -1,7 +1,10 @@
 """Refuse, before any part of the service reads it, a request whose Host could be read two ways.
 
 Every part (routing, association files, return URLs, pages) reads the Host header; with two of
-them, or one with a bad port, parts could disagree. Such requests get a 400 here; ones with more
+them, or one with a bad port, parts could disagree. Such requests get a 400 here, and so does an
+absolute-form target (`GET http://other.example/x`) naming another host than the Host header: RFC
+9112 3.2.2 has the server read the target's, a proxy in front may read the Host header. One that
+agrees is served as its origin form (`/x`), with the target's authority as Host. Ones with more
 headers, or more header bytes, than [server] allows get a 431 (the protocol `serve` uses bounds
 only heads still unfinished; a complete one read at once is measured here). Pure ASGI.
 """
@@ -11,10 +14,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from router.web.routing import normalize_host
 
 # A DNS name or an IPv4 literal (a trailing dot allowed), or a bracketed IPv6 literal; then an optional port.
 HOST_HEADER = re.compile(
@@ -52,6 +58,35 @@ def _is_ipv6(literal: str) -> bool:
     return True
 
 
+def absolute_form(raw_path: bytes) -> tuple[bytes, bytes] | None:
+    """(authority, path) of an absolute-form target's part before any "?" (b"http://a.example/x" → (b"a.example",
+    b"/x")), or None for any other form. uvicorn's h11 puts such a target in raw_path as sent (and
+    router/web/server.py makes httptools' scope do the same)."""
+    scheme, sep, rest = raw_path.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return None
+    authority, slash, path = rest.partition(b"/")
+    return authority, slash + path if slash else b"/"
+
+
+def origin_form(scope: Scope) -> tuple[Scope, str | None]:
+    """The scope of an absolute-form target as its origin form, the target's authority as its Host, and why it
+    is refused (a catalog key) or None; any other scope as it is."""
+    found = absolute_form(scope.get("raw_path") or b"") if not scope["path"].startswith("/") else None
+    if found is None:
+        return scope, None
+    authority, path = found
+    hosts = [value for name, value in scope["headers"] if name == b"host"]
+    origin = {**scope, "path": unquote(path.decode("latin-1")), "raw_path": path}
+    text = authority.decode("latin-1")
+    if not is_usable_host(text):
+        return origin, "reason.bad_host"
+    if hosts and normalize_host(hosts[0].decode("latin-1")) != normalize_host(text):
+        return origin, "reason.host_mismatch"
+    origin["headers"] = [(b"host", authority), *((n, v) for n, v in scope["headers"] if n != b"host")]
+    return origin, None
+
+
 def target_size(scope: Scope) -> int:
     """About the bytes of the request target (path and query) as sent."""
     return len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b"")) + 1
@@ -84,6 +119,8 @@ class RequestGuard:
                 response = self.refuse(Request(scope), 431, too_large_reason(scope))
                 return await response(scope, receive, send)
             problem = host_problem(headers)
+            if problem is None:
+                scope, problem = origin_form(scope)
             if problem is not None:
                 return await self.refuse(Request(scope), 400, problem)(scope, receive, send)
         await self.app(scope, receive, send)

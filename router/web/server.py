@@ -32,6 +32,7 @@ import asyncio
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -39,6 +40,7 @@ from router.config import ServerSettings
 from router.redact import mask
 from router.web.association import PATH_KIND
 from router.web.front import FrontDoor
+from router.web.guard import absolute_form
 
 log = logging.getLogger("router.web.server")
 
@@ -110,6 +112,16 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._body_open = True  # until on_message_complete, in this same read for a request without a body
         if self._front is None or not self._answered_in_front():
             super().on_headers_complete()
+            if not self.url.startswith(b"/"):
+                self._keep_target()
+
+    def _keep_target(self) -> None:
+        """An absolute-form target (`GET http://a.example/x`) in the scope as uvicorn's h11 puts it, as sent:
+        httptools keeps only its path, and the guard (router/web/guard.py) must see its authority. The
+        request's task has not run yet: it reads the scope once the loop is back."""
+        target = self.url.partition(b"?")[0]
+        if absolute_form(target) is not None:
+            self.scope["raw_path"], self.scope["path"] = target, unquote(target.decode("latin-1"))
 
     def on_message_complete(self) -> None:
         self._body_open = False
