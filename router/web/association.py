@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from router.config import Settings, claims_for
 from router.config.settings import aasa_for
-from router.web.routing import RouteTable, normalize_host
+from router.web.routing import RouteTable, normalize_host, raw_path
 from well_known import build_assetlinks, dumps
 
 AASA_PATHS = frozenset({"/.well-known/apple-app-site-association", "/apple-app-site-association"})
@@ -131,8 +131,8 @@ def answer(files: AssociationFiles, method: str, kind: str, host: bytes | None,
 
 
 async def serve(files: AssociationFiles, scope: Scope, send: Send) -> None:
-    """Answer an association path (scope["path"] in PATH_KIND) directly, without any routing."""
-    status, headers, body = respond(files, scope, PATH_KIND[scope["path"]])
+    """Answer an association path (its raw_path in PATH_KIND) directly, without any routing."""
+    status, headers, body = respond(files, scope, PATH_KIND[raw_path(scope)])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
@@ -149,7 +149,7 @@ class AssociationMiddleware:
         self.files = files
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in PATH_KIND:
+        if scope["type"] == "http" and raw_path(scope) in PATH_KIND:  # "/.well-known%2F…" is no such path
             await serve(self.files, scope, send)
             return
         await self.app(scope, receive, send)

@@ -6,10 +6,10 @@ import functools
 import logging
 from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote_from_bytes, urlsplit, urlunsplit
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 import router.metrics as metrics
 from router.checkout.model import (
@@ -33,7 +33,7 @@ from router.web.links import alternate_host_url, site_path
 from router.web.pages import RETRY_KINDS, AppLinks, PageKind, PageView
 from router.web.platform import detect_platform
 from router.web.render import logo_response, page_response
-from router.web.routing import Flow, Route, normalize_host
+from router.web.routing import Flow, Route, normalize_host, raw_path
 
 log = logging.getLogger("router.web.flows")
 
@@ -111,10 +111,14 @@ class Flows:
         return self.shop_url
 
     async def dispatch(self, request: Request) -> Response:
-        if request.url.path == LOGO_PATH and self.branding.logo is not None:
+        path, host = raw_path(request.scope), request.headers.get("host", "")
+        if path == LOGO_PATH and self.branding.logo is not None:
             return logo_response(self.branding.logo, request)
-        route = self.table.match(request.headers.get("host", ""), request.url.path)
+        route = self.table.match(host, path)
         if route is None:
+            route_path = self.table.without_slash(host, path)
+            if route_path is not None:
+                return to_route(route_path, request.scope.get("query_string", b""))
             return self.error_page(request, "not_found")
         response = await self.serve_route(request, route)
         self._count(request, route)
@@ -124,7 +128,7 @@ class Flows:
         """The store could not answer (the app's handler of StoreUnavailable): the "briefly unavailable"
         page, counted like the other pages when the request was a return."""
         response = self.error_page(request, "unavailable")
-        route = self.table.match(request.headers.get("host", ""), request.url.path)
+        route = self.table.match(request.headers.get("host", ""), raw_path(request.scope))
         if route is not None:
             self._count(request, route)
         return response
@@ -265,7 +269,7 @@ class Flows:
         current = self.current_url(request)
         # A return's own URL that could not be answered now (the store) or here (another session's ref): the
         # app may do better with it. Never for a URL that is not a valid return (not found, malformed).
-        offer_app = kind in APP_KINDS and self.table.match(request.headers.get("host", ""), request.url.path)
+        offer_app = kind in APP_KINDS and self.table.match(request.headers.get("host", ""), raw_path(request.scope))
         return page_response(self.demo_links(view, current), request, self.app_links(current) if offer_app else None,
                              current_url=current, branding=self.branding, test_mode=self.settings.test_mode)
 
@@ -294,6 +298,13 @@ class Flows:
         return AppLinks(app_store_id=ios.app_store_id if ios else None,
                         android_package=android.package if android else None,
                         play_store_url=android.play_store_url if android else None)
+
+
+def to_route(path: str, query: bytes) -> Response:
+    """A redirect to the route's own path on this site (a path-only Location), the query kept byte for byte."""
+    target = path + ("?" + quote_from_bytes(query, safe="/?:@!$&'()*+,;=%-._~") if query else "")
+    return RedirectResponse(target, status_code=308, headers={"cache-control": "no-store",
+                                                              "referrer-policy": "no-referrer"})
 
 
 def _order(checkout: Checkout | None) -> dict[str, Any]:

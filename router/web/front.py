@@ -22,6 +22,7 @@ from router import logs
 from router.config import Settings
 from router.web.association import PATH_KIND, AssociationFiles, answer
 from router.web.guard import host_problem
+from router.web.routing import raw_path
 
 # A finished answer: status, headers (nosniff added), body, and the headers as HTTP/1.1 lines when its framing is
 # complete for a protocol to write it as is (a Content-Length, or a status without a body), else None
@@ -48,7 +49,7 @@ class FrontDoor:
         self._answers: dict[tuple[str, str, bytes | None], Finished] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in PATH_KIND:
+        if scope["type"] == "http" and raw_path(scope) in PATH_KIND:
             began = time.monotonic()
             found = self._answer(scope)
             if found is not None:
@@ -101,7 +102,7 @@ class FrontDoor:
                 if_none_match = value
         if hosts > 1 or size > limits.max_header_bytes or (host is not None and not self._acceptable(host)):
             return None
-        found = self._finished(scope["method"], scope["path"], host, if_none_match)
+        found = self._finished(scope["method"], raw_path(scope), host, if_none_match)
         if found is None:
             return None
         return found, host, agent, logs.request_id_from(request_id).encode()

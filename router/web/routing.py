@@ -8,8 +8,10 @@ so the apps and the router can never disagree about which URLs are return URLs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Flow(StrEnum):
@@ -33,6 +35,16 @@ def normalize_host(host: str) -> str:
         return host[: end + 1] if end != -1 else host
     host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     return host.rstrip(".")
+
+
+def raw_path(scope: Mapping[str, Any]) -> str:
+    """The request's path as sent, not percent-decoded: what the routes and association paths match.
+
+    A proxy in front (nginx locations, rate limits, WAF rules) may match the raw path: with the decoded one,
+    `/amazon-pay%2Fresult` would be a return here and an unknown path there. Configured paths hold no `%`.
+    """
+    raw: bytes | None = scope.get("raw_path")
+    return raw.decode("latin-1") if raw else str(scope["path"])
 
 
 def host_pattern_matches(pattern: str, host: str) -> bool:
@@ -65,11 +77,18 @@ class RouteTable:
     def match(self, host: str, path: str) -> Route | None:
         """The route for this request, or None (unknown host or unknown path on a known host)."""
         host = normalize_host(host)
-        if path not in self._by_path and len(path) > 1 and path.endswith("/"):
-            path = path[:-1]  # iOS opens the app for "/result/" too: serve the same flow here
         for route in self._by_path.get(path, ()):
             if host_pattern_matches(route.host, host):
                 return route
+        return None
+
+    def without_slash(self, host: str, path: str) -> str | None:
+        """The route path that `path` is with one trailing slash added ("/result/" → "/result"), or None.
+
+        iOS opens the app for "/result/" too, so a browser may arrive there; the page sends it on to the
+        route's own path, which is the one a proxy in front knows."""
+        if len(path) > 1 and path.endswith("/") and self.match(host, path[:-1]) is not None:
+            return path[:-1]
         return None
 
     def host_patterns(self, host: str) -> tuple[str, ...]:

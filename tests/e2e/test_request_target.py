@@ -76,3 +76,43 @@ def test_the_api_refuses_it_in_json(url: str) -> None:
 def test_an_unusable_authority_is_a_bad_host(url: str, authority: str) -> None:
     answer = send(url, f"http://{authority}/amazon-pay/error")
     assert answer.status == 400 and "The Host header of the request is not" in answer.text
+
+
+# --- the raw path ---------------------------------------------------------------------------------
+
+REF = "r" * 32
+SESSION = "bd504926-f659-4ad7-a1a9-9a747aaf5275"
+
+
+@pytest.mark.parametrize("path", [
+    "/amazon-pay%2Fresult", "/amazon-pay%2fcancel", "/amazon-pay%2Ferror", "/amazon-pay/%65rror",
+    "/amazon-pay%2Fresult/", "/amazon-pay/error//",
+])
+def test_a_route_spelled_otherwise_is_the_404_page(url: str, path: str) -> None:
+    """A proxy in front matches the raw path: `/amazon-pay%2Fresult` is not its `/amazon-pay/result`."""
+    answer = send(url, f"{path}?ref={REF}")  # on a route: result's 400 (no session), cancel's or error's 200
+    assert answer.status == 404 and 'data-kind="not_found"' in answer.text, answer.text[:200]
+
+
+@pytest.mark.parametrize("path", ["/.well-known%2Fassetlinks.json", "/.well-known%2Fapple-app-site-association",
+                                  "/%61pple-app-site-association", "/.well-known/assetlinks%2Ejson"])
+def test_an_association_file_spelled_otherwise_is_the_404_page(url: str, path: str) -> None:
+    answer = send(url, path)
+    assert answer.status == 404 and "text/html" in answer.headers["content-type"], answer.text[:200]
+    assert send(url, "/.well-known/assetlinks.json").status == 200  # as spelled, still served
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("route", ["/amazon-pay/result", "/amazon-pay/cancel", "/amazon-pay/error"])
+def test_a_trailing_slash_is_sent_on_to_the_route_on_this_site(url: str, method: str, route: str) -> None:
+    query = f"ref={REF}&amazonCheckoutSessionId={SESSION}&x=%41+b"
+    answer = exchange(url, f"{method} {route}/?{query} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+                      .encode())
+    assert answer.status == 308 and answer.headers["location"] == f"{route}?{query}", answer.headers
+    assert answer.headers["cache-control"] == "no-store"
+    assert send(url, f"{route}/?{query}", OTHER).status == 404  # not a route on that host: no redirect
+
+
+def test_a_trailing_slash_without_a_query_keeps_none(url: str) -> None:
+    answer = send(url, "/amazon-pay/error/")
+    assert answer.status == 308 and answer.headers["location"] == "/amazon-pay/error"
