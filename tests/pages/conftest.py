@@ -12,15 +12,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from router.web.branding import PagesSettings
 from router.web.demo_page import DemoView, demo_response, parse_demo_form
 from router.web.links import alternate_host_url
 from router.web.pages import PAGE_KINDS, AppLinks
-from router.web.render import page_response, security_headers
+from router.web.render import NO_BRANDING, page_response, security_headers
 from tests.pages.samples import ANDROID_PACKAGE, APP_STORE_ID, HOSTILE, sample_view
 from tests.support import serve_app
 
 OPEN_HOST = "open.shop.example"  # the alternate associated host for iOS "Open in app"
 PUBLIC_HOST = "pay.shop.example"  # the public host in front of a (pretend) TLS-terminating proxy
+SUPPORT = PagesSettings(support_url="https://shop.example/help", support_email="help@shop.example")
 
 
 async def _page(request: Request) -> Response:
@@ -45,7 +47,8 @@ async def _page(request: Request) -> Response:
         else None
     )
     current_url = str(public) if public else None
-    return page_response(sample_view(kind, **overrides), request, links, current_url=current_url)
+    branding = SUPPORT if request.query_params.get("support") else NO_BRANDING  # ?support=1: the help links too
+    return page_response(sample_view(kind, **overrides), request, links, current_url=current_url, branding=branding)
 
 
 async def _demo(request: Request) -> Response:
