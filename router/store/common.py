@@ -70,11 +70,11 @@ class SqlStore:
                              ttl: float) -> Binding:
         if not checkout_session_id:
             raise ValueError("checkout_session_id must be a non-empty string")
-        flow = partial(flows.bind_and_lease, ref, checkout_session_id, owner, now, now + ttl)
+        flow = partial(flows.bind_and_lease, ref, checkout_session_id, owner, now, ttl)
         return await self._flow(flow, "transaction")
 
     async def try_lease(self, ref: str, owner: str, now: float, ttl: float) -> Checkout | None:
-        flow = partial(flows.checkouts, sql.TRY_LEASE, ref=ref, owner=owner, now=now, until=now + ttl)
+        flow = partial(flows.checkouts, sql.TRY_LEASE, ref=ref, owner=owner, now=now, until=now + ttl, ttl=ttl)
         found = await self._flow(flow, "write")
         return found[0] if found else None
 

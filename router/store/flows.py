@@ -131,12 +131,13 @@ def bind_session(ref: str, session: str, now: float) -> Flow[Checkout]:
     return checkout_from_row(row)
 
 
-def bind_and_lease(ref: str, session: str, owner: str | None, now: float, until: float) -> Flow[Binding]:
+def bind_and_lease(ref: str, session: str, owner: str | None, now: float, ttl: float) -> Flow[Binding]:
     """bind_session, then (with an owner, still created) try_lease: one transaction for a buyer's return."""
-    row = (yield from run(sql.LOCK_CHECKOUT, ref=ref)).first()
+    lease = {"owner": owner, "now": now, "until": now + ttl, "ttl": ttl}  # until: SQLite's; ttl: PostgreSQL's
+    row = (yield from run(sql.LOCK_FOR_LEASE, ref=ref, now=now)).first()
     if row is None:
         raise NotFound("unknown checkout ref")
-    bound = row["checkout_session_id"]
+    bound, free = row["checkout_session_id"], bool(row["lease_free"])  # free: judged by the database (its clock)
     if bound is None and (yield from rows(sql.SESSION_REJECTED, ref=ref, session=session, now=now)):
         return Binding(checkout_from_row(row), rejected=True)
     if bound is not None and bound != session:
@@ -150,25 +151,19 @@ def bind_and_lease(ref: str, session: str, owner: str | None, now: float, until:
         # from Amazon: the payment wins. Reopened in this transaction, so no concurrent return reads the cancel.
         row = (yield from run(sql.REOPEN_CANCELED, ref=ref, now=now)).first()
         assert row is not None  # locked (or write-locked) above
-    if bound is None and owner is not None and row["state"] == State.CREATED and _lease_free(row, now):
+    if bound is None and owner is not None and row["state"] == State.CREATED and free:
         # try_lease would succeed (the row is locked): bind and lease in one statement instead of two
-        row = (yield from run(sql.BIND_AND_LEASE, ref=ref, session=session, now=now, owner=owner, until=until)).first()
+        row = (yield from run(sql.BIND_AND_LEASE, ref=ref, session=session, **lease)).first()
         assert row is not None  # locked (or write-locked) above
         return Binding(checkout_from_row(row), newly_bound=True, leased=True)
     if bound is None:
         row = (yield from run(sql.BIND_SESSION, ref=ref, session=session, now=now)).first()
         assert row is not None  # locked (or write-locked) above
     if owner is not None and row["state"] == State.CREATED:
-        leased = (yield from run(sql.TRY_LEASE, ref=ref, owner=owner, now=now, until=until)).first()
+        leased = (yield from run(sql.TRY_LEASE, ref=ref, **lease)).first()
         if leased is not None:
             return Binding(checkout_from_row(leased), newly_bound=bound is None, leased=True)
     return Binding(checkout_from_row(row), newly_bound=bound is None)
-
-
-def _lease_free(row: Row, now: float) -> bool:
-    """TRY_LEASE's `lease_owner IS NULL OR lease_until <= :now`, on a row read in this transaction."""
-    until = row["lease_until"]
-    return row["lease_owner"] is None or (until is not None and until <= now)
 
 
 def transition(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]],

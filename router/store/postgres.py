@@ -35,8 +35,9 @@ Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 log = logging.getLogger("router.store.postgres")
-# A host clock this far from the database server's is warned of at open: a lease is `until` on the clock of
-# whoever took it, so a clock ahead takes other instances' live leases early and one behind waits too long.
+# A host clock this far from the database server's is warned of at open. Checkout leases run on the server's
+# clock (statements.SERVER_NOW), but the times the instances write (updated_at, a checkout's window, the
+# resume schedule, outbox retries and leases) are still their own.
 CLOCK_SKEW_WARNING = 2.0
 # First key of the two-int advisory lock that serialises migrations ("RRTR"); the second is the schema.
 _MIGRATION_LOCK = 0x52525452
@@ -227,15 +228,16 @@ class PostgresStore(SqlStore):
 
 
 async def _warn_of_clock_skew(conn: Conn) -> None:
-    """Leases and their expiry are this host's clock against the other instances': say so if it is off
-    from the database server's (which every instance shares) by more than CLOCK_SKEW_WARNING."""
+    """Say so if this host's clock is off from the database server's (which every instance shares) by more
+    than CLOCK_SKEW_WARNING: the times an instance writes are its own clock's (see CLOCK_SKEW_WARNING)."""
     before = time.time()
     server = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
     after = time.time()
     skew = (before + after) / 2 - server
     if abs(skew) > CLOCK_SKEW_WARNING + (after - before) / 2:
-        log.warning("storage: this host's clock is %.1f s %s the database server's; leases between instances "
-                    "assume clocks that agree (run NTP or chrony on every host)", abs(skew),
+        log.warning("storage: this host's clock is %.1f s %s the database server's; checkout windows, retries "
+                    "and webhook leases between instances assume clocks that agree (run NTP or chrony on every "
+                    "host)", abs(skew),
                     "ahead of" if skew > 0 else "behind")
 
 

@@ -55,6 +55,29 @@ def for_sqlite(text: str) -> str:
     return text
 
 
+# The database server's clock, in Unix seconds, as each statement runs (not the transaction's start).
+SERVER_NOW = "extract(epoch FROM clock_timestamp())"
+# A checkout lease on PostgreSQL is taken and judged on the server's clock, which every instance shares, so
+# a host clock ahead cannot take another instance's live lease early (nor one behind hold a dead one long);
+# `:now` (the caller's clock) still dates the rest. SQLite is one host: its statements keep `:now`.
+_SERVER_CLOCK_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\blease_until <= :now\b"), f"lease_until <= {SERVER_NOW}"),
+    (re.compile(r"\blease_until = :until\b"), f"lease_until = {SERVER_NOW} + :ttl::float8"),
+)
+
+
+def on_server_clock(text: str) -> str:
+    """`text` with its checkout lease taken and compared on the PostgreSQL server's clock."""
+    for pattern, replacement in _SERVER_CLOCK_RULES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def leasing(text: str) -> Statement:
+    """A checkouts statement that takes or respects the finalize lease (see _SERVER_CLOCK_RULES)."""
+    return statement(text, postgres=on_server_clock(text))
+
+
 def statement(text: str, *, postgres: str | None = None) -> Statement:
     pg_text, names = numbered(text if postgres is None else postgres)
     head = text.lstrip().split(None, 1)[0].upper()
@@ -71,20 +94,24 @@ INSERT_CHECKOUT = statement(
 )
 GET_CHECKOUT = statement("SELECT * FROM checkouts WHERE ref = :ref")
 LOCK_CHECKOUT = statement("SELECT * FROM checkouts WHERE ref = :ref FOR UPDATE")
+# The same, with whether the lease is free (TRY_LEASE's test) judged by the database in this statement.
+LOCK_FOR_LEASE = leasing(
+    "SELECT *, (lease_owner IS NULL OR lease_until <= :now) AS lease_free FROM checkouts WHERE ref = :ref FOR UPDATE"
+)
 CHECKOUT_EXISTS = statement("SELECT 1 FROM checkouts WHERE ref = :ref")
 BIND_SESSION = statement(
     "UPDATE checkouts SET checkout_session_id = :session, updated_at = :now WHERE ref = :ref RETURNING *"
 )
 # An unbound checkout whose lease is free, bound and leased at once (the row is locked, so whether the
 # lease is free was read in the same transaction).
-BIND_AND_LEASE = statement("""
+BIND_AND_LEASE = leasing("""
 UPDATE checkouts SET checkout_session_id = :session, updated_at = :now, lease_owner = :owner, lease_until = :until
 WHERE ref = :ref RETURNING *""")
 # Back to `created` from a cancel-URL cancel (unbound), when the buyer returns from Amazon after all.
 REOPEN_CANCELED = statement("""
 UPDATE checkouts SET state = 'created', updated_at = :now, version = version + 1
 WHERE ref = :ref AND state = 'canceled' AND checkout_session_id IS NULL RETURNING *""")
-TRY_LEASE = statement("""
+TRY_LEASE = leasing("""
 UPDATE checkouts SET lease_owner = :owner, lease_until = :until
 WHERE ref = :ref AND state IN ('created', 'pending') AND (lease_owner IS NULL OR lease_until <= :now)
 RETURNING *""")
@@ -107,17 +134,17 @@ WHERE ref = :ref"""
 # With an owner: that owner must still hold the lease (nobody took it over, even if it expired).
 TRANSITION_OWNED = statement(_TRANSITION_SET + " AND lease_owner = :owner::text RETURNING *")
 # Without one: nobody may hold an unexpired lease.
-TRANSITION_FREE = statement(_TRANSITION_SET + " AND (lease_owner IS NULL OR lease_until <= :now) RETURNING *")
+TRANSITION_FREE = leasing(_TRANSITION_SET + " AND (lease_owner IS NULL OR lease_until <= :now) RETURNING *")
 # Only a checkout still created, bound to no session and not leased, as read in this very statement:
 # a cancel-URL visit, or the expiry of one past its window (never a row another instance bound, paid
 # or canceled since the caller listed it).
 _UNBOUND_CREATED = """ AND state = 'created' AND checkout_session_id IS NULL
     AND (lease_owner IS NULL OR lease_until <= :now)"""
-CANCEL_UNBOUND = statement(_TRANSITION_SET + _UNBOUND_CREATED + " RETURNING *")
-EXPIRE_UNBOUND = statement(_TRANSITION_SET + _UNBOUND_CREATED + " AND expires_at <= :now RETURNING *")
+CANCEL_UNBOUND = leasing(_TRANSITION_SET + _UNBOUND_CREATED + " RETURNING *")
+EXPIRE_UNBOUND = leasing(_TRANSITION_SET + _UNBOUND_CREATED + " AND expires_at <= :now RETURNING *")
 
 # One page, oldest update first; the next page starts after (:after_at, :after_ref) (keyset paging).
-LIST_CHECKOUTS = statement("""
+LIST_CHECKOUTS = leasing("""
 SELECT * FROM checkouts
 WHERE state = ANY(:states::text[])
   AND (lease_owner IS NULL OR lease_until <= :now)
@@ -127,7 +154,7 @@ WHERE state = ANY(:states::text[])
 ORDER BY updated_at, ref
 LIMIT :limit""")
 # Unbound checkouts past their window (bound ones are Amazon's to settle: DUE_RESUMES), soonest first.
-LIST_EXPIRED_UNBOUND = statement("""
+LIST_EXPIRED_UNBOUND = leasing("""
 SELECT * FROM checkouts
 WHERE state = 'created' AND checkout_session_id IS NULL AND expires_at <= :now
   AND (lease_owner IS NULL OR lease_until <= :now)
@@ -197,7 +224,7 @@ RELEASE_LEASES = tuple(
 
 # --- resume schedule -------------------------------------------------------------------------------
 
-DUE_RESUMES = statement("""
+DUE_RESUMES = leasing("""
 SELECT * FROM checkouts
 WHERE state = 'created' AND checkout_session_id IS NOT NULL
   AND (lease_owner IS NULL OR lease_until <= :now)

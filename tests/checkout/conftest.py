@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -19,7 +20,7 @@ from router.amazon_pay import AmazonPayClient, ClientConfig, RetryPolicy, create
 from router.amazon_pay.emulator.app import Emulator
 from router.amazon_pay.emulator.state import Price, Session, SessionSpec
 from router.amazon_pay.keys import load_private_key, load_public_key
-from tests.support.stores import backend, store  # noqa: F401  (fixtures: both backends)
+from tests.support.stores import backend, pg_backend, store  # noqa: F401  (fixtures: both backends, PostgreSQL)
 
 KEY_ID = "SANDBOX-CHECKOUT-MODEL"
 BASE = "http://amazon-pay-emulator.invalid"
@@ -47,13 +48,15 @@ class Clock:
 class Faults(httpx.AsyncBaseTransport):
     """5xx / 429: Amazon refuses; timeout: no answer, nothing done; lost: Amazon acts, the answer is lost;
     error: the transport raises something that is not an httpx error; delayed: the answer arrives after
-    `delay` seconds of the service's clock (longer than a lease)."""
+    `delay` seconds of the service's clock (longer than a lease), and `on_delay(delay)` is awaited (leases
+    on the PostgreSQL server's clock, which the test cannot move, are aged by it)."""
 
     inner: httpx.AsyncBaseTransport
     clock: Clock
     delay: float = 0.0
     queue: deque[str] = field(default_factory=deque)
     sent: int = 0
+    on_delay: Callable[[float], Awaitable[None]] | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         fault = self.queue.popleft() if self.queue else None
@@ -72,6 +75,8 @@ class Faults(httpx.AsyncBaseTransport):
             raise httpx.ReadTimeout("injected: answer lost after Amazon acted", request=request)
         if fault == "delayed":
             self.clock.now += self.delay
+            if self.on_delay is not None:
+                await self.on_delay(self.delay)
         return response
 
 

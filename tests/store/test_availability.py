@@ -221,7 +221,8 @@ async def test_a_host_clock_off_from_the_database_servers_is_warned_of(
     pg_backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, offset: float,
     said: str | None,
 ) -> None:
-    """Leases compare each instance's own clock: one 30 s ahead took another instance's live lease."""
+    """Finalize leases run on the server's clock (test_lease_clock.py), but the other times an instance writes
+    (checkout windows, retries, webhook leases) are its own: a clock 30 s off is said at open."""
     real = time.time
     monkeypatch.setattr("router.store.postgres.time.time", lambda: real() + offset)
     store = open_store(pg_backend.url)

@@ -6,7 +6,7 @@ import pytest
 
 from router.checkout.model import STATES, DuplicateRef, LeaseLost, NotFound, SessionConflict, State
 from router.store.base import Store, StoreError
-from tests.support.stores import checkout, event
+from tests.support.stores import Backend, age_leases, checkout, event, lease_ends
 
 
 async def test_create_and_get_round_trip_every_field(store: Store) -> None:
@@ -81,13 +81,13 @@ async def test_bind_once_same_pair_noop_and_conflicts(store: Store) -> None:
     assert await store.get_checkout("a") == bound
 
 
-async def test_bind_and_lease_in_one_transaction(store: Store) -> None:
+async def test_bind_and_lease_in_one_transaction(store: Store, backend: Backend) -> None:
     await store.create_checkout(checkout("a"))
     await store.create_checkout(checkout("b"))
     first = await store.bind_and_lease("a", "sess-a", "w1", now=1100.0, ttl=30.0)
     assert first.newly_bound and first.leased and not first.rejected
     assert first.checkout.checkout_session_id == "sess-a" and first.checkout.lease_owner == "w1"
-    assert first.checkout.lease_until == 1130.0
+    assert lease_ends(backend, first.checkout.lease_until, 1100.0, 30.0)
 
     again = await store.bind_and_lease("a", "sess-a", "w2", now=1110.0, ttl=30.0)  # w1 holds the lease
     assert not again.newly_bound and not again.leased and again.checkout.lease_owner == "w1"
@@ -134,34 +134,41 @@ async def test_bind_and_lease_leaves_a_rejected_pair_and_leases_only_created(sto
     assert not again.newly_bound and not again.leased and again.checkout.state == State.CANCELED
 
 
-async def test_bind_and_lease_takes_only_a_free_or_expired_lease_of_an_unbound_checkout(store: Store) -> None:
+async def test_bind_and_lease_takes_only_a_free_or_expired_lease_of_an_unbound_checkout(
+    store: Store, backend: Backend
+) -> None:
     for ref in ("held", "expired", "edge"):
         await store.create_checkout(checkout(ref))
         assert await store.try_lease(ref, "other", now=1000.0, ttl=30.0) is not None  # leased, still unbound
+    await age_leases(backend, 29.0)
     held = await store.bind_and_lease("held", "sess-h", "w1", now=1029.0, ttl=30.0)
     assert held.newly_bound and not held.leased
-    assert (held.checkout.checkout_session_id, held.checkout.lease_owner, held.checkout.lease_until) == (
-        "sess-h", "other", 1030.0)
+    assert (held.checkout.checkout_session_id, held.checkout.lease_owner) == ("sess-h", "other")
+    assert lease_ends(backend, held.checkout.lease_until, 1000.0, 30.0 - (backend.name == "postgres") * 29.0)
+    await age_leases(backend, 1.0)
     for ref, now in (("expired", 1031.0), ("edge", 1030.0)):  # lease_until <= now: expired
         taken = await store.bind_and_lease(ref, f"sess-{ref}", "w1", now=now, ttl=30.0)
         assert taken.newly_bound and taken.leased
-        assert (taken.checkout.checkout_session_id, taken.checkout.lease_owner, taken.checkout.lease_until) == (
-            f"sess-{ref}", "w1", now + 30.0)
+        assert (taken.checkout.checkout_session_id, taken.checkout.lease_owner) == (f"sess-{ref}", "w1")
+        assert lease_ends(backend, taken.checkout.lease_until, now, 30.0)
         assert taken.checkout.updated_at == now and taken.checkout == await store.get_checkout(ref)
 
 
-async def test_lease_is_exclusive_until_it_expires(store: Store) -> None:
+async def test_lease_is_exclusive_until_it_expires(store: Store, backend: Backend) -> None:
     await store.create_checkout(checkout("l"))
     leased = await store.try_lease("l", "w1", now=2000.0, ttl=30.0)
-    assert leased is not None and leased.lease_owner == "w1" and leased.lease_until == 2030.0
+    assert leased is not None and leased.lease_owner == "w1" and lease_ends(backend, leased.lease_until, 2000.0, 30.0)
     assert leased.version == 0  # a lease is not a transition
 
+    await age_leases(backend, 10.0)
     assert await store.try_lease("l", "w2", now=2010.0, ttl=30.0) is None
     assert await store.try_lease("l", "w1", now=2010.0, ttl=30.0) is None  # not re-entrant either
+    await age_leases(backend, 19.0)  # the server's clock moves on between statements: no 1 ms edge there
     assert await store.try_lease("l", "w2", now=2029.999, ttl=30.0) is None
 
+    await age_leases(backend, 1.0)
     taken = await store.try_lease("l", "w2", now=2030.0, ttl=30.0)  # lease_until <= now: expired
-    assert taken is not None and taken.lease_owner == "w2" and taken.lease_until == 2060.0
+    assert taken is not None and taken.lease_owner == "w2" and lease_ends(backend, taken.lease_until, 2030.0, 30.0)
 
 
 async def test_lease_only_in_created_or_pending(store: Store) -> None:
@@ -213,9 +220,10 @@ async def test_transition_clears_a_field_with_none_and_bumps_version_each_time(s
     assert second.version == 2 and second.state == State.AUTHORIZED
 
 
-async def test_transition_lease_lost_writes_nothing(store: Store) -> None:
+async def test_transition_lease_lost_writes_nothing(store: Store, backend: Backend) -> None:
     await store.create_checkout(checkout("ll"))
     await store.try_lease("ll", "w1", now=2000.0, ttl=10.0)
+    await age_leases(backend, 10.0)
     await store.try_lease("ll", "w2", now=2010.0, ttl=10.0)  # w1's lease expired and w2 took it
     with pytest.raises(LeaseLost):
         await store.transition("ll", owner="w1", now=2011.0, state=State.COMPLETED, events=[event("lost")])
@@ -236,12 +244,13 @@ async def test_transition_by_owner_after_expiry_if_nobody_took_over(store: Store
     assert done.state == State.COMPLETED
 
 
-async def test_transition_without_owner(store: Store) -> None:
+async def test_transition_without_owner(store: Store, backend: Backend) -> None:
     await store.create_checkout(checkout("free"))
     await store.try_lease("free", "w1", now=2000.0, ttl=10.0)
     with pytest.raises(LeaseLost):  # someone holds an unexpired lease
         await store.transition("free", owner=None, now=2005.0, state=State.CANCELED, events=[event("c1")])
     assert await store.get_event("c1") is None
+    await age_leases(backend, 10.0)
     canceled = await store.transition("free", owner=None, now=2010.0, state=State.CANCELED, events=[event("c1")])
     assert canceled.state == State.CANCELED and canceled.version == 1
     assert await store.get_event("c1") is not None
@@ -285,7 +294,7 @@ async def test_transition_to_a_session_bound_elsewhere_conflicts(store: Store) -
         await store.create_checkout(checkout("s3", checkout_session_id="sess-1"))
 
 
-async def test_list_checkouts_filters_and_order(store: Store) -> None:
+async def test_list_checkouts_filters_and_order(store: Store, backend: Backend) -> None:
     await store.create_checkout(checkout("old", state=State.PENDING, updated_at=10.0, checkout_session_id="s-old"))
     await store.create_checkout(checkout("new", state=State.PENDING, updated_at=30.0, checkout_session_id="s-new"))
     await store.create_checkout(checkout("mid", state=State.CREATED, updated_at=20.0, checkout_session_id="s-mid"))
@@ -300,7 +309,6 @@ async def test_list_checkouts_filters_and_order(store: Store) -> None:
         return [c.ref for c in items]
 
     assert refs(await store.list_checkouts([State.PENDING, State.CREATED], now=100.0)) == ["old", "mid", "new"]
-    assert refs(await store.list_checkouts([State.PENDING], now=150.0)) == ["leased", "old", "new"]  # lease expired
     assert refs(await store.list_checkouts([State.PENDING], now=100.0, bound_only=False)) == [
         "unbound",
         "old",
@@ -308,6 +316,8 @@ async def test_list_checkouts_filters_and_order(store: Store) -> None:
     ]
     assert refs(await store.list_checkouts([State.PENDING, State.CREATED], now=100.0, limit=2)) == ["old", "mid"]
     assert refs(await store.list_checkouts([State.COMPLETED], now=100.0)) == ["done"]
+    await age_leases(backend, 50.0)
+    assert refs(await store.list_checkouts([State.PENDING], now=150.0)) == ["leased", "old", "new"]  # lease expired
     assert await store.list_checkouts([], now=100.0) == []
     with pytest.raises(ValueError):
         await store.list_checkouts(["bogus"], now=100.0)

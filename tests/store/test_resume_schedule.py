@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from router.checkout.model import State
 from router.store.base import Store
-from tests.support.stores import Backend, checkout
+from tests.support.stores import Backend, age_leases, checkout
 
 RESUME_AFTER = 15.0
 
@@ -46,7 +46,7 @@ async def test_only_one_of_two_instances_claims_a_slot(store: Store) -> None:
     assert not await store.claim_resume("missing", 0, 2000.0)
 
 
-async def test_leased_finished_and_expired_checkouts(store: Store) -> None:
+async def test_leased_finished_and_expired_checkouts(store: Store, backend: Backend) -> None:
     await bound(store, "leased", "S01-leased")
     await bound(store, "done", "S01-done")
     await bound(store, "expired", "S01-expired", expires_at=1100.0)
@@ -55,6 +55,7 @@ async def test_leased_finished_and_expired_checkouts(store: Store) -> None:
     assert await store.try_lease("leased", "owner-1", 1002.0, 200.0) is not None
     assert await due_refs(store, 1050.0) == []
     assert await due_refs(store, 1100.0) == []
+    await age_leases(backend, 200.0)
     assert await due_refs(store, 1202.0) == ["leased"]  # the lease ran out
     assert sorted(await due_refs(store, 1300.0)) == ["expired", "leased"]
     assert not await store.claim_resume("done", 0, 2000.0)  # finished: nothing to schedule

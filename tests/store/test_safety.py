@@ -20,7 +20,7 @@ from router.checkout.model import Checkout, State
 from router.store import open_store
 from router.store.base import REJECTED_PER_REF, NewEvent, Store, StoreUnavailable
 from tests.store.tcp_proxy import TcpProxy
-from tests.support.stores import PG_DSN, Backend, checkout, event, postgres_backend
+from tests.support.stores import PG_DSN, Backend, age_leases, checkout, event, postgres_backend
 
 CANCELED = {"reason_code": "BuyerCanceled"}
 
@@ -57,7 +57,7 @@ async def _count(backend: Backend, table: str) -> int:
         await conn.close()
 
 
-async def test_cancel_unbound_cancels_only_an_unbound_unleased_created_checkout(store: Store) -> None:
+async def test_cancel_unbound_cancels_only_an_unbound_unleased_created_checkout(store: Store, backend: Backend) -> None:
     for ref in ("free", "bound", "leased", "done"):
         await store.create_checkout(checkout(ref))
     await store.bind_session("bound", "session-bound", now=1.0)
@@ -73,6 +73,7 @@ async def test_cancel_unbound_cancels_only_an_unbound_unleased_created_checkout(
         assert not await store.has_event(ref, "checkout.canceled")  # nothing written
     assert (await store.get_checkout("bound")).state == State.CREATED  # type: ignore[union-attr]
     # An expired lease does not protect the checkout any more.
+    await age_leases(backend, 10.0)
     assert await store.cancel_unbound("leased", 20.0, CANCELED, []) is not None
 
 

@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -146,6 +147,24 @@ class StoreWrapper:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+# --- leases: the caller's clock on SQLite, the database server's on PostgreSQL ---------------------------
+
+
+async def age_leases(backend: Backend, seconds: float) -> None:
+    """Every checkout lease `seconds` nearer its end, as its clock would move it: on PostgreSQL the server's,
+    which a test cannot set; on SQLite the test's own `now`, which the test moves itself (nothing to do)."""
+    if backend.name == "postgres":
+        await backend.execute(f"UPDATE checkouts SET lease_until = lease_until - {float(seconds)!r}")
+
+
+def lease_ends(backend: Backend, until: float | None, now: float, ttl: float) -> bool:
+    """`until` ends a lease of `ttl` s taken at `now` (SQLite), or just now on the server's clock (PostgreSQL,
+    on this host in tests: a few seconds' margin)."""
+    if backend.name == "sqlite":
+        return until == now + ttl
+    return until is not None and abs(until - (time.time() + ttl)) < 5.0
 
 
 def checkout(ref: str = "ref-1", **fields: Any) -> Checkout:
