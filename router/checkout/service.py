@@ -51,8 +51,9 @@ from router.checkout.model import (
     is_session_id,
 )
 from router.checkout.probes import SessionTries
+from router.checkout.unsure import UnsureLeases
 from router.redact import mask
-from router.store.base import NewEvent, Store
+from router.store.base import Binding, NewEvent, Store, StoreUnavailable
 
 log = logging.getLogger("router.checkout.service")
 
@@ -81,6 +82,7 @@ class CheckoutService:
         self.on_event = on_event  # called after an event is stored, e.g. to wake the webhook worker at once
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
         self.tries = SessionTries()  # new session ids per order: each costs Amazon a call
+        self.unsure = UnsureLeases(lease_seconds)  # our own leases a lost COMMIT may have left in the store
 
     # --- merchant ---------------------------------------------------------------------------------
 
@@ -116,7 +118,8 @@ class CheckoutService:
         if fresh and leased and not self.tries.take(ref, self.clock()):
             # Past the tries at once, in a race with another new id of this order's (the check above saw
             # room for one): this one waits. Nothing was sent with it (this call bound it): unbound again.
-            await self._unbind(first)
+            with self.unsure.holding(ref):  # our lease, held outside a leader
+                await self._unbind(first)
             raise Busy(ref)
 
         async def join_or_lead(attempt: int) -> Outcome | None:
@@ -142,8 +145,7 @@ class CheckoutService:
         owner = None if ref in self._inflight else self.owner  # a local leader is at work: join it below
         for again in (True, False):
             try:
-                binding = await self.store.bind_and_lease(ref, checkout_session_id, owner, self.clock(),
-                                                          self.lease_seconds)
+                binding = await self._bind_and_lease(ref, checkout_session_id, owner)
                 break
             except NotFound:
                 raise UnknownRef(ref) from None
@@ -162,6 +164,17 @@ class CheckoutService:
         if binding.rejected:
             return Outcome(binding.checkout, error=OutcomeError.UNKNOWN_SESSION)  # a repeated probe: no Amazon call
         return binding.checkout, binding.leased, binding.newly_bound  # a cancel-URL cancel was reopened there
+
+    async def _bind_and_lease(self, ref: str, checkout_session_id: str, owner: str | None) -> Binding:
+        """The store's bind_and_lease; with an owner, taking back our own lease a lost COMMIT left (unsure)."""
+        if owner is None:
+            return await self.store.bind_and_lease(ref, checkout_session_id, None, self.clock(), self.lease_seconds)
+        with self.unsure.taking(ref, leading=ref in self._inflight) as reclaim:
+            binding = await self.store.bind_and_lease(ref, checkout_session_id, owner, self.clock(),
+                                                      self.lease_seconds, reclaim=reclaim)
+        if binding.leased or reclaim:
+            self.unsure.settled(ref)
+        return binding
 
     async def _wait_unless_bound(self, ref: str, checkout_session_id: str) -> None:
         """This order tried new session ids too often just now (router/checkout/probes.py): a new one waits
@@ -198,8 +211,7 @@ class CheckoutService:
         except Exception as exc:
             # Whatever failed, the lease must not outlive this call: a bound checkout is then resumed by
             # the reconciler with the same key (or the next return), never left locked.
-            with contextlib.suppress(Exception):
-                await self.store.release_lease(checkout.ref, self.owner)
+            await self._release_after_failure(checkout.ref)
             future.set_exception(exc)
             future.exception()
             raise
@@ -210,6 +222,15 @@ class CheckoutService:
         finally:
             if self._inflight.get(checkout.ref) is future:
                 del self._inflight[checkout.ref]
+
+    async def _release_after_failure(self, ref: str) -> None:
+        """Release our lease, come what may (the failure being handled is the one to raise); if the store
+        cannot say it did, the next attempt takes it back."""
+        with contextlib.suppress(Exception):
+            try:
+                await self.store.release_lease(ref, self.owner)
+            except StoreUnavailable:
+                self.unsure.unsure(ref)
 
     async def _settled_meanwhile(self, failed: Outcome) -> Outcome:
         """No answer from Amazon in time; but if our lease ran out meanwhile (this process paused past it),
@@ -525,10 +546,13 @@ class CheckoutService:
     async def _lease_in(self, ref: str, state: State) -> Checkout | None:
         """The lease, if free, of a checkout that is (still) in `state` as the lease is taken: a row
         listed earlier may have moved on since (another instance finalized or settled it)."""
-        leased = await self.store.try_lease(ref, self.owner, self.clock(), self.lease_seconds)
-        if leased is not None and leased.state != state:
-            await self.store.release_lease(ref, self.owner)
-            return None
+        with self.unsure.taking(ref, leading=ref in self._inflight) as reclaim:
+            leased = await self.store.try_lease(ref, self.owner, self.clock(), self.lease_seconds, reclaim=reclaim)
+            if leased is not None or reclaim:
+                self.unsure.settled(ref)
+            if leased is not None and leased.state != state:
+                await self.store.release_lease(ref, self.owner)
+                return None
         return leased
 
     async def resume(self, checkout: Checkout) -> Checkout:

@@ -124,17 +124,22 @@ class Store(Protocol):
         """
 
     async def bind_and_lease(self, ref: str, checkout_session_id: str, owner: str | None, now: float,
-                             ttl: float) -> Binding:
+                             ttl: float, *, reclaim: bool = False) -> Binding:
         """A buyer's return in one transaction: bind as bind_session (same errors), then, with an `owner`
         and the checkout still `created`, try_lease. An unbound `canceled` checkout (the cancel URL's) is
         reopened to `created` in the same transaction: the buyer returned from Amazon after all. An
-        unbound ref whose pair Amazon rejected (session_rejected) is left as it is: `rejected`."""
+        unbound ref whose pair Amazon rejected (session_rejected) is left as it is: `rejected`. `reclaim` as
+        in try_lease."""
 
-    async def try_lease(self, ref: str, owner: str, now: float, ttl: float) -> Checkout | None:
+    async def try_lease(self, ref: str, owner: str, now: float, ttl: float, *, reclaim: bool = False
+                        ) -> Checkout | None:
         """Take the finalize lease atomically, or return None.
 
         Succeeds only when the checkout is in state `created` or `pending` and nobody holds an
-        unexpired lease (lease_until > now). The returned checkout shows the new lease.
+        unexpired lease (lease_until > now; on PostgreSQL the lease runs on the database server's clock,
+        not `now`). The returned checkout shows the new lease. Not re-entrant, but with `reclaim` `owner`
+        takes its own unexpired lease of a `created` checkout back: one a write whose outcome it never
+        heard (the connection lost during COMMIT) may have left, when it knows it holds none itself.
         """
 
     async def release_lease(self, ref: str, owner: str) -> None:

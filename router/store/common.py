@@ -67,14 +67,15 @@ class SqlStore:
         return await self._flow(partial(flows.bind_session, ref, checkout_session_id, now), "transaction")
 
     async def bind_and_lease(self, ref: str, checkout_session_id: str, owner: str | None, now: float,
-                             ttl: float) -> Binding:
+                             ttl: float, *, reclaim: bool = False) -> Binding:
         if not checkout_session_id:
             raise ValueError("checkout_session_id must be a non-empty string")
-        flow = partial(flows.bind_and_lease, ref, checkout_session_id, owner, now, ttl)
+        flow = partial(flows.bind_and_lease, ref, checkout_session_id, owner, now, ttl, reclaim)
         return await self._flow(flow, "transaction")
 
-    async def try_lease(self, ref: str, owner: str, now: float, ttl: float) -> Checkout | None:
-        flow = partial(flows.checkouts, sql.TRY_LEASE, ref=ref, owner=owner, now=now, until=now + ttl, ttl=ttl)
+    async def try_lease(self, ref: str, owner: str, now: float, ttl: float, *, reclaim: bool = False
+                        ) -> Checkout | None:
+        flow = partial(flows.checkouts, sql.TRY_LEASE, ref=ref, **flows.lease_params(owner, now, ttl, reclaim))
         found = await self._flow(flow, "write")
         return found[0] if found else None
 

@@ -131,10 +131,16 @@ def bind_session(ref: str, session: str, now: float) -> Flow[Checkout]:
     return checkout_from_row(row)
 
 
-def bind_and_lease(ref: str, session: str, owner: str | None, now: float, ttl: float) -> Flow[Binding]:
+def lease_params(owner: str | None, now: float, ttl: float, reclaim: bool) -> dict[str, Any]:
+    """TRY_LEASE's parameters (until: SQLite's, ttl: PostgreSQL's, which ends it on the server's clock)."""
+    return {"owner": owner, "now": now, "until": now + ttl, "ttl": ttl, "reclaim": owner if reclaim else None}
+
+
+def bind_and_lease(ref: str, session: str, owner: str | None, now: float, ttl: float,
+                   reclaim: bool = False) -> Flow[Binding]:
     """bind_session, then (with an owner, still created) try_lease: one transaction for a buyer's return."""
-    lease = {"owner": owner, "now": now, "until": now + ttl, "ttl": ttl}  # until: SQLite's; ttl: PostgreSQL's
-    row = (yield from run(sql.LOCK_FOR_LEASE, ref=ref, now=now)).first()
+    lease = lease_params(owner, now, ttl, reclaim)
+    row = (yield from run(sql.LOCK_FOR_LEASE, ref=ref, now=now, reclaim=lease["reclaim"])).first()
     if row is None:
         raise NotFound("unknown checkout ref")
     bound, free = row["checkout_session_id"], bool(row["lease_free"])  # free: judged by the database (its clock)

@@ -94,9 +94,13 @@ INSERT_CHECKOUT = statement(
 )
 GET_CHECKOUT = statement("SELECT * FROM checkouts WHERE ref = :ref")
 LOCK_CHECKOUT = statement("SELECT * FROM checkouts WHERE ref = :ref FOR UPDATE")
-# The same, with whether the lease is free (TRY_LEASE's test) judged by the database in this statement.
+# A lease TRY_LEASE may take: free, expired, or (`:reclaim`, an owner, else NULL) that owner's own on a checkout
+# still created, which a write whose COMMIT outcome it never heard may have left there (see try_lease).
+_LEASE_FREE = """(lease_owner IS NULL OR lease_until <= :now
+    OR (lease_owner = :reclaim::text AND state = 'created'))"""
+# LOCK_CHECKOUT, with whether the lease is free (TRY_LEASE's test) judged by the database in this statement.
 LOCK_FOR_LEASE = leasing(
-    "SELECT *, (lease_owner IS NULL OR lease_until <= :now) AS lease_free FROM checkouts WHERE ref = :ref FOR UPDATE"
+    f"SELECT *, {_LEASE_FREE} AS lease_free FROM checkouts WHERE ref = :ref FOR UPDATE"  # noqa: S608
 )
 CHECKOUT_EXISTS = statement("SELECT 1 FROM checkouts WHERE ref = :ref")
 BIND_SESSION = statement(
@@ -111,10 +115,10 @@ WHERE ref = :ref RETURNING *""")
 REOPEN_CANCELED = statement("""
 UPDATE checkouts SET state = 'created', updated_at = :now, version = version + 1
 WHERE ref = :ref AND state = 'canceled' AND checkout_session_id IS NULL RETURNING *""")
-TRY_LEASE = leasing("""
+TRY_LEASE = leasing(f"""
 UPDATE checkouts SET lease_owner = :owner, lease_until = :until
-WHERE ref = :ref AND state IN ('created', 'pending') AND (lease_owner IS NULL OR lease_until <= :now)
-RETURNING *""")
+WHERE ref = :ref AND state IN ('created', 'pending') AND {_LEASE_FREE}
+RETURNING *""")  # noqa: S608
 RELEASE_LEASE = statement(
     "UPDATE checkouts SET lease_owner = NULL, lease_until = NULL WHERE ref = :ref AND lease_owner = :owner"
 )

@@ -230,8 +230,8 @@ async def test_after_a_cancel_two_simultaneous_returns_both_see_the_payment(
     bound, go = asyncio.Event(), asyncio.Event()
 
     class PausedAfterBind(StoreWrapper):
-        async def bind_and_lease(self, *args: Any) -> Binding:
-            binding: Binding = await self.inner.bind_and_lease(*args)
+        async def bind_and_lease(self, *args: Any, **options: Any) -> Binding:
+            binding: Binding = await self.inner.bind_and_lease(*args, **options)
             bound.set()
             await go.wait()
             return binding

@@ -66,3 +66,56 @@ class TcpProxy:
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()  # one side closed (or died): the other sees it, as on a real network
+
+
+class CommitCutter(TcpProxy):
+    """`cut_after_commit()`: the next COMMIT reaches the server, and that connection is cut before its answer
+    comes back, so the server commits and the client never hears it (the outcome is unknown to it)."""
+
+    COMMIT = b"Q\x00\x00\x00\x0cCOMMIT;\x00"  # asyncpg's COMMIT: a simple Query message
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__(target_host, target_port)
+        self._armed = False
+        self.cuts = 0
+
+    def cut_after_commit(self) -> None:
+        self._armed = True
+
+    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            server_reader, server_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            client_writer.transport.abort()
+            return
+        self._writers.update((client_writer, server_writer))
+        committed = asyncio.Event()  # this connection's COMMIT went out: its answer is dropped with it
+        pumps = (self._to_server(client_reader, server_writer, committed),
+                 self._to_client(server_reader, client_writer, committed, server_writer))
+        for pump in pumps:
+            task = asyncio.create_task(pump)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _to_server(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         committed: asyncio.Event) -> None:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while data := await reader.read(65536):
+                if self._armed and self.COMMIT in data:
+                    self._armed = False
+                    committed.set()
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
+
+    async def _to_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         committed: asyncio.Event, server: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while data := await reader.read(65536):
+                if committed.is_set():  # the server's answer to the COMMIT: it committed; nobody hears it
+                    self.cuts += 1
+                    break
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
+        server.transport.abort()

@@ -171,6 +171,25 @@ async def test_lease_is_exclusive_until_it_expires(store: Store, backend: Backen
     assert taken is not None and taken.lease_owner == "w2" and lease_ends(backend, taken.lease_until, 2030.0, 30.0)
 
 
+async def test_reclaim_takes_back_only_the_owners_own_lease_of_a_created_checkout(store: Store) -> None:
+    """What a write whose COMMIT outcome was never heard may have left: its owner takes it back at once."""
+    for ref in ("mine", "theirs", "pending", "unbound"):
+        await store.create_checkout(checkout(ref, state=State.PENDING if ref == "pending" else State.CREATED))
+        assert await store.try_lease(ref, "theirs" if ref == "theirs" else "me", now=2000.0, ttl=30.0) is not None
+    assert await store.try_lease("mine", "me", now=2001.0, ttl=30.0) is None  # not re-entrant without reclaim
+    again = await store.try_lease("mine", "me", now=2001.0, ttl=30.0, reclaim=True)
+    assert again is not None and again.lease_owner == "me"
+    assert await store.try_lease("theirs", "me", now=2001.0, ttl=30.0, reclaim=True) is None  # another's
+    assert await store.try_lease("pending", "me", now=2001.0, ttl=30.0, reclaim=True) is None  # a refresher's
+    assert not (await store.bind_and_lease("unbound", "sess-u", "me", now=2001.0, ttl=30.0)).leased
+    rebound = await store.bind_and_lease("unbound", "sess-u", "me", now=2001.0, ttl=30.0, reclaim=True)
+    assert rebound.leased and rebound.checkout.lease_owner == "me" and not rebound.newly_bound
+    fresh = await store.bind_and_lease("mine", "sess-m", "me", now=2001.0, ttl=30.0, reclaim=True)
+    assert fresh.leased and fresh.newly_bound and fresh.checkout.checkout_session_id == "sess-m"
+    taken = await store.bind_and_lease("theirs", "sess-t", "me", now=2001.0, ttl=30.0, reclaim=True)
+    assert taken.newly_bound and not taken.leased and taken.checkout.lease_owner == "theirs"
+
+
 async def test_lease_only_in_created_or_pending(store: Store) -> None:
     for state in STATES:
         await store.create_checkout(checkout(f"s-{state}", state=state))
