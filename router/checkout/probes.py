@@ -1,4 +1,7 @@
-"""How often one order may try a session id it has never tried: each costs Amazon a finalize call. Pure.
+"""How often one order may make us call Amazon for whoever holds its ref: each call is from the quota
+every buyer shares. Pure.
+
+New session ids (SessionTries): each costs Amazon a finalize call.
 
 A return binds the session id it carries to the order and finalizes it. A genuine order tries one id
 (its buyer's) and is done; whoever holds a ref (their own order's, or one they saw) can send made-up ids
@@ -18,6 +21,9 @@ from __future__ import annotations
 FREE_TRIES = 3  # new session ids an order may try at once: the buyer's own, and room for a stale link
 TRY_INTERVAL = 10.0  # seconds between further tries of one order
 MAX_TRACKED = 10_000  # refs remembered; the oldest tried is forgotten first (it starts afresh)
+# Seconds between the reads of a pending order its page or app can cause (PendingLooks): under the 5 s the
+# pending page's refresh and the app API's Retry-After ask for, so a client that waits as told always looks.
+LOOK_INTERVAL = 4.0
 
 
 class SessionTries:
@@ -47,3 +53,23 @@ class SessionTries:
         if len(self._tries) > self.tracked:
             del self._tries[next(iter(self._tries))]
         return allowed
+
+
+class PendingLooks:
+    """`due(ref, now)`: whether a buyer's page or app asking about pending `ref` may ask Amazon now (and
+    counts it if so): a reload loop on one's own pending order would spend getCharge tokens every buyer
+    shares. Between looks it gets the stored state; the reconciler polls every pending order on its own."""
+
+    def __init__(self, interval: float = LOOK_INTERVAL, tracked: int = MAX_TRACKED) -> None:
+        self.interval, self.tracked = interval, tracked
+        self._last: dict[str, float] = {}  # ref → when it last asked, the most recent last
+
+    def due(self, ref: str, now: float) -> bool:
+        last = self._last.pop(ref, None)
+        if last is not None and now - last < self.interval:
+            self._last[ref] = last
+            return False
+        self._last[ref] = now
+        if len(self._last) > self.tracked:
+            del self._last[next(iter(self._last))]
+        return True

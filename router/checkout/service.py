@@ -50,7 +50,7 @@ from router.checkout.model import (
     is_ref,
     is_session_id,
 )
-from router.checkout.probes import SessionTries
+from router.checkout.probes import PendingLooks, SessionTries
 from router.checkout.unsure import UnsureLeases
 from router.redact import mask
 from router.store.base import Binding, NewEvent, Store, StoreUnavailable
@@ -82,6 +82,7 @@ class CheckoutService:
         self.on_event = on_event  # called after an event is stored, e.g. to wake the webhook worker at once
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
         self.tries = SessionTries()  # new session ids per order: each costs Amazon a call
+        self.looks = PendingLooks()  # a pending order's buyer-caused reads of Amazon
         self.unsure = UnsureLeases(lease_seconds)  # our own leases a lost COMMIT may have left in the store
 
     # --- merchant ---------------------------------------------------------------------------------
@@ -493,6 +494,13 @@ class CheckoutService:
             if self.on_event is not None:
                 self.on_event()
         return checkout, canceled
+
+    async def look_pending(self, checkout: Checkout) -> Checkout:
+        """A buyer's page or app asks about a checkout: if pending, refresh_pending, at most once an interval
+        per order (router/checkout/probes.py); between, the checkout as stored."""
+        if checkout.state != State.PENDING or not self.looks.due(checkout.ref, self.clock()):
+            return checkout
+        return await self.refresh_pending(checkout)
 
     async def refresh_pending(self, checkout: Checkout) -> Checkout:
         """Ask Amazon whether a pending authorization has settled; store and report if so."""

@@ -298,7 +298,7 @@ class Api:
         checkout = await self.service.get(ref)
         if checkout is None or checkout.checkout_session_id != session_id:
             raise ApiError(404, "unknown_checkout", "no checkout with this ref and session id")
-        checkout = await self.service.refresh_pending(checkout)
+        checkout = await self.service.look_pending(checkout)
         return outcome_response(Outcome(checkout))
 
     @staticmethod

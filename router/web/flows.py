@@ -183,7 +183,7 @@ class Flows:
         except Busy:
             return self.being_confirmed(request)
         if outcome.checkout.state == State.PENDING:
-            outcome = Outcome(await self.service.refresh_pending(outcome.checkout))
+            outcome = Outcome(await self.service.look_pending(outcome.checkout))
         return self.page(request, self.result_view(outcome))
 
     async def cancel(self, request: Request) -> Response:

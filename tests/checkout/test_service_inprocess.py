@@ -15,6 +15,7 @@ from router.amazon_pay import deadline as amazon_deadline
 from router.amazon_pay.errors import AmazonPayError, AmazonPayThrottled
 from router.amazon_pay.models import FinalizeResult
 from router.checkout.model import Busy, Checkout, NewCheckout, OutcomeError, State
+from router.checkout.probes import LOOK_INTERVAL
 from router.checkout.reconciler import Reconciler
 from router.checkout.service import CheckoutService, idempotency_key
 from router.store import open_store
@@ -521,3 +522,24 @@ async def test_no_answer_in_time_shows_what_the_next_holder_stored_meanwhile(
     outcome = await service.finalize(checkout.ref, SID)
     assert outcome.error is None and outcome.checkout.state == State.COMPLETED
     assert amazon.operations() == ["finalize", "getCheckoutSession"]
+
+
+async def test_a_buyer_reloading_a_pending_order_asks_amazon_once_an_interval(
+    service: CheckoutService, amazon: FakeAmazonPay, clock: Clock
+) -> None:
+    """A reload loop on one's own pending order (its page, or the app API's GET) spent a getCharge from the
+    quota every buyer shares on each request: now one an interval per order; the reconciler's own polls
+    (refresh_pending) are not held back."""
+    checkout = await service.register(ORDER)
+    amazon.finalizes.append(finalized(SID, 202, charge_id="S01-1-1-C1"))
+    pending = (await service.finalize(checkout.ref, SID)).checkout
+    amazon.charges.extend([charge("S01-1-1-C1", "AuthorizationInitiated")] * 3 + [charge("S01-1-1-C1", "Authorized")])
+    for _ in range(10):
+        assert (await service.look_pending(pending)).state == State.PENDING
+    assert amazon.operations() == ["finalize", "getCharge"]
+    clock.now += LOOK_INTERVAL
+    assert (await service.look_pending(pending)).state == State.PENDING
+    assert (await service.refresh_pending(pending)).state == State.PENDING  # the reconciler's: not held back
+    assert amazon.operations() == ["finalize", "getCharge", "getCharge", "getCharge"]
+    clock.now += LOOK_INTERVAL
+    assert (await service.look_pending(pending)).state == State.AUTHORIZED

@@ -6,6 +6,7 @@ import time
 
 import httpx
 
+from router.checkout.probes import LOOK_INTERVAL
 from tests.support import wait_until
 from tests.support.concurrency import in_background
 from tests.support.emulator import Emulator
@@ -69,5 +70,6 @@ def test_pending_refresh_outlived_by_its_lease(launch: Launcher, emulator: Emula
     a_answer = a_read()
     assert isinstance(a_answer, httpx.Response)
     assert a_answer.status_code in (200, 202), a_answer.text  # what is stored; never a 500
+    time.sleep(LOOK_INTERVAL)  # a poll sooner than the app is told to make gets B's stored state
     final = httpx.get(b.url + read, timeout=30)
     assert (final.status_code, final.json()["state"]) == (200, "authorized")

@@ -113,8 +113,26 @@ def test_app_pending_then_authorized(router: Router, emulator: Emulator) -> None
         states.append((read.status_code, read.json()["state"]))
         if read.status_code != 202:
             break
+        time.sleep(float(read.headers["retry-after"]))  # as told: a poll sooner gets the stored state
     assert states[0] == (202, "pending") and states[-1] == (200, "authorized"), states
     assert len(emulator.requests("finalizeCheckoutSession")) == 1
+
+
+def test_polling_a_pending_order_faster_than_told_costs_amazon_one_read_an_interval(
+    router: Router, emulator: Emulator
+) -> None:
+    """A reload loop on one's own pending order (the app API's GET, or the result page) spent a getCharge
+    from the quota every buyer shares on each request; sooner than the interval, the stored state."""
+    ref = router.register(pending=True)["ref"]
+    session_id = emulator.create_session(scenario="pending-then-authorized", pending_polls=1000)
+    assert finalize(router, session_id, ref).status_code == 202
+    reads = len(emulator.requests("getCharge"))
+    for _ in range(5):
+        read = httpx.get(f"{router.url}/v1/checkout-sessions/{session_id}", params={"ref": ref})
+        assert (read.status_code, read.json()["state"]) == (202, "pending")
+        page = router.get(f"/amazon-pay/result?ref={ref}&amazonCheckoutSessionId={session_id}")
+        assert page.status_code == 200 and 'data-kind="pending"' in page.text
+    assert len(emulator.requests("getCharge")) - reads == 1
 
 
 @pytest.mark.parametrize(("scenario", "status", "code"), [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage
 
 from router.app import create_app
+from router.checkout.probes import LOOK_INTERVAL
 from router.web.demo import demo_settings
 from tests.support import serve_app
 
@@ -54,6 +56,7 @@ async def test_every_demo_scenario_end_to_end(browser: Browser, demo_url: str, l
         if locale.startswith("en"):
             assert titles[0] in await page.inner_text("h1"), scenario
             for later in titles[1:]:
+                await asyncio.sleep(LOOK_INTERVAL)  # as the page's own refresh waits: sooner is the stored state
                 await page.reload()
                 assert later in await page.inner_text("h1"), scenario
         assert "Traceback" not in await page.content()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from router.app import create_app
+from router.checkout.probes import LOOK_INTERVAL
 from router.config import Settings, load
 from tests.support import serve_app
 from tests.support.config import HOST, TOKEN, router_config
@@ -79,6 +81,7 @@ def test_pending_page_refreshes_itself_until_final(router: Router, emulator: Emu
     first = router.get(result_url(ref, session_id))
     assert "Confirming your payment" in first.text
     assert 'http-equiv="refresh"' in first.text and "<script" not in first.text
+    time.sleep(LOOK_INTERVAL)  # the page refreshes after 5 s; a reload sooner gets the stored state
     later = router.get(result_url(ref, session_id))
     assert "Payment not completed" in later.text and 'http-equiv="refresh"' not in later.text
 
