@@ -14,7 +14,7 @@ from tests.bench._load import wait_for_port
 from tests.support import free_port
 
 from .certs import Certificates
-from .harness import DEPLOY, Proxy
+from .harness import DEPLOY, UNAVAILABLE_PAGE, Proxy
 from .nginx import replace_exactly
 
 CADDYFILE = DEPLOY / "Caddyfile"
@@ -25,14 +25,15 @@ def caddy_binary() -> str | None:
 
 
 def caddyfile_for_test(state: Path, https_port: int, http_port: int, upstream: int, certs: Certificates) -> str:
-    """The shipped Caddyfile with test ports, no admin API, its state in `state`, and the test certificate
-    instead of one from an ACME CA (everything else as shipped)."""
+    """The shipped Caddyfile with test ports, no admin API, its state (and the unavailable page's directory) in
+    `state`, and the test certificate instead of one from an ACME CA (everything else as shipped)."""
     text = CADDYFILE.read_text()
     for old, new in (
         ("{\n\tservers {", f"{{\n\tadmin off\n\thttp_port {http_port}\n\thttps_port {https_port}\n"
                           f"\tstorage file_system {state}\n\tservers {{"),
         ("https://pay.example.com {", f"https://pay.example.com {{\n\ttls {certs.cert} {certs.key}"),
         ("reverse_proxy 127.0.0.1:8000 {", f"reverse_proxy 127.0.0.1:{upstream} {{"),
+        ("root * /var/www/return-router", f"root * {state / 'www'}"),
     ):
         text = replace_exactly(CADDYFILE, text, old, new)
     return text
@@ -44,6 +45,8 @@ def running_caddy(binary: str, upstream: int, certs: Certificates) -> Iterator[P
     try:
         https_port, http_port = free_port(), free_port()
         config = state / "Caddyfile"
+        (state / "www").mkdir()
+        shutil.copy(UNAVAILABLE_PAGE, state / "www" / "unavailable.html")
         config.write_text(caddyfile_for_test(state, https_port, http_port, upstream, certs))
         env = {**os.environ, "HOME": str(state), "XDG_DATA_HOME": str(state), "XDG_CONFIG_HOME": str(state)}
         log = (state / "caddy.log").open("wb")

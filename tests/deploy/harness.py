@@ -14,6 +14,7 @@ from .certs import Certificates
 
 HOST = "pay.example.com"  # the return host of BASE_CONFIG, and the server_name of the shipped configs
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+UNAVAILABLE_PAGE = DEPLOY / "unavailable.html"  # what the proxies answer while the service is unreachable
 TOKEN = "deploy-test-token-0123456789"
 
 

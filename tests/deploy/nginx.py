@@ -16,7 +16,7 @@ from tests.bench._load import wait_for_port
 from tests.support import free_port
 
 from .certs import Certificates
-from .harness import DEPLOY, Proxy
+from .harness import DEPLOY, UNAVAILABLE_PAGE, Proxy
 
 SITE = DEPLOY / "nginx" / "return-router.conf"
 SNIPPET = DEPLOY / "nginx" / "return-router-proxy.conf"
@@ -34,21 +34,23 @@ def replace_exactly(source: Path, text: str, old: str, new: str, count: int = 1)
 
 
 def site_for_test(prefix: Path, https_port: int, http_port: int, upstream: int, certs: Certificates) -> str:
-    """The shipped site file with only its addresses and paths moved: ports, certificate, snippet, webroot."""
+    """The shipped site file with only its addresses and paths moved: ports, certificate, snippet, webroot,
+    the unavailable page."""
     text = SITE.read_text()
     for old, new, count in (
         ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;", 1),
         ("listen [::]:443 ssl http2;", "", 1),
-        ("listen 80;", f"listen 127.0.0.1:{http_port};", 1),
-        ("listen [::]:80;", "", 1),
+        ("listen 80;", f"listen 127.0.0.1:{http_port};", 2),
+        ("listen [::]:80;", "", 2),
         ("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream};", 1),
         ("/etc/letsencrypt/live/pay.example.com/fullchain.pem", str(certs.cert), 1),
         ("/etc/letsencrypt/live/pay.example.com/privkey.pem", str(certs.key), 1),
         ("include /etc/nginx/snippets/return-router-proxy.conf;",
-         f"include {prefix / 'return-router-proxy.conf'};", 2),
+         f"include {prefix / 'return-router-proxy.conf'};", 3),
         ("root /var/www/acme;", f"root {prefix / 'acme'};", 1),
+        ("alias /var/www/return-router/unavailable.html;", f"alias {prefix / 'unavailable.html'};", 1),
         ("access_log /var/log/nginx/return-router.access.log return_router;",
-         f"access_log {prefix / 'return-router.access.log'} return_router;", 2),
+         f"access_log {prefix / 'return-router.access.log'} return_router;", 3),
     ):
         text = replace_exactly(SITE, text, old, new, count)
     return text
@@ -94,6 +96,7 @@ def running_nginx(binary: str, upstream: int, certs: Certificates) -> Iterator[P
         https_port, http_port = free_port(), free_port()
         (prefix / "return-router.conf").write_text(site_for_test(prefix, https_port, http_port, upstream, certs))
         shutil.copy(SNIPPET, prefix / "return-router-proxy.conf")
+        shutil.copy(UNAVAILABLE_PAGE, prefix / "unavailable.html")
         (prefix / "nginx.conf").write_text(main_config(prefix))
         args = [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
         tested = subprocess.run([*args, "-t"], capture_output=True, text=True, timeout=30)

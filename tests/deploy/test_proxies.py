@@ -3,20 +3,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
+from router.web.api import error_response
+
 from .caddy import caddy_binary, running_caddy
 from .certs import Certificates
-from .harness import HOST, Proxy, Service, cli, fetch, service_env
+from .harness import DEPLOY, HOST, UNAVAILABLE_PAGE, Proxy, Service, cli, fetch, service_env
 from .nginx import nginx_binary, running_nginx
 
 ASSOCIATION_PATHS = ("/.well-known/apple-app-site-association", "/.well-known/assetlinks.json",
@@ -30,12 +36,16 @@ PROXIES = {"nginx": (nginx_binary, running_nginx), "caddy": (caddy_binary, runni
 @pytest.fixture(scope="module", params=sorted(PROXIES))
 def proxy(request: pytest.FixtureRequest, service: Service, certs: Certificates) -> Iterator[Proxy]:
     """Each shipped proxy in turn, run by the real server."""
-    find, run = PROXIES[request.param]
+    with _run_proxy(request.param, service.port, certs) as proxy:
+        yield proxy
+
+
+def _run_proxy(name: str, upstream: int, certs: Certificates) -> contextlib.AbstractContextManager[Proxy]:
+    find, run = PROXIES[name]
     binary = find()
     if binary is None:
-        pytest.skip(f"{request.param} is not installed (Debian: apt-get install {request.param}; .ci/run does)")
-    with run(binary, service.port, certs) as proxy:
-        yield proxy
+        pytest.skip(f"{name} is not installed (Debian: apt-get install {name}; .ci/run does)")
+    return run(binary, upstream, certs)  # type: ignore[operator]
 
 
 @pytest.mark.parametrize("path", ASSOCIATION_PATHS)
@@ -255,3 +265,118 @@ def test_proxy_logs_no_query_string_and_masks_the_api_ids(proxy: Proxy) -> None:
         assert f'"POST /v1/checkout-sessions/{session[:4]}...{session[-4:]}/finalize HTTP/1.1" ' \
             f'{finalize.status_code}' in text, text
         assert page.headers["x-request-id"] in text  # the id the service's lines about this request carry
+
+
+def test_plain_http_refuses_an_unknown_host_instead_of_redirecting_it(proxy: Proxy) -> None:
+    """The HTTPS redirect goes to a host of the site, never to whatever Host a client sent."""
+    for path in ("/amazon-pay/result?ref=x", "/.well-known/assetlinks.json"):
+        answer = httpx.get(f"http://127.0.0.1:{proxy.http_port}{path}", headers={"host": "evil.example"},
+                           follow_redirects=False)
+        assert answer.status_code == 404, (path, answer.status_code, answer.headers)
+        assert "location" not in answer.headers and "evil.example" not in answer.text
+        assert not re.search(r"/\d", answer.headers.get("server", "") + answer.text)  # no version disclosed
+
+
+# What the service itself answers while stopping (router/app.py `stopping`), and a 502 of its own.
+SERVICE_503_JSON = error_response(503, "unavailable", "the service is restarting; retry shortly", {"retry-after": "2"})
+SERVICE_503_PAGE = b"<!DOCTYPE html><title>the service's own unavailable page</title>"
+SERVICE_502 = b"the service's own 502"
+
+
+class _Answers503(BaseHTTPRequestHandler):
+    """Stands in for the service when it answers 5xx itself: the proxy must pass those on unchanged."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/v1/"):
+            self._answer(503, bytes(SERVICE_503_JSON.body), dict(SERVICE_503_JSON.headers))
+        elif self.path.startswith("/bad-gateway"):
+            self._answer(502, SERVICE_502, {"content-type": "text/plain"})
+        else:
+            self._answer(503, SERVICE_503_PAGE, {"content-type": "text/html; charset=utf-8", "retry-after": "10",
+                                                 "cache-control": "no-store"})
+
+    do_POST = do_GET
+
+    def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            if name.lower() != "content-length":
+                self.send_header(name, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet: pytest shows only failures
+        pass
+
+
+@pytest.fixture(scope="module")
+def answers_503() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers503)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _bound_not_listening(sock: socket.socket) -> int:
+    """A port where connections are refused, as while the service is down, and that stays ours (so the proxy's
+    own ports, picked next, cannot be it)."""
+    sock.bind(("127.0.0.1", 0))
+    return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("name", sorted(PROXIES))
+def test_service_down_buyers_get_the_confirming_page_and_the_api_its_json_503(
+        name: str, certs: Certificates) -> None:
+    """Nothing listens on the upstream port (the service stopped or restarting): a returning buyer gets the
+    shipped page (503, Retry-After, no-store, reloads itself, "no need to pay again" in English and Japanese),
+    whatever the method, and /v1/ the JSON error the service answers for its own 503 (code `unavailable`), so
+    the app snippets treat both alike."""
+    page = UNAVAILABLE_PAGE.read_bytes()
+    assert b'<meta http-equiv="refresh" content="5">' in page
+    assert b"You do not need to pay again." in page and "もう一度お支払いいただく必要はありません。".encode() in page
+    with socket.socket() as closed, _run_proxy(name, _bound_not_listening(closed), certs) as proxy, \
+            proxy.client() as client:
+        base = f"https://127.0.0.1:{proxy.https_port}"
+        buyer = [fetch(client, "GET", f"{base}/amazon-pay/result?ref=r&amazonCheckoutSessionId=s"),
+                 fetch(client, "POST", f"{base}/amazon-pay/result"), fetch(client, "GET", f"{base}/")]
+        head = fetch(client, "HEAD", f"{base}/amazon-pay/result")
+        api = [fetch(client, "POST", f"{base}/v1/checkout-sessions/s/finalize", content=b'{"ref": "r"}',
+                     headers={"content-type": "application/json"}),
+               fetch(client, "GET", f"{base}/v1/checkout-sessions/s?ref=r")]
+    for answer in [*buyer, head]:
+        assert answer.status_code == 503, (answer.request.url, answer.status_code, answer.text[:300])
+        assert answer.headers["content-type"] == "text/html; charset=utf-8"
+        assert answer.headers["retry-after"] == "5" and answer.headers["cache-control"] == "no-store"
+        assert answer.headers["strict-transport-security"] == "max-age=63072000"
+        assert "default-src 'none'" in answer.headers["content-security-policy"]
+    assert all(answer.content == page for answer in buyer) and head.content == b""
+    app_codes = set(re.findall(r'error_response\(503, "(\w+)"', (DEPLOY.parent / "router" / "app.py").read_text()))
+    for answer in api:
+        assert answer.status_code == 503 and answer.headers["content-type"] == "application/json", answer.text
+        assert answer.headers["retry-after"] == "5" and answer.headers["cache-control"] == "no-store"
+        assert answer.headers["strict-transport-security"] == "max-age=63072000"
+        body = json.loads(answer.content)
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+        assert app_codes == {body["error"]["code"]} == {"unavailable"}
+        assert answer.content == bytes(error_response(503, "unavailable", body["error"]["message"]).body)
+
+
+@pytest.mark.parametrize("name", sorted(PROXIES))
+def test_the_services_own_5xx_pass_through_unchanged(name: str, certs: Certificates, answers_503: int) -> None:
+    """Only the proxy's own failures to reach the service are replaced: a 503 (or 502) the service sends is
+    what the buyer and the app get, body and Retry-After as sent."""
+    with _run_proxy(name, answers_503, certs) as proxy, proxy.client() as client:
+        base = f"https://127.0.0.1:{proxy.https_port}"
+        api = fetch(client, "POST", f"{base}/v1/checkout-sessions/s/finalize", content=b"{}",
+                    headers={"content-type": "application/json"})
+        page = fetch(client, "GET", f"{base}/amazon-pay/result?ref=r&amazonCheckoutSessionId=s")
+        bad_gateway = fetch(client, "GET", f"{base}/bad-gateway")
+    assert api.status_code == 503 and api.content == bytes(SERVICE_503_JSON.body)
+    assert api.headers["retry-after"] == "2" and api.headers["content-type"] == "application/json"
+    assert page.status_code == 503 and page.content == SERVICE_503_PAGE and page.headers["retry-after"] == "10"
+    assert bad_gateway.status_code == 502 and bad_gateway.content == SERVICE_502
