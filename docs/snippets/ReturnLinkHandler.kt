@@ -87,7 +87,7 @@ class ReturnRouter(private val base: String) {  // "https://pay.example.com"
                 null -> delay(2_000)
                 200 -> return CheckoutResult.Paid(answer.json.optString("state", "completed"))
                 202 -> return poll(sessionId, ref, answer.retryAfter)
-                503 -> delay(answer.retryAfter * 1_000)  // amazon_unavailable or in_progress
+                503 -> delay(answer.retryAfter * 1_000)  // amazon_unavailable, in_progress, unavailable (or a proxy's 5xx)
                 else -> return outcome(answer, sessionId, ref)
             }
         }
@@ -139,7 +139,12 @@ class ReturnRouter(private val base: String) {  // "https://pay.example.com"
             val stream = if (status < 400) connection.inputStream else connection.errorStream
             val text = stream?.bufferedReader()?.use { it.readText() }.orEmpty()
             val retryAfter = connection.getHeaderField("Retry-After")?.toLongOrNull() ?: 5
-            Answer(status, if (text.isEmpty()) JSONObject() else JSONObject(text), retryAfter)
+            val json = if (text.isEmpty()) JSONObject() else runCatching { JSONObject(text) }.getOrNull()
+            // A 502 or 504, or any 5xx without the API's error JSON, is the proxy in front answering while
+            // return-router is down or restarting: wait and repeat it like a 503, never open it in the browser.
+            val fromProxy = status in 502..504 || (status >= 500 && json?.has("error") != true)
+            if (fromProxy) Answer(503, JSONObject(), retryAfter)
+            else Answer(status, json ?: error("not JSON"), retryAfter)  // any other non-JSON: a failed call
         }.getOrNull()
     }
 }

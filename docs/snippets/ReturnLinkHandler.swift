@@ -73,7 +73,7 @@ struct ReturnRouter {
             switch status {
             case 200: return .paid(state: json["state"] as? String ?? "completed")
             case 202: return await poll(sessionId: sessionId, ref: ref, after: retryAfter)
-            case 503: try? await pause(retryAfter)  // amazon_unavailable or in_progress
+            case 503: try? await pause(retryAfter)  // amazon_unavailable, in_progress, unavailable (or a proxy's 5xx)
             default: return outcome(status, json, sessionId: sessionId, ref: ref)
             }
         }
@@ -121,7 +121,10 @@ struct ReturnRouter {
               let http = response as? HTTPURLResponse else { return nil }
         let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
         let retryAfter = Double(http.value(forHTTPHeaderField: "Retry-After") ?? "") ?? 5
-        return (http.statusCode, json, retryAfter)
+        // A 502 or 504, or any 5xx without the API's error JSON, is the proxy in front answering while
+        // return-router is down or restarting: wait and repeat it like a 503, never open it in the browser.
+        let fromProxy = (502...504).contains(http.statusCode) || (http.statusCode >= 500 && json["error"] == nil)
+        return (fromProxy ? 503 : http.statusCode, json, retryAfter)
     }
 
     private func pause(_ seconds: Double) async throws {

@@ -221,3 +221,22 @@ def test_snippets_wait_longer_than_the_deadline() -> None:
     assert f"RETRY_WINDOW_MS = {window}_000L" in KOTLIN
     ios = GUIDES["ios.md"]
     assert f"({deadline:g} s by default)" in ios and f"use {swift} s" in ios and f"later than {window} s" in ios
+
+
+def test_snippets_wait_on_a_proxys_5xx_as_on_a_503() -> None:
+    """While return-router is down or restarting the proxy in front answers (the shipped ones 503 `unavailable`,
+    others 502, 504 or a 5xx page that is not JSON): each snippet's `send` turns a 502, a 504 and any 5xx without
+    the API's error JSON into the 503 that finalize and poll wait on and repeat, never into "open in browser"
+    (where the same error shows, and the session id never reaches return-router)."""
+    swift_send = SWIFT[SWIFT.index("private func send"):SWIFT.index("private func pause")]
+    assert "let fromProxy = (502...504).contains(http.statusCode) || (http.statusCode >= 500 && " \
+        'json["error"] == nil)' in swift_send
+    assert "return (fromProxy ? 503 : http.statusCode, json, retryAfter)" in swift_send
+    kotlin_send = KOTLIN[KOTLIN.index("private suspend fun send"):KOTLIN.index("class CheckoutReturnActivity")]
+    assert 'val fromProxy = status in 502..504 || (status >= 500 && json?.has("error") != true)' in kotlin_send
+    assert "if (fromProxy) Answer(503, JSONObject(), retryAfter)" in kotlin_send
+    # and a 503 is waited on and repeated in both finalize and poll
+    assert "case 503: try? await pause(retryAfter)" in SWIFT and "case 202, 503: continue" in SWIFT
+    assert "503 -> delay(answer.retryAfter * 1_000)" in KOTLIN and "202, 503 -> Unit" in KOTLIN
+    for guide in ("ios.md", "android.md"):
+        assert "502, 504 or" in GUIDES[guide] and "5xx that is not" in GUIDES[guide], guide
