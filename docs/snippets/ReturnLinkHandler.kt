@@ -85,7 +85,7 @@ class ReturnRouter(private val base: String) {  // "https://pay.example.com"
             val answer = send("POST", "/v1/checkout-sessions/${Uri.encode(sessionId)}/finalize", body)
             when (answer?.status) {
                 null -> delay(2_000)
-                200 -> return CheckoutResult.Paid(answer.json.optString("state", "completed"))
+                200 -> return paidOrOutcome(answer, sessionId, ref)
                 202 -> return poll(sessionId, ref, answer.retryAfter)
                 503 -> delay(answer.retryAfter * 1_000)  // amazon_unavailable, in_progress, unavailable (or a proxy's 5xx)
                 else -> return outcome(answer, sessionId, ref)
@@ -104,11 +104,18 @@ class ReturnRouter(private val base: String) {  // "https://pay.example.com"
             wait = answer.retryAfter
             when (answer.status) {
                 202, 503 -> Unit
-                200 -> return CheckoutResult.Paid(answer.json.optString("state", "completed"))
+                200 -> return paidOrOutcome(answer, sessionId, ref)
                 else -> return outcome(answer, sessionId, ref)
             }
         }
         return CheckoutResult.StillPending
+    }
+
+    /** Paid only when the API says so: a 200 without a paid `state` (a captive portal's page, say) is not. */
+    private fun paidOrOutcome(answer: Answer, sessionId: String, ref: String): CheckoutResult {
+        val state = answer.json.optString("state")
+        return if (state == "completed" || state == "authorized") CheckoutResult.Paid(state)
+        else outcome(answer, sessionId, ref)
     }
 
     private fun outcome(answer: Answer, sessionId: String, ref: String): CheckoutResult {

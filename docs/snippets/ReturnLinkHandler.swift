@@ -71,7 +71,7 @@ struct ReturnRouter {
         for _ in 0..<5 where Date() < giveUp {  // finalize is exactly-once on the server: repeating never pays twice
             guard let (status, json, retryAfter) = await send(request) else { try? await pause(2); continue }
             switch status {
-            case 200: return .paid(state: json["state"] as? String ?? "completed")
+            case 200: return paidOrOutcome(status, json, sessionId: sessionId, ref: ref)
             case 202: return await poll(sessionId: sessionId, ref: ref, after: retryAfter)
             case 503: try? await pause(retryAfter)  // amazon_unavailable, in_progress, unavailable (or a proxy's 5xx)
             default: return outcome(status, json, sessionId: sessionId, ref: ref)
@@ -92,11 +92,19 @@ struct ReturnRouter {
             wait = retryAfter
             switch status {
             case 202, 503: continue
-            case 200: return .paid(state: json["state"] as? String ?? "completed")
+            case 200: return paidOrOutcome(status, json, sessionId: sessionId, ref: ref)
             default: return outcome(status, json, sessionId: sessionId, ref: ref)
             }
         }
         return .stillPending
+    }
+
+    /// Paid only when the API says so: a 200 without a paid `state` (a captive portal's page, say) is not.
+    func paidOrOutcome(_ status: Int, _ json: [String: Any], sessionId: String, ref: String) -> CheckoutResult {
+        if let state = json["state"] as? String, state == "completed" || state == "authorized" {
+            return .paid(state: state)
+        }
+        return outcome(status, json, sessionId: sessionId, ref: ref)
     }
 
     func outcome(_ status: Int, _ json: [String: Any], sessionId: String, ref: String) -> CheckoutResult {

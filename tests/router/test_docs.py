@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from router.checkout.events import EVENT_TYPES
-from router.checkout.model import SESSION_ID_PARAMS
+from router.checkout.model import SESSION_ID_PARAMS, State
 from router.cli import parser
 from router.config.settings import AmazonPaySettings
 from router.web import api
@@ -240,3 +240,16 @@ def test_snippets_wait_on_a_proxys_5xx_as_on_a_503() -> None:
     assert "503 -> delay(answer.retryAfter * 1_000)" in KOTLIN and "202, 503 -> Unit" in KOTLIN
     for guide in ("ios.md", "android.md"):
         assert "502, 504 or" in GUIDES[guide] and "5xx that is not" in GUIDES[guide], guide
+
+
+def test_snippets_call_an_order_paid_only_when_the_api_says_so() -> None:
+    """A 200 is paid only with `state` completed or authorized in the API's JSON: a 200 that is not the API's
+    answer (a captive portal's page, a proxy's) used to default to "completed" and show the buyer "paid"."""
+    for text in SNIPPETS.values():
+        assert '"completed")' not in text.replace('== "completed"', "")  # no default to a paid state
+    assert SWIFT.count("case 200: return paidOrOutcome(status, json, sessionId: sessionId, ref: ref)") == 2
+    assert 'if let state = json["state"] as? String, state == "completed" || state == "authorized"' in SWIFT
+    assert KOTLIN.count("200 -> return paidOrOutcome(answer, sessionId, ref)") == 2
+    assert 'if (state == "completed" || state == "authorized") CheckoutResult.Paid(state)' in KOTLIN
+    states = set(re.findall(r'"(completed|authorized)"', SWIFT + KOTLIN))
+    assert states == {State.COMPLETED.value, State.AUTHORIZED.value}  # the two states outcome_response answers 200
