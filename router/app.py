@@ -30,6 +30,7 @@ from router.config import Settings
 from router.ops import lifecycle
 from router.ops.instrument import ApiMetrics, count_store_errors
 from router.ops.reload import ConfigHolder
+from router.redact import error_text
 from router.startup import open_patiently
 from router.store import open_store
 from router.store.base import Store, StoreUnavailable
@@ -215,7 +216,7 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
     ]
 
     async def unavailable(request: Request, exc: Exception) -> Response:
-        log.warning("store unavailable: %s", type(exc).__name__)
+        log.warning("store unavailable: %s", error_text(exc))
         if request.url.path.startswith("/v1/"):
             return error_response(503, "unavailable", "the service is briefly unavailable; retry shortly",
                                   {"retry-after": "5"})

@@ -51,3 +51,24 @@ def _redact_path(path: str) -> str:
                 len(segment) >= 16 and not ROUTE_WORD.fullmatch(segment))):
             segments[i] = mask(segment)
     return "/".join(segments) + ("?…" if query is not None else "")
+
+
+# What a store error's message may hold besides the cause: a URL's user:password@, a key=value secret
+# (a libpq-style DSN), an id (a ref, a session id) that a value in a message or a domain error names.
+_URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
+_SECRET_PAIR = re.compile(r"(?i)\b(password|passwd|pwd|sslpassword|secret|token)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)")
+_TOKEN = re.compile(r"(?<![/\w.-])[A-Za-z0-9_-]{16,}(?![/\w.-])")  # not a segment of a file's path
+_WORDS = re.compile(r"(?:[A-Z]?[a-z]+)+(?:[_-](?:[A-Z]?[a-z]+)+)*")  # ConnectionDoesNotExistError, read_only
+MAX_ERROR_TEXT = 300
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception for one log line: its class and its message (the cause an operator needs: "database or
+    disk is full", asyncpg's error class and message), with credentials dropped and ids masked."""
+    message = " ".join(str(exc).split())  # one line
+    message = _URL_USERINFO.sub(r"\1***@", message)
+    message = _SECRET_PAIR.sub(r"\1\2***", message)
+    message = _TOKEN.sub(lambda found: found[0] if _WORDS.fullmatch(found[0]) else mask(found[0]), message)
+    if len(message) > MAX_ERROR_TEXT:
+        message = message[:MAX_ERROR_TEXT] + "…"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

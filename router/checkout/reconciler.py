@@ -26,7 +26,7 @@ from router.amazon_pay.breaker import CircuitBreaker
 from router.backoff import Backoff
 from router.checkout.model import Checkout, CheckoutError, State
 from router.checkout.service import CheckoutService
-from router.redact import mask
+from router.redact import error_text, mask
 from router.store.base import DueResume, StoreError
 
 log = logging.getLogger("router.checkout.reconciler")
@@ -162,7 +162,7 @@ class Reconciler:
                 await self.run_once()
                 metrics.reconciler_pass("ok")
             except (StoreError, CheckoutError) as exc:
-                log.warning("reconciler pass failed: %s", type(exc).__name__)
+                log.warning("reconciler pass failed: %s", error_text(exc))
                 metrics.reconciler_pass("error")
             except Exception:  # never let one bad pass end reconciliation for the process
                 log.exception("reconciler pass failed")

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from router.redact import error_text
 from router.store.base import Store, StoreError, abandoned
 
 log = logging.getLogger("router.ops.lifecycle")
@@ -84,7 +85,7 @@ async def release_leases(store: Store, *owners: str) -> None:
     try:
         released = sum([await store.release_leases(owner) for owner in owners])
     except StoreError as exc:
-        log.warning("could not release leases at stop (%s): they expire on their own", type(exc).__name__)
+        log.warning("could not release leases at stop (%s): they expire on their own", error_text(exc))
         return
     if released:
         log.info("released %d lease(s) at stop: another instance may finish them now", released)

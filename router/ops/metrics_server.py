@@ -34,6 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from router.metrics import PREFIX, STORE_GAUGES
+from router.redact import error_text
 from router.store import open_store
 from router.store.base import Store, StoreError
 
@@ -102,7 +103,7 @@ class MetricsEndpoint:
         try:
             families = await asyncio.wait_for(asyncio.shield(self._reading_gauges()), GAUGES_TIMEOUT)
         except (StoreError, TimeoutError) as exc:  # the other series are still worth a scrape; the gap shows
-            log.warning("metrics: the store did not answer (%s)", type(exc).__name__)
+            log.warning("metrics: the store did not answer (%s)", error_text(exc))
             return Response(body, media_type=CONTENT_TYPE_LATEST)
         gauges = CollectorRegistry()
         gauges.register(_Snapshot(families))

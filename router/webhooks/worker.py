@@ -31,7 +31,7 @@ from router import logs, tracing
 from router.backoff import Backoff
 from router.checkout.model import CheckoutError
 from router.outbound import async_client
-from router.redact import mask
+from router.redact import error_text, mask
 from router.store.base import OutboxEvent, Store, StoreError
 from router.validators import is_http_url
 from router.webhooks.schedule import RetrySchedule
@@ -242,7 +242,7 @@ class WebhookWorker:
         except (StoreError, CheckoutError) as exc:
             # The lease runs out and the event is sent again: at least once, never lost.
             log.warning("webhook %s %s: could not record attempt %d (%s)", event.id, event.type, attempt,
-                        type(exc).__name__)
+                        error_text(exc))
             return False
         metrics.webhook_delivery("parked" if next_at is None else "retry")
         if next_at is None:
@@ -283,7 +283,7 @@ class WebhookWorker:
             await self.store.release_leases(self.owner)
         except (StoreError, CheckoutError) as exc:
             log.warning("webhook worker: could not release queued events (%s); their leases run out",
-                        type(exc).__name__)
+                        error_text(exc))
 
     @property
     def refill(self) -> int:
@@ -309,7 +309,7 @@ class WebhookWorker:
                 failures += 1
                 claimed = 0
                 if isinstance(exc, StoreError | CheckoutError):
-                    log.warning("webhook worker: store error %s (retrying)", type(exc).__name__)
+                    log.warning("webhook worker: store error %s (retrying)", error_text(exc))
                 else:
                     log.exception("webhook worker: unexpected error (retrying)")
             if failures == 0 and claimed >= room:

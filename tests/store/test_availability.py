@@ -10,13 +10,19 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
+import httpx
 import pytest
 
+from router.app import create_app
 from router.checkout.model import State
+from router.redact import error_text
 from router.store import open_store
 from router.store.base import StoreUnavailable
+from router.store.sqlite import SQLiteStore
+from router.web.demo import demo_settings
 from tests.store.tcp_proxy import TcpProxy
-from tests.support import free_port
+from tests.support import free_port, serve_app
+from tests.support.processes import return_path
 from tests.support.stores import PG_DSN, Backend, checkout, postgres_backend, postgres_problem
 
 
@@ -234,3 +240,71 @@ async def test_a_host_clock_off_from_the_database_servers_is_warned_of(
         assert warned == []
     else:
         assert len(warned) == 1 and f"this host's clock is {said} the database server's" in warned[0], warned
+
+
+class FullDisk(SQLiteStore):
+    """A real SQLITE_FULL: the file may not grow past the pages it has once migrated, as on a full disk."""
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = super()._connect()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        return conn
+
+
+async def _full_disk_error(tmp_path: Path) -> StoreUnavailable:
+    store = FullDisk(tmp_path / "router.db")
+    await store.open()
+    try:
+        for i in range(1000):
+            await store.create_checkout(checkout(f"ref-{i:04d}-" + "x" * 200))
+    except StoreUnavailable as exc:
+        return exc
+    finally:
+        await store.close()
+    raise AssertionError("the file never filled up")
+
+
+async def test_the_cause_of_a_full_disk_is_in_the_error_text(tmp_path: Path) -> None:
+    """What the log says of a store failure: SQLite's own words, not only "StoreUnavailable"."""
+    text = error_text(await _full_disk_error(tmp_path))
+    assert text.startswith("StoreUnavailable: SQLite database ") and text.endswith("database or disk is full")
+
+
+async def test_postgres_errors_in_the_error_text_keep_their_class_and_drop_the_password() -> None:
+    problem = await postgres_problem()
+    if problem:
+        pytest.skip(problem)
+    target = urlsplit(PG_DSN)
+    user = target.username or "postgres"
+    secret = "Hunter2-s3cret-never-logged"
+    with_password = target._replace(netloc=f"{user}:{secret}@{target.hostname}:{target.port or 5432}")
+    unknown_db = open_store(with_password._replace(path="/rr_no_such_database").geturl())
+    with pytest.raises(StoreUnavailable) as turned_away:
+        await unknown_db.open()
+    refused = open_store(with_password._replace(netloc=f"{user}:{secret}@127.0.0.1:{free_port()}").geturl())
+    with pytest.raises(StoreUnavailable) as unreachable:
+        await refused.open()
+    texts = [error_text(turned_away.value), error_text(unreachable.value)]
+    assert "InvalidCatalogNameError" in texts[0] and 'database "rr_no_such_database" does not exist' in texts[0]
+    assert "cannot connect to PostgreSQL" in texts[1]
+    assert not any(secret in text or "Hunter2" in text for text in texts), texts
+
+
+async def test_the_app_logs_the_cause_of_a_store_failure(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A buyer's return meets a full disk: the retry page, and one WARNING with SQLite's words in it."""
+    full = await _full_disk_error(tmp_path)
+    app = create_app(demo_settings(str(tmp_path / "demo.db")))
+
+    async def disk_full(*args: object, **kwargs: object) -> None:
+        raise full
+
+    ref = "r" * 32
+    caplog.set_level(logging.WARNING, "router.app")
+    with serve_app(app) as url:
+        app.state.runtime.service.store.bind_and_lease = disk_full
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(url + return_path(ref, "S01-0000000-0000000"), timeout=30)
+    assert answer.status_code == 503
+    logged = [r.getMessage() for r in caplog.records if r.name == "router.app"]
+    assert logged == [f"store unavailable: {error_text(full)}"] and logged[0].endswith("database or disk is full")
