@@ -86,6 +86,14 @@ def noted(checkout: R) -> R:
     return checkout
 
 
+def identified(*, ref: str, session_id: str) -> None:
+    """The rest of this request's log lines carry these (masked) ids: what a return's query gives its lines
+    (router/web/failsafe.py), for a request that names them in its path or body (the app API's finalize)."""
+    ctx = context.get()
+    if ctx is not None:
+        ctx.update(ref=ref, session_id=session_id)
+
+
 @contextlib.contextmanager
 def scope(**fields: str | None) -> Iterator[None]:
     """Log context for one step of background work (a reconciler step, a webhook delivery)."""

@@ -12,6 +12,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from router import logs
 from router.checkout.button import ButtonSigner
 from router.checkout.model import (
     PAYMENT_INTENTS,
@@ -29,6 +30,7 @@ from router.checkout.model import (
 from router.checkout.money import REGION_CURRENCIES, AmountError, normalize_amount, region_accepts
 from router.checkout.service import CheckoutService
 from router.logs import clean
+from router.redact import mask
 from router.web.jsonbody import MAX_DEPTH, DuplicateKey, is_json, loads, nesting_depth
 from router.web.openapi import OPENAPI
 from router.web.routing import Flow, RouteTable, normalize_host
@@ -280,6 +282,7 @@ class Api:
         ref = (await read_json(request)).get("ref")
         if not isinstance(ref, str):
             raise ApiError(400, "missing_ref", "the body must be {\"ref\": \"…\"}")
+        logs.identified(ref=mask(ref), session_id=mask(session_id))  # as a return's lines carry them
         try:
             outcome = await self.service.finalize(ref, session_id)
         except InvalidSessionId:

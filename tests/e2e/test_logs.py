@@ -234,3 +234,35 @@ def test_lines_about_a_checkout_name_its_merchant_reference(world: dict[str, Any
     assert all(line["merchant_reference"] == order and line["ref"] == masked for line in deliveries)
     # checkout.pending came from the return: its delivery line names that request; the reconciler's none.
     assert sorted(line["request_id"] for line in deliveries) == ["-", "return.1"]
+
+
+def test_a_failed_finalize_names_ref_and_session_alike_from_a_return_and_from_the_app_api(
+        world: dict[str, Any]) -> None:
+    """The finalize-failed WARNING carries `ref` and `session_id` fields whether the ids came in a return's
+    query or in the app API's path and body."""
+    url = world["url"]
+
+    def failing_checkout() -> tuple[str, str]:
+        answer = httpx.post(f"{url}/v1/checkouts", headers=AUTH, timeout=30,
+                            json={"merchantReference": "order-fails", "paymentIntent": "AuthorizeWithCapture",
+                                  "chargeAmount": {"amount": "14.00", "currencyCode": "USD"}})
+        created = httpx.post(f"{world['emulator_url']}/_emulator/checkout-sessions",
+                             json={"chargeAmount": {"amount": "14.00", "currencyCode": "USD"},
+                                   "paymentIntent": "AuthorizeWithCapture", "fail_first_n": 100, "fail_status": 503})
+        return answer.json()["ref"], created.json()["checkoutSessionId"]
+
+    by_return, by_app = failing_checkout(), failing_checkout()
+    returned = httpx.get(url + return_path(*by_return), headers={"host": HOST, "x-request-id": "return.fails"},
+                         timeout=60)
+    app_call = httpx.post(f"{url}/v1/checkout-sessions/{by_app[1]}/finalize", json={"ref": by_app[0]},
+                          headers={"x-request-id": "app.fails"}, timeout=60)
+    assert returned.status_code == 503 and app_call.status_code == 503, app_call.text  # "can't confirm yet"
+    world["proc"].terminate()
+    world["proc"].wait(timeout=20)
+    lines = _lines(world["stderr"])
+    for request_id, (ref, session_id) in (("return.fails", by_return), ("app.fails", by_app)):
+        failed = [line for line in lines if line["request_id"] == request_id and line["level"] == "WARNING"
+                  and line["message"].startswith("finalize ")]
+        assert failed, request_id
+        masked = {"ref": f"{ref[:4]}…{ref[-4:]}", "session_id": f"{session_id[:4]}…{session_id[-4:]}"}
+        assert all({name: line.get(name) for name in masked} == masked for line in failed), failed
