@@ -26,6 +26,7 @@ from router.amazon_pay.breaker import CircuitBreaker
 from router.amazon_pay.deadline import deadline_for
 from router.amazon_pay.errors import (
     AmazonPayCircuitOpen,
+    AmazonPayDeadlineSpent,
     AmazonPayError,
     AmazonPayProtocolError,
     AmazonPayThrottled,
@@ -233,8 +234,8 @@ class AmazonPayClient:
         policy = self._config.retry
         deadline = deadline_for(policy.deadline)
         if deadline <= time.monotonic():  # an earlier call of the same return spent it
-            raise AmazonPayTransportError(f"{operation}: the deadline of {policy.deadline:g}s was reached "
-                                          "by earlier calls", attempts=0)
+            raise AmazonPayDeadlineSpent(f"{operation}: the deadline of {policy.deadline:g}s was reached "
+                                         "by earlier calls", attempts=0)
         background = in_background()
         max_attempts = self._max_attempts(background)
         attempt = 0

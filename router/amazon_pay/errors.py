@@ -6,6 +6,10 @@ from __future__ import annotations
 class AmazonPayError(Exception):
     """Amazon Pay answered with an error (status set) or could not be reached (status None)."""
 
+    # Refused in this process before the attempt went out (quota, breaker, spent deadline): nothing of
+    # it is Amazon's, so logs must not read it as Amazon's answer.
+    local = False
+
     def __init__(
         self,
         message: str,
@@ -36,6 +40,12 @@ class AmazonPayTransportError(AmazonPayError):
     """No HTTP answer: connection failures or timeouts on every attempt, or the deadline ran out."""
 
 
+class AmazonPayDeadlineSpent(AmazonPayTransportError):
+    """Earlier calls of the same return spent the shared deadline: nothing was sent."""
+
+    local = True
+
+
 class AmazonPayProtocolError(AmazonPayError):
     """Amazon Pay answered 2xx but the body is not the JSON object the operation promises."""
 
@@ -48,6 +58,10 @@ def is_retryable_status(status: int) -> bool:
 class AmazonPayThrottled(AmazonPayError):
     """No quota token for the operation within the allowed wait: nothing was sent to Amazon Pay."""
 
+    local = True
+
 
 class AmazonPayCircuitOpen(AmazonPayError):
     """Amazon Pay failed repeatedly and background work is paused: nothing was sent."""
+
+    local = True

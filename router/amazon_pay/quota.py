@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
@@ -23,6 +24,9 @@ from dataclasses import dataclass
 
 from router.amazon_pay.errors import AmazonPayThrottled
 from router.amazon_pay.models import Environment
+from router.amazon_pay.retry import MAX_RETRY_AFTER
+
+LOGGER = logging.getLogger("router.amazon_pay")
 
 FINALIZE = "finalizeCheckoutSession"
 GET_SESSION = "getCheckoutSession"
@@ -120,11 +124,14 @@ class TokenBucket:
         self.tokens -= 1.0
         return wait
 
-    def drain(self, now: float, pause: float) -> None:
-        """Amazon said 429: it holds fewer tokens than we thought, so start empty and pause."""
+    def drain(self, now: float, pause: float) -> bool:
+        """Amazon said 429: it holds fewer tokens than we thought, so start empty and pause. True when
+        this starts a hold (none was in force): a 429 met during one only lengthens it."""
         self.refill(now)
         self.tokens = min(self.tokens, 0.0)
+        started = self.blocked_until <= now
         self.blocked_until = max(self.blocked_until, now + pause)
+        return started
 
 
 class Quota:
@@ -137,6 +144,7 @@ class Quota:
         background_share: float = 0.5,
         probe_share: float = 0.25,
         max_wait: float = 2.0,
+        max_hold: float = MAX_RETRY_AFTER,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -146,7 +154,10 @@ class Quota:
             raise ValueError(f"probe_share must be in (0, 1], got {probe_share}")
         if not max_wait >= 0:
             raise ValueError(f"max_wait must be >= 0, got {max_wait}")
+        if not max_hold > 0:
+            raise ValueError(f"max_hold must be > 0, got {max_hold}")
         self.max_wait = max_wait
+        self.max_hold = max_hold
         self._clock = clock
         self._sleep = sleep
         now = clock()
@@ -190,12 +201,21 @@ class Quota:
             await self._sleep(wait)
 
     def throttled(self, operation: str, retry_after: float | None) -> None:
-        """Amazon answered 429: empty the bucket and hold everyone back for Retry-After (or one token)."""
+        """Amazon answered 429: empty the bucket and hold everyone back for Retry-After (or one token), at
+        most max_hold; one WARNING as a hold starts, none for the 429s met while it lasts."""
         bucket = self._buckets.get(operation)
-        if bucket is not None:
-            bucket.drain(self._clock(), retry_after if retry_after is not None else 1.0 / bucket.limit.rate)
+        if bucket is None:
+            return
+        asked = retry_after if retry_after is not None else 1.0 / bucket.limit.rate
+        pause = min(asked, self.max_hold)
+        if bucket.drain(self._clock(), pause):
+            capped = f" (Retry-After {asked:g} s, capped)" if asked > pause else ""
+            LOGGER.warning("amazon_pay %s: Amazon Pay answered 429; this process holds these calls back for "
+                           "%.1f s%s", operation, pause, capped)
 
-    @staticmethod
-    def _throttled(operation: str) -> AmazonPayThrottled:
-        return AmazonPayThrottled(f"{operation}: this process's Amazon Pay quota is used up; retry shortly",
-                                  reason_code="TooManyRequests", attempts=0)
+    def _throttled(self, operation: str) -> AmazonPayThrottled:
+        """The local refusal: no reason code of Amazon's, and a message that says it is ours."""
+        held = self._buckets[operation].blocked_until - self._clock()
+        why = (f"held back in this process for {held:.1f} s more after Amazon Pay's 429" if held > 0
+               else "this process's Amazon Pay quota is used up")
+        return AmazonPayThrottled(f"{operation}: {why}; not sent, retry shortly", attempts=0)

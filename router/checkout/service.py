@@ -283,8 +283,7 @@ class CheckoutService:
             # A decline or a buyer's cancel (4xx but auth and throttling) is an ordinary outcome: INFO.
             level = logging.INFO if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (
                 401, 403, 429) else logging.WARNING
-            log.log(level, "finalize %s for ref %s failed: status=%s reason=%s request=%s", mask(session_id),
-                    mask(checkout.ref), exc.status, exc.reason_code, exc.request_id)
+            log.log(level, "finalize %s for ref %s failed: %s", mask(session_id), mask(checkout.ref), _failure(exc))
             if fresh and exc.attempts == 0:
                 # Refused here before anything was sent (quota, breaker, deadline) for a session this very
                 # call bound: Amazon has seen no finalize of it, so reading it back would only spend a
@@ -447,10 +446,10 @@ class CheckoutService:
             made = event_for(settled, now, supersedes=superseded)
             return [made] if made else []
 
-        log.info("checkout %s: %s → %s", mask(checkout.ref), checkout.state, state)
         after = await self.store.transition(
             checkout.ref, owner=owner, now=now, state=state, changes=changes, events=[event] if event else [],
             instead_after=(superseded, superseding) if superseded and event else None)
+        log.info("checkout %s: %s → %s", mask(checkout.ref), checkout.state, state)  # committed: true now
         if event is not None and self.on_event is not None:
             self.on_event()
         return after
@@ -594,6 +593,17 @@ class CheckoutService:
         if events and self.on_event is not None:
             self.on_event()
         return after
+
+
+def _failure(exc: AmazonPayError) -> str:
+    """What a failed finalize log line says: Amazon's answer, no answer, or a refusal of this process's
+    own (quota, breaker, spent deadline), which must not read as Amazon's 429."""
+    if exc.local:
+        sent = f" after {exc.attempts} attempt(s) sent" if exc.attempts else ""
+        return f"refused in this process, not by Amazon Pay{sent}: {exc.message}"
+    if exc.status is None:  # our own words (no answer, the deadline): no Amazon text in them
+        return f"{exc.message} (attempts={exc.attempts})"
+    return f"status={exc.status} reason={exc.reason_code} request={exc.request_id}"
 
 
 def _failing(state: State | None) -> bool:

@@ -11,7 +11,7 @@ from router.amazon_pay import ALGORITHM_V1, CheckoutSession, ClientConfig, Retry
 from router.amazon_pay.client import base_url, serialize_payload, validate_idempotency_key
 from router.amazon_pay.errors import AmazonPayError, AmazonPayTransportError
 from router.amazon_pay.models import Charge
-from router.amazon_pay.retry import backoff_delay, next_delay, parse_retry_after
+from router.amazon_pay.retry import MAX_RETRY_AFTER, backoff_delay, next_delay, parse_retry_after
 from tests.amazon_pay.helpers import KeyPair
 
 SESSION_ID = "bd504926-f659-4ad7-a1a9-9a747aaf5275"
@@ -133,6 +133,8 @@ def test_backoff_and_retry_after() -> None:
     assert parse_retry_after("Thu, 02 Jan 2025 03:00:00 GMT", now) == 0.0
     assert parse_retry_after("soon", now) is None and parse_retry_after(None, now) is None
     assert next_delay(policy, 1, 3.0, lambda: 0.0) == 3.0 and next_delay(policy, 2, None, lambda: 0.0) == 2.0
+    assert parse_retry_after("3600", now) == 3600.0  # as Amazon said it; obeyed at most MAX_RETRY_AFTER:
+    assert next_delay(policy, 1, 3600.0, lambda: 0.0) == MAX_RETRY_AFTER == 30.0
 
 
 def test_idempotency_key_and_payload_rules() -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
 from router.amazon_pay import quota
 from router.amazon_pay.errors import AmazonPayError, AmazonPayThrottled
 from router.amazon_pay.quota import DEFAULT_LIMITS, FINALIZE, GET_SESSION, Limit, Quota, TokenBucket, limits_for
+from router.amazon_pay.retry import MAX_RETRY_AFTER
 
 
 class FakeTime:
@@ -198,3 +200,59 @@ async def test_probes_stay_within_their_own_share_and_never_take_a_reserved_toke
         await q2.acquire(FINALIZE)  # waits behind the buyer: 2 s from the start
     assert later.now == pytest.approx(1002.0)
     assert not quota.is_probing()
+
+
+def test_a_long_retry_after_holds_the_process_back_at_most_max_hold() -> None:
+    """Retry-After 3600 (or a far HTTP date) must not refuse every finalize of the process for an hour."""
+    clock = FakeTime()
+    q = make_quota(clock, burst=4, rate=2)
+    assert q.max_hold == MAX_RETRY_AFTER == 30.0
+    q.throttled(FINALIZE, 3600.0)
+    assert q._buckets[FINALIZE].wait_time(clock.now) == pytest.approx(MAX_RETRY_AFTER)
+    q.throttled(FINALIZE, 0.1)  # a 429 met during the hold neither shortens nor lengthens it past the cap
+    assert q._buckets[FINALIZE].blocked_until == pytest.approx(clock.now + MAX_RETRY_AFTER)
+
+
+async def test_after_the_capped_hold_a_buyer_is_served() -> None:
+    clock = FakeTime()
+    q = make_quota(clock, burst=4, rate=2, max_wait=2.0, max_hold=5.0)
+    q.throttled(FINALIZE, 3600.0)
+    with pytest.raises(AmazonPayThrottled):
+        await q.acquire(FINALIZE)  # 5 s away: beyond max_wait
+    clock.now += 4.0
+    await q.acquire(FINALIZE)  # 1 s left of the hold: waits it out instead of an hour
+    assert clock.slept == [pytest.approx(1.0)]
+
+
+def test_a_hold_is_logged_once_as_it_starts(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeTime()
+    q = make_quota(clock, burst=4, rate=2)
+    with caplog.at_level(logging.WARNING, logger="router.amazon_pay"):
+        for _ in range(5):  # five returns met the same 429 burst: one hold
+            q.throttled(FINALIZE, 3600.0)
+        clock.now += 10.0
+        q.throttled(FINALIZE, 3600.0)  # still held: lengthened (to the cap), not a new hold
+    holds = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(holds) == 1, [r.getMessage() for r in holds]
+    message = holds[0].getMessage()
+    assert FINALIZE in message and "30.0 s" in message and "Retry-After 3600 s, capped" in message
+    clock.now += 31.0
+    with caplog.at_level(logging.WARNING, logger="router.amazon_pay"):
+        q.throttled(FINALIZE, 2.0)  # after the hold ended: a new one, logged again, uncapped
+    again = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING][1:]
+    assert len(again) == 1 and "2.0 s" in again[0] and "capped" not in again[0]
+
+
+async def test_a_local_refusal_says_it_is_local_and_carries_no_amazon_reason() -> None:
+    clock = FakeTime()
+    q = make_quota(clock, burst=1, rate=1, max_wait=0.5)
+    q.throttled(FINALIZE, 10.0)
+    with pytest.raises(AmazonPayThrottled) as held:
+        await q.acquire(FINALIZE)
+    assert held.value.local and held.value.reason_code is None and held.value.status is None
+    assert "held back in this process for 10.0 s more after Amazon Pay's 429" in held.value.message
+    clock.now += 10.0
+    await q.acquire(FINALIZE)
+    with pytest.raises(AmazonPayThrottled) as used_up:
+        await q.acquire(FINALIZE)
+    assert used_up.value.local and "this process's Amazon Pay quota is used up" in used_up.value.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 
 import httpx
@@ -82,6 +83,27 @@ async def test_a_429_holds_back_the_next_call_for_retry_after(keys: KeyPair, emu
     assert [e["checkoutSessionId"] for e in log(emulator_url)].count(other) == 0
 
 
+async def test_an_hour_long_retry_after_holds_the_process_back_only_max_hold(
+        keys: KeyPair, emulator_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Over real sockets: Amazon's 429 says Retry-After: 3600; the hold ends after max_hold, the next buyer's
+    finalize is sent then, and the hold was logged once, with its length and the operation."""
+    throttled = create_session(emulator_url, fail_first_n=1, fail_status=429, retry_after=3600)
+    refused, served = create_session(emulator_url), create_session(emulator_url)
+    limited = Quota(limits_for("live"), max_wait=0.1, max_hold=0.5)  # the default hold, 30 s, is too long here
+    with caplog.at_level(logging.WARNING, logger="router.amazon_pay"):
+        async with AmazonPayClient(make_config(keys, emulator_url, retry=ONCE), quota=limited) as client:
+            first = await finalize(client, throttled)
+            assert isinstance(first, AmazonPayError) and first.status == 429
+            held = await finalize(client, refused)
+            assert isinstance(held, AmazonPayThrottled) and held.local and held.reason_code is None
+            await asyncio.sleep(0.6)
+            assert await finalize(client, served) == 200  # not an hour later
+    holds = [r.getMessage() for r in caplog.records if "holds these calls back" in r.getMessage()]
+    assert holds == ["amazon_pay finalizeCheckoutSession: Amazon Pay answered 429; this process holds these "
+                     "calls back for 0.5 s (Retry-After 3600 s, capped)"]
+    assert [e["checkoutSessionId"] for e in log(emulator_url)].count(refused) == 0
+
+
 async def test_a_429_is_retried_after_its_retry_after(keys: KeyPair, emulator_url: str) -> None:
     session = create_session(emulator_url, fail_first_n=1, fail_status=429, retry_after=0.2)
     slept: list[float] = []
@@ -145,7 +167,8 @@ async def test_a_half_open_probe_refused_by_the_quota_does_not_pause_background_
     async def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    breaker = CircuitBreaker(threshold=5, window=30, cooldown=30, clock=lambda: now[0])
+    # A cool-down shorter than the quota's hold (30 s, capped from the 120 asked): the probe meets the hold.
+    breaker = CircuitBreaker(threshold=5, window=30, cooldown=20, clock=lambda: now[0])
     limits = Quota({op: Limit(20, 4) for op in limits_for("sandbox")}, clock=lambda: now[0], sleep=sleep)
     config = make_config(keys, "http://127.0.0.1:9", retry=RetryPolicy(max_attempts=1, deadline=10))
     async with AmazonPayClient(config, transport=httpx.MockTransport(amazon), quota=limits,
@@ -154,7 +177,7 @@ async def test_a_half_open_probe_refused_by_the_quota_does_not_pause_background_
             with pytest.raises(AmazonPayError):
                 await client.get_charge("S01-1-1-C1")
         assert breaker.state == "open"
-        now[0] += 31.0
+        now[0] += 21.0
         with quota.background(), pytest.raises(AmazonPayThrottled):
             await client.get_charge("S01-1-1-C1")  # the probe: refused before it was sent
         assert len(sent) == 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,14 +13,20 @@ from typing import Any
 import pytest
 
 from router.amazon_pay import deadline as amazon_deadline
-from router.amazon_pay.errors import AmazonPayError, AmazonPayThrottled
+from router.amazon_pay.errors import (
+    AmazonPayCircuitOpen,
+    AmazonPayDeadlineSpent,
+    AmazonPayError,
+    AmazonPayThrottled,
+    AmazonPayTransportError,
+)
 from router.amazon_pay.models import FinalizeResult
 from router.checkout.model import Busy, Checkout, NewCheckout, OutcomeError, State
 from router.checkout.probes import LOOK_INTERVAL
 from router.checkout.reconciler import Reconciler
 from router.checkout.service import CheckoutService, idempotency_key
 from router.store import open_store
-from router.store.base import Binding, Store
+from router.store.base import Binding, Store, StoreUnavailable
 from tests.support.fake_amazon import FakeAmazonPay, charge, error, finalized, session
 from tests.support.stores import StoreWrapper
 from tests.support.stores import checkout as stored_checkout
@@ -318,7 +325,7 @@ async def test_one_return_waits_for_amazon_up_to_one_deadline_in_all(
 
 def refused_here() -> AmazonPayThrottled:
     """The client's own quota refused the finalize: nothing was sent (attempts=0), as client._admit raises it."""
-    return AmazonPayThrottled("finalizeCheckoutSession: quota used up", reason_code="TooManyRequests", attempts=0)
+    return AmazonPayThrottled("finalizeCheckoutSession: quota used up", attempts=0)
 
 
 async def test_a_finalize_refused_before_sending_for_a_fresh_bind_spends_no_session_read(
@@ -543,3 +550,89 @@ async def test_a_buyer_reloading_a_pending_order_asks_amazon_once_an_interval(
     assert amazon.operations() == ["finalize", "getCharge", "getCharge", "getCharge"]
     clock.now += LOOK_INTERVAL
     assert (await service.look_pending(pending)).state == State.AUTHORIZED
+
+
+# --- what the log says of a failed finalize and of a settle ------------------------------------------------
+
+
+def failure_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "router.checkout.service" and "failed" in r.getMessage() and r.levelno == logging.WARNING]
+
+
+@pytest.mark.parametrize("refusal", [
+    AmazonPayThrottled("finalizeCheckoutSession: held back in this process for 29.0 s more after Amazon Pay's 429; "
+                       "not sent, retry shortly", attempts=0),
+    AmazonPayDeadlineSpent("finalizeCheckoutSession: the deadline of 60s was reached by earlier calls", attempts=0),
+    AmazonPayCircuitOpen("finalizeCheckoutSession: Amazon Pay is failing; background calls are paused", attempts=0),
+], ids=["quota-hold", "deadline-spent", "breaker"])
+async def test_a_local_refusal_is_logged_as_ours_not_as_amazons_answer(
+        service: CheckoutService, amazon: FakeAmazonPay, caplog: pytest.LogCaptureFixture,
+        refusal: AmazonPayError) -> None:
+    checkout = await service.register(ORDER)
+    amazon.finalizes.append(refusal)
+    with caplog.at_level(logging.INFO, logger="router.checkout.service"):
+        outcome = await service.finalize(checkout.ref, SID)
+    assert outcome.error == OutcomeError.AMAZON_UNAVAILABLE
+    [line] = failure_lines(caplog)
+    assert f"refused in this process, not by Amazon Pay: {refusal.message}" in line
+    assert "TooManyRequests" not in line and "status=None" not in line and "reason=" not in line
+
+
+async def test_no_answer_and_amazons_own_429_are_logged_as_such(
+        service: CheckoutService, amazon: FakeAmazonPay, caplog: pytest.LogCaptureFixture) -> None:
+    first, second = await service.register(ORDER), await service.register(ORDER)
+    amazon.finalizes.append(AmazonPayTransportError("finalizeCheckoutSession: no answer from Amazon Pay (ReadTimeout)",
+                                                    attempts=2))
+    amazon.sessions.append(error(503, "ServiceUnavailable"))
+    amazon.finalizes.append(AmazonPayError("HTTP 429", status=429, reason_code="TooManyRequests", request_id="rq-1"))
+    amazon.sessions.append(error(503, "ServiceUnavailable"))
+    with caplog.at_level(logging.INFO, logger="router.checkout.service"):
+        await service.finalize(first.ref, SID)
+        await service.finalize(second.ref, "sess-fedcba9876543210")
+    lines = failure_lines(caplog)
+    assert len(lines) == 2
+    assert lines[0].endswith("failed: finalizeCheckoutSession: no answer from Amazon Pay (ReadTimeout) (attempts=2)")
+    assert lines[1].endswith("failed: status=429 reason=TooManyRequests request=rq-1")  # Amazon's own 429
+    assert not any("in this process" in line for line in lines)
+
+
+async def test_a_settle_whose_commit_fails_logs_no_transition(
+        store: Store, amazon: FakeAmazonPay, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    """The store's COMMIT fails (PostgreSQL restarting, the disk full): no line may claim the order moved."""
+
+    class CommitFails(StoreWrapper):
+        async def transition(self, ref: str, **changes: Any) -> Checkout:
+            if changes.get("state") == State.COMPLETED:
+                raise StoreUnavailable("SQLite database 'router.db' unavailable: database or disk is full")
+            result: Checkout = await self.inner.transition(ref, **changes)
+            return result
+
+    service = CheckoutService(CommitFails(store), amazon, ttl_seconds=3600, wait_seconds=0.1,  # type: ignore[arg-type]
+                              clock=clock)
+    checkout = await service.register(ORDER)
+    amazon.finalizes.append(finalized(SID))
+    with caplog.at_level(logging.INFO, logger="router.checkout.service"), pytest.raises(StoreUnavailable):
+        await service.finalize(checkout.ref, SID)
+    assert not [r for r in caplog.records if "→" in r.getMessage()]
+    assert (await stored(service, checkout)).state == State.CREATED
+    amazon.finalizes.append(finalized(SID))
+    with caplog.at_level(logging.INFO, logger="router.checkout.service"):
+        paid = await CheckoutService(store, amazon, ttl_seconds=3600, clock=clock).finalize(checkout.ref, SID)
+    assert paid.checkout.state == State.COMPLETED
+    assert [r.getMessage() for r in caplog.records if "→" in r.getMessage()] == [
+        f"checkout {checkout.ref[:4]}…{checkout.ref[-4:]}: created → completed"]
+
+
+async def test_a_failed_reconciler_pass_logs_the_stores_own_words(
+        amazon: FakeAmazonPay, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    closed = open_store("sqlite:///:memory:")  # never opened: every call is StoreUnavailable, said by the store
+    service = CheckoutService(closed, amazon, clock=clock)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.WARNING, logger="router.checkout.reconciler"):
+        running = asyncio.ensure_future(Reconciler(service, clock=clock, interval=0.01).run(stop))
+        await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(running, timeout=5)
+    failed = {r.getMessage() for r in caplog.records if r.name == "router.checkout.reconciler"}
+    assert failed == {"reconciler pass failed: StoreUnavailable: SQLite store is not open"}

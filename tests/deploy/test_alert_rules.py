@@ -99,3 +99,43 @@ def test_not_ready_fires_when_the_store_is_gone_with_webhooks_on_or_off(tmp_path
     spec.write_text(json.dumps(tests, indent=1))  # JSON is YAML
     result = subprocess.run([_promtool(), "test", "rules", str(spec)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+FINALIZES = "return_router_finalize_total"
+UNAVAILABLE_SUMMARY = "Over 5% of finalizes end amazon_unavailable: buyers see \"can't confirm yet\" (API: 503); " \
+    "the reconciler finishes them later"
+
+
+def test_finalizes_unavailable_fires_on_what_buyers_saw_not_on_a_blip(tmp_path: Path) -> None:
+    """Finalizes refused in this process (a hold after a 429) send nothing: no Amazon request series moves,
+    only return_router_finalize_total{outcome="amazon_unavailable"}. 40 scrapes 15 s apart, 20 finalizes
+    each; "held" ends all of them amazon_unavailable after 2 minutes, "blip" has one such in the 10 minutes."""
+    scrapes = 40
+    series = [
+        _series("healthy:9100", FINALIZES, f"0+20x{scrapes}", outcome="completed"),
+        _series("blip:9100", FINALIZES, f"0+20x{scrapes}", outcome="completed"),
+        _series("blip:9100", FINALIZES, f"_x20 1x{scrapes - 20}", outcome="amazon_unavailable"),
+        _series("held:9100", FINALIZES, f"0+20x8 160x{scrapes - 8}", outcome="completed"),
+        _series("held:9100", FINALIZES, f"_x8 20+20x{scrapes - 9}", outcome="amazon_unavailable"),
+    ]
+    fired = {"exp_labels": {"severity": "critical", "job": JOB, "instance": "held:9100"}, "exp_annotations": {
+        "summary": UNAVAILABLE_SUMMARY,
+        "description": "The log says why: `finalize … failed: refused in this process` (a hold after a 429, "
+                       "the breaker) or Amazon's status."}}
+    tests = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "15s",
+        "tests": [{
+            "interval": "15s",
+            "input_series": series,
+            "alert_rule_test": [
+                {"eval_time": "2m", "alertname": "ReturnRouterFinalizesUnavailable", "exp_alerts": []},
+                {"eval_time": "5m", "alertname": "ReturnRouterFinalizesUnavailable", "exp_alerts": []},  # `for: 5m`
+                {"eval_time": "9m", "alertname": "ReturnRouterFinalizesUnavailable", "exp_alerts": [fired]},
+            ],
+        }],
+    }
+    spec = tmp_path / "finalizes-unavailable.test.yml"
+    spec.write_text(json.dumps(tests, indent=1))
+    result = subprocess.run([_promtool(), "test", "rules", str(spec)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
