@@ -20,7 +20,7 @@ from router.app import create_app
 from tests.deploy.certs import Certificates, make_certificates
 from tests.support import serve_app
 from tests.support.config import KEY_ID
-from tests.support.forward_proxy import forward_proxy
+from tests.support.forward_proxy import forward_proxy, proxy_env
 from tests.support.routers import Router, load_settings
 
 # Amazon's API host as a merchant behind an egress proxy sees it: only the proxy resolves it (".invalid" never
@@ -49,15 +49,6 @@ def emulator(tmp_path: Path, key_files: tuple[Path, Path]) -> Iterator[TlsEmulat
     app = create_emulator_app({KEY_ID: load_public_key(key_files[1].read_bytes())})
     with serve_app(app, ssl_certfile=str(certificates.cert), ssl_keyfile=str(certificates.key)) as url:
         yield TlsEmulator(int(urlsplit(url).port or 0), certificates)
-
-
-def proxy_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
-    """Exactly these proxy variables (upper-case names) in the environment, and the emulator's CA trusted."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
 
 
 def finalize_through_router(tmp_path: Path, key_files: tuple[Path, Path], emulator: TlsEmulator,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any
 
 
 class TcpProxy:
@@ -53,10 +55,16 @@ class TcpProxy:
             client_writer.transport.abort()
             return
         self._writers.update((client_writer, server_writer))
-        for reader, writer in ((client_reader, server_writer), (server_reader, client_writer)):
-            task = asyncio.create_task(self._pump(reader, writer))
+        for pump in self._pumps(client_reader, client_writer, server_reader, server_writer):
+            task = asyncio.create_task(pump)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _pumps(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter,
+               server_reader: asyncio.StreamReader, server_writer: asyncio.StreamWriter
+               ) -> tuple[Coroutine[Any, Any, None], ...]:
+        """The two directions of one connection: client to server, server to client."""
+        return self._pump(client_reader, server_writer), self._pump(server_reader, client_writer)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self._flowing is not None
@@ -82,20 +90,12 @@ class CommitCutter(TcpProxy):
     def cut_after_commit(self) -> None:
         self._armed = True
 
-    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        try:
-            server_reader, server_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            client_writer.transport.abort()
-            return
-        self._writers.update((client_writer, server_writer))
+    def _pumps(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter,
+               server_reader: asyncio.StreamReader, server_writer: asyncio.StreamWriter
+               ) -> tuple[Coroutine[Any, Any, None], ...]:
         committed = asyncio.Event()  # this connection's COMMIT went out: its answer is dropped with it
-        pumps = (self._to_server(client_reader, server_writer, committed),
-                 self._to_client(server_reader, client_writer, committed, server_writer))
-        for pump in pumps:
-            task = asyncio.create_task(pump)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        return (self._to_server(client_reader, server_writer, committed),
+                self._to_client(server_reader, client_writer, committed, server_writer))
 
     async def _to_server(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                          committed: asyncio.Event) -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import pytest
+
 T = TypeVar("T")
 # Hop-by-hop headers and the proxy's own: not passed on to the target.
 _NOT_FORWARDED = frozenset(("proxy-authorization", "proxy-connection", "connection", "keep-alive"))
@@ -142,3 +144,12 @@ def forward_proxy(hosts: Mapping[str, str] | None = None, credentials: str | Non
         yield proxy
     finally:
         proxy.stop()
+
+
+def proxy_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    """Exactly these proxy variables (upper-case names, and any other variable given) in the environment."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)

@@ -15,6 +15,7 @@ import pytest
 from router.store.base import Store
 from router.webhooks.schedule import RetrySchedule
 from router.webhooks.worker import WebhookWorker
+from tests.support.forward_proxy import proxy_env
 from tests.webhooks.outbox import SECRET, Clock, add_event
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -35,15 +36,6 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
 
 def header(lines: list[bytes], name: bytes) -> bytes | None:
     return next((line.split(b":", 1)[1].strip() for line in lines[1:] if line.lower().startswith(name + b":")), None)
-
-
-def proxy_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
-    """Exactly these proxy variables (upper-case names) in the environment."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
 
 
 def answering_204(heads: list[list[bytes]]) -> Handler:
