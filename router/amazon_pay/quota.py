@@ -69,28 +69,27 @@ _PROBING: ContextVar[bool] = ContextVar("amazon_pay_probing", default=False)
 
 
 @contextlib.contextmanager
-def background() -> Iterator[None]:
-    """Mark the Amazon calls made inside (in this task) as background work: lower priority."""
-    token = _BACKGROUND.set(True)
+def _marked(mark: ContextVar[bool]) -> Iterator[None]:
+    token = mark.set(True)
     try:
         yield
     finally:
-        _BACKGROUND.reset(token)
+        mark.reset(token)
+
+
+def background() -> contextlib.AbstractContextManager[None]:
+    """Mark the Amazon calls made inside (in this task) as background work: lower priority."""
+    return _marked(_BACKGROUND)
 
 
 def in_background() -> bool:
     return _BACKGROUND.get()
 
 
-@contextlib.contextmanager
-def probing() -> Iterator[None]:
+def probing() -> contextlib.AbstractContextManager[None]:
     """Mark the Amazon calls made inside (in this task) as a probe's: a buyer's call (the breaker treats it
     as one) that takes only tokens no buyer reserved, within the probes' share."""
-    token = _PROBING.set(True)
-    try:
-        yield
-    finally:
-        _PROBING.reset(token)
+    return _marked(_PROBING)
 
 
 def is_probing() -> bool:
