@@ -11,6 +11,11 @@ a lost lease) makes its group run twice, the second time with the savepoints. If
 itself fails (BEGIN, COMMIT, a savepoint), every job in it fails. Results go back to the event loop only
 after the COMMIT returned, in one wake-up per batch: a caller never hears of a write that is not durable.
 
+A write waits for another process's lock at most the connection's busy timeout since it was asked, not
+since its group began: a group queued behind another that waited out the lock has spent part of that
+already. Its BEGIN then waits only what its oldest job has left; a job whose time is up fails at once
+(its failure is sent right away), and the others try again with what each has left.
+
 Each hop costs a thread wake-up on both sides, so the per-job Python around it is kept small: a job is a
 named tuple, the caller awaits the future itself (no coroutine around it), the jobs a loop submits during
 one turn reach the thread together at the end of that turn (one wake-up, and their writes share a COMMIT
@@ -40,6 +45,9 @@ from typing import Any, NamedTuple, TypeVar
 T = TypeVar("T")
 Conn = sqlite3.Connection
 MAX_GROUP = 64  # writes per shared transaction: bounds the work the first of them waits for
+# A group whose oldest job waited in the queue less than this waits the full busy timeout (no PRAGMAs
+# around its BEGIN: the usual case under load costs nothing); the bound is overshot by at most this.
+QUEUE_SLACK = 0.05
 log = logging.getLogger("router.store.sqlite")
 
 
@@ -51,6 +59,7 @@ class _Job(NamedTuple):
     future: asyncio.Future[Any]  # of the caller's event loop, which hears of the outcome
     context: contextvars.Context  # the caller's, copied: what fn reads from it (the request id) is theirs
     raw: bool  # fn takes no connection (opening and closing it)
+    asked: float  # when it was submitted (monotonic): a write waits for the lock at most busy timeout from then
 
 
 Outcome = tuple["asyncio.Future[Any]", Any, Exception | None]
@@ -91,7 +100,7 @@ class StoreThread:
         if pending is None:
             pending = self._pending[loop] = []
             loop.call_soon(self._flush, loop)
-        pending.append(_Job(fn, write, future, contextvars.copy_context(), False))
+        pending.append(_Job(fn, write, future, contextvars.copy_context(), False, time.monotonic()))
         return future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -104,7 +113,7 @@ class StoreThread:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._flush(loop)  # after what this loop submitted before
-        self._jobs.put([_Job(fn, False, future, contextvars.copy_context(), True)])
+        self._jobs.put([_Job(fn, False, future, contextvars.copy_context(), True, time.monotonic())])
         return await future
 
     async def stop(self) -> None:
@@ -210,7 +219,7 @@ class StoreThread:
         return outcomes + self._writes(group)
 
     def _read(self, job: _Job) -> Outcome:
-        fn, _, future, context, raw = job
+        fn, _, future, context, raw, _ = job
         try:
             return future, context.run(fn) if raw else context.run(fn, self._connection()), None
         except Exception as exc:
@@ -223,10 +232,12 @@ class StoreThread:
         took: float | None = None  # the COMMIT's seconds; None when nothing was committed
         try:
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
+            group = self._begin(conn, group)
+            if not group:  # each waited out the lock
+                return []
             outcomes = self._together(conn, group) if len(group) > 1 else [self._alone(conn, group[0])]
             if outcomes is None:  # one of them raised: all rolled back; again, each in its savepoint
-                conn.execute("BEGIN IMMEDIATE")
+                group = self._begin(conn, group)
                 outcomes = [self._in_savepoint(conn, job) for job in group]
             if conn.in_transaction:  # a lone job that raised was rolled back already
                 started = time.perf_counter()
@@ -243,9 +254,41 @@ class StoreThread:
                 self._on_commit(sum(error is None for _, _, error in outcomes), took)
         return outcomes
 
+    def _begin(self, conn: Conn, group: Sequence[_Job]) -> Sequence[_Job]:
+        """BEGIN IMMEDIATE for `group`, each job waiting for the lock at most the busy timeout since it was
+        asked; returns the jobs that got it (maybe none: the others were answered "locked" already)."""
+        if time.monotonic() - min(job.asked for job in group) < QUEUE_SLACK:
+            conn.execute("BEGIN IMMEDIATE")
+            return group
+        millis = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        bound = millis / 1000
+        try:
+            while group:
+                left = min(job.asked for job in group) + bound - time.monotonic()
+                conn.execute(f"PRAGMA busy_timeout = {max(0, int(left * 1000))}")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return group
+                except sqlite3.OperationalError as exc:
+                    if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                        raise
+                    group = self._fail_late(group, bound, exc)
+            return group
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {millis}")
+
+    def _fail_late(self, group: Sequence[_Job], bound: float, exc: Exception) -> list[_Job]:
+        """Answer the jobs whose lock wait is up (at least the oldest: it waited all it had left) now,
+        not after the others' wait; returns the others."""
+        late_after = time.monotonic() + QUEUE_SLACK - bound
+        late = [job for job in group if job.asked <= late_after]
+        error = self._mapped(exc)
+        _deliver([(job.future, None, error) for job in late])
+        return [job for job in group if job.asked > late_after]
+
     def _alone(self, conn: Conn, job: _Job) -> Outcome:
         """The only write of its transaction: no savepoint needed, a failure rolls it all back."""
-        fn, _, future, context, _ = job
+        fn, _, future, context, _, _ = job
         try:
             return future, context.run(fn, conn), None
         except Exception as exc:
@@ -257,7 +300,7 @@ class StoreThread:
         """The group's jobs one after another in the open transaction, no savepoints; None, with the
         transaction rolled back, as soon as one raises (its writes are mixed with the others' then)."""
         outcomes: list[Outcome] = []
-        for fn, _, future, context, _ in group:
+        for fn, _, future, context, _, _ in group:
             try:
                 outcomes.append((future, context.run(fn, conn), None))
             except Exception:
@@ -267,7 +310,7 @@ class StoreThread:
         return outcomes
 
     def _in_savepoint(self, conn: Conn, job: _Job) -> Outcome:
-        fn, _, future, context, _ = job
+        fn, _, future, context, _, _ = job
         conn.execute("SAVEPOINT job")
         try:
             value = context.run(fn, conn)
