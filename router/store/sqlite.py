@@ -18,6 +18,7 @@ write on a service that writes a few rows per checkout.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sqlite3
@@ -43,6 +44,9 @@ MEMORY = ":memory:"
 # A batch waits for another process's lock at most the busy timeout; beyond that and this margin the
 # disk itself is stuck (PostgreSQL's calls are bounded likewise, by its command timeout).
 STUCK_MARGIN = 10.0
+# Readiness stays "not writable" this long after a write failed for a full disk: the one-row heartbeat
+# may still fit where real writes (new rows, index pages) no longer do.
+FULL_WINDOW = 10.0
 
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
@@ -77,6 +81,7 @@ class SQLiteStore(SqlStore):
         self.stuck_seconds = busy_timeout + STUCK_MARGIN if stuck_seconds is None else stuck_seconds
         self._thread: StoreThread | None = None
         self._conn: Conn | None = None  # touched only in the store's thread
+        self._full_at: float | None = None  # when a write last failed for a full disk (monotonic)
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -114,6 +119,8 @@ class SQLiteStore(SqlStore):
         """The error a caller sees: domain errors as they are, 'cannot serve now' as StoreUnavailable."""
         if isinstance(exc, StoreError | CheckoutError) or not _unavailable(exc):
             return exc
+        if _disk_full(exc):
+            self._full_at = time.monotonic()
         unavailable = StoreUnavailable(f"SQLite database {self.path!r} unavailable: {exc}")
         unavailable.__cause__ = exc
         return unavailable
@@ -234,12 +241,21 @@ class SQLiteStore(SqlStore):
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
 
         what = f"SQLite database {self.path!r} not writable"
+        full_at = self._full_at
+        if full_at is not None and time.monotonic() - full_at < FULL_WINDOW:
+            raise StoreUnavailable(f"{what}: a write failed for a full disk {time.monotonic() - full_at:.0f} s ago")
         try:
             await within(self._run(beat), timeout, what)
         except StoreUnavailable as exc:  # the lock wait gave up first ("locked"): the same answer, said the same
             if not str(exc).startswith(what):
                 raise StoreUnavailable(f"{what}: {exc}") from exc
             raise
+
+
+def _disk_full(exc: Exception) -> bool:
+    if isinstance(exc, sqlite3.Error):  # one the module made itself has no code
+        return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _migrate(conn: Conn) -> None:
