@@ -114,6 +114,10 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             super().on_headers_complete()
             if not self.url.startswith(b"/"):
                 self._keep_target()
+            if self.parser.should_upgrade():
+                # The parser stops at an upgrade and drops what follows in the same read (a pipelined
+                # request would wait for good): the connection ends with this answer (Connection: close).
+                self.cycle.keep_alive = False
 
     def _keep_target(self) -> None:
         """An absolute-form target (`GET http://a.example/x`) in the scope as uvicorn's h11 puts it, as sent:
@@ -155,6 +159,12 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self._default_head[0] is not headers:
             BoundedHeadProtocol._default_head = (headers, b"".join(b"%s: %s\r\n" % pair for pair in headers))
         return self._default_head[1]
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """An Upgrade (a WebSocket handshake, h2c) is answered as the plain HTTP request it also is: the guard
+        and the pages see it like any other. uvicorn would log two WARNINGs for each (one says to install a
+        WebSocket library): a line per request any client can cause, and neither is true here."""
+        log.debug("an upgrade request (%s) answered as plain HTTP", _upgrade_of(self.headers))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_timer is not None:
@@ -229,6 +239,12 @@ class _Answered:
 _ANSWERED: Any = _Answered()
 
 
+def _upgrade_of(headers: list[tuple[bytes, bytes]]) -> str:
+    """The Upgrade header's protocol, short and printable (it is the client's)."""
+    value = next((value for name, value in headers if name == b"upgrade"), b"")
+    return repr(value[:32].decode("latin-1"))
+
+
 def _finished(cycle: Any) -> bool:
     return cycle is None or bool(cycle.response_complete)
 
@@ -238,12 +254,14 @@ _ID_LIKE = re.compile(r"(?<![A-Za-z0-9_-])(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{16,}
 
 
 class MaskIds(logging.Filter):
-    """uvicorn's trace lines (each ASGI scope, path and query included) with ids shown by their ends only."""
+    """uvicorn's own lines with ids shown by their ends only: its trace lines (each ASGI scope, path and query
+    included), and at any level whatever names a request target (its WebSocket lines did, at INFO). uvicorn
+    writes few lines of its own besides traces (startup, a warning per refused request): masking each costs
+    little."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.DEBUG:
-            record.msg = _ID_LIKE.sub(lambda m: mask(m.group()), record.getMessage())
-            record.args = None
+        record.msg = _ID_LIKE.sub(lambda m: mask(m.group()), record.getMessage())
+        record.args = None
         return True
 
 
@@ -259,6 +277,9 @@ def uvicorn_options(server: ServerSettings) -> dict[str, Any]:
     """The keyword arguments `serve` gives uvicorn.run for [server]."""
     return {
         "http": BoundedHeadProtocol,
+        # The service has no WebSocket: uvicorn's own answered a handshake itself (a 403, and an INFO line with
+        # the whole target), around the app's guard. Without it the request is plain HTTP (see above).
+        "ws": "none",
         "limit_concurrency": server.limit_concurrency,
         "timeout_keep_alive": server.keep_alive_seconds,
         "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,

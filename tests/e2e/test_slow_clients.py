@@ -24,6 +24,7 @@ from tests.e2e.raw import captured_logs
 from tests.support import free_port, http_client, serve_app
 from tests.support.config import TOKEN, router_config
 from tests.support.emulator import Emulator
+from tests.support.processes import ROOT
 
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: pay.example.com\r\n"
 ORDER = json.dumps({"merchantReference": "slow-1", "chargeAmount": {"amount": "14.00", "currencyCode": "USD"},
@@ -62,7 +63,7 @@ def served(tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path], ser
     command = [sys.executable, "-m", "router.cli", "serve", "--config", str(config), "--port", str(port), *args]
     out = (tmp_path / "serve.out").open("wb")
     proc = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                            env={"RR_TEST_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"})
+                            env={"RR_TEST_TOKEN": TOKEN, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     try:
         wait_for_port(port, proc)  # type: ignore[arg-type]
         yield port, proc.pid

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from router import logs
+from router.web.server import MaskIds
 
 
 def test_a_valid_incoming_request_id_is_kept_else_a_new_one() -> None:
@@ -164,3 +165,17 @@ def test_a_library_warning_with_a_traceback_is_one_line_unless_debug(capsys: pyt
         root.setLevel(saved)
     assert quiet.startswith(" (ConnectionRefusedError)") and "Traceback" not in quiet
     assert "Traceback (most recent call last)" in verbose
+
+
+def test_uvicorn_s_own_lines_show_ids_by_their_ends_at_every_level() -> None:
+    """MaskIds (on uvicorn.error and uvicorn.asgi, router/cli.py) masks INFO lines too, not only traces:
+    uvicorn's WebSocket line named the whole request target at INFO."""
+    session, ref = "bd504926-f659-4ad7-a1a9-9a747aaf5275", "Zq3" + "r" * 29
+    target = f"/amazon-pay/result?ref={ref}&amazonCheckoutSessionId={session}"
+    for level in (logging.INFO, logging.WARNING, 5):
+        record = logging.LogRecord("uvicorn.error", level, "", 0, '%s - "WebSocket %s" %d',
+                                   ("127.0.0.1:36578", target, 403), None)
+        assert MaskIds().filter(record)
+        line = record.getMessage()
+        assert session not in line and ref not in line and "bd50…5275" in line, line
+        assert line.startswith('127.0.0.1:36578 - "WebSocket /amazon-pay/result?ref=') and line.endswith('" 403')
