@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -105,19 +106,44 @@ def return_urls(table: RouteTable, ref: str, request_host: str, scheme: str) -> 
     return urls
 
 
+class BodyTooLarge(Exception):
+    """A request body longer than its reader takes. `unread`: refused on its Content-Length, before any of
+    it was read: the answer closes the connection (what the client sends next would be read as that body)."""
+
+    def __init__(self, unread: bool) -> None:
+        super().__init__("request body too large")
+        self.unread = unread
+
+
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}", re.ASCII)  # llhttp has refused a longer or malformed one
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, at most `limit` bytes: BodyTooLarge beyond, with the rest unread; ClientDisconnect
+    passes. A Content-Length beyond the limit is refused before the first read: at that read uvicorn would
+    answer `Expect: 100-continue` with `100 Continue`, inviting the whole body."""
+    declared = request.headers.get("content-length")
+    if declared is not None and _CONTENT_LENGTH.fullmatch(declared) and int(declared) > limit:
+        raise BodyTooLarge(unread=True)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(unread=False)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_json(request: Request) -> dict[str, Any]:
     if not is_json(request.headers.get("content-type")):
         raise ApiError(415, "unsupported_media_type", "send Content-Type: application/json")
-    chunks, size = [], 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise ApiError(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes")
-            chunks.append(chunk)
+        raw = await read_body(request, MAX_BODY)
+    except BodyTooLarge as exc:
+        raise ApiError(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes",
+                       {"connection": "close"} if exc.unread else None) from None
     except ClientDisconnect:  # the client's fault, not ours: a 4xx nobody reads, not an ERROR and a 500
         raise ApiError(400, "incomplete_body", "the client went away before the body ended") from None
-    raw = b"".join(chunks)
     if nesting_depth(raw) > MAX_DEPTH:
         raise ApiError(400, "invalid_json", f"the body nests deeper than {MAX_DEPTH} levels")
     try:

@@ -19,9 +19,9 @@ from starlette.routing import Route
 from router.checkout.model import NewCheckout
 from router.checkout.service import CheckoutService
 from router.config import AndroidSettings, IosSettings, MerchantSettings, Settings, StorageSettings
-from router.web.api import return_urls
+from router.web.api import BodyTooLarge, read_body, return_urls
 from router.web.branding import Logo, PagesSettings
-from router.web.demo_page import DemoView, demo_response, parse_demo_form
+from router.web.demo_page import MAX_DEMO_FORM_BYTES, DemoView, demo_response, parse_demo_form
 from router.web.routing import Flow, RouteTable
 from router.web.routing import Route as ReturnRoute
 
@@ -91,7 +91,10 @@ class Demo:
 
     async def start(self, request: Request) -> Response:
         try:
-            form = await request.body()
+            form = await read_body(request, MAX_DEMO_FORM_BYTES)
+        except BodyTooLarge as exc:  # the form is a few fields: nothing longer is read
+            return Response("The demo form is too large.\n", status_code=413, media_type="text/plain",
+                            headers={"connection": "close"} if exc.unread else None)
         except ClientDisconnect:  # gone, or cut off by [server] body_timeout_seconds: nobody reads an answer
             return Response(status_code=400)
         try:

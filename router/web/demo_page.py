@@ -25,7 +25,7 @@ DEMO_SCENARIOS: tuple[DemoScenario, ...] = get_args(DemoScenario)
 DEMO_AMOUNTS: Mapping[str, str] = MappingProxyType({"JPY": "1000", "USD": "14.00"})
 
 
-_MAX_DEMO_FORM_BYTES = 1024
+MAX_DEMO_FORM_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +53,8 @@ def parse_demo_choice(scenario: str | None, currency: str | None, lang: str | No
 
 def parse_demo_form(body: bytes) -> DemoChoice:
     """Parse the demo page's ``application/x-www-form-urlencoded`` POST body (no python-multipart needed)."""
-    if len(body) > _MAX_DEMO_FORM_BYTES:
-        raise ValueError(f"demo form body is larger than {_MAX_DEMO_FORM_BYTES} bytes")
+    if len(body) > MAX_DEMO_FORM_BYTES:
+        raise ValueError(f"demo form body is larger than {MAX_DEMO_FORM_BYTES} bytes")
     try:
         text = body.decode("ascii")
     except UnicodeDecodeError:
