@@ -139,6 +139,10 @@ class SessionConflict(CheckoutError):
     """The ref is bound to another checkout session, or the session to another ref."""
 
 
+class SessionOfAnotherOrder(SessionConflict):
+    """The session is bound to another ref; this ref is not bound (it can still be paid with its own)."""
+
+
 class LeaseLost(CheckoutError):
     """The caller no longer holds the finalize lease (it expired and someone else took it)."""
 

@@ -45,6 +45,7 @@ from router.checkout.model import (
     Outcome,
     OutcomeError,
     SessionConflict,
+    SessionOfAnotherOrder,
     State,
     UnknownRef,
     is_ref,
@@ -104,8 +105,9 @@ class CheckoutService:
         """Finalize once; every concurrent or later caller gets the same stored result.
 
         Raises InvalidSessionId (before anything is stored), UnknownRef, SessionConflict (settled with
-        another session), or Busy (someone else holds the lease, another session's finalize is unsettled,
-        or this order tried too many new session ids just now).
+        another session; SessionOfAnotherOrder: the session is another order's, this one is not bound), or
+        Busy (someone else holds the lease, another session's finalize is unsettled, or this order tried too
+        many new session ids just now).
         """
         if not is_session_id(checkout_session_id):
             raise InvalidSessionId("malformed checkout session id")
@@ -152,15 +154,18 @@ class CheckoutService:
                 raise UnknownRef(ref) from None
             except SessionConflict:
                 found = await self.store.get_checkout(ref)
-                if found is None or found.state != State.CREATED:
-                    raise  # settled with another session (or the id is another order's): a conflict
-                if found.checkout_session_id is not None:
-                    # Another session is bound and unsettled: its finalize is under way or waits for the
-                    # reconciler, and it may yet prove unknown (a made-up id) and be unbound. Not yet a conflict.
-                    raise Busy(ref) from None
-                if not again:
-                    raise  # unbound, yet the bind conflicts: this session id is bound to another order
-                # Unbound meanwhile (the other session proved unknown): bind again.
+                if found is None:
+                    raise
+                if found.checkout_session_id is None:
+                    if found.state != State.CREATED or not again:
+                        # Unbound, yet the bind conflicts: this session id is bound to another order.
+                        raise SessionOfAnotherOrder("the checkout session is bound to another checkout") from None
+                    continue  # unbound meanwhile (the other session proved unknown): bind again
+                if found.state != State.CREATED:
+                    raise  # settled with another session: a conflict
+                # Another session is bound and unsettled: its finalize is under way or waits for the
+                # reconciler, and it may yet prove unknown (a made-up id) and be unbound. Not yet a conflict.
+                raise Busy(ref) from None
         logs.noted(binding.checkout)  # this request's log lines name the order
         if binding.rejected:
             return Outcome(binding.checkout, error=OutcomeError.UNKNOWN_SESSION)  # a repeated probe: no Amazon call

@@ -24,6 +24,7 @@ from router.checkout.model import (
     Outcome,
     OutcomeError,
     SessionConflict,
+    SessionOfAnotherOrder,
     State,
     UnknownRef,
     is_session_id,
@@ -315,6 +316,8 @@ class Api:
             raise ApiError(400, "invalid_session_id", "the checkout session id is malformed") from None
         except UnknownRef:
             raise ApiError(404, "unknown_ref", "no checkout with this ref") from None
+        except SessionOfAnotherOrder:  # this order is untouched: its own session still pays it
+            raise ApiError(409, "session_conflict", "this checkout session belongs to another order") from None
         except SessionConflict:
             raise ApiError(409, "session_conflict", "this order was settled with another checkout session") from None
         except Busy:
@@ -323,7 +326,10 @@ class Api:
 
     async def read_session(self, request: Request) -> Response:
         session_id = self.session_id(request)
-        ref = request.query_params.get("ref", "")
+        refs = request.query_params.getlist("ref")
+        if len(refs) > 1:  # which one counts would be up to each layer on the way, as on the pages: none
+            raise ApiError(400, "repeated_ref", "send ref once in the query, not several times")
+        ref = refs[0] if refs else ""
         checkout = await self.service.get(ref)
         if checkout is None or checkout.checkout_session_id != session_id:
             raise ApiError(404, "unknown_checkout", "no checkout with this ref and session id")

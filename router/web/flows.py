@@ -20,6 +20,7 @@ from router.checkout.model import (
     Outcome,
     OutcomeError,
     SessionConflict,
+    SessionOfAnotherOrder,
     State,
     UnknownRef,
     is_session_id,
@@ -177,6 +178,9 @@ class Flows:
             return self.error_page(request, "bad_request", reason_key="reason.invalid_session")
         except UnknownRef:
             return self.error_page(request, "not_found")
+        except SessionOfAnotherOrder:
+            log.warning("return for %s with %s, another order's session", mask(ref), mask(session_id))
+            return self.error_page(request, "conflict")
         except SessionConflict:
             log.warning("return for %s with another session %s", mask(ref), mask(session_id))
             return self.error_page(request, "conflict")

@@ -220,7 +220,8 @@ OPENAPI: dict[str, Any] = {
                 "400": _error("Malformed id or body"), "402": _error("Declined"),
                 "404": _error("unknown_ref: no checkout with this ref; unknown_session: Amazon Pay does not know "
                               "this checkout session, or it is another order's"),
-                "409": _error("Canceled, or the order was settled with another session"), "410": _error("Expired"),
+                "409": _error("checkout_canceled: canceled; session_conflict: the order was settled with another "
+                              "session, or the session belongs to another order"), "410": _error("Expired"),
                 "413": _error("Body too large"), "415": _error("Not JSON"),
                 "422": _error("Amazon Pay refused the finalize"), "503": _error("Amazon Pay unreachable or busy"),
             },
@@ -232,7 +233,8 @@ OPENAPI: dict[str, Any] = {
                 {"name": "ref", "in": "query", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": {"description": "Paid: completed or authorized", **_json("AppCheckout")},
                           "202": {"description": "Pending", **_json("AppCheckout")},
-                          "400": _error("Malformed checkout session id"), "402": _error("Declined"),
+                          "400": _error("invalid_session_id: malformed checkout session id; repeated_ref: ref "
+                                        "sent more than once"), "402": _error("Declined"),
                           "404": _error("unknown_checkout: no checkout with this ref (missing or wrong) bound "
                                         "to this checkout session"),
                           "409": _error("Canceled"),

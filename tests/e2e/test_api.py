@@ -17,7 +17,7 @@ from router.amazon_pay.signing import ALGORITHM_V2, string_to_sign, verify
 from router.app import create_app
 from router.config import Settings
 from tests.support import serve_app
-from tests.support.config import KEY_ID, TOKEN
+from tests.support.config import AUTH, KEY_ID, TOKEN
 from tests.support.emulator import Emulator
 from tests.support.routers import Router
 
@@ -163,6 +163,34 @@ def test_app_errors(router: Router, emulator: Emulator) -> None:
     assert no_ref.status_code == 400
     unknown = httpx.get(f"{router.url}/v1/checkout-sessions/{session_id}", params={"ref": "nope"})
     assert unknown.status_code == 404
+
+
+def test_a_session_of_another_order_says_so_and_leaves_this_order_to_pay(router: Router, emulator: Emulator) -> None:
+    paid, other = router.register(reference="order-x")["ref"], router.register(reference="order-v")["ref"]
+    session_id = emulator.create_session(ref=paid)
+    assert finalize(router, session_id, paid).status_code == 200
+    conflict = finalize(router, session_id, other)
+    assert conflict.status_code == 409 and conflict.json()["error"] == {
+        "code": "session_conflict", "message": "this checkout session belongs to another order"}
+    # True of it: the order was not settled, and it pays with its own session.
+    assert httpx.get(f"{router.url}/v1/checkouts/{other}", headers=AUTH).json()["state"] == "created"
+    assert finalize(router, emulator.create_session(ref=other), other).status_code == 200
+    # An order settled with another session is still told so.
+    settled = finalize(router, emulator.create_session(), paid)
+    assert settled.status_code == 409 and "settled with another" in settled.json()["error"]["message"]
+
+
+def test_a_repeated_ref_on_the_session_read_is_refused(router: Router, emulator: Emulator) -> None:
+    """As the pages refuse a return URL naming two checkouts: which ref counts is left to no layer."""
+    ref, other = router.register()["ref"], router.register(reference="order-2")["ref"]
+    session_id = emulator.create_session(ref=ref)
+    assert finalize(router, session_id, ref).status_code == 200
+    url = f"{router.url}/v1/checkout-sessions/{session_id}"
+    for refs in ([ref, other], [other, ref], [ref, ref]):
+        answer = httpx.get(url, params=[("ref", r) for r in refs])
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "repeated_ref", (refs, answer.text)
+        assert set(answer.json()) == {"error"}
+    assert httpx.get(url, params={"ref": ref}).status_code == 200
 
 
 def test_amazon_unavailable_is_a_retryable_503(router: Router, emulator: Emulator) -> None:
