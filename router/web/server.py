@@ -47,6 +47,22 @@ log = logging.getLogger("router.web.server")
 _TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _TOO_LARGE_RESPONSE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
                        b"content-length: 32\r\nconnection: close\r\n\r\nThe request head is too large.\r\n")
+# Beyond `limit_concurrency`: what uvicorn would answer (its task writes a bare "Service Unavailable"), written
+# here without a task, saying when to come back and closing the connection (a slot back at once). The pages get
+# a short page that reloads itself (the same return URL: it finalizes then), the API its JSON error.
+_BUSY_RETRY_SECONDS = 10
+_BUSY_PAGE = ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
+              '<meta name="viewport" content="width=device-width, initial-scale=1">'
+              f'<meta http-equiv="refresh" content="{_BUSY_RETRY_SECONDS}"><title>Temporarily unavailable</title>'
+              '</head><body><h1>Temporarily unavailable</h1><p>Too many requests at once. This page tries again '
+              'by itself in a few seconds.</p><p lang="ja">ただいま混み合っています。このページは数秒後に自動的に'
+              '再読み込みされます。</p></body></html>\n').encode()
+_BUSY_JSON = b'{"error":{"code":"unavailable","message":"the service is busy; retry after Retry-After seconds"}}'
+_BUSY_HEAD = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
+              b"retry-after: %d\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\n"
+              b"connection: close\r\n\r\n")
+_BUSY_PAGE_RESPONSE = _BUSY_HEAD % (b"text/html; charset=utf-8", len(_BUSY_PAGE), _BUSY_RETRY_SECONDS) + _BUSY_PAGE
+_BUSY_API_RESPONSE = _BUSY_HEAD % (b"application/json", len(_BUSY_JSON), _BUSY_RETRY_SECONDS) + _BUSY_JSON
 _limits = ServerSettings()
 _TARGETS = {path.encode(): path for path in PATH_KIND}  # request targets answered in front: no query, no escapes
 _METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
@@ -110,7 +126,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_began = None  # the head is complete: the app now has the request
         self._body_open = True  # until on_message_complete, in this same read for a request without a body
-        if self._front is None or not self._answered_in_front():
+        if self._front is not None and self._answered_in_front():
+            return  # the association files: beyond the limit too (no task)
+        if self._over_limit():
+            self._busy()
+        else:
             super().on_headers_complete()
             if not self.url.startswith(b"/"):
                 self._keep_target()
@@ -118,6 +138,23 @@ class BoundedHeadProtocol(HttpToolsProtocol):
                 # The parser stops at an upgrade and drops what follows in the same read (a pipelined
                 # request would wait for good): the connection ends with this answer (Connection: close).
                 self.cycle.keep_alive = False
+
+    def _over_limit(self) -> bool:
+        """uvicorn's own test for its 503, where this protocol can answer it at once: no answer is being
+        written on this connection (a pipelined request behind one takes uvicorn's path)."""
+        limit = self.limit_concurrency
+        return (limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit)
+                and not self.pipeline and _finished(self.cycle))
+
+    def _busy(self) -> None:
+        """The 503 beyond `limit_concurrency`, its connection closed (the parser's later callbacks see it done)."""
+        self.logger.warning("Exceeded concurrency limit.")  # uvicorn's line, as before
+        self.cycle = _ANSWERED
+        if self.transport.is_closing():  # a request pipelined behind the one refused in this read
+            return
+        api = self.url.startswith(b"/v1/") or self.url == b"/v1"
+        self.transport.write(_BUSY_API_RESPONSE if api else _BUSY_PAGE_RESPONSE)
+        self.transport.close()
 
     def _keep_target(self) -> None:
         """An absolute-form target (`GET http://a.example/x`) in the scope as uvicorn's h11 puts it, as sent:

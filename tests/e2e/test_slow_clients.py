@@ -20,7 +20,7 @@ from router.config import ServerSettings
 from router.web import server
 from router.web.demo import demo_settings
 from tests.bench._load import wait_for_port
-from tests.e2e.raw import captured_logs
+from tests.e2e.raw import captured_logs, exchange
 from tests.support import free_port, http_client, serve_app
 from tests.support.config import TOKEN, router_config
 from tests.support.emulator import Emulator
@@ -297,6 +297,13 @@ def test_concurrency_beyond_the_limit_is_a_503(tmp_path: Path, emulator: Emulato
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 sock.sendall(HEAD + b"Connection: close\r\n\r\n")
                 assert sock.recv(4096).startswith(b"HTTP/1.1 503 ")
+            # Not uvicorn's bare text: when to come back, a page that tries again itself, the API's JSON;
+            # the connection closed (kept alive, it would hold a slot more).
+            page = exchange(f"http://127.0.0.1:{port}", b"GET /amazon-pay/result?ref=x HTTP/1.1\r\n"
+                                                        b"Host: pay.example.com\r\n\r\n", timeout=10)
+            api = exchange(f"http://127.0.0.1:{port}", register_head(2) + b"{}", timeout=10)
+            association = exchange(f"http://127.0.0.1:{port}", b"GET /.well-known/assetlinks.json HTTP/1.1\r\n"
+                                                               b"Host: pay.example.com\r\n\r\n", timeout=10)
         finally:
             for sock in idle:
                 sock.close()
@@ -304,6 +311,13 @@ def test_concurrency_beyond_the_limit_is_a_503(tmp_path: Path, emulator: Emulato
         while http_client().get(f"http://127.0.0.1:{port}/healthz").status_code == 503 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    for answer in (page, api):
+        assert answer.status == 503 and answer.headers["retry-after"] == "10", (answer.status, answer.headers)
+        assert answer.headers["connection"] == "close" and answer.headers["cache-control"] == "no-store"
+    assert "text/html" in page.headers["content-type"] and '<meta http-equiv="refresh" content="10">' in page.text
+    assert json.loads(api.body)["error"]["code"] == "unavailable"
+    assert association.status == 200  # answered in front, with no task: beyond the limit too
+    assert "Exceeded concurrency limit." in (tmp_path / "serve.out").read_text()
 
 
 def test_slow_bodies_hold_the_concurrency_limit_only_until_their_deadline(
