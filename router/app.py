@@ -220,7 +220,7 @@ def edge_app(settings: Settings, runtime: Runtime, button: ButtonSigner | None) 
         if request.url.path.startswith("/v1/"):
             return error_response(503, "unavailable", "the service is briefly unavailable; retry shortly",
                                   {"retry-after": "5"})
-        return flows.unavailable(request)
+        return flows.unavailable(request, exc)
 
     def stopping(request: Request) -> Response:
         if request.url.path.startswith("/v1/"):

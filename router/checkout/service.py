@@ -61,6 +61,12 @@ log = logging.getLogger("router.checkout.service")
 STORE_POLL = Backoff(0.02, 0.5)  # while another holder calls Amazon: poll the store, 20 ms doubling to 0.5 s
 
 
+class NotBound(StoreUnavailable):
+    """The store failed as a return was binding its session, and a read after shows the order bound to none:
+    nothing was stored or sent to Amazon with it, so nothing resumes it; only the buyer's retry (the page's
+    own refresh) finalizes it once the store writes again."""
+
+
 class CheckoutService:
     def __init__(
         self,
@@ -150,6 +156,9 @@ class CheckoutService:
             try:
                 binding = await self._bind_and_lease(ref, checkout_session_id, owner)
                 break
+            except StoreUnavailable as exc:
+                await self._unless_bound(ref, exc)
+                raise
             except NotFound:
                 raise UnknownRef(ref) from None
             except SessionConflict:
@@ -170,6 +179,16 @@ class CheckoutService:
         if binding.rejected:
             return Outcome(binding.checkout, error=OutcomeError.UNKNOWN_SESSION)  # a repeated probe: no Amazon call
         return binding.checkout, binding.leased, binding.newly_bound  # a cancel-URL cancel was reopened there
+
+    async def _unless_bound(self, ref: str, failure: StoreUnavailable) -> None:
+        """Raise NotBound if the failed bind left the order bound to no session (the read works: a full disk,
+        a locked file or a read-only replica fail writes only); else return, and the failure stands."""
+        try:
+            found = await self.store.get_checkout(ref)
+        except StoreUnavailable:
+            return  # the reads fail too: whether a session is bound (a COMMIT lost on the way) is unknown
+        if found is not None and found.checkout_session_id is None:
+            raise NotBound(str(failure)) from failure
 
     async def _bind_and_lease(self, ref: str, checkout_session_id: str, owner: str | None) -> Binding:
         """The store's bind_and_lease; with an owner, taking back our own lease a lost COMMIT left (unsure)."""

@@ -25,7 +25,7 @@ from router.checkout.model import (
     UnknownRef,
     is_session_id,
 )
-from router.checkout.service import CheckoutService
+from router.checkout.service import CheckoutService, NotBound
 from router.config import Settings
 from router.redact import mask
 from router.web.branding import LOGO_PATH
@@ -125,10 +125,12 @@ class Flows:
         self._count(request, route)
         return response
 
-    def unavailable(self, request: Request) -> Response:
+    def unavailable(self, request: Request, failure: Exception | None = None) -> Response:
         """The store could not answer (the app's handler of StoreUnavailable): the "briefly unavailable"
-        page, counted like the other pages when the request was a return."""
-        response = self.error_page(request, "unavailable")
+        page, counted like the other pages when the request was a return. A return whose session could not
+        be bound is told so: nothing keeps checking it but the page's own refresh."""
+        reason = "reason.not_bound" if isinstance(failure, NotBound) else None
+        response = self.error_page(request, "unavailable", reason_key=reason)
         route = self.table.match(request.headers.get("host", ""), raw_path(request.scope))
         if route is not None:
             self._count(request, route)

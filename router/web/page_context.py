@@ -20,7 +20,9 @@ from router.web.platform import Platform
 from router.web.shapes import Frozen, as_is
 
 # A reason that makes "incomplete" untrue gets texts of its own (title, lead, note) on the bad-request page.
-_REASON_TEXTS = {"reason.too_long": "page.too_long"}
+# A reason with texts of its own (title, lead, note), on the page kind it is given to
+_REASON_TEXTS = {("bad_request", "reason.too_long"): "page.too_long",
+                 ("unavailable", "reason.not_bound"): "page.not_bound"}
 _MAX_TEXT = 300  # free text shown to the buyer (reason, names) is cut to this many characters
 NO_BRANDING = PagesSettings()
 
@@ -158,7 +160,7 @@ def build_context(view: PageView, locale: Locale, platform: Platform, current_ur
 
 def _texts_key(view: PageView) -> str:
     """Where the page's title, lead and note are in the catalogs: its kind's, or its reason's own."""
-    own = _REASON_TEXTS.get(view.reason_key or "") if view.kind == "bad_request" else None
+    own = _REASON_TEXTS.get((view.kind, view.reason_key or ""))
     return own or f"page.{view.kind}"
 
 
