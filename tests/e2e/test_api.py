@@ -15,6 +15,7 @@ import pytest
 from router.amazon_pay.keys import load_public_key
 from router.amazon_pay.signing import ALGORITHM_V2, string_to_sign, verify
 from router.app import create_app
+from router.checkout.probes import LOOK_INTERVAL
 from router.config import Settings
 from tests.support import serve_app
 from tests.support.config import AUTH, KEY_ID, TOKEN
@@ -126,13 +127,15 @@ def test_polling_a_pending_order_faster_than_told_costs_amazon_one_read_an_inter
     ref = router.register(pending=True)["ref"]
     session_id = emulator.create_session(scenario="pending-then-authorized", pending_polls=1000)
     assert finalize(router, session_id, ref).status_code == 202
-    reads = len(emulator.requests("getCharge"))
+    reads, started = len(emulator.requests("getCharge")), time.monotonic()
     for _ in range(5):
         read = httpx.get(f"{router.url}/v1/checkout-sessions/{session_id}", params={"ref": ref})
         assert (read.status_code, read.json()["state"]) == (202, "pending")
         page = router.get(f"/amazon-pay/result?ref={ref}&amazonCheckoutSessionId={session_id}")
         assert page.status_code == 200 and 'data-kind="pending"' in page.text
-    assert len(emulator.requests("getCharge")) - reads == 1
+    # One read, and one more for each interval the ten requests took (a loaded machine may be that slow).
+    allowed = 1 + int((time.monotonic() - started) // LOOK_INTERVAL)
+    assert 1 <= len(emulator.requests("getCharge")) - reads <= allowed < 10
 
 
 @pytest.mark.parametrize(("scenario", "status", "code"), [
