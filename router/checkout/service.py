@@ -347,8 +347,10 @@ class CheckoutService:
         if foreign is not None:
             # Amazon took this order's amount with it: the money is this order's now, and it is settled
             # here (never dropped). Whoever reconciles must know the session was made for another order.
-            log.error("session %s is not ref %s's (%s) but Amazon finalized it for this order: settled here; "
-                      "the order it was made for is not paid by it", mask(session_id), mask(checkout.ref), foreign)
+            taken = "accepted it for this order (pending)" if result.http_status == 202 else "finalized it for this "\
+                "order"
+            log.error("session %s is not ref %s's (%s) but Amazon %s: settled here; the order it was made for is "
+                      "not paid by it", mask(session_id), mask(checkout.ref), foreign, taken)
         fields = session_fields(session)
         if result.http_status == 202:
             return Outcome(await self._settle(checkout, self.owner, State.PENDING, fields))
@@ -455,7 +457,9 @@ class CheckoutService:
         await self.store.transition(checkout.ref, owner=self.owner, now=self.clock(),
                                     state=State.CANCELED if canceled else State.CREATED,
                                     changes={"checkout_session_id": None,
-                                             "reason_code": "BuyerCanceled" if canceled else None})
+                                             "reason_code": "BuyerCanceled" if canceled else None,
+                                             # a pending one's (its 202 stored them): not this order's
+                                             "charge_id": None, "charge_permission_id": None, "result": None})
 
     async def _settle(
         self, checkout: Checkout, owner: str | None, state: State, changes: Mapping[str, Any]
@@ -547,9 +551,29 @@ class CheckoutService:
             await self.store.release_lease(checkout.ref, self.owner)
             return leased
         try:
+            if _failing(state):
+                foreign = await self._foreign_pending(leased)
+                if foreign is not None:
+                    return foreign
             return await self._settle(leased, self.owner, state, {"reason_code": charge.reason_code})
         except LeaseLost:  # Amazon outlasted our lease and another refresher went ahead: report the store
             return await self.store.get_checkout(checkout.ref) or leased
+
+    async def _foreign_pending(self, leased: Checkout) -> Checkout | None:
+        """A pending authorization that ended unpaid may only end the order if its session is the order's own
+        (router/checkout/amazon.py another_orders): one a stranger sent with this ref went pending as Amazon
+        took the finalize, and must not decline the order. Read (one getCheckoutSession, only on this rare
+        step); not the order's: unbound, the order open again for the buyer's own session. None: it is."""
+        assert leased.checkout_session_id is not None
+        try:
+            session = await self.amazon.get_checkout_session(leased.checkout_session_id)
+        except AmazonPayError:
+            return None  # unknown: settled as Amazon said, as before
+        foreign = another_orders(session, leased, failing=True)
+        if foreign is None:
+            return None
+        await self._not_this_orders(leased, f"{foreign}; declined after pending")
+        return await self._stored(leased.ref)
 
     async def _find_pending_charge(self, leased: Checkout) -> Checkout:
         """Holding the lease of a pending checkout without a charge id: store the one its session names
@@ -563,6 +587,10 @@ class CheckoutService:
                 return await self.store.transition(leased.ref, owner=self.owner, now=self.clock(),
                                                    state=State.PENDING, changes=changes)
             if state is not None and state != State.COMPLETED:  # canceled, declined or expired at Amazon
+                foreign = another_orders(session, leased, failing=True)
+                if foreign is not None:
+                    await self._not_this_orders(leased, f"{foreign}; declined after pending")
+                    return await self._stored(leased.ref)
                 return await self._settle(leased, self.owner, state, session_fields(session))
         except AmazonPayError:
             pass
@@ -632,4 +660,4 @@ def _failure(exc: AmazonPayError) -> str:
 
 def _failing(state: State | None) -> bool:
     """Whether settling in `state` ends the order unpaid (declined, canceled, expired, failed)."""
-    return state is not None and state not in (State.COMPLETED, State.PENDING)
+    return state in (State.DECLINED, State.CANCELED, State.EXPIRED, State.FAILED)

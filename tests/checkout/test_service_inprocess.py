@@ -201,13 +201,15 @@ async def test_a_completed_session_whose_charge_cannot_be_read_is_pending_not_pa
     authorization the charge may still be AuthorizationInitiated: pending (nothing ships), then polled."""
     checkout = await service.register(ORDER)  # can_handle_pending=True
     amazon.finalizes.append(error(503, "ServiceUnavailable"))
-    amazon.sessions.append(session(SID, "Completed", charge_id="S01-1-1-C1"))
+    amazon.sessions.append(session(SID, "Completed", charge_id="S01-1-1-C1", ref=checkout.ref))
     amazon.charges.append(error(503, "ServiceUnavailable"))
     outcome = await service.finalize(checkout.ref, SID)
     assert outcome.checkout.state == State.PENDING and outcome.checkout.charge_id == "S01-1-1-C1"
     amazon.charges.append(charge("S01-1-1-C1", "Declined", "HardDeclined"))
+    amazon.sessions.append(session(SID, "Completed", charge_id="S01-1-1-C1", ref=checkout.ref))
     assert (await service.refresh_pending(outcome.checkout)).state == State.DECLINED
-    assert amazon.operations() == ["finalize", "getCheckoutSession", "getCharge", "getCharge"]
+    # declined after pending: the session is read to see that it is this order's own
+    assert amazon.operations() == ["finalize", "getCheckoutSession", "getCharge", "getCharge", "getCheckoutSession"]
 
 
 async def test_without_pending_authorization_a_completed_session_is_paid_even_if_the_charge_is_unread(
@@ -428,7 +430,7 @@ async def test_a_pending_checkout_without_a_charge_whose_session_was_canceled_se
     checkout = await service.register(ORDER)
     amazon.finalizes.append(finalized(SID, 202, charge_id=None))
     pending = (await service.finalize(checkout.ref, SID)).checkout
-    amazon.sessions.append(session(SID, "Canceled", reason_code="Declined"))
+    amazon.sessions.append(session(SID, "Canceled", reason_code="Declined", ref=checkout.ref))
     assert (await service.refresh_pending(pending)).state == State.DECLINED
 
 

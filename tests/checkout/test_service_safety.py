@@ -322,3 +322,24 @@ async def test_made_up_ids_across_orders_leave_the_buyers_first_ids_their_quota(
         checkout = await service.register(ORDER)
         outcome = await service.finalize(checkout.ref, amazon.session("14.00").session_id)
         assert outcome.error is None and outcome.checkout.state == State.COMPLETED
+
+
+@pytest.mark.parametrize("url", [WEB_SHOP, "https://shop.example/amazon-pay/result?ref=someone-elses-ref"])
+async def test_a_session_not_naming_this_ref_that_goes_pending_cannot_decline_the_order(
+    service: CheckoutService, store: Store, amazon: Amazon, backend: Backend, url: str
+) -> None:
+    """Amazon answers such a session's finalize 202 (pending) and declines it later: the decline used to end
+    the order (checkout.declined) and lock out the buyer's own session with a 409. Only the order's own
+    session may end it unpaid: when the pending one is declined, the order is open again, unbound."""
+    checkout = await service.register(NewCheckout("order-2", "14.00", "USD", "AuthorizeWithCapture", True))
+    foreign = amazon.session("14.00", "pending-then-declined", result_return_url=url, pending_polls=1).session_id
+    assert (await service.finalize(checkout.ref, foreign)).checkout.state == State.PENDING
+    for _ in range(3):
+        after = await service.refresh_pending(await store.get_checkout(checkout.ref) or checkout)
+        if after.state != State.PENDING:
+            break
+    assert after.state == State.CREATED and after.checkout_session_id is None and after.charge_id is None
+    assert after.lease_owner is None
+    assert [e.type for e in await store.list_events()] == ["checkout.pending"]
+    genuine = amazon.session("14.00", result_return_url=result_url_for(checkout.ref)).session_id
+    assert (await service.finalize(checkout.ref, genuine)).checkout.state == State.COMPLETED

@@ -77,7 +77,7 @@ def test_unpaid_scenarios_say_so(router: Router, emulator: Emulator, scenario: s
 
 def test_pending_page_refreshes_itself_until_final(router: Router, emulator: Emulator) -> None:
     ref = router.register(pending=True)["ref"]
-    session_id = emulator.create_session(scenario="pending-then-declined")
+    session_id = emulator.create_session(scenario="pending-then-declined", ref=ref)
     first = router.get(result_url(ref, session_id))
     assert "Confirming your payment" in first.text
     assert 'http-equiv="refresh"' in first.text and "<script" not in first.text
