@@ -62,9 +62,9 @@ STORE_POLL = Backoff(0.02, 0.5)  # while another holder calls Amazon: poll the s
 
 
 class NotBound(StoreUnavailable):
-    """The store failed as a return was binding its session, and a read after shows the order bound to none:
-    nothing was stored or sent to Amazon with it, so nothing resumes it; only the buyer's retry (the page's
-    own refresh) finalizes it once the store writes again."""
+    """The store failed as a return was binding its session, and nothing shows the order bound (a read after
+    shows none, or cannot be made): nothing may have been stored or sent to Amazon with it, so nothing would
+    resume it; only the buyer's retry (the page's own refresh) finalizes it once the store writes again."""
 
 
 class CheckoutService:
@@ -181,12 +181,13 @@ class CheckoutService:
         return binding.checkout, binding.leased, binding.newly_bound  # a cancel-URL cancel was reopened there
 
     async def _unless_bound(self, ref: str, failure: StoreUnavailable) -> None:
-        """Raise NotBound if the failed bind left the order bound to no session (the read works: a full disk,
-        a locked file or a read-only replica fail writes only); else return, and the failure stands."""
+        """Raise NotBound unless a read shows the order bound after the failed bind (then the reconciler
+        resumes it, and the failure stands). When the reads fail too (the whole store is down), whether a
+        COMMIT got through is unknown: NotBound, since only "keep this page open" is true either way."""
         try:
             found = await self.store.get_checkout(ref)
         except StoreUnavailable:
-            return  # the reads fail too: whether a session is bound (a COMMIT lost on the way) is unknown
+            raise NotBound(str(failure)) from failure
         if found is not None and found.checkout_session_id is None:
             raise NotBound(str(failure)) from failure
 

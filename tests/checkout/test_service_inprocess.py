@@ -8,7 +8,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -24,7 +24,7 @@ from router.amazon_pay.models import FinalizeResult
 from router.checkout.model import Busy, Checkout, NewCheckout, OutcomeError, State
 from router.checkout.probes import LOOK_INTERVAL
 from router.checkout.reconciler import Reconciler
-from router.checkout.service import CheckoutService, idempotency_key
+from router.checkout.service import CheckoutService, NotBound, idempotency_key
 from router.store import open_store
 from router.store.base import Binding, Store, StoreUnavailable
 from tests.support.fake_amazon import FakeAmazonPay, charge, error, finalized, session
@@ -638,3 +638,22 @@ async def test_a_failed_reconciler_pass_logs_the_stores_own_words(
         await asyncio.wait_for(running, timeout=5)
     failed = {r.getMessage() for r in caplog.records if r.name == "router.checkout.reconciler"}
     assert failed == {"reconciler pass failed: StoreUnavailable: SQLite store is not open"}
+
+
+async def test_a_bind_the_store_could_not_make_nor_read_is_not_bound_for_the_page(
+        store: Store, amazon: FakeAmazonPay, clock: Clock) -> None:
+    """The whole store down as the buyer returns (PostgreSQL stopped): the bind fails and so does the read
+    after it. Nothing shows the order bound, so nothing would resume it: NotBound (the page says only this
+    page, kept open, tries again), not the "we keep checking" of a bound one."""
+    class Down(StoreWrapper):
+        async def bind_and_lease(self, *args: Any, **kwargs: Any) -> Binding:
+            raise StoreUnavailable("PostgreSQL unavailable: ConnectionRefusedError")
+
+        async def get_checkout(self, ref: str) -> Checkout | None:
+            raise StoreUnavailable("PostgreSQL unavailable: ConnectionRefusedError")
+
+    checkout = await CheckoutService(store, amazon, clock=clock).register(ORDER)
+    service = CheckoutService(cast(Store, Down(store)), amazon, clock=clock, wait_seconds=0.1)
+    with pytest.raises(NotBound):
+        await service.finalize(checkout.ref, SID)
+    assert amazon.calls == []
