@@ -15,8 +15,10 @@ from router.checkout.events import EVENT_TYPES, event_for
 from router.checkout.model import PAYMENT_INTENTS, Checkout, State
 from router.webhooks.signature import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER
 
-# Events a payment may send after a `checkout.canceled` for the same ref; they then say so.
-SUPERSEDING = ("checkout.completed", "checkout.pending", "checkout.authorized")
+# Events that may follow a `checkout.canceled` for the same ref (the buyer came back from Amazon after the
+# cancel URL was loaded): every one of them says so (events.superseded_type), paid or not.
+SUPERSEDING = ("checkout.completed", "checkout.pending", "checkout.authorized", "checkout.declined",
+               "checkout.expired", "checkout.failed")
 _EVENT_DATA = {
     "type": "object",
     "required": ["ref", "merchantReference", "checkoutSessionId", "chargeId", "chargePermissionId", "state",
@@ -61,7 +63,8 @@ def _event_schema(event_type: str, state: State) -> dict[str, Any]:
     }
     if event_type in SUPERSEDING:
         properties["supersedes"] = {"const": "checkout.canceled", "description":
-                                    "Present when this payment follows a checkout.canceled for the same ref"}
+                                    "Present when this event follows a checkout.canceled for the same ref: the "
+                                    "cancel no longer holds; only a completed or authorized one is paid"}
     return {"type": "object", "required": ["id", "type", "created", "data"], "additionalProperties": False,
             "properties": properties}
 
