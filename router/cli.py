@@ -261,8 +261,10 @@ at it: [amazon_pay] public_key_id = the KEY_ID, private_key_file = the private h
   2. create the session Amazon Pay would have created:
      curl -s -X POST http://127.0.0.1:8400/_emulator/checkout-sessions -H 'content-type: application/json' \\
        -d '{{"chargeAmount": {{"amount": "14.00", "currencyCode": "USD"}},
-            "paymentIntent": "AuthorizeWithCapture", "scenario": "completed"}}'
-     → 201 {{"checkoutSessionId": "…"}} (amount, currency and intent as registered);
+            "paymentIntent": "AuthorizeWithCapture", "scenario": "completed",
+            "webCheckoutDetails": {{"checkoutResultReturnUrl": "<the checkoutResultReturnUrl of step 1>"}}}}'
+     → 201 {{"checkoutSessionId": "…"}} (amount, currency and intent as registered; the result URL as
+     the app's signed button gives it: only a session naming the order's ref may decline or cancel it);
   3. open the checkoutResultReturnUrl with &amazonCheckoutSessionId=<that id> appended, as Amazon Pay does.
 scenario: {", ".join(SCENARIOS)}.
 GET /_emulator/requests lists what the API received; POST /_emulator/reset forgets everything."""

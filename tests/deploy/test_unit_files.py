@@ -54,6 +54,8 @@ def test_unit_runs_unprivileged_restarts_on_failure_and_is_hardened() -> None:
     assert serve[serve.index("--host") + 1] == "127.0.0.1"  # only the proxy reaches it
     check = shlex.split(service["ExecStartPre"][0])
     assert check[1] == "check" and check[check.index("--config") + 1] == serve[serve.index("--config") + 1]
+    # not the store: a database not up yet at boot is serve's to wait for, not a failed start to restart
+    assert "--offline" in check
 
 
 def test_proxies_send_traffic_to_the_port_the_unit_serves() -> None:
