@@ -68,8 +68,8 @@ class ReturnRouter(private val base: String) {  // "https://pay.example.com"
             // App Links cannot require the session id in the query (android:path matches the path only):
             // a result link without one is not a return from Amazon, so the browser page handles it.
             val ref = link.getQueryParameter("ref")
-            val sessionId = link.getQueryParameter("amazonCheckoutSessionId")
-                ?: link.getQueryParameter("CheckoutSessionId")
+            val sessionId = link.getQueryParameter("amazonCheckoutSessionId")  // every name the files claim
+                ?: link.getQueryParameter("CheckoutSessionId") ?: link.getQueryParameter("checkoutSessionId")
             if (ref.isNullOrEmpty() || sessionId.isNullOrEmpty()) CheckoutResult.OpenInBrowser(link)
             else finalize(sessionId, ref)
         }

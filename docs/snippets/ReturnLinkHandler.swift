@@ -52,7 +52,8 @@ struct ReturnRouter {
         case ReturnPaths.result:
             // Amazon appends the session id; the ref is the one return-router put into the URL.
             guard let ref = query["ref"], !ref.isEmpty,
-                  let sessionId = query["amazonCheckoutSessionId"] ?? query["CheckoutSessionId"],
+                  let sessionId = query["amazonCheckoutSessionId"] ?? query["CheckoutSessionId"]
+                      ?? query["checkoutSessionId"],  // every name the association files claim
                   !sessionId.isEmpty else { return .openInBrowser(link) }
             return await finalize(sessionId: sessionId, ref: ref)
         case ReturnPaths.cancel, ReturnPaths.error:

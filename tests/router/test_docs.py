@@ -253,3 +253,11 @@ def test_snippets_call_an_order_paid_only_when_the_api_says_so() -> None:
     assert 'if (state == "completed" || state == "authorized") CheckoutResult.Paid(state)' in KOTLIN
     states = set(re.findall(r'"(completed|authorized)"', SWIFT + KOTLIN))
     assert states == {State.COMPLETED.value, State.AUTHORIZED.value}  # the two states outcome_response answers 200
+
+
+@pytest.mark.parametrize("language", sorted(SNIPPETS))
+def test_snippets_read_every_session_id_name_the_association_files_claim(language: str) -> None:
+    """The served files claim the result path with any of SESSION_ID_PARAMS: a link with one the app does not
+    read opened the app, which then sent the buyer to the browser."""
+    for name in SESSION_ID_PARAMS:
+        assert f'query["{name}"]' in SNIPPETS[language] or f'getQueryParameter("{name}")' in SNIPPETS[language], name
