@@ -34,6 +34,7 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from router.config import ServerSettings
@@ -89,6 +90,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     _body_began: float | None = None  # loop time its head ended, once a read ended with the body unfinished
     _body_overdue = False  # the body missed its deadline after the answer had started: close once it is written
     _head_bytes = 0  # bytes received while the current head was unfinished
+    _upgrade_body_left = 0  # body bytes still to come of an Upgrade request the parser stopped at its head
     _front: FrontDoor | None = None  # the app, when it is the front door with nothing of uvicorn's around it
     _default_head: tuple[object, bytes] = (None, b"")  # uvicorn's default headers (Date) and their lines
 
@@ -99,7 +101,10 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_timer = self.loop.call_later(_limits.header_timeout_seconds, self._check)
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        if self._upgrade_body_left:
+            self._upgrade_body(data)
+        else:
+            self._feed(data)
         if self._head_began is not None:
             if not self.transport.is_closing():
                 self._head_bytes += len(data)
@@ -107,6 +112,31 @@ class BoundedHeadProtocol(HttpToolsProtocol):
                     self._refuse(_TOO_LARGE_RESPONSE, "larger than %s bytes", _limits.max_header_bytes)
         elif self._body_open and self._body_began is None:  # this read ended a head, not its body
             self._start_body_clock()
+
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's data_received, but for an Upgrade request (served as plain HTTP, see on_headers_complete)
+        the bytes after its head are its body, which the parser, stopped at the head, would have dropped."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._unsupported_upgrade_warning()
+            if self._upgrade_body_left:
+                self._upgrade_body(data[upgrade.args[0]:])
+
+    def _upgrade_body(self, data: bytes) -> None:
+        """An Upgrade request's body, by its Content-Length, handed on as the parser would have; the request
+        is complete once all of it came (what follows is dropped: the connection ends with the answer)."""
+        part = data[:self._upgrade_body_left]
+        self._upgrade_body_left -= len(part)
+        if part:
+            self.on_body(part)
+        if not self._upgrade_body_left:
+            self.on_message_complete()
 
     def _start_body_clock(self) -> None:
         """The body's deadline counts from now; the connection's timer fires by then."""
@@ -135,9 +165,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             if not self.url.startswith(b"/"):
                 self._keep_target()
             if self.parser.should_upgrade():
-                # The parser stops at an upgrade and drops what follows in the same read (a pipelined
-                # request would wait for good): the connection ends with this answer (Connection: close).
+                # The parser stops at an upgrade (and calls on_message_complete at once, body or not): this
+                # protocol hands on the body a Content-Length gives (a client trying h2c posts with one),
+                # and the connection ends with this answer (Connection: close), as nothing after is parsed.
                 self.cycle.keep_alive = False
+                self._upgrade_body_left = _content_length(self.headers)
 
     def _over_limit(self) -> bool:
         """uvicorn's own test for its 503, where this protocol can answer it at once: no answer is being
@@ -165,6 +197,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self.scope["raw_path"], self.scope["path"] = target, unquote(target.decode("latin-1"))
 
     def on_message_complete(self) -> None:
+        if self._upgrade_body_left:  # the parser's, at an Upgrade request's head: its body is still to come
+            return
         self._body_open = False
         self._body_began = None
         super().on_message_complete()
@@ -274,6 +308,12 @@ class _Answered:
 
 
 _ANSWERED: Any = _Answered()
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The request's Content-Length, 0 when none or not one plain number (the guard and the app refuse those)."""
+    values = [value for name, value in headers if name == b"content-length"]
+    return int(values[0]) if len(values) == 1 and values[0].isdigit() else 0
 
 
 def _upgrade_of(headers: list[tuple[bytes, bytes]]) -> str:

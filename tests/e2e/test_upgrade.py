@@ -4,11 +4,12 @@ WebSocket, so each is the plain HTTP request it also is, through the guard and t
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 from tests.e2e.raw import exchange
-from tests.e2e.test_slow_clients import served
-from tests.support.config import HOST
+from tests.e2e.test_slow_clients import ORDER, checkouts, served
+from tests.support.config import HOST, TOKEN
 from tests.support.emulator import Emulator
 
 SESSION = "bd504926-f659-4ad7-a1a9-9a747aaf5275"
@@ -43,3 +44,28 @@ def test_a_websocket_handshake_gets_the_page_and_no_log_line_names_its_ids(
     assert "GET /amazon-pay/result" in printed  # the access lines were written, masked
     assert SESSION not in printed and REF not in printed, printed
     assert "WebSocket" not in printed and "Unsupported upgrade" not in printed, printed
+
+
+def test_a_post_that_also_asks_for_h2c_is_served_with_its_body(
+        tmp_path: Path, emulator: Emulator, key_files: tuple[Path, Path]) -> None:
+    """curl --http2 on http://, and other clients trying h2c, send Upgrade on a POST with its body: the parser
+    stopped at the head and dropped the body, and a valid register got 400 invalid_json. The body is read
+    by its Content-Length, in the same read as the head or after it."""
+    head = (f"POST /v1/checkouts HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: application/json\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+            f"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: {len(ORDER)}\r\n\r\n").encode()
+    with served(tmp_path, emulator, key_files, "") as (port, _):
+        url = f"http://127.0.0.1:{port}"
+        together = exchange(url, head + ORDER)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(head + ORDER[:10])
+            time.sleep(0.2)  # the rest of the body in a later read
+            sock.sendall(ORDER[10:])
+            sock.settimeout(5)
+            apart = b""
+            while chunk := sock.recv(65536):  # until the server closes
+                apart += chunk
+    assert together.status == 201, together.text
+    assert together.headers["connection"] == "close" and "upgrade" not in together.headers
+    assert apart.startswith(b"HTTP/1.1 201 "), apart
+    assert checkouts(tmp_path) == 2
