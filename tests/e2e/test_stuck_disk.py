@@ -6,15 +6,10 @@ Needs root (mount, fsfreeze), as the CI machine has; elsewhere it is skipped wit
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from router.app import create_app
 from router.config import Settings
@@ -23,6 +18,7 @@ from tests.support import http_client, serve_app
 from tests.support.concurrency import in_background
 from tests.support.config import AUTH
 from tests.support.emulator import Emulator
+from tests.support.loop_disk import loop_mount
 from tests.support.processes import page_kind, return_path
 from tests.support.routers import Router
 
@@ -30,29 +26,10 @@ BUSY_TIMEOUT = 0.5
 LEASE_SECONDS = 2
 
 
-@contextlib.contextmanager
-def loop_mount(tmp_path: Path) -> Iterator[Path]:
-    """A small ext4 file system of its own, mounted on a loop device (detached again at unmount)."""
-    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("mkfs.ext4", "mount", "fsfreeze")):
-        pytest.skip("needs root with mkfs.ext4, mount and fsfreeze")
-    image, mountpoint = tmp_path / "disk.img", tmp_path / "disk"
-    mountpoint.mkdir()
-    subprocess.run(["truncate", "-s", "32M", str(image)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", str(image)], check=True)
-    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot loop-mount here: {mounted.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["fsfreeze", "-u", str(mountpoint)], capture_output=True)
-        subprocess.run(["umount", str(mountpoint)], check=True)
-
-
 def test_a_frozen_disk_answers_503_within_the_bound_then_recovers(
     make_settings: Callable[..., Settings], emulator: Emulator, tmp_path: Path
 ) -> None:
-    with loop_mount(tmp_path) as disk:
+    with loop_mount(tmp_path, "32M", freezable=True) as disk:
         # A write the frozen disk held may commit on thaw, the return's lease with it: that lease must
         # run out before a retry leads (as after a crash), so a short one keeps the test short.
         settings = make_settings(f"\n[checkout]\nlease_seconds = {LEASE_SECONDS}\n",

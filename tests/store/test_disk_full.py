@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ import pytest
 import router.store.sqlite as sqlite_module
 from router.store.base import StoreUnavailable
 from router.store.sqlite import SQLiteStore
+from tests.support.loop_disk import loop_mount
 from tests.support.stores import checkout
 
 WINDOW = 0.5  # FULL_WINDOW in these tests, so that the recovery is seen quickly
@@ -68,25 +67,6 @@ async def _after_window() -> None:
     await asyncio.sleep(WINDOW + 0.1)
 
 
-@contextlib.contextmanager
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """An 8 MB ext4 file system on a loop device, unmounted (and its image deleted) at the end."""
-    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("mkfs.ext4", "mount", "umount")):
-        pytest.skip("needs root with mkfs.ext4 and mount")
-    image, mountpoint = tmp_path / "disk.img", tmp_path / "disk"
-    mountpoint.mkdir()
-    subprocess.run(["truncate", "-s", "8M", str(image)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", str(image)], check=True)
-    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot loop-mount here: {mounted.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", str(mountpoint)], check=True)
-        image.unlink()
-
-
 def fill(disk: Path, leave: int) -> Path:
     """A file taking all the space but `leave` bytes (about one WAL frame: a one-row write fits, a
     checkout's rows and index entries do not)."""
@@ -100,7 +80,7 @@ def fill(disk: Path, leave: int) -> Path:
 
 
 async def test_not_ready_right_after_writes_failed_on_a_full_disk(tmp_path: Path) -> None:
-    with small_disk(tmp_path) as disk:
+    with loop_mount(tmp_path, "8M") as disk:
         async with opened(disk / "rr.db") as store:
             for i in range(50):
                 await store.create_checkout(checkout(f"warm{i:03d}"))
