@@ -354,12 +354,14 @@ def test_service_down_buyers_get_the_confirming_page_and_the_api_its_json_503(
         assert answer.headers["retry-after"] == "5" and answer.headers["cache-control"] == "no-store"
         assert answer.headers["strict-transport-security"] == "max-age=63072000"
         assert "default-src 'none'" in answer.headers["content-security-policy"]
+        assert answer.headers["x-content-type-options"] == "nosniff"
     assert all(answer.content == page for answer in buyer) and head.content == b""
     app_codes = set(re.findall(r'error_response\(503, "(\w+)"', (DEPLOY.parent / "router" / "app.py").read_text()))
     for answer in api:
         assert answer.status_code == 503 and answer.headers["content-type"] == "application/json", answer.text
         assert answer.headers["retry-after"] == "5" and answer.headers["cache-control"] == "no-store"
         assert answer.headers["strict-transport-security"] == "max-age=63072000"
+        assert answer.headers["x-content-type-options"] == "nosniff"  # as the service's own JSON answers
         body = json.loads(answer.content)
         assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
         assert app_codes == {body["error"]["code"]} == {"unavailable"}
